@@ -1,0 +1,221 @@
+//! `pietura bench`: the pipeline against the raw broker, measured in one run.
+//!
+//! 1. Ceiling: publish N messages of a form item's size with confirms to a
+//!    scratch quorum queue while consuming them with manual acks.
+//! 2. Pipeline: N form items through the real daemon (RabbitMQ → engine →
+//!    PostgreSQL registry → outbox → unit queue), items/s and the latency
+//!    from receipt to the routed notice being confirmed in its unit queue.
+//! 3. The same at half the measured pipeline rate, for the latency target.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use sqlx::Row;
+
+use crate::bus::publish_intake;
+use crate::config::{BusKind, Settings};
+use crate::daemon::Daemon;
+use crate::message::{ChannelKind, ChannelRef, IntakeMessage, Sender};
+
+/// What one benchmark run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub items: usize,
+    pub ceiling_per_s: f64,
+    pub pipeline_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub half_load_per_s: f64,
+    pub half_p50_ms: f64,
+    pub half_p99_ms: f64,
+}
+
+impl BenchReport {
+    /// The end-to-end rate as a share of the broker ceiling.
+    pub fn ratio(&self) -> f64 {
+        self.pipeline_per_s / self.ceiling_per_s
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "items per run                 {}", self.items)?;
+        writeln!(f, "raw broker ceiling            {:.0} msg/s (publish+confirm, consume+ack)", self.ceiling_per_s)?;
+        writeln!(f, "pipeline (full load)          {:.0} items/s, receipt→routed p50 {:.0} ms, p99 {:.0} ms", self.pipeline_per_s, self.p50_ms, self.p99_ms)?;
+        writeln!(f, "ratio pipeline / ceiling      {:.1} %", self.ratio() * 100.0)?;
+        write!(f, "half load ({:.0} items/s)      receipt→routed p50 {:.0} ms, p99 {:.0} ms", self.half_load_per_s, self.half_p50_ms, self.half_p99_ms)
+    }
+}
+
+/// Errors end the run; the message says which stage failed.
+pub type BenchResult<T> = Result<T, String>;
+
+const SAMPLE_BODIES: &[&str] = &[
+    "Labdien! Lūdzu izsniegt būvatļauju palīgēkas pārbūvei Bebrenes pagastā. Pielikumā paskaidrojuma raksts.",
+    "ludzu pieskirt malkas pabalstu, esmu trucigs pensionars",
+    "Ielas apgaismojums nedeg Raiņa ielā, bedres ceļā uz Šēderi.",
+    "Cik ilgi jāgaida rindā uz bērnudārzu Subatē?",
+    "Sveiki, vai jums garšo kafija?",
+];
+
+fn form_item(i: usize, run: &str) -> IntakeMessage {
+    let mut m = IntakeMessage::new(
+        ChannelRef { kind: ChannelKind::WebForm, instance: "bench".into() },
+        format!("bench:{run}:{i}"),
+        SAMPLE_BODIES[i % SAMPLE_BODIES.len()].repeat(4),
+    );
+    m.subject = Some("Iesniegums".into());
+    m.sender = Sender { name: Some("Jānis Bērziņš".into()), email: Some("janis@example.lv".into()), ..Sender::default() };
+    m.metadata.insert("web_form".into(), serde_json::json!({"form_id": "bench", "fields": {"name": "Jānis Bērziņš"}}));
+    m
+}
+
+async fn ceiling(url: &str, n: usize, size: usize, window: usize) -> BenchResult<f64> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await.map_err(|e| format!("ceiling: connect: {e}"))?;
+    let pubch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    pubch.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
+    let queue = format!("pietura-bench-raw-{}", uuid::Uuid::now_v7());
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    pubch.queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await.map_err(|e| e.to_string())?;
+    let conch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    conch.basic_qos(window.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
+    let mut consumer = conch.basic_consume(queue.clone().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(|e| e.to_string())?;
+    let payload = vec![b'x'; size];
+    let start = Instant::now();
+    let consume = tokio::spawn(async move {
+        let mut got = 0;
+        while got < n {
+            match consumer.next().await {
+                Some(Ok(d)) => {
+                    let _ = d.ack(BasicAckOptions::default()).await;
+                    got += 1;
+                }
+                _ => break,
+            }
+        }
+        got
+    });
+    let mut inflight = FuturesUnordered::new();
+    for _ in 0..n {
+        if inflight.len() >= window {
+            inflight.next().await;
+        }
+        let confirm = pubch
+            .basic_publish("".into(), queue.clone().into(), BasicPublishOptions::default(), &payload, BasicProperties::default().with_delivery_mode(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        inflight.push(confirm);
+    }
+    while inflight.next().await.is_some() {}
+    let got = consume.await.map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = pubch.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+    let _ = conn.close(200, "bench done".into()).await;
+    if got < n {
+        return Err(format!("ceiling: consumed only {got} of {n}"));
+    }
+    Ok(n as f64 / elapsed)
+}
+
+/// Publishes `n` items (paced to `rate` per second if given) and waits until
+/// every routed notice is confirmed; returns (items/s, latency histogram in ms).
+async fn pipeline(daemon: &Daemon, n: usize, rate: Option<f64>, window: usize) -> BenchResult<(f64, Histogram<u64>)> {
+    let run = uuid::Uuid::now_v7().to_string();
+    let items: Vec<IntakeMessage> = (0..n).map(|i| form_item(i, &run)).collect();
+    let bus = daemon.bus.clone();
+    let start = Instant::now();
+    let mut inflight = FuturesUnordered::new();
+    for (i, mut m) in items.into_iter().enumerate() {
+        if let Some(r) = rate {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        if inflight.len() >= window {
+            if let Some(res) = inflight.next().await {
+                res?;
+            }
+        }
+        m.received_at = chrono::Utc::now();
+        let bus = bus.clone();
+        inflight.push(async move { publish_intake(bus.as_ref(), &m).await.map_err(|e| e.to_string()) });
+    }
+    while let Some(res) = inflight.next().await {
+        res?;
+    }
+    let pool = daemon.registry.pool().clone();
+    let prefix = format!("bench:{run}:%");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let routed: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM items i WHERE i.idempotency_key LIKE $1 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.item_id = i.id)",
+        )
+        .bind(&prefix)
+        .fetch_one(&pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| e.to_string())?;
+        if routed as usize >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("pipeline: only {routed} of {n} items routed after 300 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rows = sqlx::query(
+        "SELECT i.received_at, a.at FROM items i JOIN audit_log a ON a.item_id = i.id AND a.action = 'published' WHERE i.idempotency_key LIKE $1",
+    )
+    .bind(&prefix)
+    .fetch_all(&pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    for r in rows {
+        let received: String = r.try_get(0).map_err(|e| e.to_string())?;
+        let routed: String = r.try_get(1).map_err(|e| e.to_string())?;
+        let (Ok(a), Ok(b)) = (chrono::DateTime::parse_from_rfc3339(&received), chrono::DateTime::parse_from_rfc3339(&routed)) else {
+            continue;
+        };
+        let _ = hist.record((b - a).num_milliseconds().max(0) as u64);
+    }
+    Ok((n as f64 / elapsed, hist))
+}
+
+/// Runs the whole benchmark. `settings` must select AMQP (and normally PostgreSQL).
+pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
+    if settings.bus.kind != BusKind::Amqp {
+        return Err("the benchmark measures RabbitMQ: set bus.kind = \"amqp\" and bus.url".into());
+    }
+    let url = settings.bus_url()?.unwrap_or_default();
+    settings.http.listen = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+    settings.rules.watch = false;
+    settings.bus.prefix = format!("pietura-bench-{}", std::process::id());
+    let size = form_item(0, "size").encode().len();
+    let window = usize::from(settings.bus.prefetch).max(64) * 4;
+    eprintln!("measuring the raw broker ceiling with {n} messages of {size} bytes…");
+    let ceiling_per_s = ceiling(&url, n, size, window).await?;
+    let daemon = Daemon::start(settings).await.map_err(|e| e.to_string())?;
+    eprintln!("pushing {n} items through the pipeline at full load…");
+    let (pipeline_per_s, full) = pipeline(&daemon, n, None, window).await?;
+    let half = pipeline_per_s / 2.0;
+    eprintln!("pushing {n} items at half load ({half:.0}/s)…");
+    let (_, halfh) = pipeline(&daemon, n, Some(half), window).await?;
+    daemon.shutdown().await;
+    Ok(BenchReport {
+        items: n,
+        ceiling_per_s,
+        pipeline_per_s,
+        p50_ms: full.value_at_quantile(0.5) as f64,
+        p99_ms: full.value_at_quantile(0.99) as f64,
+        half_load_per_s: half,
+        half_p50_ms: halfh.value_at_quantile(0.5) as f64,
+        half_p99_ms: halfh.value_at_quantile(0.99) as f64,
+    })
+}

@@ -1,0 +1,456 @@
+//! RabbitMQ bus (lapin). We own reconnection instead of lapin's recovery
+//! (see stack-facts: it may not republish unconfirmed messages): every
+//! [`Bus::publish`] waits for its own confirm, and on a lost connection,
+//! a nack or an unroutable return it reconnects and publishes again until
+//! its deadline. A repeated publish is harmless: the registry deduplicates by
+//! idempotency key.
+//!
+//! Topology (`<p>` = `bus.prefix`), declared idempotently on every connect:
+//! `<p>.intake` topic exchange → `<p>.engine` quorum queue (`intake.#`,
+//! `x-delivery-limit`, dead-lettered to `<p>.dead`); `<p>.routed` direct
+//! exchange → `<p>.review` and one `<p>.unit.<id>` quorum queue per unit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use super::{Acker, Bus, BusError, Consumer, Delivery, Route};
+
+/// What the AMQP bus needs to know.
+#[derive(Debug, Clone)]
+pub struct AmqpOptions {
+    pub url: String,
+    pub prefix: String,
+    pub prefetch: u16,
+    pub delivery_limit: u32,
+    /// How long one publish keeps retrying before it reports failure.
+    pub publish_timeout: Duration,
+}
+
+struct Link {
+    generation: u64,
+    connection: Connection,
+    publish: Channel,
+}
+
+struct Inner {
+    opts: AmqpOptions,
+    link: Mutex<Option<Arc<Link>>>,
+    generation: std::sync::atomic::AtomicU64,
+    units_declared: Mutex<HashSet<String>>,
+}
+
+/// RabbitMQ with publisher confirms and manual acknowledgements.
+#[derive(Clone)]
+pub struct AmqpBus {
+    inner: Arc<Inner>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+fn s(v: &str) -> ShortString {
+    ShortString::from(v.to_string())
+}
+
+fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(s("x-queue-type"), AMQPValue::LongString("quorum".into()));
+    for (k, v) in extra {
+        t.insert(s(k), v.clone());
+    }
+    t
+}
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+impl Inner {
+    fn name(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.opts.prefix)
+    }
+
+    async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        let p = |x: &str| s(&self.name(x));
+        ch.exchange_declare(p("intake"), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
+            .await?;
+        ch.exchange_declare(p("dead"), ExchangeKind::Fanout, durable_exchange(), FieldTable::default())
+            .await?;
+        ch.exchange_declare(p("routed"), ExchangeKind::Direct, durable_exchange(), FieldTable::default())
+            .await?;
+        ch.queue_declare(p("dead"), durable_queue(), quorum_args(&[])).await?;
+        ch.queue_bind(p("dead"), p("dead"), s(""), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        ch.queue_declare(
+            p("engine"),
+            durable_queue(),
+            quorum_args(&[
+                ("x-delivery-limit", AMQPValue::LongInt(self.opts.delivery_limit as i32)),
+                ("x-dead-letter-exchange", AMQPValue::LongString(self.name("dead").into())),
+            ]),
+        )
+        .await?;
+        ch.queue_bind(p("engine"), p("intake"), s("intake.#"), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        ch.queue_declare(p("review"), durable_queue(), quorum_args(&[])).await?;
+        ch.queue_bind(p("review"), p("routed"), s("review"), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        Ok(())
+    }
+
+    async fn declare_unit(&self, ch: &Channel, unit: &str) -> Result<(), lapin::Error> {
+        let queue = s(&self.name(&format!("unit.{unit}")));
+        ch.queue_declare(queue.clone(), durable_queue(), quorum_args(&[])).await?;
+        ch.queue_bind(
+            queue,
+            s(&self.name("routed")),
+            s(&format!("unit.{unit}")),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    }
+
+    /// The current link, connecting (and declaring) if there is none.
+    async fn link(&self) -> Result<Arc<Link>, BusError> {
+        let mut guard = self.link.lock().await;
+        if let Some(l) = guard.as_ref()
+            && l.connection.status().connected()
+            && l.publish.status().connected()
+        {
+            return Ok(l.clone());
+        }
+        let name = format!("pietura-{}", std::process::id());
+        let connection = Connection::connect(
+            &self.opts.url,
+            ConnectionProperties::default().with_connection_name(name.into()),
+        )
+        .await
+        .map_err(unavailable)?;
+        let publish = connection.create_channel().await.map_err(unavailable)?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        self.declare(&publish).await.map_err(unavailable)?;
+        self.units_declared.lock().await.clear();
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let link = Arc::new(Link {
+            generation,
+            connection,
+            publish,
+        });
+        *guard = Some(link.clone());
+        tracing::info!(generation, "connected to RabbitMQ");
+        Ok(link)
+    }
+
+    /// Drops a broken link so the next call reconnects.
+    async fn drop_link(&self, generation: u64) {
+        let mut guard = self.link.lock().await;
+        if guard.as_ref().is_some_and(|l| l.generation == generation) {
+            if let Some(l) = guard.take() {
+                let _ = l.connection.close(200, s("reconnecting")).await;
+            }
+        }
+    }
+
+    async fn publish_once(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), (u64, BusError)> {
+        let link = self.link().await.map_err(|e| (0, e))?;
+        let fail = |reason: String| {
+            (
+                link.generation,
+                BusError::NotConfirmed {
+                    message_id: message_id.to_string(),
+                    reason,
+                },
+            )
+        };
+        let (exchange, key) = match route {
+            Route::Intake(m) => (
+                self.name("intake"),
+                format!("intake.{}.{}", m.channel.kind, m.channel.instance.replace('.', "_")),
+            ),
+            Route::Unit(u) => {
+                let mut declared = self.units_declared.lock().await;
+                if !declared.contains(u) {
+                    self.declare_unit(&link.publish, u)
+                        .await
+                        .map_err(|e| fail(format!("declaring unit queue {u}: {e}")))?;
+                    declared.insert(u.to_string());
+                }
+                (self.name("routed"), format!("unit.{u}"))
+            }
+            Route::Review => (self.name("routed"), "review".to_string()),
+        };
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(s("application/json"))
+            .with_message_id(s(message_id))
+            .with_app_id(s("pietura"));
+        let confirm = link
+            .publish
+            .basic_publish(
+                s(&exchange),
+                s(&key),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                payload,
+                props,
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if confirm.is_nack() {
+            return Err(fail("the broker refused it (nack)".into()));
+        }
+        if let Some(returned) = confirm.take_message() {
+            return Err(fail(format!(
+                "unroutable ({} {}): no queue is bound for {key}",
+                returned.reply_code, returned.reply_text
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl AmqpBus {
+    /// Connects once (so a wrong URL fails loudly at start) and declares the topology.
+    pub async fn connect(opts: AmqpOptions) -> Result<Self, BusError> {
+        let bus = AmqpBus {
+            inner: Arc::new(Inner {
+                opts,
+                link: Mutex::new(None),
+                generation: Default::default(),
+                units_declared: Mutex::new(HashSet::new()),
+            }),
+        };
+        bus.inner.link().await?;
+        Ok(bus)
+    }
+
+    /// Closes the connection (tests use this to simulate a broker failure).
+    pub async fn force_disconnect(&self) {
+        let generation = self.inner.generation.load(std::sync::atomic::Ordering::SeqCst);
+        self.inner.drop_link(generation).await;
+    }
+
+    /// Queue names, for tests and operators.
+    pub fn queue_name(&self, suffix: &str) -> String {
+        self.inner.name(suffix)
+    }
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn publish(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), BusError> {
+        let deadline = tokio::time::Instant::now() + self.inner.opts.publish_timeout;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.inner.publish_once(route, payload, message_id).await {
+                Ok(()) => return Ok(()),
+                Err((generation, e)) => {
+                    if tokio::time::Instant::now() + backoff > deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!(message_id, "publish failed, reconnecting and publishing again: {e}");
+                    self.inner.drop_link(generation).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn consume_intake(&self) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(Box::new(AmqpConsumer {
+            bus: self.clone(),
+            stream: None,
+        }))
+    }
+
+    async fn ready(&self) -> bool {
+        self.inner.link().await.is_ok()
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, BusError> {
+        let link = self.inner.link().await?;
+        let ch = link.connection.create_channel().await.map_err(unavailable)?;
+        let q = ch
+            .queue_declare(
+                s(&self.inner.name("dead")),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, s("done")).await;
+        Ok(u64::from(q.message_count()))
+    }
+
+    async fn declare_units(&self, units: &[String]) -> Result<(), BusError> {
+        let link = self.inner.link().await?;
+        let mut declared = self.inner.units_declared.lock().await;
+        for u in units {
+            self.inner
+                .declare_unit(&link.publish, u)
+                .await
+                .map_err(unavailable)?;
+            declared.insert(u.clone());
+        }
+        Ok(())
+    }
+}
+
+struct AmqpConsumer {
+    bus: AmqpBus,
+    stream: Option<(u64, Channel, lapin::Consumer)>,
+}
+
+impl AmqpConsumer {
+    async fn open(&mut self) -> Result<(), BusError> {
+        let inner = &self.bus.inner;
+        let link = inner.link().await?;
+        let ch = link.connection.create_channel().await.map_err(unavailable)?;
+        ch.basic_qos(inner.opts.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let consumer = ch
+            .basic_consume(
+                s(&inner.name("engine")),
+                s(""),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.stream = Some((link.generation, ch, consumer));
+        Ok(())
+    }
+}
+
+fn delivery_count(props: &BasicProperties) -> u32 {
+    let Some(headers) = props.headers() else {
+        return 0;
+    };
+    match headers.inner().get("x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[async_trait]
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if self.stream.is_none()
+                && let Err(e) = self.open().await
+            {
+                tracing::warn!("intake consumer: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            let Some((generation, _, consumer)) = self.stream.as_mut() else {
+                continue;
+            };
+            let generation = *generation;
+            match consumer.next().await {
+                Some(Ok(d)) => {
+                    let previous = delivery_count(&d.properties);
+                    return Some(Delivery::new(
+                        d.data,
+                        previous,
+                        Box::new(AmqpAcker { acker: d.acker }),
+                    ));
+                }
+                Some(Err(e)) => tracing::warn!("intake consumer lost its channel: {e}; reconnecting"),
+                None => tracing::warn!("intake consumer stream ended; reconnecting"),
+            }
+            self.stream = None;
+            self.bus.inner.drop_link(generation).await;
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+struct AmqpAcker {
+    acker: lapin::Acker,
+}
+
+fn acked(result: Result<bool, lapin::Error>, what: &str) -> Result<(), BusError> {
+    match result {
+        Ok(true) => Ok(()),
+        // The channel is gone: the broker will deliver the message again and
+        // the registry will recognise it.
+        Ok(false) => Err(BusError::Unavailable(format!(
+            "{what} not sent: the channel was lost; the message will be redelivered"
+        ))),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        acked(self.acker.ack(BasicAckOptions::default()).await, "ack")
+    }
+
+    async fn retry(&self) -> Result<(), BusError> {
+        acked(
+            self.acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await,
+            "nack",
+        )
+    }
+
+    async fn dead_letter(&self, reason: &str) -> Result<(), BusError> {
+        tracing::error!(reason, "dead-lettering message");
+        acked(
+            self.acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await,
+            "reject",
+        )
+    }
+}

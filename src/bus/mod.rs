@@ -1,0 +1,147 @@
+//! The durable hand-off between channels and the rules engine, and from the
+//! engine to unit queues. Two implementations behind one narrow trait:
+//! RabbitMQ ([`amqp`]) for production and a queue table in the registry
+//! database ([`embedded`]) for a single machine with no broker.
+//!
+//! The contract both keep: [`Bus::publish`] returns `Ok` only once the
+//! message is durably stored (publisher confirm, or committed row), so a
+//! channel may acknowledge its source after it; a consumer acknowledges a
+//! delivery only after the registry commit; a poison message is
+//! dead-lettered, never dropped.
+
+pub mod amqp;
+pub mod embedded;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{BusKind, Settings};
+use crate::message::IntakeMessage;
+use crate::registry::Registry;
+
+/// Bus failures. Transient ones are retried by the caller; the message says which.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unreachable: {0} (is RabbitMQ running at the configured bus.url?)")]
+    Unavailable(String),
+    #[error("message {message_id} was not confirmed by the bus: {reason}")]
+    NotConfirmed { message_id: String, reason: String },
+    #[error("bus error: {0}")]
+    Other(String),
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// From a channel to the rules engine.
+    Intake(&'a IntakeMessage),
+    /// A registered item's notice to a unit's queue.
+    Unit(&'a str),
+    /// A registered item's notice to the review queue.
+    Review,
+}
+
+/// One delivery taken from the intake queue.
+pub struct Delivery {
+    pub payload: Vec<u8>,
+    /// How many times this message has been delivered before, if the bus knows.
+    pub previous_deliveries: u32,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    /// Wraps a payload and its bus-specific acknowledger.
+    pub fn new(payload: Vec<u8>, previous_deliveries: u32, acker: Box<dyn Acker>) -> Self {
+        Self {
+            payload,
+            previous_deliveries,
+            acker,
+        }
+    }
+
+    /// Done: remove from the queue. Call only after the registry commit.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+
+    /// Give back for another try (counts towards the delivery limit).
+    pub async fn retry(self) -> Result<(), BusError> {
+        self.acker.retry().await
+    }
+
+    /// Poison: move to the dead-letter queue with a reason.
+    pub async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
+        self.acker.dead_letter(reason).await
+    }
+}
+
+/// Bus-specific acknowledgement of one delivery.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    async fn ack(&self) -> Result<(), BusError>;
+    async fn retry(&self) -> Result<(), BusError>;
+    async fn dead_letter(&self, reason: &str) -> Result<(), BusError>;
+}
+
+/// A stream of deliveries from the intake queue.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next delivery; reconnects internally. `None` when the bus is closed.
+    async fn next(&mut self) -> Option<Delivery>;
+}
+
+/// Publishing and consuming, whatever carries the messages.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Durably hands over a message; `Ok` means the bus has it.
+    async fn publish(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), BusError>;
+
+    /// Starts consuming the rules engine's intake queue.
+    async fn consume_intake(&self) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Readiness: can we publish right now?
+    async fn ready(&self) -> bool;
+
+    /// Messages currently in the dead-letter queue.
+    async fn dead_letter_count(&self) -> Result<u64, BusError>;
+
+    /// Makes sure each unit has its queue before the first notice for it.
+    async fn declare_units(&self, _units: &[String]) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+/// Publishes a channel's message to the engine (the common case).
+pub async fn publish_intake(bus: &dyn Bus, msg: &IntakeMessage) -> Result<(), BusError> {
+    let payload = msg.encode();
+    bus.publish(Route::Intake(msg), &payload, &msg.id.to_string())
+        .await?;
+    crate::metrics::item_received(msg.channel.kind.as_str());
+    Ok(())
+}
+
+/// Opens the bus the settings ask for.
+pub async fn open(settings: &Settings, registry: &Registry) -> Result<Arc<dyn Bus>, BusError> {
+    match settings.bus.kind {
+        BusKind::Embedded => Ok(Arc::new(embedded::EmbeddedBus::new(
+            registry.clone(),
+            settings.bus.delivery_limit,
+        ))),
+        BusKind::Amqp => {
+            let url = settings
+                .bus_url()
+                .map_err(BusError::Other)?
+                .ok_or_else(|| BusError::Other("bus.url is not set".into()))?;
+            let bus = amqp::AmqpBus::connect(amqp::AmqpOptions {
+                url,
+                prefix: settings.bus.prefix.clone(),
+                prefetch: settings.bus.prefetch,
+                delivery_limit: settings.bus.delivery_limit,
+                publish_timeout: std::time::Duration::from_secs(30),
+            })
+            .await?;
+            Ok(Arc::new(bus))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Channels are the sources: each turns what arrives at one door into
+//! [`IntakeMessage`](crate::message::IntakeMessage)s and hands them to the
+//! bus. One module per kind implements [`Channel`]; `channels/*.toml` holds
+//! one file per configured instance, tagged by `type` in [`ChannelConfig`].
+//! Adding a kind means one module plus one variant here.
+
+pub mod web_form;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::blobs::BlobStore;
+use crate::bus::Bus;
+use crate::config::Settings;
+use crate::message::ChannelKind;
+use crate::registry::Registry;
+
+/// What every channel may use: the bus to hand items to, the blob store for
+/// attachments (written before publishing), and the registry to look up
+/// whether a source item is already registered.
+#[derive(Clone)]
+pub struct ChannelContext {
+    pub bus: Arc<dyn Bus>,
+    pub blobs: BlobStore,
+    pub registry: Registry,
+    pub settings: Arc<Settings>,
+}
+
+/// A channel's own failure; the daemon logs it and keeps the other channels running.
+#[derive(Debug, thiserror::Error)]
+#[error("channel {channel}: {message}")]
+pub struct ChannelError {
+    pub channel: String,
+    pub message: String,
+}
+
+/// One configured door into the records office.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// The instance id from its TOML file.
+    fn id(&self) -> &str;
+
+    /// Which kind of door this is.
+    fn kind(&self) -> ChannelKind;
+
+    /// HTTP routes the channel serves (forms, webhooks); merged into the daemon's server.
+    fn routes(self: Arc<Self>) -> Option<Router> {
+        None
+    }
+
+    /// The long-running work of a pull channel (IMAP, a watched folder);
+    /// returns when `shutdown` fires. Push channels have none.
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+/// Every channel kind's configuration, chosen by the file's `type` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChannelConfig {
+    WebForm(web_form::WebFormConfig),
+}
+
+impl ChannelConfig {
+    /// The instance id.
+    pub fn id(&self) -> &str {
+        match self {
+            ChannelConfig::WebForm(c) => &c.id,
+        }
+    }
+
+    /// Builds the running channel.
+    pub fn build(self, ctx: ChannelContext) -> Result<Arc<dyn Channel>, ChannelError> {
+        match self {
+            ChannelConfig::WebForm(c) => Ok(Arc::new(web_form::WebForm::new(c, ctx)?)),
+        }
+    }
+}
+
+/// A channel file that could not be used, with its location.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ChannelFileError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Reads every `*.toml` in the channels folder; all problems are returned together.
+pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>> {
+    let mut problems = Vec::new();
+    let mut configs: Vec<ChannelConfig> = Vec::new();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            return Err(vec![ChannelFileError {
+                file: dir.to_path_buf(),
+                line: None,
+                message: format!("cannot read the channels folder: {e}"),
+            }]);
+        }
+    };
+    files.sort();
+    for file in files {
+        let src = match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(ChannelFileError {
+                    file,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        match toml::from_str::<ChannelConfig>(&src) {
+            Ok(c) => {
+                let issues = match &c {
+                    ChannelConfig::WebForm(w) => w.validate(),
+                };
+                for message in issues {
+                    problems.push(ChannelFileError {
+                        file: file.clone(),
+                        line: None,
+                        message,
+                    });
+                }
+                if configs.iter().any(|o| o.id() == c.id()) {
+                    problems.push(ChannelFileError {
+                        file: file.clone(),
+                        line: None,
+                        message: format!("channel id {:?} is used by another file", c.id()),
+                    });
+                }
+                configs.push(c);
+            }
+            Err(e) => problems.push(ChannelFileError {
+                line: e.span().map(|s| src[..s.start].matches('\n').count() + 1),
+                file,
+                message: e.message().trim().to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(configs)
+    } else {
+        Err(problems)
+    }
+}

@@ -1,0 +1,449 @@
+//! The daemon's configuration: embedded defaults, an optional TOML file and
+//! `PIETURA__SECTION__KEY` environment overrides, validated in one pass so an
+//! operator sees every mistake at once, each with the file and key to fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded; the message names the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration {source_name}: {source}")]
+    Parse {
+        source_name: String,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("configuration {source_name} has {} problem(s):\n{}", .issues.len(), .issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        source_name: String,
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+/// One problem with one key.
+#[derive(Debug, Clone)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Everything the daemon needs to start. Every field has an embedded default so
+/// that `pietura run` works with no file at all (SQLite + embedded bus).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Folder for the embedded database and blobs when they are not set explicitly.
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub bus: BusSettings,
+    pub blobs: BlobSettings,
+    pub rules: RulesSettings,
+    pub channels: ChannelsSettings,
+    pub registration: RegistrationSettings,
+    pub engine: EngineSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("pietura-data"),
+            http: HttpSettings::default(),
+            database: DatabaseSettings::default(),
+            bus: BusSettings::default(),
+            blobs: BlobSettings::default(),
+            rules: RulesSettings::default(),
+            channels: ChannelsSettings::default(),
+            registration: RegistrationSettings::default(),
+            engine: EngineSettings::default(),
+        }
+    }
+}
+
+/// The daemon's HTTP server (forms, webhooks, API, health, metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// The address citizens reach us at; used in status links.
+    pub public_url: String,
+    /// Requests larger than this are refused with 413 before being read.
+    pub max_body_bytes: usize,
+    /// How long a form submission waits for its registration number before
+    /// answering with a tracking link instead.
+    pub registration_wait_ms: u64,
+    /// Form submissions allowed per client address per minute.
+    pub submissions_per_minute: u32,
+    /// Bearer token for the item API; unset = loopback clients only.
+    pub api_token: Option<SecretString>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            max_body_bytes: 25 * 1024 * 1024,
+            registration_wait_ms: 3000,
+            submissions_per_minute: 20,
+            api_token: None,
+        }
+    }
+}
+
+/// The registry database: `postgres://…` in production, `sqlite://…` embedded.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub url: Option<SecretString>,
+    /// A file holding the URL (e.g. a Docker or systemd secret).
+    pub url_file: Option<PathBuf>,
+    pub max_connections: Option<u32>,
+}
+
+/// Which bus carries items from channels to the engine.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    /// A durable queue table in the registry database: one machine, no broker.
+    #[default]
+    Embedded,
+    /// RabbitMQ (AMQP 0-9-1) with quorum queues and publisher confirms.
+    Amqp,
+}
+
+/// Bus settings; the AMQP URL is a secret (it carries the password).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSettings {
+    pub kind: BusKind,
+    pub url: Option<SecretString>,
+    pub url_file: Option<PathBuf>,
+    /// Prefix for every exchange and queue name, so several installations can share a broker.
+    pub prefix: String,
+    /// Unacknowledged deliveries per consumer.
+    pub prefetch: u16,
+    /// Deliveries of one message before it is dead-lettered as poison.
+    pub delivery_limit: u32,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::Embedded,
+            url: None,
+            url_file: None,
+            prefix: "pietura".into(),
+            prefetch: 32,
+            delivery_limit: 5,
+        }
+    }
+}
+
+/// Where attachment blobs live (default `<data_dir>/blobs`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobSettings {
+    pub dir: Option<PathBuf>,
+}
+
+/// The routing rules folder (`units.toml`, `services.toml`, `routing/*.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSettings {
+    pub dir: PathBuf,
+    /// Reload on file change (atomic swap, only when the new set is valid).
+    pub watch: bool,
+}
+
+impl Default for RulesSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("rules"),
+            watch: true,
+        }
+    }
+}
+
+/// The folder with one TOML file per configured channel instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsSettings {
+    pub dir: PathBuf,
+}
+
+impl Default for ChannelsSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("channels"),
+        }
+    }
+}
+
+/// How registration numbers look. Placeholders: `{unit_index}`, `{year}`,
+/// `{seq}` and `{seq:N}` (zero-padded to N digits).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationSettings {
+    pub pattern: String,
+    /// Series index for items that no rule routed (they wait for the records officer).
+    pub unclassified_index: String,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        Self {
+            pattern: "{unit_index}/{year}/{seq}".into(),
+            unclassified_index: "0".into(),
+        }
+    }
+}
+
+/// The rules engine's consumer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Items processed concurrently by one daemon.
+    pub concurrency: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self { concurrency: 8 }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then `PIETURA__…` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Same as [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let source_name = match file {
+            Some(f) => format!("file {} (+ PIETURA__* environment)", f.display()),
+            None => "embedded defaults (+ PIETURA__* environment)".to_string(),
+        };
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PIETURA__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("PIETURA")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|source| ConfigError::Parse {
+                source_name: source_name.clone(),
+                source,
+            })?;
+        let issues = settings.validate();
+        if issues.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid {
+                source_name,
+                issues,
+            })
+        }
+    }
+
+    /// Every problem found, not only the first.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, message: String| {
+            issues.push(ConfigIssue {
+                key: key.into(),
+                message,
+            })
+        };
+        match self.database_url() {
+            Err(e) => issue("database.url", e),
+            Ok(url) => {
+            let scheme_ok = url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:");
+            if !scheme_ok {
+                issue(
+                    "database.url",
+                    "must start with postgres:// or sqlite: (e.g. sqlite://pietura-data/pietura.db)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        match self.bus.kind {
+            BusKind::Amqp => match self.bus_url() {
+                Ok(Some(url)) if url.starts_with("amqp://") || url.starts_with("amqps://") => {}
+                Ok(Some(_)) => issue("bus.url", "must start with amqp:// or amqps://".into()),
+                Ok(None) => issue(
+                    "bus.url",
+                    "bus.kind = \"amqp\" needs bus.url or bus.url_file (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)".into(),
+                ),
+                Err(e) => issue("bus.url_file", e),
+            },
+            BusKind::Embedded => {}
+        }
+        if self.bus.prefetch == 0 {
+            issue("bus.prefetch", "must be at least 1".into());
+        }
+        if self.bus.delivery_limit == 0 {
+            issue("bus.delivery_limit", "must be at least 1".into());
+        }
+        if self.bus.prefix.is_empty()
+            || !self
+                .bus
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            issue(
+                "bus.prefix",
+                "must be non-empty ASCII letters, digits, '-', '_' or '.'".into(),
+            );
+        }
+        if let Err(e) = crate::registry::numbering::Pattern::parse(&self.registration.pattern) {
+            issue("registration.pattern", e.to_string());
+        }
+        if self.registration.unclassified_index.trim().is_empty() {
+            issue("registration.unclassified_index", "must not be empty".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            issue("http.max_body_bytes", "must be at least 1024".into());
+        }
+        if !(self.http.public_url.starts_with("http://")
+            || self.http.public_url.starts_with("https://"))
+        {
+            issue("http.public_url", "must start with http:// or https://".into());
+        }
+        if self.engine.concurrency == 0 {
+            issue("engine.concurrency", "must be at least 1".into());
+        }
+        issues
+    }
+
+    /// The database URL from `database.url`, `database.url_file` or the default SQLite file.
+    pub fn database_url(&self) -> Result<String, String> {
+        match resolve_secret(&self.database.url, &self.database.url_file)? {
+            Some(url) => Ok(url),
+            None => Ok(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("pietura.db").display()
+            )),
+        }
+    }
+
+    /// The AMQP URL, if one is configured.
+    pub fn bus_url(&self) -> Result<Option<String>, String> {
+        resolve_secret(&self.bus.url, &self.bus.url_file)
+    }
+
+    /// Where blobs are stored.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blobs
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+/// A value given inline or through a file; both at once is a mistake.
+fn resolve_secret(
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<Option<String>, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err("give the value or the _file variant, not both".into()),
+        (Some(v), None) => Ok(Some(v.expose_secret().to_string())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_need_no_file() {
+        let s = Settings::load_with_env(None, env(&[])).expect("defaults load");
+        assert_eq!(s.bus.kind, BusKind::Embedded);
+        assert!(s.database_url().unwrap().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("PIETURA__BUS__KIND", "amqp"),
+                ("PIETURA__BUS__URL", "amqp://u:secret@127.0.0.1:5672/%2f"),
+                ("PIETURA__BUS__PREFETCH", "7"),
+            ]),
+        )
+        .expect("env config loads");
+        assert_eq!(s.bus.kind, BusKind::Amqp);
+        assert_eq!(s.bus.prefetch, 7);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("secret"), "secrets leak in Debug: {debug}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(
+            &file,
+            "[bus]\nkind = \"amqp\"\nprefetch = 0\n[registration]\npattern = \"{nope}\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        let text = err.to_string();
+        for key in ["bus.url", "bus.prefetch", "registration.pattern"] {
+            assert!(text.contains(key), "{key} missing from: {text}");
+        }
+        assert!(text.contains("pietura.toml"), "file not named: {text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(&file, "[bus]\nknd = \"amqp\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("knd"), "{err}");
+    }
+}

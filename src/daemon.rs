@@ -1,0 +1,173 @@
+//! Wires the parts together and owns their lifetimes: one cancellation token
+//! is passed down to every task, and [`Daemon::shutdown`] waits for all of
+//! them (items in flight finish or stay unacknowledged for redelivery).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::bus::{self, Bus, BusError};
+use crate::channels::{self, Channel, ChannelContext, ChannelError, ChannelFileError};
+use crate::config::Settings;
+use crate::deadline::Weekdays;
+use crate::engine::Engine;
+use crate::registry::numbering::Pattern;
+use crate::registry::{Registry, RegistryError};
+use crate::rules::watch::SharedRules;
+use crate::rules::{RuleSet, RulesError};
+
+/// Why the daemon could not start; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("channel files in error:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    ChannelFiles(Vec<ChannelFileError>),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source} (is another process using the port? set http.listen)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The address the HTTP server listens on (useful with port 0).
+    pub addr: SocketAddr,
+    pub registry: Registry,
+    pub bus: Arc<dyn Bus>,
+    pub rules: SharedRules,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by daemons in tests).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!("metrics exporter not installed: {e}");
+                None
+            }
+        })
+        .clone()
+}
+
+impl Daemon {
+    /// Starts everything the settings describe; refuses to start on any invalid file.
+    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+        let settings = Arc::new(settings);
+        let rules: SharedRules = Arc::new(ArcSwap::from_pointee(RuleSet::load(&settings.rules.dir)?));
+        let channel_configs = channels::load_dir(&settings.channels.dir).map_err(StartError::ChannelFiles)?;
+        let pattern = Pattern::parse(&settings.registration.pattern).map_err(|e| StartError::Config(format!("registration.pattern: {e}")))?;
+        let db_url = settings.database_url().map_err(StartError::Config)?;
+        let registry = Registry::connect(&db_url, settings.database.max_connections).await?;
+        registry.migrate().await?;
+        let blobs = BlobStore::open(settings.blob_dir())?;
+        let bus = bus::open(&settings, &registry).await?;
+        // Unit queues exist before the first item, so nothing routed is unroutable.
+        let units: Vec<String> = rules.load().units.keys().cloned().collect();
+        bus.declare_units(&units).await?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let ctx = ChannelContext { bus: bus.clone(), blobs, registry: registry.clone(), settings: settings.clone() };
+        let mut running: Vec<Arc<dyn Channel>> = Vec::new();
+        for cfg in channel_configs {
+            running.push(cfg.build(ctx.clone())?);
+        }
+        for ch in &running {
+            let ch = ch.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let id = ch.id().to_string();
+                if let Err(e) = ch.run(stop).await {
+                    tracing::error!(channel = %id, "channel stopped: {e}");
+                }
+            });
+        }
+
+        let wake = Arc::new(Notify::new());
+        let engine = Arc::new(Engine {
+            registry: registry.clone(),
+            bus: bus.clone(),
+            rules: rules.clone(),
+            pattern,
+            unclassified_index: settings.registration.unclassified_index.clone(),
+            calendar: Arc::new(Weekdays),
+            concurrency: settings.engine.concurrency,
+            dispatch_wake: wake.clone(),
+        });
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = engine.run(stop).await {
+                tracing::error!("rules engine stopped: {e}");
+            }
+        });
+        tasks.spawn(crate::dispatch::run(registry.clone(), bus.clone(), wake, shutdown.clone()));
+        if settings.rules.watch {
+            let shared = rules.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = crate::rules::watch::watch(shared, stop).await {
+                    tracing::error!("rules watcher stopped, changes need a restart: {e}");
+                }
+            });
+        }
+
+        let state = crate::http::HttpState {
+            registry: registry.clone(),
+            bus: bus.clone(),
+            metrics: metrics_handle(),
+            forms: running.iter().filter(|c| c.kind() == crate::message::ChannelKind::WebForm).map(|c| c.id().to_string()).collect(),
+            api_token: settings.http.api_token.clone(),
+        };
+        let app = crate::http::router(state, &running, settings.http.max_body_bytes);
+        let listener = tokio::net::TcpListener::bind(settings.http.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: settings.http.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: settings.http.listen, source })?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, rules = %rules.load().version, "pietura is running");
+        Ok(Daemon { addr, registry, bus, rules, shutdown, tasks })
+    }
+
+    /// A token that stops the daemon when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until the token is cancelled, then shuts down.
+    pub async fn run_until_stopped(self) {
+        self.shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,67 @@
+//! Drains the outbox: routed notices committed with their items are published
+//! to unit and review queues with confirms, then deleted. A failed publish
+//! leaves the row for the next round, so a broker outage delays routing
+//! notices but never loses them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, Route};
+use crate::registry::{OutboxEntry, Registry};
+
+const BATCH: i64 = 200;
+
+/// Publishes outbox rows until `shutdown`.
+pub async fn run(registry: Registry, bus: Arc<dyn Bus>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match drain_once(&registry, bus.as_ref()).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => pause = Duration::from_millis(500),
+            Err(e) => {
+                tracing::warn!("outbox: {e}; retrying in {pause:?}");
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Result<(), String> {
+    let route = match e.destination.strip_prefix("unit:") {
+        Some(unit) => Route::Unit(unit),
+        None => Route::Review,
+    };
+    match bus.publish(route, e.payload.as_bytes(), &e.id).await {
+        Ok(()) => {
+            if let Some(unit) = e.destination.strip_prefix("unit:") {
+                crate::metrics::item_routed(unit);
+            }
+            registry.outbox_delivered(e).await.map_err(|x| x.to_string())
+        }
+        Err(err) => {
+            let text = format!("item {}: publishing to {} failed: {err}", e.item_id, e.destination);
+            let _ = registry.outbox_failed(e, &text).await;
+            Err(text)
+        }
+    }
+}
+
+/// Publishes one batch; returns how many rows were delivered.
+pub async fn drain_once(registry: &Registry, bus: &dyn Bus) -> Result<usize, String> {
+    let pending = registry.outbox_pending(BATCH).await.map_err(|e| e.to_string())?;
+    let results = join_all(pending.iter().map(|e| publish_one(registry, bus, e))).await;
+    let delivered = results.iter().filter(|r| r.is_ok()).count();
+    match results.into_iter().find_map(Result::err) {
+        Some(first_error) => Err(first_error),
+        None => Ok(delivered),
+    }
+}

@@ -1,0 +1,174 @@
+//! The daemon's HTTP server: every channel's routes, the public status page,
+//! the item JSON API, `/healthz`, `/readyz` and Prometheus `/metrics`, with
+//! a body limit enforced before anything is buffered and security headers on
+//! every response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::bus::Bus;
+use crate::channels::Channel;
+use crate::registry::{ItemFilter, Registry};
+
+/// Shared by the daemon's own routes.
+#[derive(Clone)]
+pub struct HttpState {
+    pub registry: Registry,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: Option<PrometheusHandle>,
+    pub forms: Vec<String>,
+    /// Bearer token for the item API; without it the API answers loopback clients only.
+    pub api_token: Option<SecretString>,
+}
+
+/// Builds the whole router.
+pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: usize) -> Router {
+    let mut app = Router::new()
+        .route("/", get(index))
+        .route("/static/pietura.css", get(css))
+        .route("/status/{tracking_id}", get(status))
+        .route("/api/v1/items", get(list_items))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    for ch in channels {
+        if let Some(routes) = ch.clone().routes() {
+            app = app.merge(routes);
+        }
+    }
+    app.layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    forms: &'a [String],
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    registered: bool,
+    number: String,
+    received_at: String,
+    reply_due: String,
+}
+
+fn html(t: impl Template) -> Response {
+    match t.render() {
+        Ok(h) => Html(h).into_response(),
+        Err(e) => {
+            tracing::error!("template rendering failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn index(State(s): State<HttpState>) -> Response {
+    html(IndexPage { forms: &s.forms })
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/pietura.css")).into_response()
+}
+
+/// Public status by tracking id: the number and dates only, never the content.
+async fn status(State(s): State<HttpState>, Path(tracking_id): Path<String>, headers: HeaderMap) -> Response {
+    if uuid::Uuid::parse_str(&tracking_id).is_err() {
+        return (StatusCode::NOT_FOUND, "unknown tracking id").into_response();
+    }
+    let item = match s.registry.find_by_message(&tracking_id).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!("status lookup failed: {e}");
+            return (StatusCode::SERVICE_UNAVAILABLE, "status is unavailable right now, please retry").into_response();
+        }
+    };
+    let json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+    if json {
+        return Json(serde_json::json!({
+            "tracking_id": tracking_id,
+            "status": if item.is_some() { "registered" } else { "accepted" },
+            "registration_number": item.as_ref().map(|i| &i.registration_number),
+            "reply_due": item.as_ref().and_then(|i| i.reply_due.as_ref()),
+        }))
+        .into_response();
+    }
+    html(StatusPage {
+        registered: item.is_some(),
+        number: item.as_ref().map(|i| i.registration_number.clone()).unwrap_or_default(),
+        received_at: item.as_ref().map(|i| i.received_at.clone()).unwrap_or_default(),
+        reply_due: item.and_then(|i| i.reply_due).unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    unit: Option<String>,
+    limit: Option<i64>,
+}
+
+fn api_allowed(s: &HttpState, headers: &HeaderMap, peer: IpAddr) -> bool {
+    match &s.api_token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()))),
+        None => peer.is_loopback(),
+    }
+}
+
+/// Items for the records officer's tools (review queue: `?state=review`).
+async fn list_items(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if !api_allowed(&s, &headers, peer.ip()) {
+        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)"}))).into_response();
+    }
+    let filter = ItemFilter { state: q.state, unit: q.unit, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+    match s.registry.list(&filter).await {
+        Ok(items) => Json(items).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+async fn ready(State(s): State<HttpState>) -> Response {
+    let db = s.registry.ping().await.is_ok();
+    let bus = s.bus.ready().await;
+    let status = if db && bus { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({ "database": db, "bus": bus }))).into_response()
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    match &s.metrics {
+        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics exporter not installed").into_response(),
+    }
+}

@@ -1,0 +1,38 @@
+//! Pietura: one intake for every door of a municipality's records office.
+//!
+//! Layout (sources → transform → sinks, as in vector):
+//!
+//! ```text
+//! channels/ (sources)      bus/ (durable hand-off)     engine (transform)           sinks
+//! ┌──────────────┐ publish ┌──────────────┐ consume ┌────────────────────┐ register ┌──────────┐
+//! │ web_form     │────────▶│ amqp | embed │────────▶│ rules::Engine       │─────────▶│ registry │
+//! │ (imap, scan, │ confirm │  intake queue│  ack    │ classify + route    │ outbox   │ unit     │
+//! │  sms …)      │         └──────────────┘ after   └────────────────────┘────────▶│ queues   │
+//! └──────────────┘                          commit                                  └──────────┘
+//! ```
+//!
+//! - [`message`]: the one message format every channel produces (schema v1).
+//! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind.
+//! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
+//! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
+//! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite.
+//! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues.
+//! - [`blobs`]: content-addressed attachment store written before any message is published.
+//! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, health and metrics).
+//! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
+//! - [`deadline`]: reply deadlines in working days; [`bench`]: the pipeline benchmark.
+
+pub mod bench;
+pub mod blobs;
+pub mod bus;
+pub mod channels;
+pub mod config;
+pub mod daemon;
+pub mod deadline;
+pub mod dispatch;
+pub mod engine;
+pub mod http;
+pub mod message;
+pub mod metrics;
+pub mod registry;
+pub mod rules;

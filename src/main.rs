@@ -1,0 +1,185 @@
+//! The `pietura` binary: argument parsing and error reporting only; the work
+//! is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use pietura::config::Settings;
+use pietura::message::{ChannelKind, ChannelRef, IntakeMessage};
+use pietura::registry::{ItemFilter, Registry};
+use pietura::rules::RuleSet;
+
+#[derive(Parser)]
+#[command(name = "pietura", version, about = "Intake daemon for a municipality's records office")]
+struct Cli {
+    /// Daemon configuration file (TOML); without it the embedded defaults apply.
+    #[arg(long, global = true, env = "PIETURA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: channels, rules engine, registry, HTTP server.
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Check or try the routing rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// List registered items.
+    Items {
+        #[command(subcommand)]
+        command: ItemsCommand,
+    },
+    /// Print the JSON Schema of the message format.
+    Schema,
+    /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
+    Bench {
+        /// Items per run.
+        #[arg(long, default_value_t = 2000)]
+        items: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate a rules folder (default: rules.dir from the configuration).
+    Check { dir: Option<PathBuf> },
+    /// Show which rule matches a message (.json message or plain .txt body) and why.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ItemsCommand {
+    /// Newest first.
+    List {
+        /// routed, review or forwarding
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load_message(file: &Path) -> anyhow::Result<IntakeMessage> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if file.extension().is_some_and(|e| e == "json") {
+        let msg = IntakeMessage::decode(text.as_bytes()).with_context(|| format!("{} is not a message v1", file.display()))?;
+        return Ok(msg);
+    }
+    let mut msg = IntakeMessage::new(ChannelRef { kind: ChannelKind::WebForm, instance: "cli".into() }, "cli".into(), text);
+    msg.subject = None;
+    Ok(msg)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run => {
+            let daemon = pietura::daemon::Daemon::start(settings).await?;
+            println!("Pietura is listening on http://{} — forms at http://{}/", daemon.addr, daemon.addr);
+            let stop = daemon.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                stop.cancel();
+            });
+            daemon.run_until_stopped().await;
+        }
+        Command::Migrate => {
+            let registry = Registry::connect(&settings.database_url().map_err(anyhow::Error::msg)?, settings.database.max_connections).await?;
+            registry.migrate().await?;
+            println!("migrations applied");
+        }
+        Command::Rules { command: RulesCommand::Check { dir } } => {
+            let dir = dir.unwrap_or(settings.rules.dir);
+            let set = RuleSet::load(&dir)?;
+            println!("{}: {} units, {} services, {} rules, version {}", dir.display(), set.units.len(), set.services.len(), set.rules.len(), set.version);
+        }
+        Command::Rules { command: RulesCommand::Test { file, rules } } => {
+            let set = RuleSet::load(&rules.unwrap_or(settings.rules.dir))?;
+            let msg = load_message(&file)?;
+            println!("{}", set.evaluate(&msg).explain());
+        }
+        Command::Items { command: ItemsCommand::List { state, unit, limit, json } } => {
+            let registry = Registry::connect(&settings.database_url().map_err(anyhow::Error::msg)?, settings.database.max_connections).await?;
+            registry.migrate().await?;
+            let items = registry.list(&ItemFilter { state, unit, limit }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                println!("{:<16} {:<10} {:<22} {:<12} {:<8} subject", "number", "state", "received", "unit", "channel");
+                for i in items {
+                    println!(
+                        "{:<16} {:<10} {:<22} {:<12} {:<8} {}",
+                        i.registration_number,
+                        i.state,
+                        &i.received_at[..i.received_at.len().min(19)],
+                        i.unit_id.as_deref().unwrap_or("-"),
+                        i.channel_kind,
+                        i.subject.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Command::Schema => println!("{}", serde_json::to_string_pretty(&pietura::message::json_schema())?),
+        Command::Bench { items } => {
+            if items == 0 {
+                bail!("--items must be at least 1");
+            }
+            let report = pietura::bench::run(settings, items).await.map_err(anyhow::Error::msg)?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PIETURA_LOG").unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The one message format (schema v1) that every channel produces and the
+//! rules engine consumes. Attachments travel by reference (SHA-256 of a blob
+//! already in the blob store), never as bytes on the bus.
+//!
+//! `docs/message-v1.schema.json` is generated from these types
+//! (`pietura schema`) and every produced message is validated against it in tests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The schema version this build writes and accepts.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The door an item came through. Closed: a new channel adds a variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    WebForm,
+    Email,
+    Scan,
+    Sms,
+}
+
+impl ChannelKind {
+    /// The snake_case name used in rules, metrics and metadata keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::WebForm => "web_form",
+            ChannelKind::Email => "email",
+            ChannelKind::Scan => "scan",
+            ChannelKind::Sms => "sms",
+        }
+    }
+
+    /// Parses the snake_case name (as written in rule files).
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::WebForm, Self::Email, Self::Scan, Self::Sms]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which configured channel instance produced the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRef {
+    pub kind: ChannelKind,
+    /// The instance id from `channels/<file>.toml`.
+    pub instance: String,
+}
+
+/// Who sent the item; every part is optional because paper post or an SMS
+/// may carry only some of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sender {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// E.164, e.g. `+37129123456`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_address: Option<String>,
+}
+
+/// An attachment stored in the blob store before the message was published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRef {
+    /// Lowercase hex SHA-256 of the content: the blob's address.
+    pub sha256: String,
+    /// The name the sender gave; display only, never used as a path.
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// One incoming item, whatever door it came through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeMessage {
+    /// Always [`SCHEMA_VERSION`] for this format.
+    pub schema_version: u32,
+    /// UUIDv7 given by the channel when the item arrived.
+    pub id: Uuid,
+    /// Derived from the source (form token, Message-ID + UID, gateway id…):
+    /// the same source item always yields the same key, so redelivery
+    /// never registers twice.
+    pub idempotency_key: String,
+    pub channel: ChannelRef,
+    /// The legal receipt time.
+    pub received_at: DateTime<Utc>,
+    #[serde(default)]
+    pub sender: Sender,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Plain text body (HTML converted, OCR text, SMS text, form fields).
+    pub body: String,
+    /// BCP 47 language tag if known (`lv`, `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
+    /// Channel-specific data, one object per channel kind name
+    /// (`{"web_form": {"form_id": "…", "fields": {…}}}`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Why a message on the bus cannot be processed; such messages are dead-lettered.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message is not valid JSON for schema v{SCHEMA_VERSION}: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("message {id}: schema version {found} is not supported (this build reads v{SCHEMA_VERSION})")]
+    Version { id: Uuid, found: u32 },
+    #[error("message {id}: {problem}")]
+    Invalid { id: Uuid, problem: String },
+}
+
+impl IntakeMessage {
+    /// A message with a fresh UUIDv7 and the current time as receipt time.
+    pub fn new(channel: ChannelRef, idempotency_key: String, body: String) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            idempotency_key,
+            channel,
+            received_at: Utc::now(),
+            sender: Sender::default(),
+            subject: None,
+            body,
+            language: None,
+            attachments: Vec::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Decodes and checks a message taken from the bus.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        let msg: IntakeMessage = serde_json::from_slice(bytes)?;
+        msg.check()?;
+        Ok(msg)
+    }
+
+    /// Encodes for the bus.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The invariants the JSON shape alone does not express.
+    pub fn check(&self) -> Result<(), MessageError> {
+        let invalid = |problem: String| MessageError::Invalid {
+            id: self.id,
+            problem,
+        };
+        if self.schema_version != SCHEMA_VERSION {
+            return Err(MessageError::Version {
+                id: self.id,
+                found: self.schema_version,
+            });
+        }
+        if self.idempotency_key.trim().is_empty() {
+            return Err(invalid("idempotency_key is empty".into()));
+        }
+        if self.channel.instance.trim().is_empty() {
+            return Err(invalid("channel.instance is empty".into()));
+        }
+        for (i, a) in self.attachments.iter().enumerate() {
+            if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "attachments[{i}].sha256 is not a SHA-256 hex digest"
+                )));
+            }
+        }
+        if let Some(key) = self
+            .metadata
+            .keys()
+            .find(|k| ChannelKind::parse(k).is_none())
+        {
+            return Err(invalid(format!(
+                "metadata key {key:?} is not a channel kind (web_form, email, scan, sms)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// This channel's own metadata object, if any.
+    pub fn channel_metadata(&self) -> Option<&serde_json::Value> {
+        self.metadata.get(self.channel.kind.as_str())
+    }
+
+    /// The web form id, for rules that match on it.
+    pub fn form_id(&self) -> Option<&str> {
+        self.metadata
+            .get(ChannelKind::WebForm.as_str())?
+            .get("form_id")?
+            .as_str()
+    }
+}
+
+/// The JSON Schema of [`IntakeMessage`], as published under `docs/`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(IntakeMessage)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> IntakeMessage {
+        IntakeMessage::new(
+            ChannelRef {
+                kind: ChannelKind::WebForm,
+                instance: "iesniegums".into(),
+            },
+            "web_form:iesniegums:token-1".into(),
+            "Lūdzu būvatļauju".into(),
+        )
+    }
+
+    #[test]
+    fn round_trips_through_the_bus_encoding() {
+        let m = sample();
+        assert_eq!(IntakeMessage::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn unknown_versions_and_keys_are_refused() {
+        let mut m = sample();
+        m.schema_version = 2;
+        assert!(matches!(
+            IntakeMessage::decode(&m.encode()),
+            Err(MessageError::Version { found: 2, .. })
+        ));
+        let mut m = sample();
+        m.metadata.insert("fax".into(), serde_json::json!({}));
+        assert!(IntakeMessage::decode(&m.encode()).is_err());
+        assert!(IntakeMessage::decode(b"{\"schema_version\":1").is_err());
+    }
+}

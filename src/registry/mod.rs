@@ -1,0 +1,668 @@
+//! The registry: items, gap-free registration numbers, attachments, the
+//! append-only audit log and the routing outbox, in PostgreSQL or SQLite
+//! through one dialect-neutral schema (`migrations/`).
+//!
+//! Registration is one transaction: the duplicate check, the number, the
+//! item, its attachments, the audit entry and the outbox row commit together
+//! or not at all. The bus message is acknowledged only after that commit.
+
+pub mod numbering;
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use uuid::Uuid;
+
+use crate::message::IntakeMessage;
+use crate::rules::RuleSet;
+use crate::rules::eval::Decision;
+use numbering::Pattern;
+
+/// Registry failures; each names the item where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("database {url_hint}: {source} (is the database running and the URL right?)")]
+    Connect {
+        url_hint: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error while handling {context}: {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("item {item} could not be registered after {attempts} attempts (concurrent registrations kept colliding)")]
+    Contention { item: Uuid, attempts: u32 },
+}
+
+fn q(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> RegistryError {
+    let context = context.into();
+    move |source| RegistryError::Query { context, source }
+}
+
+/// The state an item is in after registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    /// A rule routed it to one of the municipality's units.
+    Routed,
+    /// Waiting for the records officer.
+    Review,
+    /// Outside the municipality's competence: to be forwarded.
+    Forwarding,
+}
+
+impl ItemState {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Routed => "routed",
+            ItemState::Review => "review",
+            ItemState::Forwarding => "forwarding",
+        }
+    }
+}
+
+/// An item as listed by the API and CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemSummary {
+    pub id: String,
+    pub registration_number: String,
+    pub state: String,
+    pub channel_kind: String,
+    pub channel_instance: String,
+    pub received_at: String,
+    pub registered_at: String,
+    pub unit_id: Option<String>,
+    pub service_id: Option<String>,
+    pub rule_id: Option<String>,
+    pub ruleset_version: String,
+    pub review_reason: Option<String>,
+    pub priority: String,
+    pub tags: Vec<String>,
+    pub reply_due: Option<String>,
+    pub sender_name: Option<String>,
+    pub sender_email: Option<String>,
+    pub sender_phone: Option<String>,
+    pub subject: Option<String>,
+}
+
+const SUMMARY_COLUMNS: &str = "i.id, i.registration_number, i.state, i.channel_kind, i.channel_instance, \
+     i.received_at, i.registered_at, i.unit_id, i.service_id, i.rule_id, i.ruleset_version, \
+     i.review_reason, i.priority, i.tags, i.reply_due, i.sender_name, i.sender_email, \
+     i.sender_phone, i.subject";
+
+impl ItemSummary {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let tags: String = r.try_get("tags")?;
+        Ok(Self {
+            id: r.try_get("id")?,
+            registration_number: r.try_get("registration_number")?,
+            state: r.try_get("state")?,
+            channel_kind: r.try_get("channel_kind")?,
+            channel_instance: r.try_get("channel_instance")?,
+            received_at: r.try_get("received_at")?,
+            registered_at: r.try_get("registered_at")?,
+            unit_id: r.try_get("unit_id")?,
+            service_id: r.try_get("service_id")?,
+            rule_id: r.try_get("rule_id")?,
+            ruleset_version: r.try_get("ruleset_version")?,
+            review_reason: r.try_get("review_reason")?,
+            priority: r.try_get("priority")?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            reply_due: r.try_get("reply_due")?,
+            sender_name: r.try_get("sender_name")?,
+            sender_email: r.try_get("sender_email")?,
+            sender_phone: r.try_get("sender_phone")?,
+            subject: r.try_get("subject")?,
+        })
+    }
+}
+
+/// What registering a message did.
+#[derive(Debug, Clone)]
+pub enum Registration {
+    /// A new item with a new number.
+    New(ItemSummary),
+    /// The idempotency key was known: the existing item, nothing written but a receipt line.
+    Duplicate(ItemSummary),
+}
+
+impl Registration {
+    /// The item, new or existing.
+    pub fn item(&self) -> &ItemSummary {
+        match self {
+            Registration::New(i) | Registration::Duplicate(i) => i,
+        }
+    }
+}
+
+/// A routed notice waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub item_id: String,
+    /// `unit:<id>` or `review`.
+    pub destination: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// The notice a unit (or the review desk) receives for a registered item.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RoutedNotice {
+    pub item_id: String,
+    pub registration_number: String,
+    pub state: String,
+    pub unit_id: Option<String>,
+    pub service_id: Option<String>,
+    pub priority: String,
+    pub tags: Vec<String>,
+    pub channel: String,
+    pub received_at: String,
+    pub reply_due: Option<String>,
+    pub subject: Option<String>,
+    pub review_reason: Option<String>,
+}
+
+/// Filters for listing items.
+#[derive(Debug, Clone, Default)]
+pub struct ItemFilter {
+    pub state: Option<String>,
+    pub unit: Option<String>,
+    pub limit: i64,
+}
+
+/// Formats a time for storage: fixed width, so text order is time order.
+pub fn db_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The registry handle (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pool: AnyPool,
+    sqlite: bool,
+}
+
+impl Registry {
+    /// Connects to `postgres://…` or `sqlite://…` (created if missing).
+    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Self, RegistryError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url_hint = url.split('@').next_back().unwrap_or(url).to_string();
+        if sqlite {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or("");
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                let _ = std::fs::create_dir_all(parent);
+            }
+        }
+        // SQLite has one writer; one pooled connection avoids lock-upgrade
+        // failures between concurrent transactions.
+        let max = if sqlite {
+            1
+        } else {
+            max_connections.unwrap_or(10)
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| RegistryError::Connect {
+                url_hint: url_hint.clone(),
+                source,
+            })?;
+        if sqlite {
+            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"] {
+                sqlx::query(pragma)
+                    .execute(&pool)
+                    .await
+                    .map_err(|source| RegistryError::Connect {
+                        url_hint: url_hint.clone(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(Self { pool, sqlite })
+    }
+
+    /// Applies the embedded migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), RegistryError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool, for the embedded bus which shares the database.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// True when running on SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
+    /// Readiness probe.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(q("readiness check"))
+    }
+
+    /// Registers a classified message, or recognises it as already registered.
+    pub async fn register(
+        &self,
+        msg: &IntakeMessage,
+        decision: &Decision,
+        rules: &RuleSet,
+        pattern: &Pattern,
+        unclassified_index: &str,
+        calendar: &dyn crate::deadline::Calendar,
+    ) -> Result<Registration, RegistryError> {
+        const ATTEMPTS: u32 = 5;
+        for _ in 0..ATTEMPTS {
+            match self
+                .try_register(msg, decision, rules, pattern, unclassified_index, calendar)
+                .await
+            {
+                Err(RegistryError::Query { source: sqlx::Error::Database(e), .. })
+                    if e.is_unique_violation() =>
+                {
+                    // Another worker registered the same key first: loop to find it.
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(RegistryError::Contention {
+            item: msg.id,
+            attempts: ATTEMPTS,
+        })
+    }
+
+    async fn try_register(
+        &self,
+        msg: &IntakeMessage,
+        decision: &Decision,
+        rules: &RuleSet,
+        pattern: &Pattern,
+        unclassified_index: &str,
+        calendar: &dyn crate::deadline::Calendar,
+    ) -> Result<Registration, RegistryError> {
+        let ctx = format!("item {} ({})", msg.id, msg.idempotency_key);
+        let now = db_time(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.idempotency_key = $1"
+        )))
+        .bind(&msg.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        if let Some(row) = existing {
+            let item = ItemSummary::from_row(&row).map_err(q(ctx.clone()))?;
+            sqlx::query(
+                "INSERT INTO received_messages (message_id, item_id, seen_at, duplicate) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(msg.id.to_string())
+            .bind(&item.id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(q(ctx.clone()))?;
+            tx.commit().await.map_err(q(ctx))?;
+            return Ok(Registration::Duplicate(item));
+        }
+
+        let unit = decision.unit.as_ref().and_then(|u| rules.units.get(u));
+        let state = match (unit, &decision.review_reason) {
+            (_, Some(_)) | (None, _) => ItemState::Review,
+            (Some(u), None) if u.external => ItemState::Forwarding,
+            (Some(_), None) => ItemState::Routed,
+        };
+        let series = unit.map(|u| u.index.as_str()).unwrap_or(unclassified_index);
+        let year = i64::from(crate::deadline::local_date(msg.received_at).year());
+        sqlx::query(
+            "INSERT INTO registration_counters (series, reg_year, last_seq) VALUES ($1, $2, 0) \
+             ON CONFLICT (series, reg_year) DO NOTHING",
+        )
+        .bind(series)
+        .bind(year)
+        .execute(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let seq: i64 = sqlx::query(
+            "UPDATE registration_counters SET last_seq = last_seq + 1 \
+             WHERE series = $1 AND reg_year = $2 RETURNING last_seq",
+        )
+        .bind(series)
+        .bind(year)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(q(ctx.clone()))?;
+        let number = pattern.render(series, year, seq);
+
+        let reply_due: Option<NaiveDate> = match state {
+            ItemState::Forwarding => Some(crate::deadline::forward_due(calendar, msg.received_at)),
+            _ => Some(crate::deadline::reply_due(
+                calendar,
+                msg.received_at,
+                decision.reply_working_days,
+            )),
+        };
+        let tags: Vec<String> = decision.tags.iter().cloned().collect();
+        let item = ItemSummary {
+            id: msg.id.to_string(),
+            registration_number: number,
+            state: state.as_str().into(),
+            channel_kind: msg.channel.kind.as_str().into(),
+            channel_instance: msg.channel.instance.clone(),
+            received_at: db_time(msg.received_at),
+            registered_at: now.clone(),
+            unit_id: decision.unit.clone(),
+            service_id: decision.service.clone(),
+            rule_id: decision.rule_id.clone(),
+            ruleset_version: decision.ruleset_version.clone(),
+            review_reason: decision.review_reason.clone(),
+            priority: decision.priority.as_str().into(),
+            tags,
+            reply_due: reply_due.map(|d| d.to_string()),
+            sender_name: msg.sender.name.clone(),
+            sender_email: msg.sender.email.clone(),
+            sender_phone: msg.sender.phone.clone(),
+            subject: msg.subject.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO items (id, idempotency_key, registration_number, series, reg_year, reg_seq, \
+             channel_kind, channel_instance, received_at, registered_at, state, unit_id, service_id, \
+             rule_id, ruleset_version, review_reason, priority, tags, reply_due, sender_name, \
+             sender_email, sender_phone, sender_address, subject, body, message_json, decision_json) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
+        )
+        .bind(&item.id)
+        .bind(&msg.idempotency_key)
+        .bind(&item.registration_number)
+        .bind(series)
+        .bind(year)
+        .bind(seq)
+        .bind(&item.channel_kind)
+        .bind(&item.channel_instance)
+        .bind(&item.received_at)
+        .bind(&item.registered_at)
+        .bind(&item.state)
+        .bind(&item.unit_id)
+        .bind(&item.service_id)
+        .bind(&item.rule_id)
+        .bind(&item.ruleset_version)
+        .bind(&item.review_reason)
+        .bind(&item.priority)
+        .bind(serde_json::to_string(&item.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(&item.reply_due)
+        .bind(&msg.sender.name)
+        .bind(&msg.sender.email)
+        .bind(&msg.sender.phone)
+        .bind(&msg.sender.postal_address)
+        .bind(&msg.subject)
+        .bind(&msg.body)
+        .bind(serde_json::to_string(msg).unwrap_or_default())
+        .bind(serde_json::to_string(decision).unwrap_or_default())
+        .execute(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+
+        for (i, a) in msg.attachments.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO attachments (item_id, ordinal, sha256, filename, content_type, size) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&item.id)
+            .bind(i as i64)
+            .bind(&a.sha256)
+            .bind(&a.filename)
+            .bind(&a.content_type)
+            .bind(a.size as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q(ctx.clone()))?;
+        }
+        sqlx::query(
+            "INSERT INTO received_messages (message_id, item_id, seen_at, duplicate) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(&item.id)
+        .bind(&item.id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let detail = serde_json::json!({
+            "registration_number": item.registration_number,
+            "state": item.state,
+            "unit": item.unit_id,
+            "service": item.service_id,
+            "rule": item.rule_id,
+            "ruleset_version": item.ruleset_version,
+            "review_reason": item.review_reason,
+        });
+        insert_audit(&mut tx, &item.id, "pietura", "registered", &detail, &now)
+            .await
+            .map_err(q(ctx.clone()))?;
+
+        let notice = RoutedNotice {
+            item_id: item.id.clone(),
+            registration_number: item.registration_number.clone(),
+            state: item.state.clone(),
+            unit_id: item.unit_id.clone(),
+            service_id: item.service_id.clone(),
+            priority: item.priority.clone(),
+            tags: item.tags.clone(),
+            channel: item.channel_kind.clone(),
+            received_at: item.received_at.clone(),
+            reply_due: item.reply_due.clone(),
+            subject: item.subject.clone(),
+            review_reason: item.review_reason.clone(),
+        };
+        let destination = match (state, &item.unit_id) {
+            (ItemState::Review, _) | (_, None) => "review".to_string(),
+            (_, Some(u)) => format!("unit:{u}"),
+        };
+        sqlx::query(
+            "INSERT INTO outbox (id, item_id, destination, payload, created_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(&item.id)
+        .bind(&destination)
+        .bind(serde_json::to_string(&notice).unwrap_or_default())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+
+        tx.commit().await.map_err(q(ctx))?;
+        Ok(Registration::New(item))
+    }
+
+    /// The item a bus message (first or repeated delivery) ended up in.
+    pub async fn find_by_message(&self, message_id: &str) -> Result<Option<ItemSummary>, RegistryError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM received_messages r JOIN items i ON i.id = r.item_id \
+             WHERE r.message_id = $1"
+        )))
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(format!("status of message {message_id}")))?;
+        row.map(|r| ItemSummary::from_row(&r))
+            .transpose()
+            .map_err(q(format!("status of message {message_id}")))
+    }
+
+    /// The item registered for a source's idempotency key.
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<ItemSummary>, RegistryError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.idempotency_key = $1"
+        )))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(format!("lookup of key {key}")))?;
+        row.map(|r| ItemSummary::from_row(&r))
+            .transpose()
+            .map_err(q(format!("lookup of key {key}")))
+    }
+
+    /// Items newest first, filtered.
+    pub async fn list(&self, f: &ItemFilter) -> Result<Vec<ItemSummary>, RegistryError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM items i \
+             WHERE ($1 IS NULL OR i.state = $1) AND ($2 IS NULL OR i.unit_id = $2) \
+             ORDER BY i.received_at DESC, i.id DESC LIMIT $3"
+        )))
+        .bind(&f.state)
+        .bind(&f.unit)
+        .bind(if f.limit > 0 { f.limit } else { 100 })
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("item list"))?;
+        rows.iter()
+            .map(ItemSummary::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(q("item list"))
+    }
+
+    /// Number of items (for tests and the benchmark).
+    pub async fn count(&self) -> Result<i64, RegistryError> {
+        sqlx::query("SELECT COUNT(*) FROM items")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(q("item count"))
+    }
+
+    /// Oldest outbox entries first.
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxEntry>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT id, item_id, destination, payload, attempts FROM outbox ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("outbox"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.try_get("id")?,
+                    item_id: r.try_get("item_id")?,
+                    destination: r.try_get("destination")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q("outbox"))
+    }
+
+    /// Removes a delivered outbox entry and notes the routing in the audit log.
+    pub async fn outbox_delivered(&self, e: &OutboxEntry) -> Result<(), RegistryError> {
+        let ctx = format!("item {} outbox {}", e.item_id, e.id);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        let gone = sqlx::query("DELETE FROM outbox WHERE id = $1")
+            .bind(&e.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(q(ctx.clone()))?
+            .rows_affected();
+        if gone == 1 {
+            insert_audit(
+                &mut tx,
+                &e.item_id,
+                "pietura",
+                "published",
+                &serde_json::json!({ "destination": e.destination }),
+                &db_time(Utc::now()),
+            )
+            .await
+            .map_err(q(ctx.clone()))?;
+        }
+        tx.commit().await.map_err(q(ctx))
+    }
+
+    /// Records a failed publish attempt; the entry stays for the next try.
+    pub async fn outbox_failed(&self, e: &OutboxEntry, error: &str) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+            .bind(&e.id)
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(q(format!("item {} outbox {}", e.item_id, e.id)))
+    }
+
+    /// The audit history of one item, oldest first: (at, actor, action, detail).
+    pub async fn audit_of(&self, item_id: &str) -> Result<Vec<(String, String, String, String)>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, detail FROM audit_log WHERE item_id = $1 ORDER BY at, id",
+        )
+        .bind(item_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(format!("audit of item {item_id}")))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q(format!("audit of item {item_id}")))
+    }
+}
+
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item_id: &str,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, item_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(item_id)
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+impl FromStr for ItemState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "routed" => Ok(Self::Routed),
+            "review" => Ok(Self::Review),
+            "forwarding" => Ok(Self::Forwarding),
+            other => Err(format!("unknown state {other:?} (routed, review, forwarding)")),
+        }
+    }
+}

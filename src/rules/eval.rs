@@ -1,0 +1,272 @@
+//! Evaluating a [`RuleSet`] on one message. Every condition of every rule
+//! tried is recorded, so `pietura rules test` and the review desk can say
+//! exactly why an item went where it went, or why it went nowhere.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::text::{Keyword, tokens};
+use super::{Condition, Priority, Rule, RuleSet};
+use crate::message::IntakeMessage;
+
+/// One condition's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConditionTrace {
+    pub condition: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// One rule's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTrace {
+    pub rule_id: String,
+    pub location: String,
+    pub matched: bool,
+    pub conditions: Vec<ConditionTrace>,
+}
+
+/// What the rules decided for one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub ruleset_version: String,
+    /// The first matching rule that set a unit.
+    pub rule_id: Option<String>,
+    pub unit: Option<String>,
+    pub service: Option<String>,
+    pub tags: BTreeSet<String>,
+    pub priority: Priority,
+    pub reply_working_days: Option<u32>,
+    /// Set when the item must be seen by the records officer.
+    pub review_reason: Option<String>,
+    pub trace: Vec<RuleTrace>,
+}
+
+/// The message's text, prepared once for all rules.
+struct Prepared<'a> {
+    msg: &'a IntakeMessage,
+    all: Vec<String>,
+    subject: Vec<String>,
+    raw: String,
+}
+
+fn keyword_hits<'k>(kws: &'k [Keyword], tokens: &[String]) -> Vec<&'k str> {
+    kws.iter()
+        .filter(|k| k.occurs_in(tokens))
+        .map(|k| k.source.as_str())
+        .collect()
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
+    let msg = m.msg;
+    let (name, passed, detail) = match cond {
+        Condition::Channel(kinds) => {
+            let ok = kinds.contains(&msg.channel.kind);
+            ("channel", ok, format!("channel is {}", msg.channel.kind))
+        }
+        Condition::ChannelInstance(ids) => {
+            let ok = ids.iter().any(|i| *i == msg.channel.instance);
+            (
+                "channel_instance",
+                ok,
+                format!("instance is {}", msg.channel.instance),
+            )
+        }
+        Condition::SenderEmail(list) => {
+            let email = msg.sender.email.as_deref().unwrap_or("").to_lowercase();
+            let ok = !email.is_empty() && list.contains(&email);
+            ("sender_email", ok, format!("sender e-mail is {email:?}"))
+        }
+        Condition::SenderDomain(domains) => {
+            let email = msg.sender.email.as_deref().unwrap_or("").to_lowercase();
+            let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            let ok = domains
+                .iter()
+                .any(|d| domain == d || domain.ends_with(&format!(".{d}")));
+            ("sender_domain", ok, format!("sender domain is {domain:?}"))
+        }
+        Condition::PhonePrefix(prefixes) => {
+            let phone = msg.sender.phone.as_deref().unwrap_or("");
+            let ok = !phone.is_empty() && prefixes.iter().any(|p| phone.starts_with(p.as_str()));
+            ("phone_prefix", ok, format!("sender phone is {phone:?}"))
+        }
+        Condition::Keywords { any, min_hits } => {
+            let hits = keyword_hits(any, &m.all);
+            (
+                "keywords",
+                hits.len() >= *min_hits,
+                format!("{} of at least {min_hits} found: {}", hits.len(), list(&hits)),
+            )
+        }
+        Condition::AllKeywords(kws) => {
+            let missing: Vec<&str> = kws
+                .iter()
+                .filter(|k| !k.occurs_in(&m.all))
+                .map(|k| k.source.as_str())
+                .collect();
+            ("all_keywords", missing.is_empty(), format!("missing: {}", list(&missing)))
+        }
+        Condition::NoneKeywords(kws) => {
+            let hits = keyword_hits(kws, &m.all);
+            ("none_keywords", hits.is_empty(), format!("present: {}", list(&hits)))
+        }
+        Condition::SubjectKeywords(kws) => {
+            let hits = keyword_hits(kws, &m.subject);
+            (
+                "subject_keywords",
+                !hits.is_empty(),
+                format!("in subject: {}", list(&hits)),
+            )
+        }
+        Condition::Regex(res) => {
+            let hit = res.iter().find(|r| r.is_match(&m.raw));
+            (
+                "regex",
+                hit.is_some(),
+                match hit {
+                    Some(r) => format!("/{}/ matches", r.as_str()),
+                    None => "no pattern matches".into(),
+                },
+            )
+        }
+        Condition::FormId(ids) => {
+            let form = msg.form_id().unwrap_or("");
+            let ok = ids.iter().any(|i| i == form);
+            ("form_id", ok, format!("form is {form:?}"))
+        }
+        Condition::AttachmentType(types) => {
+            let found: Vec<&str> = msg
+                .attachments
+                .iter()
+                .map(|a| a.content_type.as_str())
+                .collect();
+            let ok = msg.attachments.iter().any(|a| {
+                let ct = a.content_type.to_lowercase();
+                types.iter().any(|t| match t.strip_suffix("/*") {
+                    Some(major) => ct.split('/').next() == Some(major),
+                    None => ct == *t,
+                })
+            });
+            ("attachment_type", ok, format!("attachment types: {}", list(&found)))
+        }
+        Condition::AttachmentName(globs) => {
+            let ok = msg
+                .attachments
+                .iter()
+                .any(|a| globs.iter().any(|(_, re)| re.is_match(&a.filename)));
+            let names: Vec<&str> = msg.attachments.iter().map(|a| a.filename.as_str()).collect();
+            ("attachment_name", ok, format!("attachment names: {}", list(&names)))
+        }
+        Condition::AttachmentCount { min, max } => {
+            let n = msg.attachments.len() as u32;
+            let ok = min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m);
+            ("attachment_count", ok, format!("{n} attachment(s)"))
+        }
+    };
+    ConditionTrace {
+        condition: name.into(),
+        passed,
+        detail,
+    }
+}
+
+fn trace_rule(rule: &Rule, m: &Prepared<'_>) -> RuleTrace {
+    let conditions: Vec<ConditionTrace> = rule.conditions.iter().map(|c| check(c, m)).collect();
+    RuleTrace {
+        rule_id: rule.id.clone(),
+        location: format!("{}:{}", rule.file.display(), rule.line),
+        matched: conditions.iter().all(|c| c.passed),
+        conditions,
+    }
+}
+
+impl RuleSet {
+    /// Classifies one message. Rules run in priority order; the first
+    /// matching rule without `continue` ends the evaluation.
+    pub fn evaluate(&self, msg: &IntakeMessage) -> Decision {
+        let subject = msg.subject.as_deref().unwrap_or("");
+        let prepared = Prepared {
+            msg,
+            all: tokens(&format!("{subject}\n{}", msg.body)),
+            subject: tokens(subject),
+            raw: format!("{subject}\n{}", msg.body),
+        };
+        let mut d = Decision {
+            ruleset_version: self.version.clone(),
+            rule_id: None,
+            unit: None,
+            service: None,
+            tags: BTreeSet::new(),
+            priority: Priority::Normal,
+            reply_working_days: None,
+            review_reason: None,
+            trace: Vec::new(),
+        };
+        for rule in &self.rules {
+            let t = trace_rule(rule, &prepared);
+            let matched = t.matched;
+            d.trace.push(t);
+            if !matched {
+                continue;
+            }
+            let a = &rule.action;
+            d.tags.extend(a.tags.iter().cloned());
+            if let Some(p) = a.priority {
+                d.priority = d.priority.max(p);
+            }
+            if d.review_reason.is_none() {
+                d.review_reason = a.review_reason.clone();
+            }
+            if d.unit.is_none() && a.unit.is_some() {
+                d.unit = a.unit.clone();
+                d.service = a.service.clone();
+                d.rule_id = Some(rule.id.clone());
+                d.reply_working_days = a.reply_working_days.or_else(|| {
+                    a.service
+                        .as_ref()
+                        .and_then(|s| self.services.get(s))
+                        .and_then(|s| s.reply_working_days)
+                });
+            }
+            if !a.continue_ {
+                break;
+            }
+        }
+        if d.unit.is_none() && d.review_reason.is_none() {
+            d.review_reason = Some("no routing rule matched".into());
+        }
+        d
+    }
+}
+
+impl Decision {
+    /// A human-readable account of the evaluation, for `pietura rules test`.
+    pub fn explain(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "rule set {}", self.ruleset_version);
+        for t in &self.trace {
+            let _ = writeln!(out, "{} {} ({})", if t.matched { "MATCH" } else { "  -  " }, t.rule_id, t.location);
+            for c in &t.conditions {
+                let _ = writeln!(out, "        [{}] {}: {}", if c.passed { "x" } else { " " }, c.condition, c.detail);
+            }
+        }
+        let _ = writeln!(out, "unit:     {}", self.unit.as_deref().unwrap_or("-"));
+        let _ = writeln!(out, "service:  {}", self.service.as_deref().unwrap_or("-"));
+        let _ = writeln!(out, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"));
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "tags:     {}", if tags.is_empty() { "-".into() } else { tags.join(", ") });
+        let _ = writeln!(out, "priority: {}", self.priority.as_str());
+        let _ = write!(out, "review:   {}", self.review_reason.as_deref().unwrap_or("no"));
+        out
+    }
+}

@@ -1,0 +1,565 @@
+//! The routing rules: loading and validating `rules/` into an immutable
+//! [`RuleSet`], evaluating it on a message with a full explanation
+//! ([`eval`]), and hot reload with an atomic swap ([`watch`]).
+
+pub mod eval;
+pub mod files;
+pub mod text;
+pub mod watch;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::message::ChannelKind;
+use files::{RoutingFile, RuleDef, ServicesFile, UnitsFile};
+use text::Keyword;
+
+/// How urgent an item is; the highest given by any matching rule wins.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl Priority {
+    /// The name stored in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// One problem in the rule files, located as `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleProblem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for RuleProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Why a rule set was refused; the running set stays in force.
+#[derive(Debug, thiserror::Error)]
+#[error("rule set in {} refused, {} problem(s):\n{}", .dir.display(), .problems.len(), .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct RulesError {
+    pub dir: PathBuf,
+    pub problems: Vec<RuleProblem>,
+}
+
+/// A unit items can be routed to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unit {
+    pub id: String,
+    pub index: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub email: Option<String>,
+    pub external: bool,
+}
+
+/// An entry of the service catalogue.
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub unit: String,
+    pub reply_working_days: Option<u32>,
+    pub note: Option<String>,
+}
+
+/// A condition, compiled.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    Channel(Vec<ChannelKind>),
+    ChannelInstance(Vec<String>),
+    SenderEmail(Vec<String>),
+    SenderDomain(Vec<String>),
+    PhonePrefix(Vec<String>),
+    Keywords { any: Vec<Keyword>, min_hits: usize },
+    AllKeywords(Vec<Keyword>),
+    NoneKeywords(Vec<Keyword>),
+    SubjectKeywords(Vec<Keyword>),
+    Regex(Vec<Regex>),
+    FormId(Vec<String>),
+    AttachmentType(Vec<String>),
+    AttachmentName(Vec<(String, Regex)>),
+    AttachmentCount { min: Option<u32>, max: Option<u32> },
+}
+
+/// What a matching rule sets.
+#[derive(Debug, Clone, Default)]
+pub struct Action {
+    pub unit: Option<String>,
+    pub service: Option<String>,
+    pub tags: Vec<String>,
+    pub priority: Option<Priority>,
+    pub reply_working_days: Option<u32>,
+    pub review_reason: Option<String>,
+    pub continue_: bool,
+}
+
+/// A compiled rule, remembering where it was written.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub priority: i64,
+    pub description: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub conditions: Vec<Condition>,
+    pub action: Action,
+}
+
+/// An immutable, validated rule set. Swapped whole, never edited in place.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    /// Content hash of every file read: recorded on each routed item.
+    pub version: String,
+    pub dir: PathBuf,
+    pub units: BTreeMap<String, Unit>,
+    pub services: BTreeMap<String, Service>,
+    /// In evaluation order.
+    pub rules: Vec<Rule>,
+}
+
+/// Turns a byte offset into a 1-based line number.
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+/// Collects problems while a set is compiled.
+struct Problems<'a> {
+    file: &'a Path,
+    src: &'a str,
+    list: &'a mut Vec<RuleProblem>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, offset: usize, message: String) {
+        self.list.push(RuleProblem {
+            file: self.file.to_path_buf(),
+            line: Some(line_of(self.src, offset)),
+            message,
+        });
+    }
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    src: &str,
+    problems: &mut Vec<RuleProblem>,
+) -> Option<T> {
+    match toml::from_str::<T>(src) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let line = e.span().map(|s| line_of(src, s.start));
+            problems.push(RuleProblem {
+                file: path.to_path_buf(),
+                line,
+                message: e.message().trim().to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+impl RuleSet {
+    /// Reads and validates a whole rules folder; all problems are returned together.
+    pub fn load(dir: &Path) -> Result<RuleSet, RulesError> {
+        let mut problems = Vec::new();
+        let mut hasher = Sha256::new();
+        let mut read = |path: &Path, problems: &mut Vec<RuleProblem>| -> Option<String> {
+            match std::fs::read_to_string(path) {
+                Ok(s) => {
+                    hasher.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+                    hasher.update(s.as_bytes());
+                    Some(s)
+                }
+                Err(e) => {
+                    problems.push(RuleProblem {
+                        file: path.to_path_buf(),
+                        line: None,
+                        message: format!("cannot read: {e}"),
+                    });
+                    None
+                }
+            }
+        };
+
+        let units_path = dir.join("units.toml");
+        let mut units = BTreeMap::new();
+        if let Some(src) = read(&units_path, &mut problems)
+            && let Some(file) = parse_toml::<UnitsFile>(&units_path, &src, &mut problems)
+        {
+            let mut p = Problems {
+                file: &units_path,
+                src: &src,
+                list: &mut problems,
+            };
+            let mut indexes = HashSet::new();
+            for u in file.unit {
+                let at = u.span().start;
+                let u = u.into_inner();
+                if !is_id(&u.id) {
+                    p.at(at, format!("unit id {:?} must be lowercase a-z, 0-9, - or _", u.id));
+                }
+                if !indexes.insert(u.index.clone()) {
+                    p.at(at, format!("unit {}: index {:?} is used twice", u.id, u.index));
+                }
+                let unit = Unit {
+                    id: u.id.clone(),
+                    index: u.index,
+                    name: u.name,
+                    name_en: u.name_en,
+                    email: u.email,
+                    external: u.external,
+                };
+                if units.insert(u.id.clone(), unit).is_some() {
+                    p.at(at, format!("unit id {:?} is defined twice", u.id));
+                }
+            }
+        }
+
+        let services_path = dir.join("services.toml");
+        let mut services = BTreeMap::new();
+        if let Some(src) = read(&services_path, &mut problems)
+            && let Some(file) = parse_toml::<ServicesFile>(&services_path, &src, &mut problems)
+        {
+            let mut p = Problems {
+                file: &services_path,
+                src: &src,
+                list: &mut problems,
+            };
+            for s in file.service {
+                let at = s.span().start;
+                let s = s.into_inner();
+                if !is_id(&s.id) {
+                    p.at(at, format!("service id {:?} must be lowercase a-z, 0-9, - or _", s.id));
+                }
+                if !units.contains_key(s.unit.get_ref()) {
+                    p.at(
+                        s.unit.span().start,
+                        format!(
+                            "service {}: unit {:?} is not defined in units.toml",
+                            s.id,
+                            s.unit.get_ref()
+                        ),
+                    );
+                }
+                let service = Service {
+                    id: s.id.clone(),
+                    name: s.name,
+                    name_en: s.name_en,
+                    unit: s.unit.into_inner(),
+                    reply_working_days: s.reply_working_days,
+                    note: s.note,
+                };
+                if services.insert(s.id.clone(), service).is_some() {
+                    p.at(at, format!("service id {:?} is defined twice", s.id));
+                }
+            }
+        }
+
+        let routing_dir = dir.join("routing");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&routing_dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect(),
+            Err(e) => {
+                problems.push(RuleProblem {
+                    file: routing_dir.clone(),
+                    line: None,
+                    message: format!("cannot read the routing rules folder: {e}"),
+                });
+                Vec::new()
+            }
+        };
+        files.sort();
+        let mut rules = Vec::new();
+        let mut ids = HashSet::new();
+        for path in &files {
+            let Some(src) = read(path, &mut problems) else {
+                continue;
+            };
+            let Some(file) = parse_toml::<RoutingFile>(path, &src, &mut problems) else {
+                continue;
+            };
+            let mut p = Problems {
+                file: path,
+                src: &src,
+                list: &mut problems,
+            };
+            for def in file.rule {
+                let at = def.span().start;
+                let def = def.into_inner();
+                if !ids.insert(def.id.clone()) {
+                    p.at(at, format!("rule id {:?} is used twice", def.id));
+                }
+                if let Some(rule) = compile_rule(def, path, at, &units, &services, &mut p) {
+                    rules.push(rule);
+                }
+            }
+        }
+        // Stable: equal priorities keep file and in-file order.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+
+        if !problems.is_empty() {
+            return Err(RulesError {
+                dir: dir.to_path_buf(),
+                problems,
+            });
+        }
+        Ok(RuleSet {
+            version: hex::encode(&hasher.finalize()[..6]),
+            dir: dir.to_path_buf(),
+            units,
+            services,
+            rules,
+        })
+    }
+}
+
+fn keywords(list: Vec<toml::Spanned<String>>, key: &str, p: &mut Problems<'_>) -> Vec<Keyword> {
+    list.into_iter()
+        .filter_map(|k| {
+            let parsed = Keyword::parse(k.get_ref());
+            if parsed.is_none() {
+                p.at(
+                    k.span().start,
+                    format!("when.{key}: {:?} has no letters to match", k.get_ref()),
+                );
+            }
+            parsed
+        })
+        .collect()
+}
+
+fn glob_regex(glob: &str) -> Result<Regex, regex::Error> {
+    let mut re = String::from("(?i)^");
+    for c in glob.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    Regex::new(&re)
+}
+
+fn compile_rule(
+    def: RuleDef,
+    path: &Path,
+    at: usize,
+    units: &BTreeMap<String, Unit>,
+    services: &BTreeMap<String, Service>,
+    p: &mut Problems<'_>,
+) -> Option<Rule> {
+    let before = p.list.len();
+    let id = def.id.clone();
+    if !is_id(&id) {
+        p.at(at, format!("rule id {id:?} must be lowercase a-z, 0-9, - or _"));
+    }
+    let w = def.when;
+    let mut conditions = Vec::new();
+    if !w.channel.is_empty() {
+        let mut kinds = Vec::new();
+        for c in &w.channel {
+            match ChannelKind::parse(c.get_ref()) {
+                Some(k) => kinds.push(k),
+                None => p.at(
+                    c.span().start,
+                    format!(
+                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms",
+                        c.get_ref()
+                    ),
+                ),
+            }
+        }
+        conditions.push(Condition::Channel(kinds));
+    }
+    if !w.channel_instance.is_empty() {
+        conditions.push(Condition::ChannelInstance(w.channel_instance));
+    }
+    let lower = |v: Vec<String>| v.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+    if !w.sender_email.is_empty() {
+        conditions.push(Condition::SenderEmail(lower(w.sender_email)));
+    }
+    if !w.sender_domain.is_empty() {
+        conditions.push(Condition::SenderDomain(lower(w.sender_domain)));
+    }
+    if !w.phone_prefix.is_empty() {
+        conditions.push(Condition::PhonePrefix(w.phone_prefix));
+    }
+    if !w.keywords.is_empty() {
+        let any = keywords(w.keywords, "keywords", p);
+        let min_hits = w.min_keyword_hits.unwrap_or(1) as usize;
+        if min_hits == 0 || min_hits > any.len() {
+            p.at(
+                at,
+                format!(
+                    "rule {id}: when.min_keyword_hits = {min_hits} but there are {} keywords",
+                    any.len()
+                ),
+            );
+        }
+        conditions.push(Condition::Keywords { any, min_hits });
+    } else if w.min_keyword_hits.is_some() {
+        p.at(at, format!("rule {id}: when.min_keyword_hits without when.keywords"));
+    }
+    if !w.all_keywords.is_empty() {
+        conditions.push(Condition::AllKeywords(keywords(w.all_keywords, "all_keywords", p)));
+    }
+    if !w.none_keywords.is_empty() {
+        conditions.push(Condition::NoneKeywords(keywords(w.none_keywords, "none_keywords", p)));
+    }
+    if !w.subject_keywords.is_empty() {
+        conditions.push(Condition::SubjectKeywords(keywords(
+            w.subject_keywords,
+            "subject_keywords",
+            p,
+        )));
+    }
+    if !w.regex.is_empty() {
+        let mut res = Vec::new();
+        for r in &w.regex {
+            match Regex::new(r.get_ref()) {
+                Ok(re) => res.push(re),
+                Err(e) => p.at(
+                    r.span().start,
+                    format!("rule {id}: when.regex {:?} is invalid: {e}", r.get_ref()),
+                ),
+            }
+        }
+        conditions.push(Condition::Regex(res));
+    }
+    if !w.form_id.is_empty() {
+        conditions.push(Condition::FormId(w.form_id));
+    }
+    if !w.attachment_type.is_empty() {
+        conditions.push(Condition::AttachmentType(lower(w.attachment_type)));
+    }
+    if !w.attachment_name.is_empty() {
+        let mut globs = Vec::new();
+        for g in &w.attachment_name {
+            match glob_regex(g.get_ref()) {
+                Ok(re) => globs.push((g.get_ref().clone(), re)),
+                Err(e) => p.at(
+                    g.span().start,
+                    format!("rule {id}: when.attachment_name {:?}: {e}", g.get_ref()),
+                ),
+            }
+        }
+        conditions.push(Condition::AttachmentName(globs));
+    }
+    if w.min_attachments.is_some() || w.max_attachments.is_some() {
+        conditions.push(Condition::AttachmentCount {
+            min: w.min_attachments,
+            max: w.max_attachments,
+        });
+    }
+
+    let t = def.then;
+    if let Some(u) = &t.unit
+        && !units.contains_key(u.get_ref())
+    {
+        p.at(
+            u.span().start,
+            format!(
+                "rule {id}: then.unit {:?} is not defined in units.toml",
+                u.get_ref()
+            ),
+        );
+    }
+    if let Some(s) = &t.service {
+        match services.get(s.get_ref()) {
+            None => p.at(
+                s.span().start,
+                format!(
+                    "rule {id}: then.service {:?} is not defined in services.toml",
+                    s.get_ref()
+                ),
+            ),
+            Some(svc) => {
+                if t.unit.as_ref().is_some_and(|u| *u.get_ref() != svc.unit) {
+                    p.at(
+                        s.span().start,
+                        format!(
+                            "rule {id}: then.service {:?} belongs to unit {:?}, not to then.unit",
+                            s.get_ref(),
+                            svc.unit
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let does_something = t.unit.is_some()
+        || t.service.is_some()
+        || !t.tags.is_empty()
+        || t.priority.is_some()
+        || t.review_reason.is_some();
+    if !does_something {
+        p.at(
+            at,
+            format!("rule {id}: then sets nothing (give unit, service, tags, priority or review_reason)"),
+        );
+    }
+    if conditions.is_empty() {
+        p.at(at, format!("rule {id}: when has no condition; every item would match"));
+    }
+    if p.list.len() > before {
+        return None;
+    }
+    // A service implies its unit.
+    let unit = t
+        .unit
+        .map(|u| u.into_inner())
+        .or_else(|| t.service.as_ref().and_then(|s| services.get(s.get_ref())).map(|s| s.unit.clone()));
+    Some(Rule {
+        id,
+        priority: def.priority,
+        description: def.description,
+        file: path.to_path_buf(),
+        line: line_of(p.src, at),
+        conditions,
+        action: Action {
+            unit,
+            service: t.service.map(|s| s.into_inner()),
+            tags: t.tags,
+            priority: t.priority,
+            reply_working_days: t.reply_working_days,
+            review_reason: t.review_reason,
+            continue_: t.continue_,
+        },
+    })
+}

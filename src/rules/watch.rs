@@ -1,0 +1,57 @@
+//! Hot reload of `rules/`: on a file change the whole folder is loaded again
+//! and swapped in atomically, but only when the new set has no problem; a
+//! broken edit is logged with file:line and the running set keeps routing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use tokio_util::sync::CancellationToken;
+
+use super::{RuleSet, RulesError};
+
+/// The rule set in force, shared by every engine worker.
+pub type SharedRules = Arc<ArcSwap<RuleSet>>;
+
+/// Loads the folder again and swaps it in if valid. Returns the new version.
+pub fn reload(shared: &SharedRules) -> Result<String, RulesError> {
+    let dir = shared.load().dir.clone();
+    let set = RuleSet::load(&dir)?;
+    let version = set.version.clone();
+    shared.store(Arc::new(set));
+    Ok(version)
+}
+
+/// Watches the rules folder until `shutdown`; reloads after changes settle.
+pub async fn watch(shared: SharedRules, shutdown: CancellationToken) -> Result<(), notify::Error> {
+    let dir = shared.load().dir.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::Recursive)?;
+    tracing::info!(dir = %dir.display(), "watching rules for changes");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            got = rx.recv() => if got.is_none() { return Ok(()) },
+        }
+        // Editors write in several steps: wait until the folder is quiet.
+        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {}
+        let before = shared.load().version.clone();
+        match reload(&shared) {
+            Ok(v) if v == before => {}
+            Ok(v) => {
+                tracing::info!(from = %before, to = %v, "rules reloaded");
+                crate::metrics::rules_reloaded(true);
+            }
+            Err(e) => {
+                tracing::error!(version_kept = %before, "{e}");
+                crate::metrics::rules_reloaded(false);
+            }
+        }
+    }
+}
