@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use sqlx::Row;
@@ -45,10 +48,26 @@ impl BenchReport {
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "items per run                 {}", self.items)?;
-        writeln!(f, "raw broker ceiling            {:.0} msg/s (publish+confirm, consume+ack)", self.ceiling_per_s)?;
-        writeln!(f, "pipeline (full load)          {:.0} items/s, receipt→routed p50 {:.0} ms, p99 {:.0} ms", self.pipeline_per_s, self.p50_ms, self.p99_ms)?;
-        writeln!(f, "ratio pipeline / ceiling      {:.1} %", self.ratio() * 100.0)?;
-        write!(f, "half load ({:.0} items/s)      receipt→routed p50 {:.0} ms, p99 {:.0} ms", self.half_load_per_s, self.half_p50_ms, self.half_p99_ms)
+        writeln!(
+            f,
+            "raw broker ceiling            {:.0} msg/s (publish+confirm, consume+ack)",
+            self.ceiling_per_s
+        )?;
+        writeln!(
+            f,
+            "pipeline (full load)          {:.0} items/s, receipt→routed p50 {:.0} ms, p99 {:.0} ms",
+            self.pipeline_per_s, self.p50_ms, self.p99_ms
+        )?;
+        writeln!(
+            f,
+            "ratio pipeline / ceiling      {:.1} %",
+            self.ratio() * 100.0
+        )?;
+        write!(
+            f,
+            "half load ({:.0} items/s)      receipt→routed p50 {:.0} ms, p99 {:.0} ms",
+            self.half_load_per_s, self.half_p50_ms, self.half_p99_ms
+        )
     }
 }
 
@@ -65,27 +84,69 @@ const SAMPLE_BODIES: &[&str] = &[
 
 fn form_item(i: usize, run: &str) -> IntakeMessage {
     let mut m = IntakeMessage::new(
-        ChannelRef { kind: ChannelKind::WebForm, instance: "bench".into() },
+        ChannelRef {
+            kind: ChannelKind::WebForm,
+            instance: "bench".into(),
+        },
         format!("bench:{run}:{i}"),
         SAMPLE_BODIES[i % SAMPLE_BODIES.len()].repeat(4),
     );
     m.subject = Some("Iesniegums".into());
-    m.sender = Sender { name: Some("Jānis Bērziņš".into()), email: Some("janis@example.lv".into()), ..Sender::default() };
-    m.metadata.insert("web_form".into(), serde_json::json!({"form_id": "bench", "fields": {"name": "Jānis Bērziņš"}}));
+    m.sender = Sender {
+        name: Some("Jānis Bērziņš".into()),
+        email: Some("janis@example.lv".into()),
+        ..Sender::default()
+    };
+    m.metadata.insert(
+        "web_form".into(),
+        serde_json::json!({"form_id": "bench", "fields": {"name": "Jānis Bērziņš"}}),
+    );
     m
 }
 
 async fn ceiling(url: &str, n: usize, size: usize, window: usize) -> BenchResult<f64> {
-    let conn = Connection::connect(url, ConnectionProperties::default()).await.map_err(|e| format!("ceiling: connect: {e}"))?;
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(|e| format!("ceiling: connect: {e}"))?;
     let pubch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    pubch.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
+    pubch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     let queue = format!("pietura-bench-raw-{}", uuid::Uuid::now_v7());
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    pubch.queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await.map_err(|e| e.to_string())?;
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    pubch
+        .queue_declare(
+            queue.clone().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let conch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    conch.basic_qos(window.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
-    let mut consumer = conch.basic_consume(queue.clone().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(|e| e.to_string())?;
+    conch
+        .basic_qos(
+            window.min(u16::MAX as usize) as u16,
+            BasicQosOptions::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = conch
+        .basic_consume(
+            queue.clone().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let payload = vec![b'x'; size];
     let start = Instant::now();
     let consume = tokio::spawn(async move {
@@ -107,7 +168,13 @@ async fn ceiling(url: &str, n: usize, size: usize, window: usize) -> BenchResult
             inflight.next().await;
         }
         let confirm = pubch
-            .basic_publish("".into(), queue.clone().into(), BasicPublishOptions::default(), &payload, BasicProperties::default().with_delivery_mode(2))
+            .basic_publish(
+                "".into(),
+                queue.clone().into(),
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
             .await
             .map_err(|e| e.to_string())?;
         inflight.push(confirm);
@@ -115,7 +182,9 @@ async fn ceiling(url: &str, n: usize, size: usize, window: usize) -> BenchResult
     while inflight.next().await.is_some() {}
     let got = consume.await.map_err(|e| e.to_string())?;
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = pubch.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+    let _ = pubch
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await;
     let _ = conn.close(200, "bench done".into()).await;
     if got < n {
         return Err(format!("ceiling: consumed only {got} of {n}"));
@@ -125,7 +194,12 @@ async fn ceiling(url: &str, n: usize, size: usize, window: usize) -> BenchResult
 
 /// Publishes `n` items (paced to `rate` per second if given) and waits until
 /// every routed notice is confirmed; returns (items/s, latency histogram in ms).
-async fn pipeline(daemon: &Daemon, n: usize, rate: Option<f64>, window: usize) -> BenchResult<(f64, Histogram<u64>)> {
+async fn pipeline(
+    daemon: &Daemon,
+    n: usize,
+    rate: Option<f64>,
+    window: usize,
+) -> BenchResult<(f64, Histogram<u64>)> {
     let run = uuid::Uuid::now_v7().to_string();
     let items: Vec<IntakeMessage> = (0..n).map(|i| form_item(i, &run)).collect();
     let bus = daemon.bus.clone();
@@ -136,14 +210,18 @@ async fn pipeline(daemon: &Daemon, n: usize, rate: Option<f64>, window: usize) -
             let due = start + Duration::from_secs_f64(i as f64 / r);
             tokio::time::sleep_until(due.into()).await;
         }
-        if inflight.len() >= window {
-            if let Some(res) = inflight.next().await {
-                res?;
-            }
+        if inflight.len() >= window
+            && let Some(res) = inflight.next().await
+        {
+            res?;
         }
         m.received_at = chrono::Utc::now();
         let bus = bus.clone();
-        inflight.push(async move { publish_intake(bus.as_ref(), &m).await.map_err(|e| e.to_string()) });
+        inflight.push(async move {
+            publish_intake(bus.as_ref(), &m)
+                .await
+                .map_err(|e| e.to_string())
+        });
     }
     while let Some(res) = inflight.next().await {
         res?;
@@ -164,7 +242,9 @@ async fn pipeline(daemon: &Daemon, n: usize, rate: Option<f64>, window: usize) -
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("pipeline: only {routed} of {n} items routed after 300 s"));
+            return Err(format!(
+                "pipeline: only {routed} of {n} items routed after 300 s"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -180,7 +260,10 @@ async fn pipeline(daemon: &Daemon, n: usize, rate: Option<f64>, window: usize) -
     for r in rows {
         let received: String = r.try_get(0).map_err(|e| e.to_string())?;
         let routed: String = r.try_get(1).map_err(|e| e.to_string())?;
-        let (Ok(a), Ok(b)) = (chrono::DateTime::parse_from_rfc3339(&received), chrono::DateTime::parse_from_rfc3339(&routed)) else {
+        let (Ok(a), Ok(b)) = (
+            chrono::DateTime::parse_from_rfc3339(&received),
+            chrono::DateTime::parse_from_rfc3339(&routed),
+        ) else {
             continue;
         };
         let _ = hist.record((b - a).num_milliseconds().max(0) as u64);

@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(store.get(&a.sha256).await.unwrap(), b"iesniegums");
         let mut w = store.writer(4).await.unwrap();
-        assert!(matches!(w.write(b"12345").await, Err(BlobError::TooLarge { limit: 4 })));
+        assert!(matches!(
+            w.write(b"12345").await,
+            Err(BlobError::TooLarge { limit: 4 })
+        ));
         assert!(store.path_of("../../etc/passwd").is_err());
     }
 }

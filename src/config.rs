@@ -254,13 +254,14 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env_map)),
         );
-        let settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|source| ConfigError::Parse {
-                source_name: source_name.clone(),
-                source,
-            })?;
+        let settings: Settings =
+            builder
+                .build()
+                .and_then(|c| c.try_deserialize())
+                .map_err(|source| ConfigError::Parse {
+                    source_name: source_name.clone(),
+                    source,
+                })?;
         let issues = settings.validate();
         if issues.is_empty() {
             Ok(settings)
@@ -284,11 +285,11 @@ impl Settings {
         match self.database_url() {
             Err(e) => issue("database.url", e),
             Ok(url) => {
-            let scheme_ok = url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.starts_with("sqlite:");
-            if !scheme_ok {
-                issue(
+                let scheme_ok = url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.starts_with("sqlite:");
+                if !scheme_ok {
+                    issue(
                     "database.url",
                     "must start with postgres:// or sqlite: (e.g. sqlite://pietura-data/pietura.db)"
                             .into(),
@@ -330,7 +331,10 @@ impl Settings {
             issue("registration.pattern", e.to_string());
         }
         if self.registration.unclassified_index.trim().is_empty() {
-            issue("registration.unclassified_index", "must not be empty".into());
+            issue(
+                "registration.unclassified_index",
+                "must not be empty".into(),
+            );
         }
         if self.http.max_body_bytes < 1024 {
             issue("http.max_body_bytes", "must be at least 1024".into());
@@ -338,7 +342,10 @@ impl Settings {
         if !(self.http.public_url.starts_with("http://")
             || self.http.public_url.starts_with("https://"))
         {
-            issue("http.public_url", "must start with http:// or https://".into());
+            issue(
+                "http.public_url",
+                "must start with http:// or https://".into(),
+            );
         }
         if self.engine.concurrency == 0 {
             issue("engine.concurrency", "must be at least 1".into());

@@ -39,8 +39,13 @@ pub enum StartError {
     Blobs(#[from] BlobError),
     #[error("configuration: {0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {source} (is another process using the port? set http.listen)")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using the port? set http.listen)"
+    )]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running daemon.
@@ -72,9 +77,12 @@ impl Daemon {
     /// Starts everything the settings describe; refuses to start on any invalid file.
     pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         let settings = Arc::new(settings);
-        let rules: SharedRules = Arc::new(ArcSwap::from_pointee(RuleSet::load(&settings.rules.dir)?));
-        let channel_configs = channels::load_dir(&settings.channels.dir).map_err(StartError::ChannelFiles)?;
-        let pattern = Pattern::parse(&settings.registration.pattern).map_err(|e| StartError::Config(format!("registration.pattern: {e}")))?;
+        let rules: SharedRules =
+            Arc::new(ArcSwap::from_pointee(RuleSet::load(&settings.rules.dir)?));
+        let channel_configs =
+            channels::load_dir(&settings.channels.dir).map_err(StartError::ChannelFiles)?;
+        let pattern = Pattern::parse(&settings.registration.pattern)
+            .map_err(|e| StartError::Config(format!("registration.pattern: {e}")))?;
         let db_url = settings.database_url().map_err(StartError::Config)?;
         let registry = Registry::connect(&db_url, settings.database.max_connections).await?;
         registry.migrate().await?;
@@ -86,7 +94,12 @@ impl Daemon {
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let ctx = ChannelContext { bus: bus.clone(), blobs, registry: registry.clone(), settings: settings.clone() };
+        let ctx = ChannelContext {
+            bus: bus.clone(),
+            blobs,
+            registry: registry.clone(),
+            settings: settings.clone(),
+        };
         let mut running: Vec<Arc<dyn Channel>> = Vec::new();
         for cfg in channel_configs {
             running.push(cfg.build(ctx.clone())?);
@@ -119,7 +132,12 @@ impl Daemon {
                 tracing::error!("rules engine stopped: {e}");
             }
         });
-        tasks.spawn(crate::dispatch::run(registry.clone(), bus.clone(), wake, shutdown.clone()));
+        tasks.spawn(crate::dispatch::run(
+            registry.clone(),
+            bus.clone(),
+            wake,
+            shutdown.clone(),
+        ));
         if settings.rules.watch {
             let shared = rules.clone();
             let stop = shutdown.clone();
@@ -134,24 +152,44 @@ impl Daemon {
             registry: registry.clone(),
             bus: bus.clone(),
             metrics: metrics_handle(),
-            forms: running.iter().filter(|c| c.kind() == crate::message::ChannelKind::WebForm).map(|c| c.id().to_string()).collect(),
+            forms: running
+                .iter()
+                .filter(|c| c.kind() == crate::message::ChannelKind::WebForm)
+                .map(|c| c.id().to_string())
+                .collect(),
             api_token: settings.http.api_token.clone(),
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);
         let listener = tokio::net::TcpListener::bind(settings.http.listen)
             .await
-            .map_err(|source| StartError::Listen { addr: settings.http.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: settings.http.listen, source })?;
+            .map_err(|source| StartError::Listen {
+                addr: settings.http.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: settings.http.listen,
+            source,
+        })?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await });
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!("HTTP server stopped: {e}");
             }
         });
         tracing::info!(%addr, rules = %rules.load().version, "pietura is running");
-        Ok(Daemon { addr, registry, bus, rules, shutdown, tasks })
+        Ok(Daemon {
+            addr,
+            registry,
+            bus,
+            rules,
+            shutdown,
+            tasks,
+        })
     }
 
     /// A token that stops the daemon when cancelled.

@@ -58,7 +58,11 @@ fn roll_forward(cal: &dyn Calendar, mut day: NaiveDate) -> NaiveDate {
 
 /// The reply deadline for an item received at `received_at`; a rule or
 /// service may give its own number of working days.
-pub fn reply_due(cal: &dyn Calendar, received_at: DateTime<Utc>, working_days: Option<u32>) -> NaiveDate {
+pub fn reply_due(
+    cal: &dyn Calendar,
+    received_at: DateTime<Utc>,
+    working_days: Option<u32>,
+) -> NaiveDate {
     let day = local_date(received_at);
     match working_days {
         Some(n) => add_working_days(cal, day, n),

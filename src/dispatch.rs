@@ -16,7 +16,12 @@ use crate::registry::{OutboxEntry, Registry};
 const BATCH: i64 = 200;
 
 /// Publishes outbox rows until `shutdown`.
-pub async fn run(registry: Registry, bus: Arc<dyn Bus>, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(
+    registry: Registry,
+    bus: Arc<dyn Bus>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut pause = Duration::from_millis(500);
     loop {
         match drain_once(&registry, bus.as_ref()).await {
@@ -45,10 +50,16 @@ async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Res
             if let Some(unit) = e.destination.strip_prefix("unit:") {
                 crate::metrics::item_routed(unit);
             }
-            registry.outbox_delivered(e).await.map_err(|x| x.to_string())
+            registry
+                .outbox_delivered(e)
+                .await
+                .map_err(|x| x.to_string())
         }
         Err(err) => {
-            let text = format!("item {}: publishing to {} failed: {err}", e.item_id, e.destination);
+            let text = format!(
+                "item {}: publishing to {} failed: {err}",
+                e.item_id, e.destination
+            );
             let _ = registry.outbox_failed(e, &text).await;
             Err(text)
         }
@@ -57,7 +68,10 @@ async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Res
 
 /// Publishes one batch; returns how many rows were delivered.
 pub async fn drain_once(registry: &Registry, bus: &dyn Bus) -> Result<usize, String> {
-    let pending = registry.outbox_pending(BATCH).await.map_err(|e| e.to_string())?;
+    let pending = registry
+        .outbox_pending(BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
     let results = join_all(pending.iter().map(|e| publish_one(registry, bus, e))).await;
     let delivered = results.iter().filter(|r| r.is_ok()).count();
     match results.into_iter().find_map(Result::err) {

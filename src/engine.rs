@@ -66,7 +66,10 @@ impl Engine {
         let msg = match IntakeMessage::decode(&delivery.payload) {
             Ok(m) => m,
             Err(e) => {
-                let preview: String = String::from_utf8_lossy(&delivery.payload).chars().take(200).collect();
+                let preview: String = String::from_utf8_lossy(&delivery.payload)
+                    .chars()
+                    .take(200)
+                    .collect();
                 tracing::error!(error = %e, payload_start = %preview, "dead-lettering a message that cannot be read; inspect the dead-letter queue");
                 crate::metrics::item_dead_lettered();
                 if let Err(e) = delivery.dead_letter(&e.to_string()).await {
@@ -76,7 +79,9 @@ impl Engine {
             }
         };
         let span = tracing::info_span!("item", id = %msg.id, channel = %msg.channel.kind, instance = %msg.channel.instance);
-        self.register(msg, delivery, shutdown).instrument(span).await
+        self.register(msg, delivery, shutdown)
+            .instrument(span)
+            .await
     }
 
     async fn register(&self, msg: IntakeMessage, delivery: Delivery, shutdown: &CancellationToken) {
@@ -86,7 +91,14 @@ impl Engine {
         let registration = loop {
             match self
                 .registry
-                .register(&msg, &decision, &rules, &self.pattern, &self.unclassified_index, self.calendar.as_ref())
+                .register(
+                    &msg,
+                    &decision,
+                    &rules,
+                    &self.pattern,
+                    &self.unclassified_index,
+                    self.calendar.as_ref(),
+                )
                 .await
             {
                 Ok(r) => break r,
@@ -103,7 +115,8 @@ impl Engine {
         };
         match &registration {
             Registration::New(item) => {
-                let waited = (chrono::Utc::now() - msg.received_at).num_milliseconds() as f64 / 1000.0;
+                let waited =
+                    (chrono::Utc::now() - msg.received_at).num_milliseconds() as f64 / 1000.0;
                 crate::metrics::item_registered(msg.channel.kind.as_str(), &item.state, waited);
                 tracing::info!(
                     number = %item.registration_number,
@@ -121,7 +134,9 @@ impl Engine {
             }
         }
         if let Err(e) = delivery.ack().await {
-            tracing::warn!("ack failed after registration ({e}); the redelivery will be recognised as a duplicate");
+            tracing::warn!(
+                "ack failed after registration ({e}); the redelivery will be recognised as a duplicate"
+            );
         }
     }
 }

@@ -12,7 +12,11 @@ use pietura::registry::{ItemFilter, Registry};
 use pietura::rules::RuleSet;
 
 #[derive(Parser)]
-#[command(name = "pietura", version, about = "Intake daemon for a municipality's records office")]
+#[command(
+    name = "pietura",
+    version,
+    about = "Intake daemon for a municipality's records office"
+)]
 struct Cli {
     /// Daemon configuration file (TOML); without it the embedded defaults apply.
     #[arg(long, global = true, env = "PIETURA_CONFIG")]
@@ -77,12 +81,21 @@ enum ItemsCommand {
 }
 
 fn load_message(file: &Path) -> anyhow::Result<IntakeMessage> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     if file.extension().is_some_and(|e| e == "json") {
-        let msg = IntakeMessage::decode(text.as_bytes()).with_context(|| format!("{} is not a message v1", file.display()))?;
+        let msg = IntakeMessage::decode(text.as_bytes())
+            .with_context(|| format!("{} is not a message v1", file.display()))?;
         return Ok(msg);
     }
-    let mut msg = IntakeMessage::new(ChannelRef { kind: ChannelKind::WebForm, instance: "cli".into() }, "cli".into(), text);
+    let mut msg = IntakeMessage::new(
+        ChannelRef {
+            kind: ChannelKind::WebForm,
+            instance: "cli".into(),
+        },
+        "cli".into(),
+        text,
+    );
     msg.subject = None;
     Ok(msg)
 }
@@ -92,7 +105,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let daemon = pietura::daemon::Daemon::start(settings).await?;
-            println!("Pietura is listening on http://{} — forms at http://{}/", daemon.addr, daemon.addr);
+            println!(
+                "Pietura is listening on http://{} — forms at http://{}/",
+                daemon.addr, daemon.addr
+            );
             let stop = daemon.shutdown_token();
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -102,28 +118,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon.run_until_stopped().await;
         }
         Command::Migrate => {
-            let registry = Registry::connect(&settings.database_url().map_err(anyhow::Error::msg)?, settings.database.max_connections).await?;
+            let registry = Registry::connect(
+                &settings.database_url().map_err(anyhow::Error::msg)?,
+                settings.database.max_connections,
+            )
+            .await?;
             registry.migrate().await?;
             println!("migrations applied");
         }
-        Command::Rules { command: RulesCommand::Check { dir } } => {
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => {
             let dir = dir.unwrap_or(settings.rules.dir);
             let set = RuleSet::load(&dir)?;
-            println!("{}: {} units, {} services, {} rules, version {}", dir.display(), set.units.len(), set.services.len(), set.rules.len(), set.version);
+            println!(
+                "{}: {} units, {} services, {} rules, version {}",
+                dir.display(),
+                set.units.len(),
+                set.services.len(),
+                set.rules.len(),
+                set.version
+            );
         }
-        Command::Rules { command: RulesCommand::Test { file, rules } } => {
+        Command::Rules {
+            command: RulesCommand::Test { file, rules },
+        } => {
             let set = RuleSet::load(&rules.unwrap_or(settings.rules.dir))?;
             let msg = load_message(&file)?;
             println!("{}", set.evaluate(&msg).explain());
         }
-        Command::Items { command: ItemsCommand::List { state, unit, limit, json } } => {
-            let registry = Registry::connect(&settings.database_url().map_err(anyhow::Error::msg)?, settings.database.max_connections).await?;
+        Command::Items {
+            command:
+                ItemsCommand::List {
+                    state,
+                    unit,
+                    limit,
+                    json,
+                },
+        } => {
+            let registry = Registry::connect(
+                &settings.database_url().map_err(anyhow::Error::msg)?,
+                settings.database.max_connections,
+            )
+            .await?;
             registry.migrate().await?;
             let items = registry.list(&ItemFilter { state, unit, limit }).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
-                println!("{:<16} {:<10} {:<22} {:<12} {:<8} subject", "number", "state", "received", "unit", "channel");
+                println!(
+                    "{:<16} {:<10} {:<22} {:<12} {:<8} subject",
+                    "number", "state", "received", "unit", "channel"
+                );
                 for i in items {
                     println!(
                         "{:<16} {:<10} {:<22} {:<12} {:<8} {}",
@@ -137,12 +183,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Schema => println!("{}", serde_json::to_string_pretty(&pietura::message::json_schema())?),
+        Command::Schema => println!(
+            "{}",
+            serde_json::to_string_pretty(&pietura::message::json_schema())?
+        ),
         Command::Bench { items } => {
             if items == 0 {
                 bail!("--items must be at least 1");
             }
-            let report = pietura::bench::run(settings, items).await.map_err(anyhow::Error::msg)?;
+            let report = pietura::bench::run(settings, items)
+                .await
+                .map_err(anyhow::Error::msg)?;
             println!("{report}");
         }
     }
@@ -153,13 +204,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -172,7 +224,10 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PIETURA_LOG").unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PIETURA_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

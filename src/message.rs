@@ -125,7 +125,9 @@ pub struct IntakeMessage {
 pub enum MessageError {
     #[error("message is not valid JSON for schema v{SCHEMA_VERSION}: {0}")]
     Decode(#[from] serde_json::Error),
-    #[error("message {id}: schema version {found} is not supported (this build reads v{SCHEMA_VERSION})")]
+    #[error(
+        "message {id}: schema version {found} is not supported (this build reads v{SCHEMA_VERSION})"
+    )]
     Version { id: Uuid, found: u32 },
     #[error("message {id}: {problem}")]
     Invalid { id: Uuid, problem: String },

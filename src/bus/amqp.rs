@@ -95,35 +95,77 @@ impl Inner {
 
     async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
         let p = |x: &str| s(&self.name(x));
-        ch.exchange_declare(p("intake"), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
+        ch.exchange_declare(
+            p("intake"),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            p("dead"),
+            ExchangeKind::Fanout,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            p("routed"),
+            ExchangeKind::Direct,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(p("dead"), durable_queue(), quorum_args(&[]))
             .await?;
-        ch.exchange_declare(p("dead"), ExchangeKind::Fanout, durable_exchange(), FieldTable::default())
-            .await?;
-        ch.exchange_declare(p("routed"), ExchangeKind::Direct, durable_exchange(), FieldTable::default())
-            .await?;
-        ch.queue_declare(p("dead"), durable_queue(), quorum_args(&[])).await?;
-        ch.queue_bind(p("dead"), p("dead"), s(""), QueueBindOptions::default(), FieldTable::default())
-            .await?;
+        ch.queue_bind(
+            p("dead"),
+            p("dead"),
+            s(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
         ch.queue_declare(
             p("engine"),
             durable_queue(),
             quorum_args(&[
-                ("x-delivery-limit", AMQPValue::LongInt(self.opts.delivery_limit as i32)),
-                ("x-dead-letter-exchange", AMQPValue::LongString(self.name("dead").into())),
+                (
+                    "x-delivery-limit",
+                    AMQPValue::LongInt(self.opts.delivery_limit as i32),
+                ),
+                (
+                    "x-dead-letter-exchange",
+                    AMQPValue::LongString(self.name("dead").into()),
+                ),
             ]),
         )
         .await?;
-        ch.queue_bind(p("engine"), p("intake"), s("intake.#"), QueueBindOptions::default(), FieldTable::default())
+        ch.queue_bind(
+            p("engine"),
+            p("intake"),
+            s("intake.#"),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(p("review"), durable_queue(), quorum_args(&[]))
             .await?;
-        ch.queue_declare(p("review"), durable_queue(), quorum_args(&[])).await?;
-        ch.queue_bind(p("review"), p("routed"), s("review"), QueueBindOptions::default(), FieldTable::default())
-            .await?;
+        ch.queue_bind(
+            p("review"),
+            p("routed"),
+            s("review"),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
         Ok(())
     }
 
     async fn declare_unit(&self, ch: &Channel, unit: &str) -> Result<(), lapin::Error> {
         let queue = s(&self.name(&format!("unit.{unit}")));
-        ch.queue_declare(queue.clone(), durable_queue(), quorum_args(&[])).await?;
+        ch.queue_declare(queue.clone(), durable_queue(), quorum_args(&[]))
+            .await?;
         ch.queue_bind(
             queue,
             s(&self.name("routed")),
@@ -174,14 +216,19 @@ impl Inner {
     /// Drops a broken link so the next call reconnects.
     async fn drop_link(&self, generation: u64) {
         let mut guard = self.link.lock().await;
-        if guard.as_ref().is_some_and(|l| l.generation == generation) {
-            if let Some(l) = guard.take() {
-                let _ = l.connection.close(200, s("reconnecting")).await;
-            }
+        if guard.as_ref().is_some_and(|l| l.generation == generation)
+            && let Some(l) = guard.take()
+        {
+            let _ = l.connection.close(200, s("reconnecting")).await;
         }
     }
 
-    async fn publish_once(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), (u64, BusError)> {
+    async fn publish_once(
+        &self,
+        route: Route<'_>,
+        payload: &[u8],
+        message_id: &str,
+    ) -> Result<(), (u64, BusError)> {
         let link = self.link().await.map_err(|e| (0, e))?;
         let fail = |reason: String| {
             (
@@ -195,7 +242,11 @@ impl Inner {
         let (exchange, key) = match route {
             Route::Intake(m) => (
                 self.name("intake"),
-                format!("intake.{}.{}", m.channel.kind, m.channel.instance.replace('.', "_")),
+                format!(
+                    "intake.{}.{}",
+                    m.channel.kind,
+                    m.channel.instance.replace('.', "_")
+                ),
             ),
             Route::Unit(u) => {
                 let mut declared = self.units_declared.lock().await;
@@ -260,7 +311,10 @@ impl AmqpBus {
 
     /// Closes the connection (tests use this to simulate a broker failure).
     pub async fn force_disconnect(&self) {
-        let generation = self.inner.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let generation = self
+            .inner
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst);
         self.inner.drop_link(generation).await;
     }
 
@@ -272,7 +326,12 @@ impl AmqpBus {
 
 #[async_trait]
 impl Bus for AmqpBus {
-    async fn publish(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), BusError> {
+    async fn publish(
+        &self,
+        route: Route<'_>,
+        payload: &[u8],
+        message_id: &str,
+    ) -> Result<(), BusError> {
         let deadline = tokio::time::Instant::now() + self.inner.opts.publish_timeout;
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -282,7 +341,10 @@ impl Bus for AmqpBus {
                     if tokio::time::Instant::now() + backoff > deadline {
                         return Err(e);
                     }
-                    tracing::warn!(message_id, "publish failed, reconnecting and publishing again: {e}");
+                    tracing::warn!(
+                        message_id,
+                        "publish failed, reconnecting and publishing again: {e}"
+                    );
                     self.inner.drop_link(generation).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -304,7 +366,11 @@ impl Bus for AmqpBus {
 
     async fn dead_letter_count(&self) -> Result<u64, BusError> {
         let link = self.inner.link().await?;
-        let ch = link.connection.create_channel().await.map_err(unavailable)?;
+        let ch = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
         let q = ch
             .queue_declare(
                 s(&self.inner.name("dead")),
@@ -343,7 +409,11 @@ impl AmqpConsumer {
     async fn open(&mut self) -> Result<(), BusError> {
         let inner = &self.bus.inner;
         let link = inner.link().await?;
-        let ch = link.connection.create_channel().await.map_err(unavailable)?;
+        let ch = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
         ch.basic_qos(inner.opts.prefetch, BasicQosOptions::default())
             .await
             .map_err(unavailable)?;
@@ -400,7 +470,9 @@ impl Consumer for AmqpConsumer {
                         Box::new(AmqpAcker { acker: d.acker }),
                     ));
                 }
-                Some(Err(e)) => tracing::warn!("intake consumer lost its channel: {e}; reconnecting"),
+                Some(Err(e)) => {
+                    tracing::warn!("intake consumer lost its channel: {e}; reconnecting")
+                }
                 None => tracing::warn!("intake consumer stream ended; reconnecting"),
             }
             self.stream = None;

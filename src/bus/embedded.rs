@@ -70,7 +70,10 @@ impl EmbeddedBus {
         if deliveries > i64::from(self.delivery_limit) {
             // Delivered too often without an ack: the consumer keeps dying on it.
             acker
-                .dead_letter(&format!("delivery limit of {} reached", self.delivery_limit))
+                .dead_letter(&format!(
+                    "delivery limit of {} reached",
+                    self.delivery_limit
+                ))
                 .await?;
             crate::metrics::item_dead_lettered();
             tracing::error!(bus_message = %id, deliveries, "message dead-lettered after too many deliveries");
@@ -148,7 +151,12 @@ impl Consumer for EmbeddedConsumer {
 
 #[async_trait]
 impl Bus for EmbeddedBus {
-    async fn publish(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), BusError> {
+    async fn publish(
+        &self,
+        route: Route<'_>,
+        payload: &[u8],
+        message_id: &str,
+    ) -> Result<(), BusError> {
         let queue = match route {
             Route::Intake(_) => INTAKE.to_string(),
             Route::Unit(u) => format!("unit.{u}"),

@@ -95,7 +95,12 @@ pub trait Consumer: Send {
 #[async_trait]
 pub trait Bus: Send + Sync {
     /// Durably hands over a message; `Ok` means the bus has it.
-    async fn publish(&self, route: Route<'_>, payload: &[u8], message_id: &str) -> Result<(), BusError>;
+    async fn publish(
+        &self,
+        route: Route<'_>,
+        payload: &[u8],
+        message_id: &str,
+    ) -> Result<(), BusError>;
 
     /// Starts consuming the rules engine's intake queue.
     async fn consume_intake(&self) -> Result<Box<dyn Consumer>, BusError>;

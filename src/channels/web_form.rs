@@ -133,8 +133,16 @@ impl WebFormConfig {
     /// Problems a file loader reports with the file name.
     pub fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-            out.push(format!("id {:?} must be lowercase a-z, 0-9, - or _", self.id));
+        if self.id.is_empty()
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            out.push(format!(
+                "id {:?} must be lowercase a-z, 0-9, - or _",
+                self.id
+            ));
         }
         if self.fields.is_empty() {
             out.push("a form needs at least one [[field]]".into());
@@ -147,7 +155,8 @@ impl WebFormConfig {
             if !seen.insert(&f.name) {
                 out.push(format!("field {:?} is defined twice", f.name));
             }
-            if f.name == HONEYPOT || f.name == TOKEN || f.name == "attachments" || f.name == "lang" {
+            if f.name == HONEYPOT || f.name == TOKEN || f.name == "attachments" || f.name == "lang"
+            {
                 out.push(format!("field name {:?} is reserved", f.name));
             }
             if f.max_length == 0 {
@@ -185,7 +194,8 @@ impl WebForm {
             },
             None => None,
         };
-        let per_minute = NonZeroU32::new(ctx.settings.http.submissions_per_minute).unwrap_or(NonZeroU32::MIN);
+        let per_minute =
+            NonZeroU32::new(ctx.settings.http.submissions_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             cfg,
             ctx,
@@ -210,7 +220,10 @@ impl Channel for WebForm {
         Some(
             Router::new()
                 .route(&format!("/forms/{id}"), get(show_form).post(submit_form))
-                .route(&format!("/api/v1/forms/{id}/submissions"), post(submit_json))
+                .route(
+                    &format!("/api/v1/forms/{id}/submissions"),
+                    post(submit_json),
+                )
                 .with_state(self),
         )
     }
@@ -229,8 +242,15 @@ impl Lang {
             Some("en") => Lang::En,
             Some("lv") => Lang::Lv,
             _ => {
-                let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-                if accept.trim_start().starts_with("en") { Lang::En } else { Lang::Lv }
+                let accept = headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if accept.trim_start().starts_with("en") {
+                    Lang::En
+                } else {
+                    Lang::Lv
+                }
             }
         }
     }
@@ -307,20 +327,38 @@ fn render(t: impl Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!("template rendering failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
 
 impl WebForm {
-    fn page(&self, lang: Lang, values: &BTreeMap<String, String>, errors: Vec<(Option<String>, String)>) -> FormPage {
-        let field_error = |name: &str| errors.iter().find(|(f, _)| f.as_deref() == Some(name)).map(|(_, m)| m.clone());
+    fn page(
+        &self,
+        lang: Lang,
+        values: &BTreeMap<String, String>,
+        errors: Vec<(Option<String>, String)>,
+    ) -> FormPage {
+        let field_error = |name: &str| {
+            errors
+                .iter()
+                .find(|(f, _)| f.as_deref() == Some(name))
+                .map(|(_, m)| m.clone())
+        };
         FormPage {
             lang: lang.code(),
             other_lang: lang.t("en", "lv"),
             other_lang_name: lang.t("English", "Latviešu"),
             title: match lang {
-                Lang::En => self.cfg.title_en.clone().unwrap_or_else(|| self.cfg.title.clone()),
+                Lang::En => self
+                    .cfg
+                    .title_en
+                    .clone()
+                    .unwrap_or_else(|| self.cfg.title.clone()),
                 Lang::Lv => self.cfg.title.clone(),
             },
             intro: match lang {
@@ -328,7 +366,10 @@ impl WebForm {
                 Lang::Lv => self.cfg.intro.clone(),
             },
             action: format!("/forms/{}?lang={}", self.cfg.id, lang.code()),
-            token: values.get(TOKEN).cloned().unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            token: values
+                .get(TOKEN)
+                .cloned()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             fields: self
                 .cfg
                 .fields
@@ -357,8 +398,16 @@ impl WebForm {
             t_required: lang.t("obligāts", "required"),
             t_attachments: lang.t("Pielikumi", "Attachments"),
             t_attachments_hint: match lang {
-                Lang::Lv => format!("Līdz {} failiem, katrs līdz {} MB.", self.cfg.max_attachments, self.cfg.max_attachment_bytes / (1024 * 1024)),
-                Lang::En => format!("Up to {} files, each up to {} MB.", self.cfg.max_attachments, self.cfg.max_attachment_bytes / (1024 * 1024)),
+                Lang::Lv => format!(
+                    "Līdz {} failiem, katrs līdz {} MB.",
+                    self.cfg.max_attachments,
+                    self.cfg.max_attachment_bytes / (1024 * 1024)
+                ),
+                Lang::En => format!(
+                    "Up to {} files, each up to {} MB.",
+                    self.cfg.max_attachments,
+                    self.cfg.max_attachment_bytes / (1024 * 1024)
+                ),
             },
             t_submit: lang.t("Iesniegt", "Submit"),
             t_errors: lang.t("Lūdzu, izlabojiet:", "Please correct:"),
@@ -367,7 +416,11 @@ impl WebForm {
     }
 }
 
-async fn show_form(State(form): State<Arc<WebForm>>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+async fn show_form(
+    State(form): State<Arc<WebForm>>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
     let lang = Lang::pick(q.lang.as_deref(), &headers);
     render(form.page(lang, &BTreeMap::new(), Vec::new()))
 }
@@ -417,12 +470,17 @@ impl Refusal {
 }
 
 fn field_problem(field: &str, lang: Lang, lv: String, en: String) -> (Option<String>, String) {
-    (Some(field.to_string()), if lang == Lang::En { en } else { lv })
+    (
+        Some(field.to_string()),
+        if lang == Lang::En { en } else { lv },
+    )
 }
 
 impl WebForm {
     fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
-        self.limiter.check_key(&ip).map_err(|_| Refusal::RateLimited)
+        self.limiter
+            .check_key(&ip)
+            .map_err(|_| Refusal::RateLimited)
     }
 
     /// Validates the fields, reporting every problem at once.
@@ -433,9 +491,18 @@ impl WebForm {
         let mut problems = Vec::new();
         for f in &self.cfg.fields {
             let v = values.get(&f.name).map(|s| s.trim()).unwrap_or("");
-            let label = if lang == Lang::En { f.label_en.as_deref().unwrap_or(&f.label) } else { &f.label };
+            let label = if lang == Lang::En {
+                f.label_en.as_deref().unwrap_or(&f.label)
+            } else {
+                &f.label
+            };
             if f.required && v.is_empty() {
-                problems.push(field_problem(&f.name, lang, format!("Lauks „{label}” ir obligāts."), format!("\"{label}\" is required.")));
+                problems.push(field_problem(
+                    &f.name,
+                    lang,
+                    format!("Lauks „{label}” ir obligāts."),
+                    format!("\"{label}\" is required."),
+                ));
                 continue;
             }
             let len = v.chars().count();
@@ -443,27 +510,53 @@ impl WebForm {
                 problems.push(field_problem(
                     &f.name,
                     lang,
-                    format!("Lauks „{label}” ir par garu ({len} zīmes, atļautas {}).", f.max_length),
-                    format!("\"{label}\" is too long ({len} characters, {} allowed).", f.max_length),
+                    format!(
+                        "Lauks „{label}” ir par garu ({len} zīmes, atļautas {}).",
+                        f.max_length
+                    ),
+                    format!(
+                        "\"{label}\" is too long ({len} characters, {} allowed).",
+                        f.max_length
+                    ),
                 ));
             }
             if !v.is_empty() && f.kind == FieldKind::Email && !looks_like_email(v) {
-                problems.push(field_problem(&f.name, lang, format!("Lauks „{label}” nav e-pasta adrese."), format!("\"{label}\" is not an e-mail address.")));
+                problems.push(field_problem(
+                    &f.name,
+                    lang,
+                    format!("Lauks „{label}” nav e-pasta adrese."),
+                    format!("\"{label}\" is not an e-mail address."),
+                ));
             }
             if !v.is_empty() && f.kind == FieldKind::Tel && normalise_phone(v).is_none() {
-                problems.push(field_problem(&f.name, lang, format!("Lauks „{label}” nav tālruņa numurs."), format!("\"{label}\" is not a phone number.")));
+                problems.push(field_problem(
+                    &f.name,
+                    lang,
+                    format!("Lauks „{label}” nav tālruņa numurs."),
+                    format!("\"{label}\" is not a phone number."),
+                ));
             }
         }
-        let known: std::collections::HashSet<&str> = self.cfg.fields.iter().map(|f| f.name.as_str()).chain([HONEYPOT, TOKEN, "lang"]).collect();
+        let known: std::collections::HashSet<&str> = self
+            .cfg
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .chain([HONEYPOT, TOKEN, "lang"])
+            .collect();
         if let Some(extra) = values.keys().find(|k| !known.contains(k.as_str())) {
             problems.push((None, format!("unknown field {extra:?}")));
         }
-        if problems.is_empty() { Ok(()) } else { Err(Refusal::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::Invalid(problems))
+        }
     }
 
     fn check_attachment_type(&self, content_type: &str, filename: &str) -> Result<(), Refusal> {
         let ct = content_type.to_ascii_lowercase();
-        if self.cfg.allowed_attachment_types.iter().any(|t| *t == ct) {
+        if self.cfg.allowed_attachment_types.contains(&ct) {
             Ok(())
         } else {
             Err(Refusal::Unsupported(format!(
@@ -474,12 +567,24 @@ impl WebForm {
     }
 
     /// Builds, publishes (with confirm) and waits briefly for the registration number.
-    async fn accept(&self, idempotency_key: String, sub: Submission, lang: Lang) -> Result<Outcome, Refusal> {
+    async fn accept(
+        &self,
+        idempotency_key: String,
+        sub: Submission,
+        lang: Lang,
+    ) -> Result<Outcome, Refusal> {
         if let Ok(Some(item)) = self.ctx.registry.find_by_key(&idempotency_key).await {
-            return Ok(Outcome::Registered(item));
+            return Ok(Outcome::Registered(Box::new(item)));
         }
         let role_value = |role: FieldRole| {
-            self.cfg.fields.iter().filter(|f| f.role == role).filter_map(|f| sub.values.get(&f.name)).map(|v| v.trim()).find(|v| !v.is_empty()).map(str::to_string)
+            self.cfg
+                .fields
+                .iter()
+                .filter(|f| f.role == role)
+                .filter_map(|f| sub.values.get(&f.name))
+                .map(|v| v.trim())
+                .find(|v| !v.is_empty())
+                .map(str::to_string)
         };
         let body = self
             .cfg
@@ -492,7 +597,10 @@ impl WebForm {
             .collect::<Vec<_>>()
             .join("\n\n");
         let mut msg = IntakeMessage::new(
-            ChannelRef { kind: ChannelKind::WebForm, instance: self.cfg.id.clone() },
+            ChannelRef {
+                kind: ChannelKind::WebForm,
+                instance: self.cfg.id.clone(),
+            },
             idempotency_key,
             body,
         );
@@ -503,7 +611,11 @@ impl WebForm {
         msg.subject = role_value(FieldRole::Subject).or_else(|| Some(self.cfg.title.clone()));
         msg.language = Some(lang.code().into());
         msg.attachments = sub.attachments;
-        let fields: BTreeMap<&String, &String> = sub.values.iter().filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang").collect();
+        let fields: BTreeMap<&String, &String> = sub
+            .values
+            .iter()
+            .filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang")
+            .collect();
         msg.metadata.insert(
             ChannelKind::WebForm.as_str().into(),
             serde_json::json!({ "form_id": self.cfg.id, "fields": fields }),
@@ -522,10 +634,12 @@ impl WebForm {
         let mut pause = Duration::from_millis(20);
         loop {
             if let Ok(Some(item)) = self.ctx.registry.find_by_message(&message_id).await {
-                return Ok(Outcome::Registered(item));
+                return Ok(Outcome::Registered(Box::new(item)));
             }
             if tokio::time::Instant::now() + pause > deadline {
-                return Ok(Outcome::Pending { tracking_id: message_id });
+                return Ok(Outcome::Pending {
+                    tracking_id: message_id,
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
@@ -533,13 +647,16 @@ impl WebForm {
     }
 
     fn status_url(&self, tracking_id: &str) -> String {
-        format!("{}/status/{tracking_id}", self.ctx.settings.http.public_url.trim_end_matches('/'))
+        format!(
+            "{}/status/{tracking_id}",
+            self.ctx.settings.http.public_url.trim_end_matches('/')
+        )
     }
 }
 
 /// What the citizen is told after a successful hand-off.
 enum Outcome {
-    Registered(ItemSummary),
+    Registered(Box<ItemSummary>),
     Pending { tracking_id: String },
 }
 
@@ -581,7 +698,10 @@ impl WebForm {
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
 }
 
 async fn read_multipart(form: &WebForm, mut mp: Multipart) -> Result<Submission, Refusal> {
@@ -602,29 +722,50 @@ async fn read_multipart(form: &WebForm, mut mp: Multipart) -> Result<Submission,
                 continue;
             }
             if attachments.len() >= form.cfg.max_attachments {
-                return Err(Refusal::TooLarge(format!("at most {} attachments are accepted", form.cfg.max_attachments)));
+                return Err(Refusal::TooLarge(format!(
+                    "at most {} attachments are accepted",
+                    form.cfg.max_attachments
+                )));
             }
-            let content_type = field.content_type().unwrap_or("application/octet-stream").to_string();
+            let content_type = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_string();
             form.check_attachment_type(&content_type, &filename)?;
             let stored = store_stream(form, field, &filename).await?;
-            attachments.push(AttachmentRef { sha256: stored.sha256, filename, content_type, size: stored.size });
+            attachments.push(AttachmentRef {
+                sha256: stored.sha256,
+                filename,
+                content_type,
+                size: stored.size,
+            });
         } else {
             let text = field.text().await.map_err(multipart_refusal)?;
             values.insert(name, text);
         }
     }
-    Ok(Submission { values, attachments })
+    Ok(Submission {
+        values,
+        attachments,
+    })
 }
 
 fn multipart_refusal(e: axum::extract::multipart::MultipartError) -> Refusal {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Refusal::TooLarge(format!("the upload is too large: {}", e.body_text()))
     } else {
-        Refusal::Invalid(vec![(None, format!("the form data could not be read: {}", e.body_text()))])
+        Refusal::Invalid(vec![(
+            None,
+            format!("the form data could not be read: {}", e.body_text()),
+        )])
     }
 }
 
-async fn store_stream(form: &WebForm, mut field: axum::extract::multipart::Field<'_>, filename: &str) -> Result<crate::blobs::StoredBlob, Refusal> {
+async fn store_stream(
+    form: &WebForm,
+    mut field: axum::extract::multipart::Field<'_>,
+    filename: &str,
+) -> Result<crate::blobs::StoredBlob, Refusal> {
     let limit = form.cfg.max_attachment_bytes;
     let unavailable = |e: BlobError| {
         tracing::error!("attachment {filename:?} could not be stored: {e}");
@@ -635,7 +776,10 @@ async fn store_stream(form: &WebForm, mut field: axum::extract::multipart::Field
         match field.chunk().await {
             Ok(Some(chunk)) => match w.write(&chunk).await {
                 Err(BlobError::TooLarge { limit }) => {
-                    return Err(Refusal::TooLarge(format!("attachment {filename:?} is larger than {} MB", limit / (1024 * 1024))));
+                    return Err(Refusal::TooLarge(format!(
+                        "attachment {filename:?} is larger than {} MB",
+                        limit / (1024 * 1024)
+                    )));
                 }
                 Err(e) => return Err(unavailable(e)),
                 Ok(()) => {}
@@ -655,14 +799,24 @@ fn display_name(raw: &str) -> String {
 
 fn looks_like_email(v: &str) -> bool {
     match v.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !v.contains(char::is_whitespace) && !domain.contains('@'),
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !v.contains(char::is_whitespace)
+                && !domain.contains('@')
+        }
         None => false,
     }
 }
 
 /// E.164 for Latvian and international numbers: "29 123 456" → "+37129123456".
 pub fn normalise_phone(raw: &str) -> Option<String> {
-    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+        .collect();
     let (plus, rest) = match digits.strip_prefix('+') {
         Some(r) => (true, r.to_string()),
         None => match digits.strip_prefix("00") {
@@ -673,10 +827,15 @@ pub fn normalise_phone(raw: &str) -> Option<String> {
     if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let full = if plus { rest } else if rest.len() == 8 { format!("371{rest}") } else { return None };
+    let full = if plus {
+        rest
+    } else if rest.len() == 8 {
+        format!("371{rest}")
+    } else {
+        return None;
+    };
     (8..=15).contains(&full.len()).then(|| format!("+{full}"))
 }
-
 
 async fn submit_form(
     State(form): State<Arc<WebForm>>,
@@ -689,23 +848,42 @@ async fn submit_form(
     let json = wants_json(&headers);
     let result = async {
         form.check_rate(peer.ip())?;
-        let is_multipart = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("multipart/form-data"));
+        let is_multipart = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("multipart/form-data"));
         let sub = if is_multipart {
-            let mp = Multipart::from_request(req, &()).await.map_err(|e| Refusal::Invalid(vec![(None, e.body_text())]))?;
+            let mp = Multipart::from_request(req, &())
+                .await
+                .map_err(|e| Refusal::Invalid(vec![(None, e.body_text())]))?;
             read_multipart(&form, mp).await?
         } else {
-            let Form(pairs): Form<Vec<(String, String)>> = Form::from_request(req, &()).await.map_err(|e| Refusal::Invalid(vec![(None, e.body_text())]))?;
-            Submission { values: pairs.into_iter().collect(), attachments: Vec::new() }
+            let Form(pairs): Form<Vec<(String, String)>> = Form::from_request(req, &())
+                .await
+                .map_err(|e| Refusal::Invalid(vec![(None, e.body_text())]))?;
+            Submission {
+                values: pairs.into_iter().collect(),
+                attachments: Vec::new(),
+            }
         };
-        form.validate(&sub.values, lang).map_err(|r| (r, sub.values.clone())).map_err(|(r, _)| r)?;
-        let token = sub.values.get(TOKEN).and_then(|t| uuid::Uuid::parse_str(t.trim()).ok()).map(|u| u.to_string());
+        form.validate(&sub.values, lang)
+            .map_err(|r| (r, sub.values.clone()))
+            .map_err(|(r, _)| r)?;
+        let token = sub
+            .values
+            .get(TOKEN)
+            .and_then(|t| uuid::Uuid::parse_str(t.trim()).ok())
+            .map(|u| u.to_string());
         let token = match token {
             Some(t) => t,
             None => content_key(&sub),
         };
         let key = format!("web_form:{}:{token}", form.cfg.id);
         let values = sub.values.clone();
-        form.accept(key, sub, lang).await.map_err(|r| (r, values)).map_err(|(r, _)| r)
+        form.accept(key, sub, lang)
+            .await
+            .map_err(|r| (r, values))
+            .map_err(|(r, _)| r)
     }
     .await;
     match result {
@@ -736,8 +914,16 @@ async fn submit_form(
             let status = refusal.status();
             tracing::info!(channel = %form.cfg.id, %status, "submission refused: {:?}", refusal);
             if json {
-                let errors: Vec<serde_json::Value> = refusal.messages(lang).into_iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
-                return (status, Json(serde_json::json!({ "status": "refused", "errors": errors }))).into_response();
+                let errors: Vec<serde_json::Value> = refusal
+                    .messages(lang)
+                    .into_iter()
+                    .map(|(f, m)| serde_json::json!({"field": f, "message": m}))
+                    .collect();
+                return (
+                    status,
+                    Json(serde_json::json!({ "status": "refused", "errors": errors })),
+                )
+                    .into_response();
             }
             let mut resp = render(form.page(lang, &BTreeMap::new(), refusal.messages(lang)));
             *resp.status_mut() = status;
@@ -781,29 +967,57 @@ struct JsonAttachment {
     content_base64: String,
 }
 
-async fn submit_json(State(form): State<Arc<WebForm>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn submit_json(
+    State(form): State<Arc<WebForm>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let refuse = |r: Refusal| {
-        let errors: Vec<serde_json::Value> = r.messages(Lang::En).into_iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
-        (r.status(), Json(serde_json::json!({ "status": "refused", "errors": errors }))).into_response()
+        let errors: Vec<serde_json::Value> = r
+            .messages(Lang::En)
+            .into_iter()
+            .map(|(f, m)| serde_json::json!({"field": f, "message": m}))
+            .collect();
+        (
+            r.status(),
+            Json(serde_json::json!({ "status": "refused", "errors": errors })),
+        )
+            .into_response()
     };
     let Some(expected) = &form.api_key else {
         return (StatusCode::NOT_FOUND, Json(serde_json::json!({"status": "refused", "errors": [{"field": null, "message": "the JSON API of this form is not enabled (set its api_key_env)"}]}))).into_response();
     };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
         tracing::warn!(channel = %form.cfg.id, "JSON submission with a wrong API key refused");
         return refuse(Refusal::Unauthorized);
     }
     let sub: JsonSubmission = match serde_json::from_slice(&body) {
         Ok(s) => s,
-        Err(e) => return refuse(Refusal::Invalid(vec![(None, format!("body is not a valid submission: {e}"))])),
+        Err(e) => {
+            return refuse(Refusal::Invalid(vec![(
+                None,
+                format!("body is not a valid submission: {e}"),
+            )]));
+        }
     };
-    let lang = if sub.lang.as_deref() == Some("en") { Lang::En } else { Lang::Lv };
+    let lang = if sub.lang.as_deref() == Some("en") {
+        Lang::En
+    } else {
+        Lang::Lv
+    };
     if let Err(r) = form.validate(&sub.fields, lang) {
         return refuse(r);
     }
     if sub.attachments.len() > form.cfg.max_attachments {
-        return refuse(Refusal::TooLarge(format!("at most {} attachments are accepted", form.cfg.max_attachments)));
+        return refuse(Refusal::TooLarge(format!(
+            "at most {} attachments are accepted",
+            form.cfg.max_attachments
+        )));
     }
     let mut attachments = Vec::new();
     for a in sub.attachments {
@@ -811,26 +1025,59 @@ async fn submit_json(State(form): State<Arc<WebForm>>, headers: HeaderMap, body:
         if let Err(r) = form.check_attachment_type(&a.content_type, &filename) {
             return refuse(r);
         }
-        let bytes = match base64::engine::general_purpose::STANDARD.decode(a.content_base64.as_bytes()) {
-            Ok(b) => b,
-            Err(e) => return refuse(Refusal::Invalid(vec![(None, format!("attachment {filename:?}: content_base64 is not base64: {e}"))])),
-        };
+        let bytes =
+            match base64::engine::general_purpose::STANDARD.decode(a.content_base64.as_bytes()) {
+                Ok(b) => b,
+                Err(e) => {
+                    return refuse(Refusal::Invalid(vec![(
+                        None,
+                        format!("attachment {filename:?}: content_base64 is not base64: {e}"),
+                    )]));
+                }
+            };
         if bytes.len() as u64 > form.cfg.max_attachment_bytes {
-            return refuse(Refusal::TooLarge(format!("attachment {filename:?} is larger than {} bytes", form.cfg.max_attachment_bytes)));
+            return refuse(Refusal::TooLarge(format!(
+                "attachment {filename:?} is larger than {} bytes",
+                form.cfg.max_attachment_bytes
+            )));
         }
         match form.ctx.blobs.put(&bytes).await {
-            Ok(stored) => attachments.push(AttachmentRef { sha256: stored.sha256, filename, content_type: a.content_type.to_ascii_lowercase(), size: stored.size }),
+            Ok(stored) => attachments.push(AttachmentRef {
+                sha256: stored.sha256,
+                filename,
+                content_type: a.content_type.to_ascii_lowercase(),
+                size: stored.size,
+            }),
             Err(e) => {
                 tracing::error!(channel = %form.cfg.id, "attachment {filename:?} could not be stored: {e}");
                 return refuse(Refusal::Unavailable);
             }
         }
     }
-    let key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200) {
+    let key = match headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+    {
         Some(k) => format!("web_form:{}:api:{k}", form.cfg.id),
-        None => format!("web_form:{}:api:sha256:{}", form.cfg.id, hex::encode(Sha256::digest(&body))),
+        None => format!(
+            "web_form:{}:api:sha256:{}",
+            form.cfg.id,
+            hex::encode(Sha256::digest(&body))
+        ),
     };
-    match form.accept(key, Submission { values: sub.fields, attachments }, lang).await {
+    match form
+        .accept(
+            key,
+            Submission {
+                values: sub.fields,
+                attachments,
+            },
+            lang,
+        )
+        .await
+    {
         Ok(outcome) => {
             let (status, receipt) = form.receipt(outcome);
             (status, Json(receipt)).into_response()
@@ -845,9 +1092,18 @@ mod tests {
 
     #[test]
     fn phones_are_normalised_to_e164() {
-        assert_eq!(normalise_phone("29 123 456").as_deref(), Some("+37129123456"));
-        assert_eq!(normalise_phone("+371 2912-3456").as_deref(), Some("+37129123456"));
-        assert_eq!(normalise_phone("0037129123456").as_deref(), Some("+37129123456"));
+        assert_eq!(
+            normalise_phone("29 123 456").as_deref(),
+            Some("+37129123456")
+        );
+        assert_eq!(
+            normalise_phone("+371 2912-3456").as_deref(),
+            Some("+37129123456")
+        );
+        assert_eq!(
+            normalise_phone("0037129123456").as_deref(),
+            Some("+37129123456")
+        );
         assert_eq!(normalise_phone("12ab"), None);
         assert_eq!(normalise_phone("1234"), None);
     }
@@ -855,6 +1111,9 @@ mod tests {
     #[test]
     fn sender_file_names_never_become_paths() {
         assert_eq!(display_name("../../etc/passwd"), "passwd");
-        assert_eq!(display_name("C:\\Users\\x\\iesniegums.pdf"), "iesniegums.pdf");
+        assert_eq!(
+            display_name("C:\\Users\\x\\iesniegums.pdf"),
+            "iesniegums.pdf"
+        );
     }
 }

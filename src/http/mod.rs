@@ -91,11 +91,19 @@ async fn index(State(s): State<HttpState>) -> Response {
 }
 
 async fn css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/pietura.css")).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/pietura.css"),
+    )
+        .into_response()
 }
 
 /// Public status by tracking id: the number and dates only, never the content.
-async fn status(State(s): State<HttpState>, Path(tracking_id): Path<String>, headers: HeaderMap) -> Response {
+async fn status(
+    State(s): State<HttpState>,
+    Path(tracking_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if uuid::Uuid::parse_str(&tracking_id).is_err() {
         return (StatusCode::NOT_FOUND, "unknown tracking id").into_response();
     }
@@ -103,10 +111,17 @@ async fn status(State(s): State<HttpState>, Path(tracking_id): Path<String>, hea
         Ok(i) => i,
         Err(e) => {
             tracing::error!("status lookup failed: {e}");
-            return (StatusCode::SERVICE_UNAVAILABLE, "status is unavailable right now, please retry").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "status is unavailable right now, please retry",
+            )
+                .into_response();
         }
     };
-    let json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+    let json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
     if json {
         return Json(serde_json::json!({
             "tracking_id": tracking_id,
@@ -118,8 +133,14 @@ async fn status(State(s): State<HttpState>, Path(tracking_id): Path<String>, hea
     }
     html(StatusPage {
         registered: item.is_some(),
-        number: item.as_ref().map(|i| i.registration_number.clone()).unwrap_or_default(),
-        received_at: item.as_ref().map(|i| i.received_at.clone()).unwrap_or_default(),
+        number: item
+            .as_ref()
+            .map(|i| i.registration_number.clone())
+            .unwrap_or_default(),
+        received_at: item
+            .as_ref()
+            .map(|i| i.received_at.clone())
+            .unwrap_or_default(),
         reply_due: item.and_then(|i| i.reply_due).unwrap_or_default(),
     })
 }
@@ -137,7 +158,9 @@ fn api_allowed(s: &HttpState, headers: &HeaderMap, peer: IpAddr) -> bool {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()))),
+            .is_some_and(|given| {
+                bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+            }),
         None => peer.is_loopback(),
     }
 }
@@ -152,23 +175,43 @@ async fn list_items(
     if !api_allowed(&s, &headers, peer.ip()) {
         return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)"}))).into_response();
     }
-    let filter = ItemFilter { state: q.state, unit: q.unit, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+    let filter = ItemFilter {
+        state: q.state,
+        unit: q.unit,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
     match s.registry.list(&filter).await {
         Ok(items) => Json(items).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
 async fn ready(State(s): State<HttpState>) -> Response {
     let db = s.registry.ping().await.is_ok();
     let bus = s.bus.ready().await;
-    let status = if db && bus { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "database": db, "bus": bus }))).into_response()
+    let status = if db && bus {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "database": db, "bus": bus })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     match &s.metrics {
-        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics exporter not installed").into_response(),
     }
 }

@@ -38,7 +38,9 @@ pub enum RegistryError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("item {item} could not be registered after {attempts} attempts (concurrent registrations kept colliding)")]
+    #[error(
+        "item {item} could not be registered after {attempts} attempts (concurrent registrations kept colliding)"
+    )]
     Contention { item: Uuid, attempts: u32 },
 }
 
@@ -228,14 +230,17 @@ impl Registry {
                 source,
             })?;
         if sqlite {
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"] {
-                sqlx::query(pragma)
-                    .execute(&pool)
-                    .await
-                    .map_err(|source| RegistryError::Connect {
+            for pragma in [
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = FULL",
+                "PRAGMA foreign_keys = ON",
+            ] {
+                sqlx::query(pragma).execute(&pool).await.map_err(|source| {
+                    RegistryError::Connect {
                         url_hint: url_hint.clone(),
                         source,
-                    })?;
+                    }
+                })?;
             }
         }
         Ok(Self { pool, sqlite })
@@ -282,9 +287,10 @@ impl Registry {
                 .try_register(msg, decision, rules, pattern, unclassified_index, calendar)
                 .await
             {
-                Err(RegistryError::Query { source: sqlx::Error::Database(e), .. })
-                    if e.is_unique_violation() =>
-                {
+                Err(RegistryError::Query {
+                    source: sqlx::Error::Database(e),
+                    ..
+                }) if e.is_unique_violation() => {
                     // Another worker registered the same key first: loop to find it.
                     continue;
                 }
@@ -502,7 +508,10 @@ impl Registry {
     }
 
     /// The item a bus message (first or repeated delivery) ended up in.
-    pub async fn find_by_message(&self, message_id: &str) -> Result<Option<ItemSummary>, RegistryError> {
+    pub async fn find_by_message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<ItemSummary>, RegistryError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SUMMARY_COLUMNS} FROM received_messages r JOIN items i ON i.id = r.item_id \
              WHERE r.message_id = $1"
@@ -618,7 +627,10 @@ impl Registry {
     }
 
     /// The audit history of one item, oldest first: (at, actor, action, detail).
-    pub async fn audit_of(&self, item_id: &str) -> Result<Vec<(String, String, String, String)>, RegistryError> {
+    pub async fn audit_of(
+        &self,
+        item_id: &str,
+    ) -> Result<Vec<(String, String, String, String)>, RegistryError> {
         let rows = sqlx::query(
             "SELECT at, actor, action, detail FROM audit_log WHERE item_id = $1 ORDER BY at, id",
         )
@@ -662,7 +674,9 @@ impl FromStr for ItemState {
             "routed" => Ok(Self::Routed),
             "review" => Ok(Self::Review),
             "forwarding" => Ok(Self::Forwarding),
-            other => Err(format!("unknown state {other:?} (routed, review, forwarding)")),
+            other => Err(format!(
+                "unknown state {other:?} (routed, review, forwarding)"
+            )),
         }
     }
 }

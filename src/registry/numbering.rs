@@ -82,7 +82,9 @@ mod tests {
         let p = Pattern::parse("{unit_index}-{year}/{seq:4}").unwrap();
         assert_eq!(p.render("3", 2026, 42), "3-2026/0042");
         assert_eq!(
-            Pattern::parse("{unit_index}/{year}/{seq}").unwrap().render("BV", 2026, 7),
+            Pattern::parse("{unit_index}/{year}/{seq}")
+                .unwrap()
+                .render("BV", 2026, 7),
             "BV/2026/7"
         );
     }
@@ -90,7 +92,10 @@ mod tests {
     #[test]
     fn refuses_bad_patterns() {
         assert_eq!(Pattern::parse("{year}/x"), Err(PatternError::NoSequence));
-        assert_eq!(Pattern::parse("{yr}/{seq}"), Err(PatternError::Unknown("yr".into())));
+        assert_eq!(
+            Pattern::parse("{yr}/{seq}"),
+            Err(PatternError::Unknown("yr".into()))
+        );
         assert_eq!(Pattern::parse("{seq"), Err(PatternError::Unclosed));
     }
 }

@@ -74,7 +74,7 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
             ("channel", ok, format!("channel is {}", msg.channel.kind))
         }
         Condition::ChannelInstance(ids) => {
-            let ok = ids.iter().any(|i| *i == msg.channel.instance);
+            let ok = ids.contains(&msg.channel.instance);
             (
                 "channel_instance",
                 ok,
@@ -104,7 +104,11 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
             (
                 "keywords",
                 hits.len() >= *min_hits,
-                format!("{} of at least {min_hits} found: {}", hits.len(), list(&hits)),
+                format!(
+                    "{} of at least {min_hits} found: {}",
+                    hits.len(),
+                    list(&hits)
+                ),
             )
         }
         Condition::AllKeywords(kws) => {
@@ -113,11 +117,19 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
                 .filter(|k| !k.occurs_in(&m.all))
                 .map(|k| k.source.as_str())
                 .collect();
-            ("all_keywords", missing.is_empty(), format!("missing: {}", list(&missing)))
+            (
+                "all_keywords",
+                missing.is_empty(),
+                format!("missing: {}", list(&missing)),
+            )
         }
         Condition::NoneKeywords(kws) => {
             let hits = keyword_hits(kws, &m.all);
-            ("none_keywords", hits.is_empty(), format!("present: {}", list(&hits)))
+            (
+                "none_keywords",
+                hits.is_empty(),
+                format!("present: {}", list(&hits)),
+            )
         }
         Condition::SubjectKeywords(kws) => {
             let hits = keyword_hits(kws, &m.subject);
@@ -156,15 +168,27 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
                     None => ct == *t,
                 })
             });
-            ("attachment_type", ok, format!("attachment types: {}", list(&found)))
+            (
+                "attachment_type",
+                ok,
+                format!("attachment types: {}", list(&found)),
+            )
         }
         Condition::AttachmentName(globs) => {
             let ok = msg
                 .attachments
                 .iter()
                 .any(|a| globs.iter().any(|(_, re)| re.is_match(&a.filename)));
-            let names: Vec<&str> = msg.attachments.iter().map(|a| a.filename.as_str()).collect();
-            ("attachment_name", ok, format!("attachment names: {}", list(&names)))
+            let names: Vec<&str> = msg
+                .attachments
+                .iter()
+                .map(|a| a.filename.as_str())
+                .collect();
+            (
+                "attachment_name",
+                ok,
+                format!("attachment names: {}", list(&names)),
+            )
         }
         Condition::AttachmentCount { min, max } => {
             let n = msg.attachments.len() as u32;
@@ -255,18 +279,42 @@ impl Decision {
         let mut out = String::new();
         let _ = writeln!(out, "rule set {}", self.ruleset_version);
         for t in &self.trace {
-            let _ = writeln!(out, "{} {} ({})", if t.matched { "MATCH" } else { "  -  " }, t.rule_id, t.location);
+            let _ = writeln!(
+                out,
+                "{} {} ({})",
+                if t.matched { "MATCH" } else { "  -  " },
+                t.rule_id,
+                t.location
+            );
             for c in &t.conditions {
-                let _ = writeln!(out, "        [{}] {}: {}", if c.passed { "x" } else { " " }, c.condition, c.detail);
+                let _ = writeln!(
+                    out,
+                    "        [{}] {}: {}",
+                    if c.passed { "x" } else { " " },
+                    c.condition,
+                    c.detail
+                );
             }
         }
         let _ = writeln!(out, "unit:     {}", self.unit.as_deref().unwrap_or("-"));
         let _ = writeln!(out, "service:  {}", self.service.as_deref().unwrap_or("-"));
         let _ = writeln!(out, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"));
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        let _ = writeln!(out, "tags:     {}", if tags.is_empty() { "-".into() } else { tags.join(", ") });
+        let _ = writeln!(
+            out,
+            "tags:     {}",
+            if tags.is_empty() {
+                "-".into()
+            } else {
+                tags.join(", ")
+            }
+        );
         let _ = writeln!(out, "priority: {}", self.priority.as_str());
-        let _ = write!(out, "review:   {}", self.review_reason.as_deref().unwrap_or("no"));
+        let _ = write!(
+            out,
+            "review:   {}",
+            self.review_reason.as_deref().unwrap_or("no")
+        );
         out
     }
 }

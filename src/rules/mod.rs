@@ -20,9 +20,7 @@ use files::{RoutingFile, RuleDef, ServicesFile, UnitsFile};
 use text::Keyword;
 
 /// How urgent an item is; the highest given by any matching rule wins.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -229,10 +227,16 @@ impl RuleSet {
                 let at = u.span().start;
                 let u = u.into_inner();
                 if !is_id(&u.id) {
-                    p.at(at, format!("unit id {:?} must be lowercase a-z, 0-9, - or _", u.id));
+                    p.at(
+                        at,
+                        format!("unit id {:?} must be lowercase a-z, 0-9, - or _", u.id),
+                    );
                 }
                 if !indexes.insert(u.index.clone()) {
-                    p.at(at, format!("unit {}: index {:?} is used twice", u.id, u.index));
+                    p.at(
+                        at,
+                        format!("unit {}: index {:?} is used twice", u.id, u.index),
+                    );
                 }
                 let unit = Unit {
                     id: u.id.clone(),
@@ -262,7 +266,10 @@ impl RuleSet {
                 let at = s.span().start;
                 let s = s.into_inner();
                 if !is_id(&s.id) {
-                    p.at(at, format!("service id {:?} must be lowercase a-z, 0-9, - or _", s.id));
+                    p.at(
+                        at,
+                        format!("service id {:?} must be lowercase a-z, 0-9, - or _", s.id),
+                    );
                 }
                 if !units.contains_key(s.unit.get_ref()) {
                     p.at(
@@ -387,7 +394,10 @@ fn compile_rule(
     let before = p.list.len();
     let id = def.id.clone();
     if !is_id(&id) {
-        p.at(at, format!("rule id {id:?} must be lowercase a-z, 0-9, - or _"));
+        p.at(
+            at,
+            format!("rule id {id:?} must be lowercase a-z, 0-9, - or _"),
+        );
     }
     let w = def.when;
     let mut conditions = Vec::new();
@@ -434,13 +444,24 @@ fn compile_rule(
         }
         conditions.push(Condition::Keywords { any, min_hits });
     } else if w.min_keyword_hits.is_some() {
-        p.at(at, format!("rule {id}: when.min_keyword_hits without when.keywords"));
+        p.at(
+            at,
+            format!("rule {id}: when.min_keyword_hits without when.keywords"),
+        );
     }
     if !w.all_keywords.is_empty() {
-        conditions.push(Condition::AllKeywords(keywords(w.all_keywords, "all_keywords", p)));
+        conditions.push(Condition::AllKeywords(keywords(
+            w.all_keywords,
+            "all_keywords",
+            p,
+        )));
     }
     if !w.none_keywords.is_empty() {
-        conditions.push(Condition::NoneKeywords(keywords(w.none_keywords, "none_keywords", p)));
+        conditions.push(Condition::NoneKeywords(keywords(
+            w.none_keywords,
+            "none_keywords",
+            p,
+        )));
     }
     if !w.subject_keywords.is_empty() {
         conditions.push(Condition::SubjectKeywords(keywords(
@@ -531,20 +552,27 @@ fn compile_rule(
     if !does_something {
         p.at(
             at,
-            format!("rule {id}: then sets nothing (give unit, service, tags, priority or review_reason)"),
+            format!(
+                "rule {id}: then sets nothing (give unit, service, tags, priority or review_reason)"
+            ),
         );
     }
     if conditions.is_empty() {
-        p.at(at, format!("rule {id}: when has no condition; every item would match"));
+        p.at(
+            at,
+            format!("rule {id}: when has no condition; every item would match"),
+        );
     }
     if p.list.len() > before {
         return None;
     }
     // A service implies its unit.
-    let unit = t
-        .unit
-        .map(|u| u.into_inner())
-        .or_else(|| t.service.as_ref().and_then(|s| services.get(s.get_ref())).map(|s| s.unit.clone()));
+    let unit = t.unit.map(|u| u.into_inner()).or_else(|| {
+        t.service
+            .as_ref()
+            .and_then(|s| services.get(s.get_ref()))
+            .map(|s| s.unit.clone())
+    });
     Some(Rule {
         id,
         priority: def.priority,

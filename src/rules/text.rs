@@ -141,10 +141,7 @@ mod tests {
 
     #[test]
     fn folding_removes_every_latvian_diacritic() {
-        assert_eq!(
-            fold("ĀČĒĢĪĶĻŅŠŪŽ āčēģīķļņšūž"),
-            "acegiklnsuz acegiklnsuz"
-        );
+        assert_eq!(fold("ĀČĒĢĪĶĻŅŠŪŽ āčēģīķļņšūž"), "acegiklnsuz acegiklnsuz");
     }
 
     #[test]
@@ -175,9 +172,11 @@ mod tests {
                 .unwrap()
                 .occurs_in(&text)
         );
-        assert!(!Keyword::parse("raksts paskaidrojuma")
-            .unwrap()
-            .occurs_in(&text));
+        assert!(
+            !Keyword::parse("raksts paskaidrojuma")
+                .unwrap()
+                .occurs_in(&text)
+        );
         assert!(!Keyword::parse("pabalsts").unwrap().occurs_in(&text));
         assert!(Keyword::parse("  ** ").is_none());
     }

@@ -40,7 +40,8 @@ pub async fn watch(shared: SharedRules, shutdown: CancellationToken) -> Result<(
             got = rx.recv() => if got.is_none() { return Ok(()) },
         }
         // Editors write in several steps: wait until the folder is quiet.
-        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {}
+        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        }
         let before = shared.load().version.clone();
         match reload(&shared) {
             Ok(v) if v == before => {}
