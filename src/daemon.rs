@@ -55,6 +55,8 @@ pub struct Daemon {
     pub registry: Registry,
     pub bus: Arc<dyn Bus>,
     pub rules: SharedRules,
+    /// The outcome of the last rules reload (the watcher's reports).
+    pub rules_status: tokio::sync::watch::Receiver<crate::rules::watch::ReloadStatus>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -138,11 +140,12 @@ impl Daemon {
             wake,
             shutdown.clone(),
         ));
+        let (status_tx, rules_status) = crate::rules::watch::status_channel(&rules);
         if settings.rules.watch {
             let shared = rules.clone();
             let stop = shutdown.clone();
             tasks.spawn(async move {
-                if let Err(e) = crate::rules::watch::watch(shared, stop).await {
+                if let Err(e) = crate::rules::watch::watch(shared, status_tx, stop).await {
                     tracing::error!("rules watcher stopped, changes need a restart: {e}");
                 }
             });
@@ -187,6 +190,7 @@ impl Daemon {
             registry,
             bus,
             rules,
+            rules_status,
             shutdown,
             tasks,
         })

@@ -846,8 +846,10 @@ async fn submit_form(
 ) -> Response {
     let lang = Lang::pick(q.lang.as_deref(), &headers);
     let json = wants_json(&headers);
-    let result = async {
-        form.check_rate(peer.ip())?;
+    // On a refusal the citizen gets the form back with what they typed.
+    let result: Result<Outcome, (Refusal, BTreeMap<String, String>)> = async {
+        let none = BTreeMap::new;
+        form.check_rate(peer.ip()).map_err(|r| (r, none()))?;
         let is_multipart = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -855,20 +857,20 @@ async fn submit_form(
         let sub = if is_multipart {
             let mp = Multipart::from_request(req, &())
                 .await
-                .map_err(|e| Refusal::Invalid(vec![(None, e.body_text())]))?;
-            read_multipart(&form, mp).await?
+                .map_err(|e| (Refusal::Invalid(vec![(None, e.body_text())]), none()))?;
+            read_multipart(&form, mp).await.map_err(|r| (r, none()))?
         } else {
             let Form(pairs): Form<Vec<(String, String)>> = Form::from_request(req, &())
                 .await
-                .map_err(|e| Refusal::Invalid(vec![(None, e.body_text())]))?;
+                .map_err(|e| (Refusal::Invalid(vec![(None, e.body_text())]), none()))?;
             Submission {
                 values: pairs.into_iter().collect(),
                 attachments: Vec::new(),
             }
         };
+        let values = sub.values.clone();
         form.validate(&sub.values, lang)
-            .map_err(|r| (r, sub.values.clone()))
-            .map_err(|(r, _)| r)?;
+            .map_err(|r| (r, values.clone()))?;
         let token = sub
             .values
             .get(TOKEN)
@@ -879,11 +881,7 @@ async fn submit_form(
             None => content_key(&sub),
         };
         let key = format!("web_form:{}:{token}", form.cfg.id);
-        let values = sub.values.clone();
-        form.accept(key, sub, lang)
-            .await
-            .map_err(|r| (r, values))
-            .map_err(|(r, _)| r)
+        form.accept(key, sub, lang).await.map_err(|r| (r, values))
     }
     .await;
     match result {
@@ -910,7 +908,7 @@ async fn submit_form(
             *resp.status_mut() = status;
             resp
         }
-        Err(refusal) => {
+        Err((refusal, values)) => {
             let status = refusal.status();
             tracing::info!(channel = %form.cfg.id, %status, "submission refused: {:?}", refusal);
             if json {
@@ -925,7 +923,7 @@ async fn submit_form(
                 )
                     .into_response();
             }
-            let mut resp = render(form.page(lang, &BTreeMap::new(), refusal.messages(lang)));
+            let mut resp = render(form.page(lang, &values, refusal.messages(lang)));
             *resp.status_mut() = status;
             resp
         }

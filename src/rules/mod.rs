@@ -183,6 +183,24 @@ fn parse_toml<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Splits a routing file at its `[[rule]]` headers. Each piece keeps the
+/// lines before it as empty lines, so positions in it are positions in the file.
+fn rule_chunks(src: &str) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut current = String::new();
+    for line in src.split_inclusive('\n') {
+        if line.trim_start().starts_with("[[rule]]") && !current.trim().is_empty() {
+            // The padded piece holds every line so far.
+            let lines_so_far = current.matches('\n').count();
+            chunks.push(std::mem::take(&mut current));
+            current = "\n".repeat(lines_so_far);
+        }
+        current.push_str(line);
+    }
+    chunks.push(current);
+    chunks
+}
+
 fn is_id(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -317,22 +335,32 @@ impl RuleSet {
             let Some(src) = read(path, &mut problems) else {
                 continue;
             };
-            let Some(file) = parse_toml::<RoutingFile>(path, &src, &mut problems) else {
-                continue;
+            // A file that does not deserialise as a whole is read again one
+            // rule at a time, so every broken rule is reported, not only the first.
+            let parsed: Vec<(String, RoutingFile)> = match toml::from_str::<RoutingFile>(&src) {
+                Ok(file) => vec![(src, file)],
+                Err(_) => rule_chunks(&src)
+                    .into_iter()
+                    .filter_map(|chunk| {
+                        parse_toml::<RoutingFile>(path, &chunk, &mut problems).map(|f| (chunk, f))
+                    })
+                    .collect(),
             };
-            let mut p = Problems {
-                file: path,
-                src: &src,
-                list: &mut problems,
-            };
-            for def in file.rule {
-                let at = def.span().start;
-                let def = def.into_inner();
-                if !ids.insert(def.id.clone()) {
-                    p.at(at, format!("rule id {:?} is used twice", def.id));
-                }
-                if let Some(rule) = compile_rule(def, path, at, &units, &services, &mut p) {
-                    rules.push(rule);
+            for (src, file) in parsed {
+                let mut p = Problems {
+                    file: path,
+                    src: &src,
+                    list: &mut problems,
+                };
+                for def in file.rule {
+                    let at = def.span().start;
+                    let def = def.into_inner();
+                    if !ids.insert(def.id.clone()) {
+                        p.at(at, format!("rule id {:?} is used twice", def.id));
+                    }
+                    if let Some(rule) = compile_rule(def, path, at, &units, &services, &mut p) {
+                        rules.push(rule);
+                    }
                 }
             }
         }

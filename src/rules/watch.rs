@@ -23,8 +23,39 @@ pub fn reload(shared: &SharedRules) -> Result<String, RulesError> {
     Ok(version)
 }
 
-/// Watches the rules folder until `shutdown`; reloads after changes settle.
-pub async fn watch(shared: SharedRules, shutdown: CancellationToken) -> Result<(), notify::Error> {
+/// The outcome of the last reload attempt, for administrators (and tests)
+/// who need to know whether their edit is in force or was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadStatus {
+    /// The version in force.
+    pub version: String,
+    /// Why the last edit was refused (file:line problems), if it was.
+    pub refused: Option<String>,
+    /// How many reload attempts were made; changes on every attempt.
+    pub attempts: u64,
+}
+
+/// A status channel starting at the set in force.
+pub fn status_channel(
+    shared: &SharedRules,
+) -> (
+    tokio::sync::watch::Sender<ReloadStatus>,
+    tokio::sync::watch::Receiver<ReloadStatus>,
+) {
+    tokio::sync::watch::channel(ReloadStatus {
+        version: shared.load().version.clone(),
+        refused: None,
+        attempts: 0,
+    })
+}
+
+/// Watches the rules folder until `shutdown`; reloads after changes settle
+/// and reports each attempt on `status`.
+pub async fn watch(
+    shared: SharedRules,
+    status: tokio::sync::watch::Sender<ReloadStatus>,
+    shutdown: CancellationToken,
+) -> Result<(), notify::Error> {
     let dir = shared.load().dir.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -43,16 +74,25 @@ pub async fn watch(shared: SharedRules, shutdown: CancellationToken) -> Result<(
         while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
         }
         let before = shared.load().version.clone();
-        match reload(&shared) {
-            Ok(v) if v == before => {}
+        let refused = match reload(&shared) {
             Ok(v) => {
-                tracing::info!(from = %before, to = %v, "rules reloaded");
-                crate::metrics::rules_reloaded(true);
+                if v != before {
+                    tracing::info!(from = %before, to = %v, "rules reloaded");
+                    crate::metrics::rules_reloaded(true);
+                }
+                None
             }
             Err(e) => {
                 tracing::error!(version_kept = %before, "{e}");
                 crate::metrics::rules_reloaded(false);
+                Some(e.to_string())
             }
-        }
+        };
+        let version = shared.load().version.clone();
+        status.send_modify(|s| {
+            s.version = version;
+            s.refused = refused;
+            s.attempts += 1;
+        });
     }
 }
