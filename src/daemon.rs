@@ -142,13 +142,12 @@ impl Daemon {
         ));
         let (status_tx, rules_status) = crate::rules::watch::status_channel(&rules);
         if settings.rules.watch {
-            let shared = rules.clone();
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                if let Err(e) = crate::rules::watch::watch(shared, status_tx, stop).await {
-                    tracing::error!("rules watcher stopped, changes need a restart: {e}");
+            match crate::rules::watch::RulesWatcher::new(&rules) {
+                Ok(watcher) => {
+                    tasks.spawn(watcher.run(rules.clone(), status_tx, shutdown.clone()));
                 }
-            });
+                Err(e) => tracing::error!("rules are not watched, changes need a restart: {e}"),
+            }
         }
 
         let state = crate::http::HttpState {

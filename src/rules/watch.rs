@@ -49,50 +49,71 @@ pub fn status_channel(
     })
 }
 
-/// Watches the rules folder until `shutdown`; reloads after changes settle
-/// and reports each attempt on `status`.
-pub async fn watch(
-    shared: SharedRules,
-    status: tokio::sync::watch::Sender<ReloadStatus>,
-    shutdown: CancellationToken,
-) -> Result<(), notify::Error> {
-    let dir = shared.load().dir.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::Recursive)?;
-    tracing::info!(dir = %dir.display(), "watching rules for changes");
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            got = rx.recv() => if got.is_none() { return Ok(()) },
-        }
-        // Editors write in several steps: wait until the folder is quiet.
-        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-        }
-        let before = shared.load().version.clone();
-        let refused = match reload(&shared) {
-            Ok(v) => {
-                if v != before {
-                    tracing::info!(from = %before, to = %v, "rules reloaded");
-                    crate::metrics::rules_reloaded(true);
+/// A watch on the rules folder, set up before the daemon reports that it
+/// runs, so no edit made after start-up is missed.
+pub struct RulesWatcher {
+    _watcher: notify::RecommendedWatcher,
+    changes: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl RulesWatcher {
+    /// Starts watching the folder of the set in force.
+    pub fn new(shared: &SharedRules) -> Result<Self, notify::Error> {
+        let dir = shared.load().dir.clone();
+        let (tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = tx.send(());
                 }
-                None
+            })?;
+        watcher.watch(&dir, RecursiveMode::Recursive)?;
+        tracing::info!(dir = %dir.display(), "watching rules for changes");
+        Ok(Self {
+            _watcher: watcher,
+            changes,
+        })
+    }
+
+    /// Reloads after changes settle and reports each attempt on `status`,
+    /// until `shutdown`.
+    pub async fn run(
+        mut self,
+        shared: SharedRules,
+        status: tokio::sync::watch::Sender<ReloadStatus>,
+        shutdown: CancellationToken,
+    ) {
+        let rx = &mut self.changes;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = rx.recv() => if got.is_none() { return },
             }
-            Err(e) => {
-                tracing::error!(version_kept = %before, "{e}");
-                crate::metrics::rules_reloaded(false);
-                Some(e.to_string())
-            }
-        };
-        let version = shared.load().version.clone();
-        status.send_modify(|s| {
-            s.version = version;
-            s.refused = refused;
-            s.attempts += 1;
-        });
+            // Editors write in several steps: wait until the folder is quiet.
+            while let Ok(Some(())) =
+                tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+            {}
+            let before = shared.load().version.clone();
+            let refused = match reload(&shared) {
+                Ok(v) => {
+                    if v != before {
+                        tracing::info!(from = %before, to = %v, "rules reloaded");
+                        crate::metrics::rules_reloaded(true);
+                    }
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(version_kept = %before, "{e}");
+                    crate::metrics::rules_reloaded(false);
+                    Some(e.to_string())
+                }
+            };
+            let version = shared.load().version.clone();
+            status.send_modify(|s| {
+                s.version = version;
+                s.refused = refused;
+                s.attempts += 1;
+            });
+        }
     }
 }

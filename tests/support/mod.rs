@@ -1,0 +1,419 @@
+//! Shared by the integration tests: a daemon on real services (RabbitMQ +
+//! PostgreSQL, or the embedded bus on SQLite), a citizen submitting the form
+//! over HTTP, and readers for the unit queues.
+//!
+//! Services are never skipped: when one is missing the test fails and says
+//! what to start (`scripts/test.sh` starts both).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use pietura::config::{BusKind, Settings};
+use pietura::daemon::Daemon;
+use pietura::registry::{ItemSummary, RoutedNotice};
+use secrecy::SecretString;
+use sqlx::Connection;
+use tempfile::TempDir;
+
+/// Which bus and database the daemon runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// RabbitMQ + PostgreSQL: production.
+    Amqp,
+    /// The embedded queue table on SQLite: single-machine installs.
+    Embedded,
+}
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("PIETURA_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("PIETURA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://pietura:pietura@127.0.0.1:5432/pietura_test".into())
+}
+
+fn host_port(url: &str) -> String {
+    let after = url.split("://").nth(1).unwrap_or(url);
+    let after = after.rsplit('@').next().unwrap_or(after);
+    after.split('/').next().unwrap_or(after).to_string()
+}
+
+/// Fails the test with instructions when a service's port is closed.
+pub async fn require(service: &str, url: &str) {
+    let addr = host_port(url);
+    if let Err(e) = tokio::net::TcpStream::connect(&addr).await {
+        panic!(
+            "{service} is not reachable at {addr} ({e}). Start it first: `scripts/test.sh` \
+             installs and starts RabbitMQ and PostgreSQL, or point PIETURA_TEST_AMQP_URL / \
+             PIETURA_TEST_DATABASE_URL at running servers."
+        );
+    }
+}
+
+/// A fresh PostgreSQL database per test, dropped at the end.
+pub async fn fresh_pg_database() -> (String, String) {
+    let admin = pg_admin_url();
+    require("PostgreSQL", &admin).await;
+    let name = format!(
+        "pietura_t_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot log in to PostgreSQL as {admin}: {e} (scripts/test.sh creates the role)")
+        });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e} (the role needs CREATEDB)"));
+    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_pg_database(name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+/// How a test wants its daemon.
+pub struct Options {
+    pub backend: Backend,
+    /// A rules folder to copy (the copy may be edited by the test).
+    pub rules_from: PathBuf,
+    pub watch_rules: bool,
+    /// Connect to RabbitMQ here instead (a proxy the test can cut).
+    pub amqp_url: Option<String>,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            rules_from: repo_path("rules"),
+            watch_rules: false,
+            amqp_url: None,
+        }
+    }
+}
+
+/// A running daemon and what it runs on.
+pub struct TestEnv {
+    pub daemon: Daemon,
+    pub base: String,
+    pub backend: Backend,
+    pub prefix: String,
+    pub rules_dir: PathBuf,
+    pub http: reqwest::Client,
+    pg_db: Option<String>,
+    _dir: TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create rules copy");
+    let entries: Vec<_> = std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("rules fixture {} not found: {e}", from.display()))
+        .collect();
+    assert!(
+        !entries.is_empty(),
+        "rules fixture {} is empty",
+        from.display()
+    );
+    for entry in entries {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy rules file");
+        }
+    }
+}
+
+/// Daemon logs in the test output, filtered by `PIETURA_LOG` (default: warnings).
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PIETURA_LOG")
+                .unwrap_or_else(|_| "warn,sqlx=error".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestEnv {
+    pub async fn start(opts: Options) -> TestEnv {
+        init_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rules_dir = dir.path().join("rules");
+        copy_dir(&opts.rules_from, &rules_dir);
+        let prefix = format!("pt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let mut s = Settings::default();
+        s.data_dir = dir.path().join("data");
+        s.http.listen = "127.0.0.1:0".parse().expect("addr");
+        s.http.submissions_per_minute = 100_000;
+        s.rules.dir = rules_dir.clone();
+        s.rules.watch = opts.watch_rules;
+        s.channels.dir = repo_path("channels");
+        s.bus.prefix = prefix.clone();
+        let mut pg_db = None;
+        match opts.backend {
+            Backend::Amqp => {
+                let direct = amqp_url();
+                require("RabbitMQ", &direct).await;
+                s.bus.kind = BusKind::Amqp;
+                s.bus.url = Some(SecretString::from(opts.amqp_url.unwrap_or(direct)));
+                let (url, name) = fresh_pg_database().await;
+                s.database.url = Some(SecretString::from(url));
+                pg_db = Some(name);
+            }
+            Backend::Embedded => {
+                s.bus.kind = BusKind::Embedded;
+            }
+        }
+        let daemon = Daemon::start(s)
+            .await
+            .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
+        let base = format!("http://{}", daemon.addr);
+        TestEnv {
+            daemon,
+            base,
+            backend: opts.backend,
+            prefix,
+            rules_dir,
+            http: reqwest::Client::new(),
+            pg_db,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the daemon and removes the test's queues and database.
+    pub async fn stop(self) {
+        let TestEnv {
+            daemon,
+            prefix,
+            pg_db,
+            backend,
+            ..
+        } = self;
+        let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
+        daemon.shutdown().await;
+        if backend == Backend::Amqp {
+            if let Ok(conn) =
+                lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                    .await
+                && let Ok(ch) = conn.create_channel().await
+            {
+                let mut queues: Vec<String> = ["engine", "dead", "review"]
+                    .iter()
+                    .map(|q| format!("{prefix}.{q}"))
+                    .collect();
+                queues.extend(units.iter().map(|u| format!("{prefix}.unit.{u}")));
+                for q in queues {
+                    let _ = ch
+                        .queue_delete(q.into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                for x in ["intake", "dead", "routed"] {
+                    let _ = ch
+                        .exchange_delete(
+                            format!("{prefix}.{x}").into(),
+                            ExchangeDeleteOptions::default(),
+                        )
+                        .await;
+                }
+                let _ = conn.close(200, "done".into()).await;
+            }
+        }
+        if let Some(name) = pg_db {
+            drop_pg_database(&name).await;
+        }
+    }
+
+    /// A fresh page token, as the browser gets it with the form.
+    pub async fn form_token(&self) -> String {
+        let page = self
+            .http
+            .get(format!("{}/forms/iesniegums", self.base))
+            .send()
+            .await
+            .expect("GET form")
+            .text()
+            .await
+            .expect("form page");
+        let start = page
+            .find("name=\"form_token\" value=\"")
+            .expect("token field on the form page")
+            + "name=\"form_token\" value=\"".len();
+        page[start..]
+            .split('"')
+            .next()
+            .expect("token value")
+            .to_string()
+    }
+
+    /// Submits the form as a browser would (urlencoded), asking for the JSON receipt.
+    pub async fn submit(&self, token: &str, subject: &str, text: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}/forms/iesniegums", self.base))
+            .header("accept", "application/json")
+            .form(&[
+                ("form_token", token),
+                ("vards", "Anna Kalniņa"),
+                ("epasts", "anna.kalnina@example.lv"),
+                ("temats", subject),
+                ("teksts", text),
+            ])
+            .send()
+            .await
+            .expect("POST form");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Waits until the item behind a tracking id (message id) is registered.
+    pub async fn registered(&self, tracking_id: &str) -> ItemSummary {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(item) = self
+                .daemon
+                .registry
+                .find_by_message(tracking_id)
+                .await
+                .expect("registry lookup")
+            {
+                return item;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {tracking_id} was not registered within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes every notice waiting in a routed queue (`unit.<id>` or `review`).
+    pub async fn drain_routed(&self, queue: &str) -> Vec<RoutedNotice> {
+        match self.backend {
+            Backend::Amqp => {
+                let conn =
+                    lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                        .await
+                        .expect("connect to RabbitMQ");
+                let ch = conn.create_channel().await.expect("channel");
+                let name = format!("{}.{queue}", self.prefix);
+                let mut out = Vec::new();
+                while let Some(msg) = ch
+                    .basic_get(name.clone().into(), BasicGetOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("basic_get {name}: {e}"))
+                {
+                    out.push(
+                        serde_json::from_slice(&msg.delivery.data).expect("routed notice JSON"),
+                    );
+                    msg.delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .expect("ack");
+                }
+                let _ = conn.close(200, "done".into()).await;
+                out
+            }
+            Backend::Embedded => {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("DELETE FROM bus_messages WHERE queue = $1 RETURNING payload")
+                        .bind(queue)
+                        .fetch_all(self.daemon.registry.pool())
+                        .await
+                        .expect("read embedded queue");
+                rows.iter()
+                    .map(|(p,)| serde_json::from_str(p).expect("routed notice JSON"))
+                    .collect()
+            }
+        }
+    }
+
+    /// Collects routed notices until `want` have arrived in `queue`.
+    pub async fn wait_routed(&self, queue: &str, want: usize) -> Vec<RoutedNotice> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut got = Vec::new();
+        loop {
+            got.extend(self.drain_routed(queue).await);
+            if got.len() >= want {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {want} notices reached {queue} within {WAIT:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A TCP proxy in front of RabbitMQ whose connections the test can cut,
+/// as a network failure or a broker restart would.
+pub struct CuttableProxy {
+    pub addr: SocketAddr,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl CuttableProxy {
+    pub async fn start(upstream: String) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (cut, _) = tokio::sync::broadcast::channel(16);
+        let cut_tx = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let mut cut_rx = cut_tx.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_rx.recv() => {}
+                    }
+                    // Dropping both sockets closes them abruptly.
+                });
+            }
+        });
+        CuttableProxy { addr, cut }
+    }
+
+    /// Closes every open connection through the proxy.
+    pub fn cut_all(&self) {
+        let _ = self.cut.send(());
+    }
+
+    /// An AMQP URL that goes through the proxy.
+    pub fn url(&self) -> String {
+        let direct = amqp_url();
+        let host = host_port(&direct);
+        direct.replacen(&host, &self.addr.to_string(), 1)
+    }
+}
