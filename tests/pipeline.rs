@@ -39,6 +39,7 @@ async fn form_item_is_registered_and_routed_to_its_unit(backend: Backend) {
     assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
     assert_eq!(item.registration_number, number);
     assert_eq!(item.sender_name.as_deref(), Some("Anna Kalniņa"));
+    env.assert_stored_message_matches_schema(&item.id).await;
 
     let notices = env.wait_routed("unit.buvvalde", 1).await;
     assert_eq!(notices.len(), 1);

@@ -188,7 +188,7 @@ impl WebForm {
                     });
                 }
                 Err(_) => {
-                    tracing::warn!(channel = %cfg.id, "{var} is not set: the JSON API of this form is off");
+                    tracing::info!(channel = %cfg.id, "{var} is not set: the JSON API of this form is off");
                     None
                 }
             },

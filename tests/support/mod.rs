@@ -310,6 +310,25 @@ impl TestEnv {
         }
     }
 
+    /// The message the channel produced, as kept in the registry, validates
+    /// against the published schema.
+    pub async fn assert_stored_message_matches_schema(&self, item_id: &str) {
+        let (stored,): (String,) = sqlx::query_as("SELECT message_json FROM items WHERE id = $1")
+            .bind(item_id)
+            .fetch_one(self.daemon.registry.pool())
+            .await
+            .expect("stored message");
+        let path = repo_path("docs/message-v1.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+        .expect("schema JSON");
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let msg: serde_json::Value = serde_json::from_str(&stored).expect("stored JSON");
+        let errors: Vec<String> = validator.iter_errors(&msg).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{msg}\n{errors:?}");
+    }
+
     /// Takes every notice waiting in a routed queue (`unit.<id>` or `review`).
     pub async fn drain_routed(&self, queue: &str) -> Vec<RoutedNotice> {
         match self.backend {

@@ -1,0 +1,91 @@
+//! Rule files as administrators meet them: the shipped set loads, a broken
+//! set is refused with every problem at its file:line, and the CLI says so.
+
+mod support;
+
+use std::process::Command;
+
+use pietura::rules::RuleSet;
+
+#[test]
+fn shipped_rules_load() {
+    let set = RuleSet::load(&support::repo_path("rules")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        set.units.len() >= 10 && set.rules.len() >= 30,
+        "units {} rules {}",
+        set.units.len(),
+        set.rules.len()
+    );
+}
+
+#[test]
+fn every_problem_of_a_broken_set_is_reported_with_file_and_line() {
+    let err = RuleSet::load(&support::repo_path("tests/fixtures/rules-invalid"))
+        .expect_err("the invalid fixture must be refused");
+    let text = err.to_string();
+    for (at, what) in [
+        ("routing/bad.toml:19", "keywrods"),
+        ("routing/bad.toml:30", "gamma"),
+        ("routing/bad.toml:37", "(unclosed"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(at))
+            .unwrap_or_else(|| panic!("{at} not reported in:\n{text}"));
+        assert!(line.contains(what), "{at} should mention {what}: {line}");
+    }
+    assert!(
+        !text.contains("ok-alpha"),
+        "a valid rule was reported:\n{text}"
+    );
+    assert_eq!(err.problems.len(), 3, "{text}");
+}
+
+#[test]
+fn cli_rules_check_fails_on_a_broken_set_and_passes_the_shipped_one() {
+    let bin = env!("CARGO_BIN_EXE_pietura");
+    let bad = Command::new(bin)
+        .args(["rules", "check"])
+        .arg(support::repo_path("tests/fixtures/rules-invalid"))
+        .output()
+        .expect("run pietura");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("bad.toml:30"), "{stderr}");
+
+    let good = Command::new(bin)
+        .args(["rules", "check"])
+        .arg(support::repo_path("rules"))
+        .output()
+        .expect("run pietura");
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        stdout.contains("units") && stdout.contains("version"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn cli_rules_test_explains_the_match() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("iesniegums.txt");
+    std::fs::write(&file, "Lūdzu izsniegt būvatļauju palīgēkas pārbūvei.").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pietura"))
+        .args(["rules", "test", "--rules"])
+        .arg(support::repo_path("rules"))
+        .arg(&file)
+        .output()
+        .expect("run pietura");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("buvvalde"), "{stdout}");
+}
