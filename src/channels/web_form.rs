@@ -22,6 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
+use unicode_normalization::UnicodeNormalization;
 
 use super::{Channel, ChannelContext, ChannelError};
 use crate::blobs::BlobError;
@@ -576,54 +578,18 @@ impl WebForm {
         if let Ok(Some(item)) = self.ctx.registry.find_by_key(&idempotency_key).await {
             return Ok(Outcome::Registered(Box::new(item)));
         }
-        let role_value = |role: FieldRole| {
-            self.cfg
-                .fields
-                .iter()
-                .filter(|f| f.role == role)
-                .filter_map(|f| sub.values.get(&f.name))
-                .map(|v| v.trim())
-                .find(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let body = self
-            .cfg
-            .fields
-            .iter()
-            .filter(|f| f.role == FieldRole::Body)
-            .filter_map(|f| sub.values.get(&f.name))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        let mut msg = IntakeMessage::new(
-            ChannelRef {
-                kind: ChannelKind::WebForm,
-                instance: self.cfg.id.clone(),
-            },
+        let msg = normalise(
+            &self.cfg,
             idempotency_key,
-            body,
-        );
-        msg.sender.name = role_value(FieldRole::SenderName);
-        msg.sender.email = role_value(FieldRole::SenderEmail);
-        msg.sender.phone = role_value(FieldRole::SenderPhone).and_then(|p| normalise_phone(&p));
-        msg.sender.postal_address = role_value(FieldRole::SenderAddress);
-        msg.subject = role_value(FieldRole::Subject).or_else(|| Some(self.cfg.title.clone()));
-        msg.language = Some(lang.code().into());
-        msg.attachments = sub.attachments;
-        let fields: BTreeMap<&String, &String> = sub
-            .values
-            .iter()
-            .filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang")
-            .collect();
-        msg.metadata.insert(
-            ChannelKind::WebForm.as_str().into(),
-            serde_json::json!({ "form_id": self.cfg.id, "fields": fields }),
+            &sub.values,
+            sub.attachments,
+            lang.code(),
         );
         let span = tracing::info_span!("item", id = %msg.id, channel = "web_form", instance = %self.cfg.id);
-        let _enter = span.enter();
-        drop(_enter);
-        if let Err(e) = publish_intake(self.ctx.bus.as_ref(), &msg).await {
+        if let Err(e) = publish_intake(self.ctx.bus.as_ref(), &msg)
+            .instrument(span.clone())
+            .await
+        {
             tracing::error!(parent: &span, "not accepted, the citizen was told to retry: {e}");
             return Err(Refusal::Unavailable);
         }
@@ -652,6 +618,68 @@ impl WebForm {
             self.ctx.settings.http.public_url.trim_end_matches('/')
         )
     }
+}
+
+/// Turns a form's field values into the one message format. Pure, so the
+/// golden-file tests pin it down: text is NFC with `\n` line ends, the
+/// phone E.164, the subject falls back to the form's title, and every field
+/// but the honeypot and page token is kept under `metadata.web_form.fields`.
+pub fn normalise(
+    cfg: &WebFormConfig,
+    idempotency_key: String,
+    values: &BTreeMap<String, String>,
+    attachments: Vec<AttachmentRef>,
+    lang: &str,
+) -> IntakeMessage {
+    let clean = |v: &str| -> String {
+        v.replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .trim()
+            .nfc()
+            .collect()
+    };
+    let role_value = |role: FieldRole| {
+        cfg.fields
+            .iter()
+            .filter(|f| f.role == role)
+            .filter_map(|f| values.get(&f.name))
+            .map(|v| clean(v))
+            .find(|v| !v.is_empty())
+    };
+    let body = cfg
+        .fields
+        .iter()
+        .filter(|f| f.role == FieldRole::Body)
+        .filter_map(|f| values.get(&f.name))
+        .map(|v| clean(v))
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let mut msg = IntakeMessage::new(
+        ChannelRef {
+            kind: ChannelKind::WebForm,
+            instance: cfg.id.clone(),
+        },
+        idempotency_key,
+        body,
+    );
+    msg.sender.name = role_value(FieldRole::SenderName);
+    msg.sender.email = role_value(FieldRole::SenderEmail).map(|e| e.to_lowercase());
+    msg.sender.phone = role_value(FieldRole::SenderPhone).and_then(|p| normalise_phone(&p));
+    msg.sender.postal_address = role_value(FieldRole::SenderAddress);
+    msg.subject = role_value(FieldRole::Subject).or_else(|| Some(cfg.title.clone()));
+    msg.language = Some(lang.into());
+    msg.attachments = attachments;
+    let fields: BTreeMap<&String, String> = values
+        .iter()
+        .filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang")
+        .map(|(k, v)| (k, clean(v)))
+        .collect();
+    msg.metadata.insert(
+        ChannelKind::WebForm.as_str().into(),
+        serde_json::json!({ "form_id": cfg.id, "fields": fields }),
+    );
+    msg
 }
 
 /// What the citizen is told after a successful hand-off.
