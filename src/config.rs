@@ -145,7 +145,7 @@ impl Default for BusSettings {
             url: None,
             url_file: None,
             prefix: "pietura".into(),
-            prefetch: 32,
+            prefetch: 256,
             delivery_limit: 5,
         }
     }
@@ -214,13 +214,18 @@ impl Default for RegistrationSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
-    /// Items processed concurrently by one daemon.
+    /// Batches registered concurrently by one daemon.
     pub concurrency: usize,
+    /// Most items registered in one database transaction.
+    pub batch_max: usize,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { concurrency: 8 }
+        Self {
+            concurrency: 4,
+            batch_max: 64,
+        }
     }
 }
 
@@ -349,6 +354,9 @@ impl Settings {
         }
         if self.engine.concurrency == 0 {
             issue("engine.concurrency", "must be at least 1".into());
+        }
+        if self.engine.batch_max == 0 {
+            issue("engine.batch_max", "must be at least 1".into());
         }
         issues
     }

@@ -126,6 +126,7 @@ impl Daemon {
             unclassified_index: settings.registration.unclassified_index.clone(),
             calendar: Arc::new(Weekdays),
             concurrency: settings.engine.concurrency,
+            batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),
         });
         let stop = shutdown.clone();

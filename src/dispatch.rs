@@ -50,10 +50,7 @@ async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Res
             if let Some(unit) = e.destination.strip_prefix("unit:") {
                 crate::metrics::item_routed(unit);
             }
-            registry
-                .outbox_delivered(e)
-                .await
-                .map_err(|x| x.to_string())
+            Ok(())
         }
         Err(err) => {
             let text = format!(
@@ -66,16 +63,30 @@ async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Res
     }
 }
 
-/// Publishes one batch; returns how many rows were delivered.
+/// Publishes one batch (confirms awaited together) and removes the
+/// delivered rows in one transaction; returns how many were delivered. A
+/// crash between the two publishes a notice again: units see the item id
+/// and must treat a repeat as the same item.
 pub async fn drain_once(registry: &Registry, bus: &dyn Bus) -> Result<usize, String> {
     let pending = registry
         .outbox_pending(BATCH)
         .await
         .map_err(|e| e.to_string())?;
     let results = join_all(pending.iter().map(|e| publish_one(registry, bus, e))).await;
-    let delivered = results.iter().filter(|r| r.is_ok()).count();
+    let delivered: Vec<&OutboxEntry> = pending
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(e, _)| e)
+        .collect();
+    if !delivered.is_empty() {
+        registry
+            .outbox_delivered(&delivered)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     match results.into_iter().find_map(Result::err) {
         Some(first_error) => Err(first_error),
-        None => Ok(delivered),
+        None => Ok(delivered.len()),
     }
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -19,6 +19,8 @@ use crate::deadline::Calendar;
 use crate::message::IntakeMessage;
 use crate::registry::numbering::Pattern;
 use crate::registry::{Registration, Registry};
+use crate::rules::RuleSet;
+use crate::rules::eval::Decision;
 use crate::rules::watch::SharedRules;
 
 /// Everything the engine needs, shared by its workers.
@@ -30,70 +32,95 @@ pub struct Engine {
     pub unclassified_index: String,
     pub calendar: Arc<dyn Calendar>,
     pub concurrency: usize,
+    /// Most deliveries registered in one transaction.
+    pub batch_max: usize,
     /// Woken after each registration so the dispatcher publishes at once.
     pub dispatch_wake: Arc<Notify>,
 }
 
 impl Engine {
     /// Consumes until `shutdown`, then waits for items in flight.
+    ///
+    /// A feeder task moves deliveries into a channel; each worker takes what
+    /// is waiting there (up to `batch_max`) and registers it in one
+    /// transaction, so a burst costs one commit per batch, not per item.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut consumer = self.bus.consume_intake().await?;
+        let (tx, mut rx) = mpsc::channel::<Delivery>(self.batch_max);
+        let stop = shutdown.clone();
+        let feeder = tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    d = consumer.next() => d,
+                };
+                let Some(d) = next else { return };
+                if tx.send(d).await.is_err() {
+                    return;
+                }
+            }
+        });
         let permits = Arc::new(Semaphore::new(self.concurrency));
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
-            let delivery = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                d = consumer.next() => match d { Some(d) => d, None => break },
+                d = rx.recv() => match d { Some(d) => d, None => break },
             };
+            let mut batch = vec![first];
+            while batch.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
             let engine = self.clone();
             let stop = shutdown.clone();
             tokio::spawn(async move {
-                engine.handle(delivery, &stop).await;
+                engine.handle_batch(batch, &stop).await;
                 drop(permit);
             });
         }
-        // In-flight items finish (or give up on shutdown) before we return.
+        // Deliveries still in the channel are not acknowledged: the bus
+        // delivers them again. Items in flight finish (or give up) first.
+        let _ = feeder.await;
         let _ = permits.acquire_many(self.concurrency as u32).await;
         tracing::info!("rules engine stopped");
         Ok(())
     }
 
-    /// Processes one delivery to its end: acked, dead-lettered, or left for redelivery.
-    pub async fn handle(&self, delivery: Delivery, shutdown: &CancellationToken) {
-        let msg = match IntakeMessage::decode(&delivery.payload) {
-            Ok(m) => m,
-            Err(e) => {
-                let preview: String = String::from_utf8_lossy(&delivery.payload)
-                    .chars()
-                    .take(200)
-                    .collect();
-                tracing::error!(error = %e, payload_start = %preview, "dead-lettering a message that cannot be read; inspect the dead-letter queue");
-                crate::metrics::item_dead_lettered();
-                if let Err(e) = delivery.dead_letter(&e.to_string()).await {
-                    tracing::error!("dead-lettering failed, it will be delivered again: {e}");
+    /// Processes deliveries to their end: acked, dead-lettered, or left for redelivery.
+    pub async fn handle_batch(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
+        let mut items = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match IntakeMessage::decode(&delivery.payload) {
+                Ok(msg) => items.push((msg, delivery)),
+                Err(e) => {
+                    let preview: String = String::from_utf8_lossy(&delivery.payload)
+                        .chars()
+                        .take(200)
+                        .collect();
+                    tracing::error!(error = %e, payload_start = %preview, "dead-lettering a message that cannot be read; inspect the dead-letter queue");
+                    dead_letter(delivery, &e.to_string()).await;
                 }
-                return;
             }
-        };
-        let span = tracing::info_span!("item", id = %msg.id, channel = %msg.channel.kind, instance = %msg.channel.instance);
-        self.register(msg, delivery, shutdown)
-            .instrument(span)
-            .await
-    }
-
-    async fn register(&self, msg: IntakeMessage, delivery: Delivery, shutdown: &CancellationToken) {
+        }
+        if items.is_empty() {
+            return;
+        }
         let rules = self.rules.load_full();
-        let decision = rules.evaluate(&msg);
+        let decisions: Vec<Decision> = items.iter().map(|(m, _)| rules.evaluate(m)).collect();
+        let pairs: Vec<(&IntakeMessage, &Decision)> =
+            items.iter().map(|(m, _)| m).zip(&decisions).collect();
         let mut backoff = Duration::from_millis(200);
-        let registration = loop {
+        let registrations = loop {
             match self
                 .registry
-                .register(
-                    &msg,
-                    &decision,
+                .register_batch(
+                    &pairs,
                     &rules,
                     &self.pattern,
                     &self.unclassified_index,
@@ -101,16 +128,94 @@ impl Engine {
                 )
                 .await
             {
-                Ok(r) => break r,
+                Ok(r) => break Some(r),
+                // A lost race or one item the database refuses: settle
+                // each item on its own so the others are not held back.
+                Err(e) if e.is_unique_violation() || !e.is_transient() => break None,
                 Err(e) => {
-                    tracing::warn!("registration failed, retrying in {backoff:?}: {e}");
+                    tracing::warn!(
+                        items = items.len(),
+                        "registration failed, retrying in {backoff:?}: {e}"
+                    );
                     tokio::select! {
-                        // Unacknowledged: the bus delivers it again after restart.
+                        // Unacknowledged: the bus delivers them again after restart.
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
+            }
+        };
+        let work = items.into_iter().zip(decisions).enumerate().map(|(i, ((msg, delivery), decision))| {
+            let span = tracing::info_span!("item", id = %msg.id, channel = %msg.channel.kind, instance = %msg.channel.instance);
+            let done = registrations.as_ref().and_then(|r| r.get(i).cloned());
+            let rules = rules.clone();
+            async move {
+                let outcome = match done {
+                    Some(r) => RegisterOutcome::Registered(r),
+                    None => match self.register_one(&msg, &decision, &rules, shutdown).await {
+                        Some(outcome) => outcome,
+                        // Shutting down: unacknowledged, delivered again later.
+                        None => return,
+                    },
+                };
+                self.finish(&msg, outcome, delivery).await;
+            }
+            .instrument(span)
+        });
+        futures::future::join_all(work).await;
+    }
+
+    /// The one-item path: retries transient failures in place; dead-letters
+    /// an item the database refuses. `None` when the item was settled here
+    /// (dead-lettered) or left for redelivery on shutdown.
+    async fn register_one(
+        &self,
+        msg: &IntakeMessage,
+        decision: &Decision,
+        rules: &RuleSet,
+        shutdown: &CancellationToken,
+    ) -> Option<RegisterOutcome> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self
+                .registry
+                .register(
+                    msg,
+                    decision,
+                    rules,
+                    &self.pattern,
+                    &self.unclassified_index,
+                    self.calendar.as_ref(),
+                )
+                .await
+            {
+                Ok(r) => return Some(RegisterOutcome::Registered(r)),
+                Err(e) if !e.is_transient() => {
+                    return Some(RegisterOutcome::Refused(e.to_string()));
+                }
+                Err(e) => {
+                    tracing::warn!("registration failed, retrying in {backoff:?}: {e}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Logs, counts and acknowledges a settled item.
+    async fn finish(&self, msg: &IntakeMessage, outcome: RegisterOutcome, delivery: Delivery) {
+        let registration = match outcome {
+            RegisterOutcome::Registered(r) => r,
+            RegisterOutcome::Refused(reason) => {
+                tracing::error!(
+                    "the registry refuses this item; dead-lettering it for inspection: {reason}"
+                );
+                dead_letter(delivery, &reason).await;
+                return;
             }
         };
         match &registration {
@@ -138,5 +243,19 @@ impl Engine {
                 "ack failed after registration ({e}); the redelivery will be recognised as a duplicate"
             );
         }
+    }
+}
+
+/// What registering one item came to.
+enum RegisterOutcome {
+    Registered(Registration),
+    /// The database refuses the item's data; no retry will change that.
+    Refused(String),
+}
+
+async fn dead_letter(delivery: Delivery, reason: &str) {
+    crate::metrics::item_dead_lettered();
+    if let Err(e) = delivery.dead_letter(reason).await {
+        tracing::error!("dead-lettering failed, it will be delivered again: {e}");
     }
 }

@@ -189,6 +189,11 @@ impl IntakeMessage {
                 )));
             }
         }
+        // PostgreSQL text cannot hold NUL; channels strip it, so one here is
+        // a broken producer, and the item would otherwise never register.
+        if serde_json::to_string(self).is_ok_and(|t| t.contains("\\u0000")) {
+            return Err(invalid("a text field contains a NUL character".into()));
+        }
         if let Some(key) = self
             .metadata
             .keys()

@@ -634,6 +634,7 @@ pub fn normalise(
     let clean = |v: &str| -> String {
         v.replace("\r\n", "\n")
             .replace('\r', "\n")
+            .replace('\0', "")
             .trim()
             .nfc()
             .collect()
