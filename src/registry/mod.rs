@@ -7,10 +7,11 @@
 //! or not at all. The bus message is acknowledged only after that commit.
 
 pub mod numbering;
+mod register;
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -339,15 +340,18 @@ impl Registry {
     ) -> Result<Registration, RegistryError> {
         let ctx = format!("item {} ({})", msg.id, msg.idempotency_key);
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        let how = Numbering {
+        let how = register::Numbering {
             rules,
             pattern,
             unclassified_index,
             calendar,
         };
-        let registration = register_in(&mut tx, msg, decision, &how).await?;
+        let mut done = register::register_batch_in(&mut tx, &[(msg, decision)], &how).await?;
         tx.commit().await.map_err(q(ctx))?;
-        Ok(registration)
+        done.pop().ok_or(RegistryError::Contention {
+            item: msg.id,
+            attempts: 1,
+        })
     }
 
     /// Registers several classified messages in one transaction: one commit
@@ -364,16 +368,13 @@ impl Registry {
     ) -> Result<Vec<Registration>, RegistryError> {
         let ctx = format!("batch of {} items", batch.len());
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        let how = Numbering {
+        let how = register::Numbering {
             rules,
             pattern,
             unclassified_index,
             calendar,
         };
-        let mut out = Vec::with_capacity(batch.len());
-        for (msg, decision) in batch {
-            out.push(register_in(&mut tx, msg, decision, &how).await?);
-        }
+        let out = register::register_batch_in(&mut tx, batch, &how).await?;
         tx.commit().await.map_err(q(ctx))?;
         Ok(out)
     }
@@ -553,217 +554,4 @@ impl FromStr for ItemState {
             )),
         }
     }
-}
-
-/// How numbers and deadlines are assigned.
-struct Numbering<'a> {
-    rules: &'a RuleSet,
-    pattern: &'a Pattern,
-    unclassified_index: &'a str,
-    calendar: &'a dyn crate::deadline::Calendar,
-}
-
-/// One message's registration inside the caller's transaction.
-async fn register_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    msg: &IntakeMessage,
-    decision: &Decision,
-    how: &Numbering<'_>,
-) -> Result<Registration, RegistryError> {
-    let Numbering {
-        rules,
-        pattern,
-        unclassified_index,
-        calendar,
-    } = *how;
-    let ctx = format!("item {} ({})", msg.id, msg.idempotency_key);
-    let now = db_time(Utc::now());
-
-    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.idempotency_key = $1"
-    )))
-    .bind(&msg.idempotency_key)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(q(ctx.clone()))?;
-    if let Some(row) = existing {
-        let item = ItemSummary::from_row(&row).map_err(q(ctx.clone()))?;
-        sqlx::query(
-            "INSERT INTO received_messages (message_id, item_id, seen_at, duplicate) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(msg.id.to_string())
-        .bind(&item.id)
-        .bind(&now)
-        .execute(&mut **tx)
-        .await
-        .map_err(q(ctx.clone()))?;
-        return Ok(Registration::Duplicate(item));
-    }
-
-    let unit = decision.unit.as_ref().and_then(|u| rules.units.get(u));
-    let state = match (unit, &decision.review_reason) {
-        (_, Some(_)) | (None, _) => ItemState::Review,
-        (Some(u), None) if u.external => ItemState::Forwarding,
-        (Some(_), None) => ItemState::Routed,
-    };
-    let series = unit.map(|u| u.index.as_str()).unwrap_or(unclassified_index);
-    let year = i64::from(crate::deadline::local_date(msg.received_at).year());
-    sqlx::query(
-        "INSERT INTO registration_counters (series, reg_year, last_seq) VALUES ($1, $2, 0) \
-         ON CONFLICT (series, reg_year) DO NOTHING",
-    )
-    .bind(series)
-    .bind(year)
-    .execute(&mut **tx)
-    .await
-    .map_err(q(ctx.clone()))?;
-    let seq: i64 = sqlx::query(
-        "UPDATE registration_counters SET last_seq = last_seq + 1 \
-         WHERE series = $1 AND reg_year = $2 RETURNING last_seq",
-    )
-    .bind(series)
-    .bind(year)
-    .fetch_one(&mut **tx)
-    .await
-    .and_then(|r| r.try_get(0))
-    .map_err(q(ctx.clone()))?;
-    let number = pattern.render(series, year, seq);
-
-    let reply_due: Option<NaiveDate> = match state {
-        ItemState::Forwarding => Some(crate::deadline::forward_due(calendar, msg.received_at)),
-        _ => Some(crate::deadline::reply_due(
-            calendar,
-            msg.received_at,
-            decision.reply_working_days,
-        )),
-    };
-    let tags: Vec<String> = decision.tags.iter().cloned().collect();
-    let item = ItemSummary {
-        id: msg.id.to_string(),
-        registration_number: number,
-        state: state.as_str().into(),
-        channel_kind: msg.channel.kind.as_str().into(),
-        channel_instance: msg.channel.instance.clone(),
-        received_at: db_time(msg.received_at),
-        registered_at: now.clone(),
-        unit_id: decision.unit.clone(),
-        service_id: decision.service.clone(),
-        rule_id: decision.rule_id.clone(),
-        ruleset_version: decision.ruleset_version.clone(),
-        review_reason: decision.review_reason.clone(),
-        priority: decision.priority.as_str().into(),
-        tags,
-        reply_due: reply_due.map(|d| d.to_string()),
-        sender_name: msg.sender.name.clone(),
-        sender_email: msg.sender.email.clone(),
-        sender_phone: msg.sender.phone.clone(),
-        subject: msg.subject.clone(),
-    };
-    sqlx::query(
-        "INSERT INTO items (id, idempotency_key, registration_number, series, reg_year, reg_seq, \
-         channel_kind, channel_instance, received_at, registered_at, state, unit_id, service_id, \
-         rule_id, ruleset_version, review_reason, priority, tags, reply_due, sender_name, \
-         sender_email, sender_phone, sender_address, subject, body, message_json, decision_json) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
-    )
-    .bind(&item.id)
-    .bind(&msg.idempotency_key)
-    .bind(&item.registration_number)
-    .bind(series)
-    .bind(year)
-    .bind(seq)
-    .bind(&item.channel_kind)
-    .bind(&item.channel_instance)
-    .bind(&item.received_at)
-    .bind(&item.registered_at)
-    .bind(&item.state)
-    .bind(&item.unit_id)
-    .bind(&item.service_id)
-    .bind(&item.rule_id)
-    .bind(&item.ruleset_version)
-    .bind(&item.review_reason)
-    .bind(&item.priority)
-    .bind(serde_json::to_string(&item.tags).unwrap_or_else(|_| "[]".into()))
-    .bind(&item.reply_due)
-    .bind(&msg.sender.name)
-    .bind(&msg.sender.email)
-    .bind(&msg.sender.phone)
-    .bind(&msg.sender.postal_address)
-    .bind(&msg.subject)
-    .bind(&msg.body)
-    .bind(serde_json::to_string(msg).unwrap_or_default())
-    .bind(serde_json::to_string(decision).unwrap_or_default())
-    .execute(&mut **tx)
-    .await
-    .map_err(q(ctx.clone()))?;
-
-    for (i, a) in msg.attachments.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO attachments (item_id, ordinal, sha256, filename, content_type, size) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&item.id)
-        .bind(i as i64)
-        .bind(&a.sha256)
-        .bind(&a.filename)
-        .bind(&a.content_type)
-        .bind(a.size as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(q(ctx.clone()))?;
-    }
-    sqlx::query(
-        "INSERT INTO received_messages (message_id, item_id, seen_at, duplicate) VALUES ($1, $2, $3, 0)",
-    )
-    .bind(&item.id)
-    .bind(&item.id)
-    .bind(&now)
-    .execute(&mut **tx)
-    .await
-    .map_err(q(ctx.clone()))?;
-    let detail = serde_json::json!({
-        "registration_number": item.registration_number,
-        "state": item.state,
-        "unit": item.unit_id,
-        "service": item.service_id,
-        "rule": item.rule_id,
-        "ruleset_version": item.ruleset_version,
-        "review_reason": item.review_reason,
-    });
-    insert_audit(tx, &item.id, "pietura", "registered", &detail, &now)
-        .await
-        .map_err(q(ctx.clone()))?;
-
-    let notice = RoutedNotice {
-        item_id: item.id.clone(),
-        registration_number: item.registration_number.clone(),
-        state: item.state.clone(),
-        unit_id: item.unit_id.clone(),
-        service_id: item.service_id.clone(),
-        priority: item.priority.clone(),
-        tags: item.tags.clone(),
-        channel: item.channel_kind.clone(),
-        received_at: item.received_at.clone(),
-        reply_due: item.reply_due.clone(),
-        subject: item.subject.clone(),
-        review_reason: item.review_reason.clone(),
-    };
-    let destination = match (state, &item.unit_id) {
-        (ItemState::Review, _) | (_, None) => "review".to_string(),
-        (_, Some(u)) => format!("unit:{u}"),
-    };
-    sqlx::query(
-        "INSERT INTO outbox (id, item_id, destination, payload, created_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)",
-    )
-    .bind(Uuid::now_v7().to_string())
-    .bind(&item.id)
-    .bind(&destination)
-    .bind(serde_json::to_string(&notice).unwrap_or_default())
-    .bind(&now)
-    .execute(&mut **tx)
-    .await
-    .map_err(q(ctx.clone()))?;
-
-    Ok(Registration::New(item))
 }
