@@ -152,7 +152,7 @@ impl Engine {
             let rules = rules.clone();
             async move {
                 let outcome = match done {
-                    Some(r) => RegisterOutcome::Registered(r),
+                    Some(r) => RegisterOutcome::Registered(Box::new(r)),
                     None => match self.register_one(&msg, &decision, &rules, shutdown).await {
                         Some(outcome) => outcome,
                         // Shutting down: unacknowledged, delivered again later.
@@ -190,7 +190,7 @@ impl Engine {
                 )
                 .await
             {
-                Ok(r) => return Some(RegisterOutcome::Registered(r)),
+                Ok(r) => return Some(RegisterOutcome::Registered(Box::new(r))),
                 Err(e) if !e.is_transient() => {
                     return Some(RegisterOutcome::Refused(e.to_string()));
                 }
@@ -209,7 +209,7 @@ impl Engine {
     /// Logs, counts and acknowledges a settled item.
     async fn finish(&self, msg: &IntakeMessage, outcome: RegisterOutcome, delivery: Delivery) {
         let registration = match outcome {
-            RegisterOutcome::Registered(r) => r,
+            RegisterOutcome::Registered(r) => *r,
             RegisterOutcome::Refused(reason) => {
                 tracing::error!(
                     "the registry refuses this item; dead-lettering it for inspection: {reason}"
@@ -248,7 +248,7 @@ impl Engine {
 
 /// What registering one item came to.
 enum RegisterOutcome {
-    Registered(Registration),
+    Registered(Box<Registration>),
     /// The database refuses the item's data; no retry will change that.
     Refused(String),
 }

@@ -164,8 +164,10 @@ impl TestEnv {
         let rules_dir = dir.path().join("rules");
         copy_dir(&opts.rules_from, &rules_dir);
         let prefix = format!("pt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let mut s = Settings::default();
-        s.data_dir = dir.path().join("data");
+        let mut s = Settings {
+            data_dir: dir.path().join("data"),
+            ..Settings::default()
+        };
         s.http.listen = "127.0.0.1:0".parse().expect("addr");
         s.http.submissions_per_minute = 100_000;
         s.rules.dir = rules_dir.clone();
@@ -214,32 +216,31 @@ impl TestEnv {
         } = self;
         let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
         daemon.shutdown().await;
-        if backend == Backend::Amqp {
-            if let Ok(conn) =
+        if backend == Backend::Amqp
+            && let Ok(conn) =
                 lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
                     .await
-                && let Ok(ch) = conn.create_channel().await
-            {
-                let mut queues: Vec<String> = ["engine", "dead", "review"]
-                    .iter()
-                    .map(|q| format!("{prefix}.{q}"))
-                    .collect();
-                queues.extend(units.iter().map(|u| format!("{prefix}.unit.{u}")));
-                for q in queues {
-                    let _ = ch
-                        .queue_delete(q.into(), QueueDeleteOptions::default())
-                        .await;
-                }
-                for x in ["intake", "dead", "routed"] {
-                    let _ = ch
-                        .exchange_delete(
-                            format!("{prefix}.{x}").into(),
-                            ExchangeDeleteOptions::default(),
-                        )
-                        .await;
-                }
-                let _ = conn.close(200, "done".into()).await;
+            && let Ok(ch) = conn.create_channel().await
+        {
+            let mut queues: Vec<String> = ["engine", "dead", "review"]
+                .iter()
+                .map(|q| format!("{prefix}.{q}"))
+                .collect();
+            queues.extend(units.iter().map(|u| format!("{prefix}.unit.{u}")));
+            for q in queues {
+                let _ = ch
+                    .queue_delete(q.into(), QueueDeleteOptions::default())
+                    .await;
             }
+            for x in ["intake", "dead", "routed"] {
+                let _ = ch
+                    .exchange_delete(
+                        format!("{prefix}.{x}").into(),
+                        ExchangeDeleteOptions::default(),
+                    )
+                    .await;
+            }
+            let _ = conn.close(200, "done".into()).await;
         }
         if let Some(name) = pg_db {
             drop_pg_database(&name).await;
