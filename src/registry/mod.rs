@@ -338,16 +338,15 @@ impl Registry {
         unclassified_index: &str,
         calendar: &dyn crate::deadline::Calendar,
     ) -> Result<Registration, RegistryError> {
-        let ctx = format!("item {} ({})", msg.id, msg.idempotency_key);
-        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        let how = register::Numbering {
-            rules,
-            pattern,
-            unclassified_index,
-            calendar,
-        };
-        let mut done = register::register_batch_in(&mut tx, &[(msg, decision)], &how).await?;
-        tx.commit().await.map_err(q(ctx))?;
+        let mut done = self
+            .register_batch(
+                &[(msg, decision)],
+                rules,
+                pattern,
+                unclassified_index,
+                calendar,
+            )
+            .await?;
         done.pop().ok_or(RegistryError::Contention {
             item: msg.id,
             attempts: 1,
