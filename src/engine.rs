@@ -137,18 +137,18 @@ impl Engine {
                         items = items.len(),
                         "registration failed, retrying in {backoff:?}: {e}"
                     );
-                    tokio::select! {
-                        // Unacknowledged: the bus delivers them again after restart.
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                    // On shutdown they stay unacknowledged: delivered again after restart.
+                    if !pause_before_retry(&mut backoff, shutdown).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         };
-        let work = items.into_iter().zip(decisions).enumerate().map(|(i, ((msg, delivery), decision))| {
+        // In batch order; `None` everywhere when the batch fell back to one by one.
+        let mut registered = registrations.map(Vec::into_iter);
+        let work = items.into_iter().zip(decisions).map(|((msg, delivery), decision)| {
             let span = tracing::info_span!("item", id = %msg.id, channel = %msg.channel.kind, instance = %msg.channel.instance);
-            let done = registrations.as_ref().and_then(|r| r.get(i).cloned());
+            let done = registered.as_mut().and_then(Iterator::next);
             let rules = rules.clone();
             async move {
                 let outcome = match done {
@@ -166,9 +166,9 @@ impl Engine {
         futures::future::join_all(work).await;
     }
 
-    /// The one-item path: retries transient failures in place; dead-letters
-    /// an item the database refuses. `None` when the item was settled here
-    /// (dead-lettered) or left for redelivery on shutdown.
+    /// The one-item path: retries transient failures in place; an item the
+    /// database refuses comes back as `Refused`. `None` on shutdown: the item
+    /// stays unacknowledged for redelivery.
     async fn register_one(
         &self,
         msg: &IntakeMessage,
@@ -196,11 +196,9 @@ impl Engine {
                 }
                 Err(e) => {
                     tracing::warn!("registration failed, retrying in {backoff:?}: {e}");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return None,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !pause_before_retry(&mut backoff, shutdown).await {
+                        return None;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
@@ -251,6 +249,16 @@ enum RegisterOutcome {
     Registered(Box<Registration>),
     /// The database refuses the item's data; no retry will change that.
     Refused(String),
+}
+
+/// Sleeps `backoff` (then doubles it, up to 30 s); false if shutdown came first.
+async fn pause_before_retry(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    true
 }
 
 async fn dead_letter(delivery: Delivery, reason: &str) {
