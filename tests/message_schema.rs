@@ -4,13 +4,7 @@
 mod support;
 
 use pietura::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
-
-pub fn published_schema() -> serde_json::Value {
-    let path = support::repo_path("docs/message-v1.schema.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} not found: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use support::published_schema;
 
 #[test]
 fn published_schema_is_current() {

@@ -49,6 +49,14 @@ fn host_port(url: &str) -> String {
     after.split('/').next().unwrap_or(after).to_string()
 }
 
+/// The message schema as published in `docs/`.
+pub fn published_schema() -> serde_json::Value {
+    let path = repo_path("docs/message-v1.schema.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} not found: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Fails the test with instructions when a service's port is closed.
 pub async fn require(service: &str, url: &str) {
     let addr = host_port(url);
@@ -319,12 +327,7 @@ impl TestEnv {
             .fetch_one(self.daemon.registry.pool())
             .await
             .expect("stored message");
-        let path = repo_path("docs/message-v1.schema.json");
-        let schema: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        )
-        .expect("schema JSON");
-        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let validator = jsonschema::validator_for(&published_schema()).expect("schema compiles");
         let msg: serde_json::Value = serde_json::from_str(&stored).expect("stored JSON");
         let errors: Vec<String> = validator.iter_errors(&msg).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{msg}\n{errors:?}");
