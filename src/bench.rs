@@ -36,12 +36,77 @@ pub struct BenchReport {
     pub half_load_per_s: f64,
     pub half_p50_ms: f64,
     pub half_p99_ms: f64,
+    /// CPU spent by the whole machine (broker, database, daemon, load) in
+    /// the ceiling and full-load phases; `None` where /proc is missing.
+    pub ceiling_cpu: Option<CpuUse>,
+    pub pipeline_cpu: Option<CpuUse>,
 }
 
 impl BenchReport {
     /// The end-to-end rate as a share of the broker ceiling.
     pub fn ratio(&self) -> f64 {
         self.pipeline_per_s / self.ceiling_per_s
+    }
+}
+
+/// Machine-wide CPU use over one phase, from /proc/stat. It tells a phase
+/// that waits (idle CPU) from one that is bound by the machine itself.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUse {
+    /// Share of all cores that was busy, 0..1.
+    pub busy: f64,
+    /// CPU milliseconds per message (ceiling) or per item (pipeline).
+    pub ms_per_unit: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    busy: u64,
+    total: u64,
+    at: Instant,
+}
+
+impl CpuSample {
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let field = |i: usize| v.get(i).copied().unwrap_or(0);
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+        Some(CpuSample {
+            busy,
+            total: busy + field(3) + field(4),
+            at: Instant::now(),
+        })
+    }
+
+    /// CPU used since `self`, shared over `units` messages or items.
+    fn use_until(self, end: Option<CpuSample>, units: usize) -> Option<CpuUse> {
+        let end = end?;
+        let total = end.total.checked_sub(self.total).filter(|t| *t > 0)?;
+        let busy = end.busy.saturating_sub(self.busy) as f64 / total as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cpu_ms = busy * cores * (end.at - self.at).as_secs_f64() * 1000.0;
+        Some(CpuUse {
+            busy,
+            ms_per_unit: cpu_ms / units.max(1) as f64,
+        })
+    }
+}
+
+fn cpu_line(label: &str, cpu: Option<CpuUse>, unit: &str) -> String {
+    match cpu {
+        Some(c) => format!(
+            "{label}machine CPU {:.0} % busy, {:.2} CPU-ms per {unit}",
+            c.busy * 100.0,
+            c.ms_per_unit
+        ),
+        None => format!("{label}machine CPU not measured (no /proc/stat)"),
     }
 }
 
@@ -63,10 +128,24 @@ impl std::fmt::Display for BenchReport {
             "ratio pipeline / ceiling      {:.1} %",
             self.ratio() * 100.0
         )?;
-        write!(
+        writeln!(
             f,
             "half load ({:.0} items/s)      receipt→routed p50 {:.0} ms, p99 {:.0} ms",
             self.half_load_per_s, self.half_p50_ms, self.half_p99_ms
+        )?;
+        writeln!(
+            f,
+            "{}",
+            cpu_line(
+                "ceiling phase                 ",
+                self.ceiling_cpu,
+                "message"
+            )
+        )?;
+        write!(
+            f,
+            "{}",
+            cpu_line("full-load phase               ", self.pipeline_cpu, "item")
         )
     }
 }
@@ -204,27 +283,27 @@ async fn pipeline(
     let items: Vec<IntakeMessage> = (0..n).map(|i| form_item(i, &run)).collect();
     let bus = daemon.bus.clone();
     let start = Instant::now();
-    let mut inflight = FuturesUnordered::new();
+    // Spawned, not pushed into a stream polled only when the window is full:
+    // an unpolled publish would sit idle after its receipt time was taken.
+    let mut inflight = tokio::task::JoinSet::new();
     for (i, mut m) in items.into_iter().enumerate() {
         if let Some(r) = rate {
             let due = start + Duration::from_secs_f64(i as f64 / r);
             tokio::time::sleep_until(due.into()).await;
         }
-        if inflight.len() >= window
-            && let Some(res) = inflight.next().await
-        {
-            res?;
+        while inflight.len() >= window {
+            settle(inflight.join_next().await)?;
         }
         m.received_at = chrono::Utc::now();
         let bus = bus.clone();
-        inflight.push(async move {
+        inflight.spawn(async move {
             publish_intake(bus.as_ref(), &m)
                 .await
                 .map_err(|e| e.to_string())
         });
     }
-    while let Some(res) = inflight.next().await {
-        res?;
+    while let Some(done) = inflight.join_next().await {
+        settle(Some(done))?;
     }
     let pool = daemon.registry.pool().clone();
     let prefix = format!("bench:{run}:%");
@@ -271,6 +350,15 @@ async fn pipeline(
     Ok((n as f64 / elapsed, hist))
 }
 
+/// A finished publish task's result; a panicked task is an error too.
+fn settle(done: Option<Result<BenchResult<()>, tokio::task::JoinError>>) -> BenchResult<()> {
+    match done {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(format!("pipeline: a publish task failed: {e}")),
+        None => Ok(()),
+    }
+}
+
 /// Runs the whole benchmark. `settings` must select AMQP (and normally PostgreSQL).
 pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
     if settings.bus.kind != BusKind::Amqp {
@@ -279,18 +367,27 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
     let url = settings.bus_url()?.unwrap_or_default();
     settings.http.listen = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
     settings.rules.watch = false;
-    settings.bus.prefix = format!("pietura-bench-{}", std::process::id());
+    let prefix = format!("pietura-bench-{}", std::process::id());
+    settings.bus.prefix = prefix.clone();
     let size = form_item(0, "size").encode().len();
     let window = usize::from(settings.bus.prefetch).max(64) * 4;
     eprintln!("measuring the raw broker ceiling with {n} messages of {size} bytes…");
+    let before = CpuSample::now();
     let ceiling_per_s = ceiling(&url, n, size, window).await?;
+    let ceiling_cpu = before.and_then(|b| b.use_until(CpuSample::now(), n));
     let daemon = Daemon::start(settings).await.map_err(|e| e.to_string())?;
     eprintln!("pushing {n} items through the pipeline at full load…");
+    let before = CpuSample::now();
     let (pipeline_per_s, full) = pipeline(&daemon, n, None, window).await?;
+    let pipeline_cpu = before.and_then(|b| b.use_until(CpuSample::now(), n));
     let half = pipeline_per_s / 2.0;
     eprintln!("pushing {n} items at half load ({half:.0}/s)…");
     let (_, halfh) = pipeline(&daemon, n, Some(half), window).await?;
+    let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
     daemon.shutdown().await;
+    if let Err(e) = crate::bus::amqp::delete_topology(&url, &prefix, &units).await {
+        eprintln!("could not delete the benchmark's queues ({prefix}.*): {e}");
+    }
     Ok(BenchReport {
         items: n,
         ceiling_per_s,
@@ -300,5 +397,7 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
         half_load_per_s: half,
         half_p50_ms: halfh.value_at_quantile(0.5) as f64,
         half_p99_ms: halfh.value_at_quantile(0.99) as f64,
+        ceiling_cpu,
+        pipeline_cpu,
     })
 }

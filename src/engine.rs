@@ -111,8 +111,10 @@ impl Engine {
         if items.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let rules = self.rules.load_full();
         let decisions: Vec<Decision> = items.iter().map(|(m, _)| rules.evaluate(m)).collect();
+        let eval_us = started.elapsed().as_micros() as u64;
         let pairs: Vec<(&IntakeMessage, &Decision)> =
             items.iter().map(|(m, _)| m).zip(&decisions).collect();
         let mut backoff = Duration::from_millis(200);
@@ -144,6 +146,13 @@ impl Engine {
                 }
             }
         };
+        // Where a batch's time goes, for tuning `engine.batch_max` and `concurrency`.
+        tracing::debug!(
+            size = items.len(),
+            eval_us,
+            register_ms = started.elapsed().as_millis() as u64,
+            "batch registered"
+        );
         // In batch order; `None` everywhere when the batch fell back to one by one.
         let mut registered = registrations.map(Vec::into_iter);
         let work = items.into_iter().zip(decisions).map(|((msg, delivery), decision)| {

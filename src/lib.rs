@@ -20,6 +20,7 @@
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, health and metrics).
 //! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
+//! - [`explain`]: an item's routing explained again from its stored rule-set version.
 //! - [`deadline`]: reply deadlines in working days; [`bench`]: the pipeline benchmark.
 
 pub mod bench;
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod deadline;
 pub mod dispatch;
 pub mod engine;
+pub mod explain;
 pub mod http;
 pub mod message;
 pub mod metrics;

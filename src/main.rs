@@ -78,6 +78,11 @@ enum ItemsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Why an item went where it went, from the rule-set version that registered it.
+    Explain {
+        /// Registration number (e.g. 4/2026/17) or item id.
+        item: String,
+    },
 }
 
 fn load_message(file: &Path) -> anyhow::Result<IntakeMessage> {
@@ -146,6 +151,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let set = RuleSet::load(&rules.unwrap_or(settings.rules.dir))?;
             let msg = load_message(&file)?;
             println!("{}", set.evaluate(&msg).explain());
+        }
+        Command::Items {
+            command: ItemsCommand::Explain { item },
+        } => {
+            let registry = Registry::connect(
+                &settings.database_url().map_err(anyhow::Error::msg)?,
+                settings.database.max_connections,
+            )
+            .await?;
+            registry.migrate().await?;
+            let Some(found) = registry.find(&item).await? else {
+                bail!("no item has the number or id {item:?}; see `pietura items list`");
+            };
+            let decision = pietura::explain::explain(&registry, &found).await?;
+            println!(
+                "{} ({}), registered {}, state {}",
+                found.registration_number, found.id, found.registered_at, found.state
+            );
+            println!("{}", decision.explain());
         }
         Command::Items {
             command:

@@ -194,11 +194,11 @@ async fn invalid_rules_are_refused_and_the_old_set_keeps_routing(backend: Backen
 
     let token = env.form_token().await;
     let (_, receipt) = env.submit(&token, NOTHING.0, NOTHING.1).await;
-    let item = env
+    let first = env
         .registered(receipt["tracking_id"].as_str().expect("tracking id"))
         .await;
-    assert_eq!(item.state, "review", "old set still routes");
-    assert_eq!(item.ruleset_version, old);
+    assert_eq!(first.state, "review", "old set still routes");
+    assert_eq!(first.ruleset_version, old);
 
     // The fix goes live at once.
     std::fs::write(
@@ -220,6 +220,56 @@ async fn invalid_rules_are_refused_and_the_old_set_keeps_routing(backend: Backen
         .await;
     assert_eq!(item.unit_id.as_deref(), Some("kanceleja"));
     assert_eq!(item.rule_id.as_deref(), Some("kafija"));
+
+    // Each item is explained by the rule set that registered it, not by
+    // today's: the first one still shows that no rule matched.
+    let explained = env
+        .http
+        .get(format!(
+            "{}/api/v1/items/{}/explanation",
+            env.base,
+            // A number has slashes: sent percent-encoded, as one segment.
+            first.registration_number.replace('/', "%2F")
+        ))
+        .send()
+        .await
+        .expect("explanation request");
+    assert_eq!(explained.status().as_u16(), 200);
+    let explained: serde_json::Value = explained.json().await.expect("explanation JSON");
+    assert_eq!(explained["decision"]["ruleset_version"], old.as_str());
+    assert_eq!(explained["decision"]["unit"], serde_json::Value::Null);
+    assert_eq!(
+        explained["decision"]["review_reason"],
+        "no routing rule matched"
+    );
+    let tried = explained["trace"].as_array().expect("trace");
+    assert!(tried.len() > 10, "every rule tried is listed: {tried:?}");
+    assert!(
+        tried
+            .iter()
+            .all(|t| t["matched"] == false && t["rule_id"] != "kafija")
+    );
+
+    let now_item = env
+        .daemon
+        .registry
+        .find(&item.id)
+        .await
+        .expect("find")
+        .expect("item");
+    let decision = pietura::explain::explain(&env.daemon.registry, &now_item)
+        .await
+        .expect("explain the fixed-rules item");
+    assert_eq!(decision.rule_id.as_deref(), Some("kafija"));
+    let kafija = decision
+        .trace
+        .iter()
+        .find(|t| t.rule_id == "kafija")
+        .expect("kafija in the trace");
+    assert!(
+        kafija.matched && kafija.location.contains("routing/55-edit.toml:"),
+        "{kafija:?}"
+    );
     env.stop().await;
 }
 

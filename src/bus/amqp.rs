@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -398,6 +398,36 @@ impl Bus for AmqpBus {
         }
         Ok(())
     }
+}
+
+/// Deletes everything a daemon with `prefix` declared (its queues with their
+/// messages, and its exchanges). For benchmarks and tests, which must not
+/// leave queues behind: hundreds of idle quorum queues slow a broker down.
+pub async fn delete_topology(url: &str, prefix: &str, units: &[String]) -> Result<(), BusError> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(unavailable)?;
+    let ch = conn.create_channel().await.map_err(unavailable)?;
+    let mut queues: Vec<String> = ["engine", "dead", "review"]
+        .iter()
+        .map(|q| format!("{prefix}.{q}"))
+        .collect();
+    queues.extend(units.iter().map(|u| format!("{prefix}.unit.{u}")));
+    for q in queues {
+        ch.queue_delete(s(&q), QueueDeleteOptions::default())
+            .await
+            .map_err(unavailable)?;
+    }
+    for x in ["intake", "dead", "routed"] {
+        ch.exchange_delete(
+            s(&format!("{prefix}.{x}")),
+            ExchangeDeleteOptions::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    let _ = conn.close(200, s("topology deleted")).await;
+    Ok(())
 }
 
 struct AmqpConsumer {

@@ -41,6 +41,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/static/pietura.css", get(css))
         .route("/status/{tracking_id}", get(status))
         .route("/api/v1/items", get(list_items))
+        .route("/api/v1/items/{item}/explanation", get(explain_item))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -166,6 +167,10 @@ fn api_allowed(s: &HttpState, headers: &HeaderMap, peer: IpAddr) -> bool {
 }
 
 /// Items for the records officer's tools (review queue: `?state=review`).
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)"}))).into_response()
+}
+
 async fn list_items(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -173,7 +178,7 @@ async fn list_items(
     Query(q): Query<ListQuery>,
 ) -> Response {
     if !api_allowed(&s, &headers, peer.ip()) {
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)"}))).into_response();
+        return unauthorized();
     }
     let filter = ItemFilter {
         state: q.state,
@@ -187,6 +192,39 @@ async fn list_items(
             Json(serde_json::json!({"error": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+/// `GET /api/v1/items/{id or number}/explanation`: the decision with every
+/// rule tried, rebuilt from the item's own rule-set version.
+async fn explain_item(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(item): Path<String>,
+) -> Response {
+    if !api_allowed(&s, &headers, peer.ip()) {
+        return unauthorized();
+    }
+    let error = |status: StatusCode, text: String| {
+        (status, Json(serde_json::json!({ "error": text }))).into_response()
+    };
+    let found = match s.registry.find(&item).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    match crate::explain::explain(&s.registry, &found).await {
+        Ok(d) => Json(serde_json::json!({
+            "item": found,
+            "decision": d,
+            "trace": d.trace,
+        }))
+        .into_response(),
+        Err(crate::explain::ExplainError::Registry(e)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 

@@ -9,7 +9,9 @@
 pub mod numbering;
 mod register;
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -18,8 +20,8 @@ use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use crate::message::IntakeMessage;
-use crate::rules::RuleSet;
 use crate::rules::eval::Decision;
+use crate::rules::{RuleSet, RuleSources};
 use numbering::Pattern;
 
 /// Registry failures; each names the item where there is one.
@@ -218,6 +220,9 @@ pub fn db_time(t: DateTime<Utc>) -> String {
 pub struct Registry {
     pool: AnyPool,
     sqlite: bool,
+    /// Rule-set versions known to be in `ruleset_versions`, so each is
+    /// written once, not with every batch.
+    stored_rulesets: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Registry {
@@ -269,7 +274,11 @@ impl Registry {
                 })?;
             }
         }
-        Ok(Self { pool, sqlite })
+        Ok(Self {
+            pool,
+            sqlite,
+            stored_rulesets: Arc::default(),
+        })
     }
 
     /// Applies the embedded migrations (idempotent).
@@ -373,9 +382,76 @@ impl Registry {
             unclassified_index,
             calendar,
         };
+        let new_version = !self.ruleset_stored(&rules.version);
+        if new_version {
+            self.store_ruleset_in(&mut tx, rules).await?;
+        }
         let out = register::register_batch_in(&mut tx, batch, &how).await?;
         tx.commit().await.map_err(q(ctx))?;
+        if new_version && let Ok(mut known) = self.stored_rulesets.lock() {
+            known.insert(rules.version.clone());
+        }
         Ok(out)
+    }
+
+    fn ruleset_stored(&self, version: &str) -> bool {
+        self.stored_rulesets
+            .lock()
+            .map(|known| known.contains(version))
+            .unwrap_or(false)
+    }
+
+    /// Writes a rule set's texts under its version, in the registering
+    /// transaction, so no item ever names a version the registry lacks.
+    async fn store_ruleset_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rules: &RuleSet,
+    ) -> Result<(), RegistryError> {
+        let ctx = format!("rule set version {}", rules.version);
+        let sources = serde_json::to_string(rules.sources.as_ref())
+            .map_err(|e| q(ctx.clone())(sqlx::Error::Encode(Box::new(e))))?;
+        sqlx::query(
+            "INSERT INTO ruleset_versions (version, sources_json, first_used) VALUES ($1, $2, $3) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(rules.version.clone())
+        .bind(sources)
+        .bind(db_time(Utc::now()))
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(q(ctx))
+    }
+
+    /// The rule texts of a version that registered items, if stored.
+    pub async fn ruleset_sources(
+        &self,
+        version: &str,
+    ) -> Result<Option<RuleSources>, RegistryError> {
+        let ctx = format!("rule set version {version}");
+        let row = sqlx::query("SELECT sources_json FROM ruleset_versions WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q(ctx.clone()))?;
+        let Some(row) = row else { return Ok(None) };
+        let json: String = row.try_get(0).map_err(q(ctx.clone()))?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| q(ctx)(sqlx::Error::Decode(Box::new(e))))
+    }
+
+    /// The message an item was registered from, as the channel sent it.
+    pub async fn item_message(&self, item_id: &str) -> Result<IntakeMessage, RegistryError> {
+        let ctx = format!("message of item {item_id}");
+        let row = sqlx::query("SELECT message_json FROM items WHERE id = $1")
+            .bind(item_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q(ctx.clone()))?;
+        let json: String = row.try_get(0).map_err(q(ctx.clone()))?;
+        IntakeMessage::decode(json.as_bytes()).map_err(|e| q(ctx)(sqlx::Error::Decode(Box::new(e))))
     }
     /// The item a bus message (first or repeated delivery) ended up in.
     pub async fn find_by_message(
@@ -393,6 +469,21 @@ impl Registry {
         row.map(|r| ItemSummary::from_row(&r))
             .transpose()
             .map_err(q(format!("status of message {message_id}")))
+    }
+
+    /// An item by its id or its registration number.
+    pub async fn find(&self, id_or_number: &str) -> Result<Option<ItemSummary>, RegistryError> {
+        let ctx = format!("lookup of item {id_or_number}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM items i WHERE i.id = $1 OR i.registration_number = $1"
+        )))
+        .bind(id_or_number)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(ctx.clone()))?;
+        row.map(|r| ItemSummary::from_row(&r))
+            .transpose()
+            .map_err(q(ctx))
     }
 
     /// The item registered for a source's idempotency key.
@@ -466,25 +557,37 @@ impl Registry {
         let ctx = format!("outbox ({} delivered notices)", entries.len());
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
         let now = db_time(Utc::now());
+        // A row already gone was delivered by an earlier round: no second
+        // 'published' line for it.
+        let sql = format!(
+            "DELETE FROM outbox WHERE id IN ({}) RETURNING item_id, destination",
+            register::numbered(1, entries.len())
+        );
+        let mut delete = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in entries {
-            let gone = sqlx::query("DELETE FROM outbox WHERE id = $1")
-                .bind(&e.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(q(ctx.clone()))?
-                .rows_affected();
-            if gone == 1 {
-                insert_audit(
-                    &mut tx,
-                    &e.item_id,
-                    "pietura",
-                    "published",
-                    &serde_json::json!({ "destination": e.destination }),
-                    &now,
-                )
-                .await
-                .map_err(q(ctx.clone()))?;
+            delete = delete.bind(e.id.clone());
+        }
+        let gone = delete.fetch_all(&mut *tx).await.map_err(q(ctx.clone()))?;
+        if !gone.is_empty() {
+            let sql = register::multi_insert(
+                "INSERT INTO audit_log (id, item_id, at, actor, action, detail)",
+                gone.len(),
+                6,
+                "",
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in &gone {
+                let item_id: String = row.try_get(0).map_err(q(ctx.clone()))?;
+                let destination: String = row.try_get(1).map_err(q(ctx.clone()))?;
+                insert = insert
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(item_id)
+                    .bind(now.clone())
+                    .bind("pietura")
+                    .bind("published")
+                    .bind(serde_json::json!({ "destination": destination }).to_string());
             }
+            insert.execute(&mut *tx).await.map_err(q(ctx.clone()))?;
         }
         tx.commit().await.map_err(q(ctx))
     }
@@ -517,28 +620,6 @@ impl Registry {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(q(format!("audit of item {item_id}")))
     }
-}
-
-async fn insert_audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    item_id: &str,
-    actor: &str,
-    action: &str,
-    detail: &serde_json::Value,
-    at: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, item_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(Uuid::now_v7().to_string())
-    .bind(item_id)
-    .bind(at)
-    .bind(actor)
-    .bind(action)
-    .bind(detail.to_string())
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
 }
 
 impl FromStr for ItemState {

@@ -64,8 +64,17 @@ fn placeholders(rows: usize, cols: usize) -> String {
         .join(",")
 }
 
-fn multi_insert(head: &str, rows: usize, cols: usize, tail: &str) -> String {
+/// `INSERT … VALUES (…),(…) tail` for `rows` rows of `cols` columns.
+pub(super) fn multi_insert(head: &str, rows: usize, cols: usize, tail: &str) -> String {
     format!("{head} VALUES {} {tail}", placeholders(rows, cols))
+}
+
+/// `$first,$first+1,…` for `n` values, for an `IN (…)` list.
+pub(super) fn numbered(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A new item, before it is written.
@@ -98,10 +107,7 @@ pub(super) async fn register_batch_in(
         .collect();
     let sql = format!(
         "SELECT i.idempotency_key, {SUMMARY_COLUMNS} FROM items i WHERE i.idempotency_key IN ({})",
-        (1..=keys.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        numbered(1, keys.len())
     );
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
     for k in &keys {
@@ -135,37 +141,46 @@ pub(super) async fn register_batch_in(
         per_counter.entry(counter.clone()).or_default().push(*i);
     }
     let mut seq_of: HashMap<usize, i64> = HashMap::new();
-    for ((series, year), members) in &per_counter {
-        sqlx::query(
-            "INSERT INTO registration_counters (series, reg_year, last_seq) VALUES ($1, $2, 0) \
-             ON CONFLICT (series, reg_year) DO NOTHING",
-        )
-        .bind(series.as_str())
-        .bind(*year)
-        .execute(&mut **tx)
-        .await
-        .map_err(q(ctx.clone()))?;
-        let last: i64 = sqlx::query(
-            "UPDATE registration_counters SET last_seq = last_seq + $3 \
-             WHERE series = $1 AND reg_year = $2 RETURNING last_seq",
-        )
-        .bind(series.as_str())
-        .bind(*year)
-        .bind(members.len() as i64)
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(q(ctx.clone()))?;
-        let first = last - members.len() as i64 + 1;
-        for (k, i) in members.iter().enumerate() {
-            seq_of.insert(*i, first + k as i64);
+    if !per_counter.is_empty() {
+        // One statement for all series; rows lock in the VALUES order.
+        let sql = multi_insert(
+            "INSERT INTO registration_counters (series, reg_year, last_seq)",
+            per_counter.len(),
+            3,
+            "ON CONFLICT (series, reg_year) DO UPDATE \
+             SET last_seq = registration_counters.last_seq + excluded.last_seq \
+             RETURNING series, reg_year, last_seq",
+        );
+        let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((series, year), members) in &per_counter {
+            query = query
+                .bind(series.clone())
+                .bind(*year)
+                .bind(members.len() as i64);
+        }
+        let rows = query.fetch_all(&mut **tx).await.map_err(q(ctx.clone()))?;
+        for row in rows {
+            let counter: (String, i64) = (
+                row.try_get(0).map_err(q(ctx.clone()))?,
+                row.try_get(1).map_err(q(ctx.clone()))?,
+            );
+            let last: i64 = row.try_get(2).map_err(q(ctx.clone()))?;
+            let members = per_counter.get(&counter).map_or(&[][..], Vec::as_slice);
+            let first = last - members.len() as i64 + 1;
+            for (k, i) in members.iter().enumerate() {
+                seq_of.insert(*i, first + k as i64);
+            }
         }
     }
 
     let mut items: Vec<NewItem<'_>> = Vec::with_capacity(fresh.len());
     for (i, (series, year)) in fresh {
         let (msg, decision) = batch[i];
-        let seq = seq_of.get(&i).copied().unwrap_or_default();
+        let Some(seq) = seq_of.get(&i).copied() else {
+            return Err(q(ctx)(sqlx::Error::Protocol(format!(
+                "the database returned no counter for series {series}, year {year}"
+            ))));
+        };
         let state = how.state_of(decision);
         let reply_due: NaiveDate = match state {
             ItemState::Forwarding => crate::deadline::forward_due(how.calendar, msg.received_at),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::text::{Keyword, tokens};
+use super::text::{Keyword, Words};
 use super::{Condition, Priority, Rule, RuleSet};
 use crate::message::IntakeMessage;
 
@@ -40,20 +40,23 @@ pub struct Decision {
     pub reply_working_days: Option<u32>,
     /// Set when the item must be seen by the records officer.
     pub review_reason: Option<String>,
+    /// Not stored with the item (it is most of the decision's size): the
+    /// registry keeps each rule-set version once and evaluates again to explain.
+    #[serde(skip_serializing)]
     pub trace: Vec<RuleTrace>,
 }
 
 /// The message's text, prepared once for all rules.
 struct Prepared<'a> {
     msg: &'a IntakeMessage,
-    all: Vec<String>,
-    subject: Vec<String>,
+    all: Words,
+    subject: Words,
     raw: String,
 }
 
-fn keyword_hits<'k>(kws: &'k [Keyword], tokens: &[String]) -> Vec<&'k str> {
+fn keyword_hits<'k>(kws: &'k [Keyword], words: &Words) -> Vec<&'k str> {
     kws.iter()
-        .filter(|k| k.occurs_in(tokens))
+        .filter(|k| k.occurs_in(words))
         .map(|k| k.source.as_str())
         .collect()
 }
@@ -218,11 +221,12 @@ impl RuleSet {
     /// matching rule without `continue` ends the evaluation.
     pub fn evaluate(&self, msg: &IntakeMessage) -> Decision {
         let subject = msg.subject.as_deref().unwrap_or("");
+        let raw = format!("{subject}\n{}", msg.body);
         let prepared = Prepared {
             msg,
-            all: tokens(&format!("{subject}\n{}", msg.body)),
-            subject: tokens(subject),
-            raw: format!("{subject}\n{}", msg.body),
+            all: Words::of(&raw),
+            subject: Words::of(subject),
+            raw,
         };
         let mut d = Decision {
             ruleset_version: self.version.clone(),

@@ -10,6 +10,7 @@ pub mod watch;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,8 @@ pub struct RuleSet {
     pub services: BTreeMap<String, Service>,
     /// In evaluation order.
     pub rules: Vec<Rule>,
+    /// The texts it was compiled from.
+    pub sources: Arc<RuleSources>,
 }
 
 /// Turns a byte offset into a 1-based line number.
@@ -207,27 +210,99 @@ fn is_id(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// The text of every file of a rules folder, keyed by its path relative to
+/// the folder (`units.toml`, `routing/50-units.toml`). Kept with each rule
+/// set and stored once per version in the registry, so an item's routing can
+/// be explained later by the very rules that routed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSources {
+    pub files: BTreeMap<String, String>,
+}
+
+impl RuleSources {
+    /// Reads `units.toml`, `services.toml` and `routing/*.toml`; unreadable
+    /// files are problems, reported with the rest when compiling.
+    pub fn read(dir: &Path) -> (RuleSources, Vec<RuleProblem>) {
+        let mut sources = RuleSources::default();
+        let mut problems = Vec::new();
+        let mut names = vec!["units.toml".to_string(), "services.toml".to_string()];
+        let routing_dir = dir.join("routing");
+        match std::fs::read_dir(&routing_dir) {
+            Ok(entries) => names.extend(
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .map(|n| format!("routing/{n}")),
+            ),
+            Err(e) => problems.push(RuleProblem {
+                file: routing_dir,
+                line: None,
+                message: format!("cannot read the routing rules folder: {e}"),
+            }),
+        }
+        for name in names {
+            let path = dir.join(&name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    sources.files.insert(name, text);
+                }
+                Err(e) => problems.push(RuleProblem {
+                    file: path,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        (sources, problems)
+    }
+
+    /// A short content hash: the version recorded on every routed item.
+    pub fn version(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (name, text) in &self.files {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(&hasher.finalize()[..6])
+    }
+}
+
 impl RuleSet {
     /// Reads and validates a whole rules folder; all problems are returned together.
     pub fn load(dir: &Path) -> Result<RuleSet, RulesError> {
-        let mut problems = Vec::new();
-        let mut hasher = Sha256::new();
-        let mut read = |path: &Path, problems: &mut Vec<RuleProblem>| -> Option<String> {
-            match std::fs::read_to_string(path) {
-                Ok(s) => {
-                    hasher.update(path.file_name().unwrap_or_default().as_encoded_bytes());
-                    hasher.update(s.as_bytes());
-                    Some(s)
-                }
-                Err(e) => {
-                    problems.push(RuleProblem {
-                        file: path.to_path_buf(),
-                        line: None,
-                        message: format!("cannot read: {e}"),
-                    });
-                    None
-                }
+        let (sources, problems) = RuleSources::read(dir);
+        Self::compile(dir, sources, problems)
+    }
+
+    /// Validates rule texts that were read elsewhere (a stored version, an
+    /// editor's draft); `dir` only labels the problems' file names.
+    pub fn from_sources(dir: &Path, sources: RuleSources) -> Result<RuleSet, RulesError> {
+        Self::compile(dir, sources, Vec::new())
+    }
+
+    fn compile(
+        dir: &Path,
+        sources: RuleSources,
+        mut problems: Vec<RuleProblem>,
+    ) -> Result<RuleSet, RulesError> {
+        let read = |path: &Path, problems: &mut Vec<RuleProblem>| -> Option<String> {
+            let name = path
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = sources.files.get(&name).cloned();
+            if text.is_none() && !problems.iter().any(|p| p.file == path) {
+                problems.push(RuleProblem {
+                    file: path.to_path_buf(),
+                    line: None,
+                    message: "missing".into(),
+                });
             }
+            text
         };
 
         let units_path = dir.join("units.toml");
@@ -313,21 +388,12 @@ impl RuleSet {
             }
         }
 
-        let routing_dir = dir.join("routing");
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&routing_dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect(),
-            Err(e) => {
-                problems.push(RuleProblem {
-                    file: routing_dir.clone(),
-                    line: None,
-                    message: format!("cannot read the routing rules folder: {e}"),
-                });
-                Vec::new()
-            }
-        };
+        let mut files: Vec<PathBuf> = sources
+            .files
+            .keys()
+            .filter(|name| name.starts_with("routing/"))
+            .map(|name| dir.join(name))
+            .collect();
         files.sort();
         let mut rules = Vec::new();
         let mut ids = HashSet::new();
@@ -374,11 +440,12 @@ impl RuleSet {
             });
         }
         Ok(RuleSet {
-            version: hex::encode(&hasher.finalize()[..6]),
+            version: sources.version(),
             dir: dir.to_path_buf(),
             units,
             services,
             rules,
+            sources: Arc::new(sources),
         })
     }
 }

@@ -91,11 +91,28 @@ enum Part {
 }
 
 impl Part {
-    fn matches(&self, token: &str) -> bool {
+    fn matches(&self, words: &Words, at: usize) -> bool {
         match self {
-            Part::Stem(s) => stem(token) == s,
-            Part::Prefix(p) => token.starts_with(p.as_str()),
+            Part::Stem(s) => words.stems[at] == s.as_str(),
+            Part::Prefix(p) => words.folded[at].starts_with(p.as_str()),
         }
+    }
+}
+
+/// A text's words, folded and stemmed once, so that matching many keywords
+/// does not stem the same word again for each of them.
+#[derive(Debug, Clone, Default)]
+pub struct Words {
+    folded: Vec<String>,
+    stems: Vec<String>,
+}
+
+impl Words {
+    /// Folds, splits and stems `text`.
+    pub fn of(text: &str) -> Self {
+        let folded = tokens(text);
+        let stems = folded.iter().map(|w| stem(w).to_string()).collect();
+        Words { folded, stems }
     }
 }
 
@@ -125,13 +142,17 @@ impl Keyword {
         })
     }
 
-    /// True if the keyword occurs in the token sequence.
-    pub fn occurs_in(&self, tokens: &[String]) -> bool {
+    /// True if the keyword occurs in the text's words, parts in a row.
+    pub fn occurs_in(&self, words: &Words) -> bool {
         let n = self.parts.len();
-        tokens.len() >= n
-            && tokens
-                .windows(n)
-                .any(|w| w.iter().zip(&self.parts).all(|(t, p)| p.matches(t)))
+        let len = words.folded.len();
+        len >= n
+            && (0..=len - n).any(|start| {
+                self.parts
+                    .iter()
+                    .enumerate()
+                    .all(|(k, p)| p.matches(words, start + k))
+            })
     }
 }
 
@@ -164,7 +185,7 @@ mod tests {
 
     #[test]
     fn keywords_match_words_prefixes_and_phrases() {
-        let text = tokens("Lūdzu izsniegt būvatļauju; pievienoju paskaidrojuma rakstu.");
+        let text = Words::of("Lūdzu izsniegt būvatļauju; pievienoju paskaidrojuma rakstu.");
         assert!(Keyword::parse("būvatļauja").unwrap().occurs_in(&text));
         assert!(Keyword::parse("būvatļauj*").unwrap().occurs_in(&text));
         assert!(

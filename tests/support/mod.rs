@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use pietura::config::{BusKind, Settings};
 use pietura::daemon::Daemon;
 use pietura::registry::{ItemSummary, RoutedNotice};
@@ -225,30 +225,9 @@ impl TestEnv {
         let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
         daemon.shutdown().await;
         if backend == Backend::Amqp
-            && let Ok(conn) =
-                lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-                    .await
-            && let Ok(ch) = conn.create_channel().await
+            && let Err(e) = pietura::bus::amqp::delete_topology(&amqp_url(), &prefix, &units).await
         {
-            let mut queues: Vec<String> = ["engine", "dead", "review"]
-                .iter()
-                .map(|q| format!("{prefix}.{q}"))
-                .collect();
-            queues.extend(units.iter().map(|u| format!("{prefix}.unit.{u}")));
-            for q in queues {
-                let _ = ch
-                    .queue_delete(q.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            for x in ["intake", "dead", "routed"] {
-                let _ = ch
-                    .exchange_delete(
-                        format!("{prefix}.{x}").into(),
-                        ExchangeDeleteOptions::default(),
-                    )
-                    .await;
-            }
-            let _ = conn.close(200, "done".into()).await;
+            eprintln!("could not delete the test's queues ({prefix}.*): {e}");
         }
         if let Some(name) = pg_db {
             drop_pg_database(&name).await;

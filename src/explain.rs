@@ -1,0 +1,50 @@
+//! Why an item went where it went. The per-rule trace is not stored with
+//! each item; the stored message is evaluated again with the stored rule-set
+//! version that registered it. Evaluation is pure (message and rules only),
+//! so this gives the same decision the engine made, rule edits since then
+//! notwithstanding.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::registry::{ItemSummary, Registry, RegistryError};
+use crate::rules::eval::Decision;
+use crate::rules::{RuleSet, RulesError};
+
+/// Why an explanation could not be given.
+#[derive(Debug, Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(
+        "item {item}: rule set version {version} is not in the registry (registered before versions were kept); no explanation can be rebuilt"
+    )]
+    UnknownVersion { item: String, version: String },
+    #[error("item {item}: the stored rule set {version} no longer compiles: {source}")]
+    Rules {
+        item: String,
+        version: String,
+        #[source]
+        source: RulesError,
+    },
+}
+
+/// The decision for `item`, trace included, as its own rule-set version made it.
+pub async fn explain(registry: &Registry, item: &ItemSummary) -> Result<Decision, ExplainError> {
+    let version = item.ruleset_version.clone();
+    let Some(sources) = registry.ruleset_sources(&version).await? else {
+        return Err(ExplainError::UnknownVersion {
+            item: item.registration_number.clone(),
+            version,
+        });
+    };
+    let label = PathBuf::from(format!("rules@{version}"));
+    let rules = RuleSet::from_sources(&label, sources).map_err(|source| ExplainError::Rules {
+        item: item.registration_number.clone(),
+        version: version.clone(),
+        source,
+    })?;
+    let message = registry.item_message(&item.id).await?;
+    Ok(rules.evaluate(&message))
+}
