@@ -105,14 +105,31 @@ fn load_message(file: &Path) -> anyhow::Result<IntakeMessage> {
     Ok(msg)
 }
 
+/// Writes a line to stdout. A reader that went away (`… | head`) ends the
+/// command quietly instead of panicking as `println!` would.
+fn out(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        result => result.context("cannot write to standard output"),
+    }
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        out(format_args!($($arg)*))?
+    };
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run => {
             let daemon = pietura::daemon::Daemon::start(settings).await?;
-            println!(
+            outln!(
                 "Pietura is listening on http://{} — forms at http://{}/",
-                daemon.addr, daemon.addr
+                daemon.addr,
+                daemon.addr
             );
             let stop = daemon.shutdown_token();
             tokio::spawn(async move {
@@ -129,14 +146,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             registry.migrate().await?;
-            println!("migrations applied");
+            outln!("migrations applied");
         }
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => {
             let dir = dir.unwrap_or(settings.rules.dir);
             let set = RuleSet::load(&dir)?;
-            println!(
+            outln!(
                 "{}: {} units, {} services, {} rules, version {}",
                 dir.display(),
                 set.units.len(),
@@ -150,7 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let set = RuleSet::load(&rules.unwrap_or(settings.rules.dir))?;
             let msg = load_message(&file)?;
-            println!("{}", set.evaluate(&msg).explain());
+            outln!("{}", set.evaluate(&msg).explain());
         }
         Command::Items {
             command: ItemsCommand::Explain { item },
@@ -165,11 +182,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no item has the number or id {item:?}; see `pietura items list`");
             };
             let decision = pietura::explain::explain(&registry, &found).await?;
-            println!(
+            outln!(
                 "{} ({}), registered {}, state {}",
-                found.registration_number, found.id, found.registered_at, found.state
+                found.registration_number,
+                found.id,
+                found.registered_at,
+                found.state
             );
-            println!("{}", decision.explain());
+            outln!("{}", decision.explain());
         }
         Command::Items {
             command:
@@ -188,14 +208,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             registry.migrate().await?;
             let items = registry.list(&ItemFilter { state, unit, limit }).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&items)?);
+                outln!("{}", serde_json::to_string_pretty(&items)?);
             } else {
-                println!(
+                outln!(
                     "{:<16} {:<10} {:<22} {:<12} {:<8} subject",
-                    "number", "state", "received", "unit", "channel"
+                    "number",
+                    "state",
+                    "received",
+                    "unit",
+                    "channel"
                 );
                 for i in items {
-                    println!(
+                    outln!(
                         "{:<16} {:<10} {:<22} {:<12} {:<8} {}",
                         i.registration_number,
                         i.state,
@@ -207,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Schema => println!(
+        Command::Schema => outln!(
             "{}",
             serde_json::to_string_pretty(&pietura::message::json_schema())?
         ),
@@ -218,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = pietura::bench::run(settings, items)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            println!("{report}");
+            outln!("{report}");
         }
     }
     Ok(())
