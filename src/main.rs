@@ -121,6 +121,17 @@ macro_rules! outln {
     };
 }
 
+/// The configured registry, with its migrations applied.
+async fn open_registry(settings: &Settings) -> anyhow::Result<Registry> {
+    let registry = Registry::connect(
+        &settings.database_url().map_err(anyhow::Error::msg)?,
+        settings.database.max_connections,
+    )
+    .await?;
+    registry.migrate().await?;
+    Ok(registry)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
@@ -140,12 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon.run_until_stopped().await;
         }
         Command::Migrate => {
-            let registry = Registry::connect(
-                &settings.database_url().map_err(anyhow::Error::msg)?,
-                settings.database.max_connections,
-            )
-            .await?;
-            registry.migrate().await?;
+            open_registry(&settings).await?;
             outln!("migrations applied");
         }
         Command::Rules {
@@ -172,12 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Items {
             command: ItemsCommand::Explain { item },
         } => {
-            let registry = Registry::connect(
-                &settings.database_url().map_err(anyhow::Error::msg)?,
-                settings.database.max_connections,
-            )
-            .await?;
-            registry.migrate().await?;
+            let registry = open_registry(&settings).await?;
             let Some(found) = registry.find(&item).await? else {
                 bail!("no item has the number or id {item:?}; see `pietura items list`");
             };
@@ -200,12 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let registry = Registry::connect(
-                &settings.database_url().map_err(anyhow::Error::msg)?,
-                settings.database.max_connections,
-            )
-            .await?;
-            registry.migrate().await?;
+            let registry = open_registry(&settings).await?;
             let items = registry.list(&ItemFilter { state, unit, limit }).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&items)?);

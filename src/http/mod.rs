@@ -166,11 +166,19 @@ fn api_allowed(s: &HttpState, headers: &HeaderMap, peer: IpAddr) -> bool {
     }
 }
 
-/// Items for the records officer's tools (review queue: `?state=review`).
-fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)"}))).into_response()
+/// The item API's error shape: `{"error": "…"}`.
+fn json_error(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": text.into() }))).into_response()
 }
 
+fn unauthorized() -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)",
+    )
+}
+
+/// Items for the records officer's tools (review queue: `?state=review`).
 async fn list_items(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -187,11 +195,7 @@ async fn list_items(
     };
     match s.registry.list(&filter).await {
         Ok(items) => Json(items).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -206,13 +210,10 @@ async fn explain_item(
     if !api_allowed(&s, &headers, peer.ip()) {
         return unauthorized();
     }
-    let error = |status: StatusCode, text: String| {
-        (status, Json(serde_json::json!({ "error": text }))).into_response()
-    };
     let found = match s.registry.find(&item).await {
         Ok(Some(found)) => found,
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     match crate::explain::explain(&s.registry, &found).await {
         Ok(d) => Json(serde_json::json!({
@@ -222,9 +223,9 @@ async fn explain_item(
         }))
         .into_response(),
         Err(crate::explain::ExplainError::Registry(e)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => json_error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 
