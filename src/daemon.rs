@@ -15,7 +15,6 @@ use crate::blobs::{BlobError, BlobStore};
 use crate::bus::{self, Bus, BusError};
 use crate::channels::{self, Channel, ChannelContext, ChannelError, ChannelFileError};
 use crate::config::Settings;
-use crate::deadline::Weekdays;
 use crate::engine::Engine;
 use crate::registry::numbering::Pattern;
 use crate::registry::{Registry, RegistryError};
@@ -124,7 +123,6 @@ impl Daemon {
             rules: rules.clone(),
             pattern,
             unclassified_index: settings.registration.unclassified_index.clone(),
-            calendar: Arc::new(Weekdays),
             concurrency: settings.engine.concurrency,
             batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),

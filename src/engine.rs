@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::bus::{Bus, BusError, Delivery};
-use crate::deadline::Calendar;
 use crate::message::IntakeMessage;
 use crate::registry::numbering::Pattern;
 use crate::registry::{Registration, Registry};
@@ -30,7 +29,6 @@ pub struct Engine {
     pub rules: SharedRules,
     pub pattern: Pattern,
     pub unclassified_index: String,
-    pub calendar: Arc<dyn Calendar>,
     pub concurrency: usize,
     /// Most deliveries registered in one transaction.
     pub batch_max: usize,
@@ -121,13 +119,7 @@ impl Engine {
         let registrations = loop {
             match self
                 .registry
-                .register_batch(
-                    &pairs,
-                    &rules,
-                    &self.pattern,
-                    &self.unclassified_index,
-                    self.calendar.as_ref(),
-                )
+                .register_batch(&pairs, &rules, &self.pattern, &self.unclassified_index)
                 .await
             {
                 Ok(r) => break Some(r),
@@ -195,7 +187,6 @@ impl Engine {
                     rules,
                     &self.pattern,
                     &self.unclassified_index,
-                    self.calendar.as_ref(),
                 )
                 .await
             {

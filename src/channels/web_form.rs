@@ -706,8 +706,8 @@ impl WebForm {
                 StatusCode::CREATED,
                 Receipt {
                     status: "registered",
+                    reply_due: item.due().map(str::to_string),
                     registration_number: Some(item.registration_number),
-                    reply_due: item.reply_due,
                     status_url: self.status_url(&item.id),
                     tracking_id: item.id,
                 },

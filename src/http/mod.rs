@@ -129,6 +129,7 @@ async fn status(
             "status": if item.is_some() { "registered" } else { "accepted" },
             "registration_number": item.as_ref().map(|i| &i.registration_number),
             "reply_due": item.as_ref().and_then(|i| i.reply_due.as_ref()),
+            "forward_due": item.as_ref().and_then(|i| i.forward_due.as_ref()),
         }))
         .into_response();
     }
@@ -142,7 +143,10 @@ async fn status(
             .as_ref()
             .map(|i| i.received_at.clone())
             .unwrap_or_default(),
-        reply_due: item.and_then(|i| i.reply_due).unwrap_or_default(),
+        reply_due: item
+            .as_ref()
+            .and_then(|i| i.due().map(str::to_string))
+            .unwrap_or_default(),
     })
 }
 

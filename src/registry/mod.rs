@@ -117,7 +117,16 @@ pub struct ItemSummary {
     pub review_reason: Option<String>,
     pub priority: String,
     pub tags: Vec<String>,
+    /// The reply deadline (YYYY-MM-DD); none for items being forwarded.
     pub reply_due: Option<String>,
+    /// The forwarding deadline, for items outside the municipality's competence.
+    pub forward_due: Option<String>,
+    /// `rules`, or the records officer who routed it; none while in review.
+    pub routed_by: Option<String>,
+    /// Set while the deadline is paused waiting for the submitter.
+    pub paused_since: Option<String>,
+    /// Set once the item was answered (or forwarded) and closed.
+    pub closed_at: Option<String>,
     pub sender_name: Option<String>,
     pub sender_email: Option<String>,
     pub sender_phone: Option<String>,
@@ -127,7 +136,7 @@ pub struct ItemSummary {
 const SUMMARY_COLUMNS: &str = "i.id, i.registration_number, i.state, i.channel_kind, i.channel_instance, \
      i.received_at, i.registered_at, i.unit_id, i.service_id, i.rule_id, i.ruleset_version, \
      i.review_reason, i.priority, i.tags, i.reply_due, i.sender_name, i.sender_email, \
-     i.sender_phone, i.subject";
+     i.sender_phone, i.subject, i.forward_due, i.routed_by, i.paused_since, i.closed_at";
 
 impl ItemSummary {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -148,6 +157,10 @@ impl ItemSummary {
             priority: r.try_get("priority")?,
             tags: serde_json::from_str(&tags).unwrap_or_default(),
             reply_due: r.try_get("reply_due")?,
+            forward_due: r.try_get("forward_due")?,
+            routed_by: r.try_get("routed_by")?,
+            paused_since: r.try_get("paused_since")?,
+            closed_at: r.try_get("closed_at")?,
             sender_name: r.try_get("sender_name")?,
             sender_email: r.try_get("sender_email")?,
             sender_phone: r.try_get("sender_phone")?,
@@ -198,8 +211,20 @@ pub struct RoutedNotice {
     pub channel: String,
     pub received_at: String,
     pub reply_due: Option<String>,
+    #[serde(default)]
+    pub forward_due: Option<String>,
     pub subject: Option<String>,
     pub review_reason: Option<String>,
+}
+
+/// `routed_by` of items a rule routed at registration.
+pub const ROUTED_BY_RULES: &str = "rules";
+
+impl ItemSummary {
+    /// The deadline that binds the item now: forwarding, else reply.
+    pub fn due(&self) -> Option<&str> {
+        self.forward_due.as_deref().or(self.reply_due.as_deref())
+    }
 }
 
 /// Filters for listing items.
@@ -314,12 +339,11 @@ impl Registry {
         rules: &RuleSet,
         pattern: &Pattern,
         unclassified_index: &str,
-        calendar: &dyn crate::deadline::Calendar,
     ) -> Result<Registration, RegistryError> {
         const ATTEMPTS: u32 = 5;
         for _ in 0..ATTEMPTS {
             match self
-                .try_register(msg, decision, rules, pattern, unclassified_index, calendar)
+                .try_register(msg, decision, rules, pattern, unclassified_index)
                 .await
             {
                 Err(RegistryError::Query {
@@ -345,16 +369,9 @@ impl Registry {
         rules: &RuleSet,
         pattern: &Pattern,
         unclassified_index: &str,
-        calendar: &dyn crate::deadline::Calendar,
     ) -> Result<Registration, RegistryError> {
         let mut done = self
-            .register_batch(
-                &[(msg, decision)],
-                rules,
-                pattern,
-                unclassified_index,
-                calendar,
-            )
+            .register_batch(&[(msg, decision)], rules, pattern, unclassified_index)
             .await?;
         done.pop().ok_or(RegistryError::Contention {
             item: msg.id,
@@ -372,7 +389,6 @@ impl Registry {
         rules: &RuleSet,
         pattern: &Pattern,
         unclassified_index: &str,
-        calendar: &dyn crate::deadline::Calendar,
     ) -> Result<Vec<Registration>, RegistryError> {
         let ctx = format!("batch of {} items", batch.len());
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
@@ -380,7 +396,6 @@ impl Registry {
             rules,
             pattern,
             unclassified_index,
-            calendar,
         };
         let new_version = !self.ruleset_stored(&rules.version);
         if new_version {

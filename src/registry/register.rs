@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, Utc};
 use sqlx::Row;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -14,8 +14,10 @@ use uuid::Uuid;
 
 use super::numbering::Pattern;
 use super::{
-    ItemState, ItemSummary, Registration, RegistryError, RoutedNotice, SUMMARY_COLUMNS, db_time, q,
+    ItemState, ItemSummary, ROUTED_BY_RULES, Registration, RegistryError, RoutedNotice,
+    SUMMARY_COLUMNS, db_time, q,
 };
+use crate::deadline::DeadlineBasis;
 use crate::message::IntakeMessage;
 use crate::rules::RuleSet;
 use crate::rules::eval::Decision;
@@ -25,7 +27,6 @@ pub(super) struct Numbering<'a> {
     pub rules: &'a RuleSet,
     pub pattern: &'a Pattern,
     pub unclassified_index: &'a str,
-    pub calendar: &'a dyn crate::deadline::Calendar,
 }
 
 impl Numbering<'_> {
@@ -182,14 +183,17 @@ pub(super) async fn register_batch_in(
             ))));
         };
         let state = how.state_of(decision);
-        let reply_due: NaiveDate = match state {
-            ItemState::Forwarding => crate::deadline::forward_due(how.calendar, msg.received_at),
-            _ => crate::deadline::reply_due(
-                how.calendar,
-                msg.received_at,
-                decision.reply_working_days,
-            ),
+        let basis = DeadlineBasis {
+            received_at: msg.received_at,
+            reply_working_days: decision.reply_working_days,
+            ..DeadlineBasis::default()
         };
+        let deadlines = &how.rules.deadlines;
+        let (reply_due, forward_due) = match state {
+            ItemState::Forwarding => (None, Some(deadlines.forward_due(&basis))),
+            _ => (Some(deadlines.reply_due(&basis)), None),
+        };
+        let routed_by = (state != ItemState::Review).then(|| ROUTED_BY_RULES.to_string());
         let summary = ItemSummary {
             id: msg.id.to_string(),
             registration_number: how.pattern.render(&series, year, seq),
@@ -205,7 +209,11 @@ pub(super) async fn register_batch_in(
             review_reason: decision.review_reason.clone(),
             priority: decision.priority.as_str().into(),
             tags: decision.tags.iter().cloned().collect(),
-            reply_due: Some(reply_due.to_string()),
+            reply_due: reply_due.map(|d| d.to_string()),
+            forward_due: forward_due.map(|d| d.to_string()),
+            routed_by,
+            paused_since: None,
+            closed_at: None,
             sender_name: msg.sender.name.clone(),
             sender_email: msg.sender.email.clone(),
             sender_phone: msg.sender.phone.clone(),
@@ -279,9 +287,10 @@ async fn insert_items(
         "INSERT INTO items (id, idempotency_key, registration_number, series, reg_year, reg_seq, \
          channel_kind, channel_instance, received_at, registered_at, state, unit_id, service_id, \
          rule_id, ruleset_version, review_reason, priority, tags, reply_due, sender_name, \
-         sender_email, sender_phone, sender_address, subject, body, message_json, decision_json)",
+         sender_email, sender_phone, sender_address, subject, body, message_json, decision_json, \
+         forward_due, reply_working_days, routed_by, routed_at)",
         items.len(),
-        27,
+        31,
         "",
     );
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -314,7 +323,11 @@ async fn insert_items(
             .bind(m.subject.clone())
             .bind(m.body.clone())
             .bind(serde_json::to_string(m).unwrap_or_default())
-            .bind(serde_json::to_string(n.decision).unwrap_or_default());
+            .bind(serde_json::to_string(n.decision).unwrap_or_default())
+            .bind(s.forward_due.clone())
+            .bind(n.decision.reply_working_days.map(i64::from))
+            .bind(s.routed_by.clone())
+            .bind(s.routed_by.as_ref().map(|_| s.registered_at.clone()));
     }
     query
         .execute(&mut **tx)
@@ -419,6 +432,7 @@ async fn insert_audit_and_outbox(
             channel: s.channel_kind.clone(),
             received_at: s.received_at.clone(),
             reply_due: s.reply_due.clone(),
+            forward_due: s.forward_due.clone(),
             subject: s.subject.clone(),
             review_reason: s.review_reason.clone(),
         };

@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::deadline::{Deadlines, Regimes, WorkCalendar};
 use crate::message::ChannelKind;
 use files::{RoutingFile, RuleDef, ServicesFile, UnitsFile};
 use text::Keyword;
@@ -141,6 +142,8 @@ pub struct RuleSet {
     pub services: BTreeMap<String, Service>,
     /// In evaluation order.
     pub rules: Vec<Rule>,
+    /// The working-day calendar and legal terms (`calendar.toml`, `deadlines.toml`).
+    pub deadlines: Arc<Deadlines>,
     /// The texts it was compiled from.
     pub sources: Arc<RuleSources>,
 }
@@ -151,14 +154,14 @@ fn line_of(src: &str, offset: usize) -> usize {
 }
 
 /// Collects problems while a set is compiled.
-struct Problems<'a> {
-    file: &'a Path,
-    src: &'a str,
-    list: &'a mut Vec<RuleProblem>,
+pub(crate) struct Problems<'a> {
+    pub file: &'a Path,
+    pub src: &'a str,
+    pub list: &'a mut Vec<RuleProblem>,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, offset: usize, message: String) {
+    pub(crate) fn at(&mut self, offset: usize, message: String) {
         self.list.push(RuleProblem {
             file: self.file.to_path_buf(),
             line: Some(line_of(self.src, offset)),
@@ -167,7 +170,7 @@ impl Problems<'_> {
     }
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
     src: &str,
     problems: &mut Vec<RuleProblem>,
@@ -210,6 +213,14 @@ fn is_id(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// The files at the top of a rules folder; `routing/*.toml` come besides.
+pub const TOP_LEVEL_FILES: [&str; 4] = [
+    "units.toml",
+    "services.toml",
+    "calendar.toml",
+    "deadlines.toml",
+];
+
 /// The text of every file of a rules folder, keyed by its path relative to
 /// the folder (`units.toml`, `routing/50-units.toml`). Kept with each rule
 /// set and stored once per version in the registry, so an item's routing can
@@ -220,12 +231,12 @@ pub struct RuleSources {
 }
 
 impl RuleSources {
-    /// Reads `units.toml`, `services.toml` and `routing/*.toml`; unreadable
+    /// Reads the [`TOP_LEVEL_FILES`] and `routing/*.toml`; unreadable
     /// files are problems, reported with the rest when compiling.
     pub fn read(dir: &Path) -> (RuleSources, Vec<RuleProblem>) {
         let mut sources = RuleSources::default();
         let mut problems = Vec::new();
-        let mut names = vec!["units.toml".to_string(), "services.toml".to_string()];
+        let mut names: Vec<String> = TOP_LEVEL_FILES.iter().map(|n| n.to_string()).collect();
         let routing_dir = dir.join("routing");
         match std::fs::read_dir(&routing_dir) {
             Ok(entries) => names.extend(
@@ -388,6 +399,13 @@ impl RuleSet {
             }
         }
 
+        let calendar_path = dir.join("calendar.toml");
+        let calendar = read(&calendar_path, &mut problems)
+            .and_then(|src| WorkCalendar::compile(&calendar_path, &src, &mut problems));
+        let deadlines_path = dir.join("deadlines.toml");
+        let regimes = read(&deadlines_path, &mut problems)
+            .and_then(|src| Regimes::compile(&deadlines_path, &src, &mut problems));
+
         let mut files: Vec<PathBuf> = sources
             .files
             .keys()
@@ -433,18 +451,24 @@ impl RuleSet {
         // Stable: equal priorities keep file and in-file order.
         rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
 
-        if !problems.is_empty() {
-            return Err(RulesError {
-                dir: dir.to_path_buf(),
-                problems,
-            });
-        }
+        let deadlines = match (calendar, regimes) {
+            (Some(calendar), Some(regimes)) if problems.is_empty() => {
+                Deadlines { calendar, regimes }
+            }
+            _ => {
+                return Err(RulesError {
+                    dir: dir.to_path_buf(),
+                    problems,
+                });
+            }
+        };
         Ok(RuleSet {
             version: sources.version(),
             dir: dir.to_path_buf(),
             units,
             services,
             rules,
+            deadlines: Arc::new(deadlines),
             sources: Arc::new(sources),
         })
     }

@@ -1,0 +1,151 @@
+//! The legal terms, read from `rules/deadlines.toml`: one regime per version
+//! of the Submissions Law, chosen by the date an item was received, so an
+//! item keeps the rule that was in force when it arrived.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::rules::{Problems, RuleProblem, parse_toml};
+
+/// A length of time as the law states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Term {
+    /// Counted on the working-day calendar, from the day after receipt.
+    WorkingDays(u32),
+    /// The same date so many months later (the last day of a shorter month).
+    Months(u32),
+}
+
+impl std::fmt::Display for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Term::WorkingDays(n) => write!(f, "{n} working days"),
+            Term::Months(n) => write!(f, "{n} month(s)"),
+        }
+    }
+}
+
+/// The terms in force from one date on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Regime {
+    pub from: NaiveDate,
+    pub name: String,
+    /// The reply term.
+    pub reply: Term,
+    /// The longest a reply term may be extended to, counted from receipt.
+    pub extended_max: Term,
+    /// The term to forward an item outside the municipality's competence.
+    pub forward: Term,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadlinesFile {
+    #[serde(default)]
+    regime: Vec<Spanned<RegimeDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegimeDef {
+    from: toml::value::Datetime,
+    name: String,
+    reply: Term,
+    extended_max: Term,
+    forward: Term,
+}
+
+/// The regimes, newest first; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Regimes {
+    newer: Vec<Regime>,
+    oldest: Regime,
+}
+
+impl Regimes {
+    /// The regime in force on `day`; before the oldest one, the oldest.
+    pub fn in_force(&self, day: NaiveDate) -> &Regime {
+        self.newer
+            .iter()
+            .find(|r| r.from <= day)
+            .unwrap_or(&self.oldest)
+    }
+
+    /// Compiles `deadlines.toml`; problems are reported as `file:line`.
+    pub(crate) fn compile(
+        path: &Path,
+        src: &str,
+        problems: &mut Vec<RuleProblem>,
+    ) -> Option<Regimes> {
+        let file = parse_toml::<DeadlinesFile>(path, src, problems)?;
+        let before = problems.len();
+        let mut p = Problems {
+            file: path,
+            src,
+            list: problems,
+        };
+        let mut regimes = Vec::new();
+        for r in &file.regime {
+            let at = r.span().start;
+            let def = r.get_ref();
+            let from = match (def.from.date, def.from.time) {
+                (Some(d), None) => {
+                    NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+                }
+                _ => None,
+            };
+            let Some(from) = from else {
+                p.at(
+                    at,
+                    format!(
+                        "regime {:?}: from must be a plain date like 2026-03-01",
+                        def.name
+                    ),
+                );
+                continue;
+            };
+            for (key, term) in [
+                ("reply", def.reply),
+                ("extended_max", def.extended_max),
+                ("forward", def.forward),
+            ] {
+                if matches!(term, Term::WorkingDays(0) | Term::Months(0)) {
+                    p.at(
+                        at,
+                        format!("regime {:?}: {key} must be longer than zero", def.name),
+                    );
+                }
+            }
+            if regimes.iter().any(|x: &Regime| x.from == from) {
+                p.at(
+                    at,
+                    format!("regime {:?}: another regime starts on {from} too", def.name),
+                );
+            }
+            regimes.push(Regime {
+                from,
+                name: def.name.clone(),
+                reply: def.reply,
+                extended_max: def.extended_max,
+                forward: def.forward,
+            });
+        }
+        regimes.sort_by_key(|r| std::cmp::Reverse(r.from));
+        let Some(oldest) = regimes.pop() else {
+            problems.push(RuleProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: "no [[regime]]: at least one set of legal terms is needed".into(),
+            });
+            return None;
+        };
+        (problems.len() == before).then_some(Regimes {
+            newer: regimes,
+            oldest,
+        })
+    }
+}
