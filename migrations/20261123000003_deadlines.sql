@@ -14,6 +14,9 @@ ALTER TABLE items ADD COLUMN routed_by TEXT;
 ALTER TABLE items ADD COLUMN routed_at TEXT;
 ALTER TABLE items ADD COLUMN closed_at TEXT;
 ALTER TABLE items ADD COLUMN reply_reference TEXT;
+-- Bumped by every recorded action: an action applies only to the revision
+-- it read, so two people acting on one item at once get a conflict.
+ALTER TABLE items ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
 
 UPDATE items SET routed_by = 'rules', routed_at = registered_at
     WHERE state IN ('routed', 'forwarding');

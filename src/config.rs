@@ -53,6 +53,7 @@ pub struct Settings {
     pub channels: ChannelsSettings,
     pub registration: RegistrationSettings,
     pub engine: EngineSettings,
+    pub deadlines: DeadlineSettings,
 }
 
 impl Default for Settings {
@@ -67,6 +68,7 @@ impl Default for Settings {
             channels: ChannelsSettings::default(),
             registration: RegistrationSettings::default(),
             engine: EngineSettings::default(),
+            deadlines: DeadlineSettings::default(),
         }
     }
 }
@@ -229,6 +231,35 @@ impl Default for EngineSettings {
     }
 }
 
+/// Deadline upkeep: the "due soon" horizon and the daily digest to units.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlineSettings {
+    /// Working days ahead that count as "due soon".
+    pub due_soon_working_days: u32,
+    /// Each unit gets a daily e-mail of its overdue and due-soon items.
+    pub digest_enabled: bool,
+    /// Local time (Europe/Riga) on working days after which the digest goes out.
+    pub digest_at: String,
+    /// `smtp://host:port` (plain, loopback), `smtp://…?tls=required` or
+    /// `smtps://user:password@host` (lettre's URL form).
+    pub smtp_url: Option<SecretString>,
+    /// The digest's sender address.
+    pub digest_from: String,
+}
+
+impl Default for DeadlineSettings {
+    fn default() -> Self {
+        Self {
+            due_soon_working_days: 2,
+            digest_enabled: false,
+            digest_at: "08:00".into(),
+            smtp_url: None,
+            digest_from: "Pietura <pietura@localhost>".into(),
+        }
+    }
+}
+
 impl Settings {
     /// Loads defaults, then `file` (if given), then `PIETURA__…` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -357,6 +388,27 @@ impl Settings {
         }
         if self.engine.batch_max == 0 {
             issue("engine.batch_max", "must be at least 1".into());
+        }
+        if chrono::NaiveTime::parse_from_str(&self.deadlines.digest_at, "%H:%M").is_err() {
+            issue(
+                "deadlines.digest_at",
+                "must be a local time like \"08:00\"".into(),
+            );
+        }
+        if self.deadlines.digest_enabled {
+            match self.deadlines.smtp_url.as_ref().map(|u| u.expose_secret().to_string()) {
+                Some(u) if u.starts_with("smtp://") || u.starts_with("smtps://") => {}
+                _ => issue(
+                    "deadlines.smtp_url",
+                    "deadlines.digest_enabled needs smtp_url = \"smtp://host:port\" or \"smtps://user:password@host\"".into(),
+                ),
+            }
+            if self.deadlines.digest_from.parse::<lettre::message::Mailbox>().is_err() {
+                issue(
+                    "deadlines.digest_from",
+                    "must be an address like \"Pietura <pietura@novads.lv>\"".into(),
+                );
+            }
         }
         issues
     }

@@ -148,6 +148,16 @@ impl Daemon {
                 Err(e) => tracing::error!("rules are not watched, changes need a restart: {e}"),
             }
         }
+        tasks.spawn(
+            crate::keeper::Keeper {
+                registry: registry.clone(),
+                rules: rules.clone(),
+                settings: settings.deadlines.clone(),
+                status: rules_status.clone(),
+                tick: std::time::Duration::from_secs(60),
+            }
+            .run(shutdown.clone()),
+        );
 
         let state = crate::http::HttpState {
             registry: registry.clone(),
@@ -159,6 +169,8 @@ impl Daemon {
                 .map(|c| c.id().to_string())
                 .collect(),
             api_token: settings.http.api_token.clone(),
+            rules: rules.clone(),
+            due_soon_working_days: settings.deadlines.due_soon_working_days,
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);
         let listener = tokio::net::TcpListener::bind(settings.http.listen)

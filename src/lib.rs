@@ -34,6 +34,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod explain;
 pub mod http;
+pub mod keeper;
 pub mod message;
 pub mod metrics;
 pub mod registry;

@@ -1,7 +1,7 @@
 //! Prometheus metrics: named here once so every part counts the same way.
 //! The exporter is installed by the daemon; without it these calls are no-ops.
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 
 /// An item was durably handed to the bus by a channel.
 pub fn item_received(channel: &str) {
@@ -35,4 +35,18 @@ pub fn item_routed(unit: &str) {
 pub fn rules_reloaded(ok: bool) {
     counter!("pietura_rules_reloads_total", "result" => if ok { "ok" } else { "refused" })
         .increment(1);
+}
+
+/// Open items per unit by deadline state; refreshed every minute.
+pub fn open_items(counts: &[crate::registry::deadlines::OpenCounts]) {
+    let mut review = 0;
+    for c in counts {
+        let unit = if c.unit.is_empty() { "none".to_string() } else { c.unit.clone() };
+        gauge!("pietura_items_open", "unit" => unit.clone()).set(c.open as f64);
+        gauge!("pietura_items_overdue", "unit" => unit.clone()).set(c.overdue as f64);
+        gauge!("pietura_items_due_soon", "unit" => unit.clone()).set(c.due_soon as f64);
+        gauge!("pietura_items_paused", "unit" => unit).set(c.paused as f64);
+        review += c.in_review;
+    }
+    gauge!("pietura_review_backlog").set(review as f64);
 }

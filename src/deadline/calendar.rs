@@ -331,6 +331,66 @@ impl WorkCalendar {
     }
 }
 
+/// Why an ad-hoc holiday was not added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddHolidayError {
+    #[error("{date} is already a day off ({reason}); nothing added")]
+    AlreadyOff { date: NaiveDate, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
+    #[error("cannot write {path}: {source} (is the rules folder writable by the daemon?)")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Appends a one-off holiday to `calendar.toml` in `rules_dir`, after
+/// checking that the whole folder with it still compiles; the file is
+/// replaced atomically. Returns the new rule set (not yet in force).
+pub fn add_dated_holiday(
+    rules_dir: &Path,
+    date: NaiveDate,
+    name: &str,
+    added_by: &str,
+) -> Result<crate::rules::RuleSet, AddHolidayError> {
+    use crate::rules::{RuleSet, RuleSources};
+    if name.trim().is_empty() || added_by.trim().is_empty() {
+        return Err(AddHolidayError::Invalid(
+            "an ad-hoc holiday needs its name and who adds it".into(),
+        ));
+    }
+    let current = RuleSet::load(rules_dir)?;
+    if !current.deadlines.calendar.is_working_day(date) && !is_weekend(date) {
+        let reason = current
+            .deadlines
+            .calendar
+            .holidays
+            .get(&date)
+            .cloned()
+            .unwrap_or_else(|| "transferred day off".into());
+        return Err(AddHolidayError::AlreadyOff { date, reason });
+    }
+    let (mut sources, _) = RuleSources::read(rules_dir);
+    let text = sources.files.get("calendar.toml").cloned().unwrap_or_default();
+    let block = format!(
+        "\n[[dated_holiday]]\ndate = {date}\nname = {}\nadded_by = {}\n",
+        toml::Value::String(name.to_string()),
+        toml::Value::String(format!("{added_by}, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))),
+    );
+    let new_text = format!("{}{block}", text.trim_end_matches('\n'));
+    sources.files.insert("calendar.toml".into(), new_text.clone());
+    let set = RuleSet::from_sources(rules_dir, sources)?;
+    let path = rules_dir.join("calendar.toml");
+    let tmp = rules_dir.join(".calendar.toml.new");
+    std::fs::write(&tmp, new_text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| AddHolidayError::Write { path, source })?;
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,8 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+mod deadlines;
+
 use crate::bus::Bus;
 use crate::channels::Channel;
 use crate::registry::{ItemFilter, Registry};
@@ -32,6 +34,10 @@ pub struct HttpState {
     pub forms: Vec<String>,
     /// Bearer token for the item API; without it the API answers loopback clients only.
     pub api_token: Option<SecretString>,
+    /// The rule set in force (its calendar and legal terms, too).
+    pub rules: crate::rules::watch::SharedRules,
+    /// Working days ahead that count as "due soon".
+    pub due_soon_working_days: u32,
 }
 
 /// Builds the whole router.
@@ -45,6 +51,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(deadlines::routes())
         .with_state(state);
     for ch in channels {
         if let Some(routes) = ch.clone().routes() {

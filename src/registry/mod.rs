@@ -7,6 +7,7 @@
 //! or not at all. The bus message is acknowledged only after that commit.
 
 pub mod numbering;
+pub mod deadlines;
 mod register;
 
 use std::collections::HashSet;

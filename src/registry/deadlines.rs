@@ -1,0 +1,514 @@
+//! Deadline actions on registered items (extend, pause, resume, close), the
+//! recomputation of open deadlines after a calendar or terms change, and the
+//! lists of overdue and due-soon items per unit.
+//!
+//! Every action is one transaction: a guarded update of the item (it applies
+//! only to the revision that was read) and its audit line. Two people acting
+//! on one item at once: the second gets [`ActionError::Conflict`].
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, db_time, q};
+use crate::deadline::{DeadlineBasis, Deadlines, ExtensionError, local_date};
+
+/// Why a deadline action was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("item {0} not found: check the id or registration number (`pietura items list`)")]
+    NotFound(String),
+    #[error("item {item}: {why}")]
+    Conflict { item: String, why: String },
+    #[error("item {item}: extension refused: {source}")]
+    Extension {
+        item: String,
+        #[source]
+        source: ExtensionError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// The deadline state of one item, as read before an action.
+struct DeadlineRow {
+    id: String,
+    number: String,
+    forwarding: bool,
+    basis: DeadlineBasis,
+    reply_due: Option<String>,
+    forward_due: Option<String>,
+    paused_since: Option<String>,
+    closed_at: Option<String>,
+    revision: i64,
+}
+
+const DEADLINE_COLUMNS: &str = "id, registration_number, state, received_at, reply_working_days, \
+     paused_working_days, extended_until, reply_due, forward_due, paused_since, closed_at, revision";
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+impl DeadlineRow {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let received: String = r.try_get("received_at")?;
+        let extended: Option<String> = r.try_get("extended_until")?;
+        let own: Option<i64> = r.try_get("reply_working_days")?;
+        let paused: i64 = r.try_get("paused_working_days")?;
+        let state: String = r.try_get("state")?;
+        Ok(Self {
+            id: r.try_get("id")?,
+            number: r.try_get("registration_number")?,
+            forwarding: state == "forwarding",
+            basis: DeadlineBasis {
+                received_at: parse_time(&received).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("received_at {received:?} is not RFC 3339").into())
+                })?,
+                reply_working_days: own.and_then(|n| u32::try_from(n).ok()),
+                paused_working_days: u32::try_from(paused).unwrap_or(0),
+                extended_until: extended.as_deref().and_then(parse_day),
+            },
+            reply_due: r.try_get("reply_due")?,
+            forward_due: r.try_get("forward_due")?,
+            paused_since: r.try_get("paused_since")?,
+            closed_at: r.try_get("closed_at")?,
+            revision: r.try_get("revision")?,
+        })
+    }
+
+    /// The deadlines this basis gives under `d`: (reply, forward).
+    fn computed(&self, d: &Deadlines) -> (Option<String>, Option<String>) {
+        if self.forwarding {
+            (None, Some(d.forward_due(&self.basis).to_string()))
+        } else {
+            (Some(d.reply_due(&self.basis).to_string()), None)
+        }
+    }
+
+    fn open(&self) -> Result<(), ActionError> {
+        match &self.closed_at {
+            Some(at) => Err(ActionError::Conflict {
+                item: self.number.clone(),
+                why: format!("closed at {at}; nothing more can be recorded on its deadline"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Open items whose deadline has passed or comes soon, for one unit or all.
+#[derive(Debug, Clone, Serialize)]
+pub struct DueItems {
+    pub today: NaiveDate,
+    /// The last day counted as "soon" (today plus the working-day horizon).
+    pub horizon: NaiveDate,
+    pub overdue: Vec<ItemSummary>,
+    pub due_soon: Vec<ItemSummary>,
+}
+
+impl Registry {
+    async fn deadline_row(&self, item: &str) -> Result<DeadlineRow, ActionError> {
+        let ctx = format!("deadline of item {item}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEADLINE_COLUMNS} FROM items WHERE id = $1 OR registration_number = $1"
+        )))
+        .bind(item)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(ctx.clone()))?
+        .ok_or_else(|| ActionError::NotFound(item.to_string()))?;
+        Ok(DeadlineRow::from_row(&row).map_err(q(ctx))?)
+    }
+
+    /// Applies `set` (SQL assignments, parameters from $3 on) to the revision
+    /// read, with its audit line, in one transaction.
+    async fn record_action(
+        &self,
+        row: &DeadlineRow,
+        set: &str,
+        binds: Vec<Option<String>>,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<ItemSummary, ActionError> {
+        if actor.trim().is_empty() {
+            return Err(ActionError::Invalid(format!(
+                "item {}: say who records the {action} (actor)",
+                row.number
+            )));
+        }
+        let ctx = format!("{action} of item {}", row.number);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE items SET {set}, revision = revision + 1 WHERE id = $1 AND revision = $2"
+        )))
+        .bind(row.id.clone())
+        .bind(row.revision);
+        for b in binds {
+            update = update.bind(b);
+        }
+        let done = update.execute(&mut *tx).await.map_err(q(ctx.clone()))?;
+        if done.rows_affected() == 0 {
+            return Err(ActionError::Conflict {
+                item: row.number.clone(),
+                why: "someone else changed it at the same moment; reload it and try again".into(),
+            });
+        }
+        insert_audit(&mut tx, &row.id, actor, action, &detail, &ctx).await?;
+        tx.commit().await.map_err(q(ctx))?;
+        self.find(&row.id)
+            .await?
+            .ok_or_else(|| ActionError::NotFound(row.id.clone()))
+    }
+
+    /// Extends the reply deadline to `until` (default: the longest the law
+    /// allows), with the reason the law asks for.
+    pub async fn extend_deadline(
+        &self,
+        item: &str,
+        until: Option<NaiveDate>,
+        reason: &str,
+        actor: &str,
+        d: &Deadlines,
+    ) -> Result<ItemSummary, ActionError> {
+        let row = self.deadline_row(item).await?;
+        row.open()?;
+        if row.forwarding {
+            return Err(ActionError::Conflict {
+                item: row.number,
+                why: "it is being forwarded; a forwarding term cannot be extended".into(),
+            });
+        }
+        if reason.trim().is_empty() {
+            return Err(ActionError::Invalid(format!(
+                "item {}: an extension needs its reason (more information needed, other institutions asked, a large volume)",
+                row.number
+            )));
+        }
+        let basis = d.extend(&row.basis, until).map_err(|source| ActionError::Extension {
+            item: row.number.clone(),
+            source,
+        })?;
+        let due = d.reply_due(&basis).to_string();
+        let detail = serde_json::json!({
+            "from": row.reply_due, "to": due, "reason": reason,
+        });
+        self.record_action(
+            &row,
+            "extended_until = $3, extension_reason = $4, reply_due = $5",
+            vec![
+                basis.extended_until.map(|u| u.to_string()),
+                Some(reason.to_string()),
+                Some(due),
+            ],
+            actor,
+            "deadline_extended",
+            detail,
+        )
+        .await
+    }
+
+    /// Pauses the deadline while the item waits for the submitter.
+    pub async fn pause_deadline(
+        &self,
+        item: &str,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ItemSummary, ActionError> {
+        let row = self.deadline_row(item).await?;
+        row.open()?;
+        if let Some(since) = &row.paused_since {
+            return Err(ActionError::Conflict {
+                item: row.number,
+                why: format!("already paused since {since}"),
+            });
+        }
+        self.record_action(
+            &row,
+            "paused_since = $3",
+            vec![Some(db_time(now))],
+            actor,
+            "deadline_paused",
+            serde_json::json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    /// Resumes a paused deadline: the working days it waited are added.
+    pub async fn resume_deadline(
+        &self,
+        item: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+        d: &Deadlines,
+    ) -> Result<ItemSummary, ActionError> {
+        let row = self.deadline_row(item).await?;
+        row.open()?;
+        let Some(since) = row.paused_since.as_deref().and_then(parse_time) else {
+            return Err(ActionError::Conflict {
+                item: row.number,
+                why: "its deadline is not paused".into(),
+            });
+        };
+        let waited = d.working_days_between(local_date(since), local_date(now));
+        let mut resumed = DeadlineRow {
+            basis: DeadlineBasis {
+                paused_working_days: row.basis.paused_working_days + waited,
+                ..row.basis.clone()
+            },
+            ..row
+        };
+        let (reply, forward) = resumed.computed(d);
+        let detail = serde_json::json!({
+            "paused_since": resumed.paused_since, "working_days": waited,
+            "reply_due": reply, "forward_due": forward,
+        });
+        resumed.paused_since = None;
+        self.record_action(
+            &resumed,
+            "paused_since = NULL, paused_working_days = CAST($3 AS BIGINT), reply_due = $4, forward_due = $5",
+            vec![
+                Some(resumed.basis.paused_working_days.to_string()),
+                reply,
+                forward,
+            ],
+            actor,
+            "deadline_resumed",
+            detail,
+        )
+        .await
+    }
+
+    /// Closes an item with its reply (or its forwarding): the deadline is met
+    /// or missed from here on.
+    pub async fn close_item(
+        &self,
+        item: &str,
+        reply_reference: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ItemSummary, ActionError> {
+        let row = self.deadline_row(item).await?;
+        row.open()?;
+        let due = row.forward_due.clone().or(row.reply_due.clone());
+        let closed_on = local_date(now).to_string();
+        let on_time = due.as_deref().is_none_or(|d| closed_on.as_str() <= d);
+        self.record_action(
+            &row,
+            "closed_at = $3, reply_reference = $4, paused_since = NULL",
+            vec![Some(db_time(now)), reply_reference.map(str::to_string)],
+            actor,
+            "closed",
+            serde_json::json!({
+                "reply_reference": reply_reference, "due": due, "on_time": on_time,
+            }),
+        )
+        .await
+    }
+
+    /// Recomputes the deadlines of every open item under `d` (after a calendar
+    /// or terms change) and records each one that moved. Returns how many moved.
+    pub async fn recompute_open_deadlines(
+        &self,
+        d: &Deadlines,
+        cause: &str,
+    ) -> Result<u64, RegistryError> {
+        let ctx = "recomputing open deadlines";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEADLINE_COLUMNS} FROM items WHERE closed_at IS NULL"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        let mut moved = 0;
+        for chunk in rows.chunks(500) {
+            let mut tx = self.pool.begin().await.map_err(q(ctx))?;
+            for r in chunk {
+                let row = DeadlineRow::from_row(r).map_err(q(ctx))?;
+                let (reply, forward) = row.computed(d);
+                if (&reply, &forward) == (&row.reply_due, &row.forward_due) {
+                    continue;
+                }
+                let done = sqlx::query(
+                    "UPDATE items SET reply_due = $3, forward_due = $4, revision = revision + 1 \
+                     WHERE id = $1 AND revision = $2",
+                )
+                .bind(row.id.clone())
+                .bind(row.revision)
+                .bind(reply.clone())
+                .bind(forward.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(q(ctx))?;
+                // An item acted on meanwhile keeps what that action computed.
+                if done.rows_affected() == 0 {
+                    continue;
+                }
+                let detail = serde_json::json!({
+                    "cause": cause,
+                    "reply_due": { "from": row.reply_due, "to": reply },
+                    "forward_due": { "from": row.forward_due, "to": forward },
+                });
+                insert_audit(&mut tx, &row.id, "pietura", "deadline_moved", &detail, ctx).await?;
+                moved += 1;
+            }
+            tx.commit().await.map_err(q(ctx))?;
+        }
+        Ok(moved)
+    }
+
+    /// Open, unpaused items overdue on `today` or due by `horizon`.
+    pub async fn due_items(
+        &self,
+        today: NaiveDate,
+        horizon: NaiveDate,
+        unit: Option<&str>,
+    ) -> Result<DueItems, RegistryError> {
+        let ctx = "items due";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM items i \
+             WHERE i.closed_at IS NULL AND i.paused_since IS NULL \
+             AND COALESCE(i.forward_due, i.reply_due) <= $1 AND ($2 IS NULL OR i.unit_id = $2) \
+             ORDER BY COALESCE(i.forward_due, i.reply_due), i.received_at"
+        )))
+        .bind(horizon.to_string())
+        .bind(unit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        let today_text = today.to_string();
+        let mut out = DueItems {
+            today,
+            horizon,
+            overdue: Vec::new(),
+            due_soon: Vec::new(),
+        };
+        for r in &rows {
+            let item = ItemSummary::from_row(r).map_err(q(ctx))?;
+            if item.due().is_some_and(|d| d < today_text.as_str()) {
+                out.overdue.push(item);
+            } else {
+                out.due_soon.push(item);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Open items of one unit (`""` for items without one), by deadline state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenCounts {
+    pub unit: String,
+    pub open: i64,
+    pub overdue: i64,
+    pub due_soon: i64,
+    pub paused: i64,
+    pub in_review: i64,
+}
+
+impl Registry {
+    /// Open items per unit, for the gauges and the dashboard.
+    pub async fn open_counts(
+        &self,
+        today: NaiveDate,
+        horizon: NaiveDate,
+    ) -> Result<Vec<OpenCounts>, RegistryError> {
+        let ctx = "open item counts";
+        let rows = sqlx::query(
+            "SELECT COALESCE(unit_id, '') AS unit, COUNT(*) AS open, \
+             SUM(CASE WHEN paused_since IS NULL AND COALESCE(forward_due, reply_due) < $1 THEN 1 ELSE 0 END) AS overdue, \
+             SUM(CASE WHEN paused_since IS NULL AND COALESCE(forward_due, reply_due) >= $1 \
+                      AND COALESCE(forward_due, reply_due) <= $2 THEN 1 ELSE 0 END) AS due_soon, \
+             SUM(CASE WHEN paused_since IS NOT NULL THEN 1 ELSE 0 END) AS paused, \
+             SUM(CASE WHEN state = 'review' THEN 1 ELSE 0 END) AS in_review \
+             FROM items WHERE closed_at IS NULL GROUP BY COALESCE(unit_id, '') ORDER BY unit",
+        )
+        .bind(today.to_string())
+        .bind(horizon.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpenCounts {
+                    unit: r.try_get("unit")?,
+                    open: r.try_get("open")?,
+                    overdue: r.try_get("overdue")?,
+                    due_soon: r.try_get("due_soon")?,
+                    paused: r.try_get("paused")?,
+                    in_review: r.try_get("in_review")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q(ctx))
+    }
+
+    /// Claims the digest of `unit` for `day`: true for exactly one caller,
+    /// whichever daemon instance asks first.
+    pub async fn claim_digest(
+        &self,
+        day: NaiveDate,
+        unit: &str,
+        items: i64,
+    ) -> Result<bool, RegistryError> {
+        sqlx::query(
+            "INSERT INTO digests_sent (day, unit_id, sent_at, items) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (day, unit_id) DO NOTHING",
+        )
+        .bind(day.to_string())
+        .bind(unit)
+        .bind(db_time(Utc::now()))
+        .bind(items)
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(q(format!("digest claim of unit {unit} for {day}")))
+    }
+
+    /// Gives a claim back after the mail could not be sent, so it is retried.
+    pub async fn release_digest(&self, day: NaiveDate, unit: &str) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM digests_sent WHERE day = $1 AND unit_id = $2")
+            .bind(day.to_string())
+            .bind(unit)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(q(format!("digest release of unit {unit} for {day}")))
+    }
+}
+
+/// One audit line, in the caller's transaction.
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item_id: &str,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+    ctx: &str,
+) -> Result<(), RegistryError> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, item_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(item_id.to_string())
+    .bind(db_time(Utc::now()))
+    .bind(actor.to_string())
+    .bind(action.to_string())
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(q(ctx.to_string()))
+}
