@@ -403,7 +403,12 @@ impl Settings {
                     "deadlines.digest_enabled needs smtp_url = \"smtp://host:port\" or \"smtps://user:password@host\"".into(),
                 ),
             }
-            if self.deadlines.digest_from.parse::<lettre::message::Mailbox>().is_err() {
+            if self
+                .deadlines
+                .digest_from
+                .parse::<lettre::message::Mailbox>()
+                .is_err()
+            {
                 issue(
                     "deadlines.digest_from",
                     "must be an address like \"Pietura <pietura@novads.lv>\"".into(),

@@ -33,7 +33,9 @@ pub enum DigestError {
         unit: String,
         source: lettre::error::Error,
     },
-    #[error("digest for unit {unit}: SMTP: {source} (is deadlines.smtp_url right and the server up?)")]
+    #[error(
+        "digest for unit {unit}: SMTP: {source} (is deadlines.smtp_url right and the server up?)"
+    )]
     Smtp {
         unit: String,
         source: lettre::transport::smtp::Error,
@@ -98,10 +100,16 @@ impl Keeper {
     }
 
     async fn recompute(&self, deadlines: &Deadlines, cause: &str) {
-        match self.registry.recompute_open_deadlines(deadlines, cause).await {
+        match self
+            .registry
+            .recompute_open_deadlines(deadlines, cause)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(moved = n, %cause, "open deadlines recomputed"),
-            Err(e) => tracing::error!(%cause, "open deadlines not recomputed (kept as they were): {e}"),
+            Err(e) => {
+                tracing::error!(%cause, "open deadlines not recomputed (kept as they were): {e}")
+            }
         }
     }
 
@@ -122,7 +130,8 @@ impl Keeper {
         let rules = self.rules.load_full();
         let local = now.with_timezone(&Riga);
         let today = local.date_naive();
-        let at = NaiveTime::parse_from_str(&self.settings.digest_at, "%H:%M").unwrap_or(NaiveTime::MIN);
+        let at =
+            NaiveTime::parse_from_str(&self.settings.digest_at, "%H:%M").unwrap_or(NaiveTime::MIN);
         if !rules.deadlines.calendar.is_working_day(today) || local.time() < at {
             return;
         }
@@ -140,9 +149,14 @@ impl Keeper {
             .deadlines
             .working_days_after(today, self.settings.due_soon_working_days);
         for unit in rules.units.values().filter(|u| !u.external) {
-            let Some(address) = unit.email.as_deref() else { continue };
+            let Some(address) = unit.email.as_deref() else {
+                continue;
+            };
             let result = async {
-                let due = self.registry.due_items(today, horizon, Some(&unit.id)).await?;
+                let due = self
+                    .registry
+                    .due_items(today, horizon, Some(&unit.id))
+                    .await?;
                 if due.overdue.is_empty() && due.due_soon.is_empty() {
                     return Ok(false);
                 }
@@ -150,7 +164,9 @@ impl Keeper {
                 if !self.registry.claim_digest(today, &unit.id, count).await? {
                     return Ok(false);
                 }
-                let sent = self.send_one(&transport, &unit.id, &unit.name, address, &due).await;
+                let sent = self
+                    .send_one(&transport, &unit.id, &unit.name, address, &due)
+                    .await;
                 if sent.is_err() {
                     self.registry.release_digest(today, &unit.id).await?;
                 }
@@ -178,11 +194,15 @@ impl Keeper {
             address: address.into(),
             source,
         })?;
-        let from: Mailbox = self.settings.digest_from.parse().map_err(|source| DigestError::Address {
-            unit: unit.into(),
-            address: self.settings.digest_from.clone(),
-            source,
-        })?;
+        let from: Mailbox =
+            self.settings
+                .digest_from
+                .parse()
+                .map_err(|source| DigestError::Address {
+                    unit: unit.into(),
+                    address: self.settings.digest_from.clone(),
+                    source,
+                })?;
         let body = DigestMail {
             unit_name,
             today: due.today.to_string(),
@@ -191,7 +211,10 @@ impl Keeper {
             due_soon: &due.due_soon,
         }
         .render()
-        .map_err(|source| DigestError::Template { unit: unit.into(), source })?;
+        .map_err(|source| DigestError::Template {
+            unit: unit.into(),
+            source,
+        })?;
         let mail = Message::builder()
             .from(from)
             .to(to)
@@ -205,17 +228,24 @@ impl Keeper {
             ))
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(body)
-            .map_err(|source| DigestError::Build { unit: unit.into(), source })?;
+            .map_err(|source| DigestError::Build {
+                unit: unit.into(),
+                source,
+            })?;
         // Our own mail is automatic: no auto-replies to it (RFC 3834).
         let mut mail = mail;
-        mail.headers_mut().insert_raw(lettre::message::header::HeaderValue::new(
-            lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".into(),
-        ));
+        mail.headers_mut()
+            .insert_raw(lettre::message::header::HeaderValue::new(
+                lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-generated".into(),
+            ));
         transport
             .send(mail)
             .await
             .map(|_| ())
-            .map_err(|source| DigestError::Smtp { unit: unit.into(), source })
+            .map_err(|source| DigestError::Smtp {
+                unit: unit.into(),
+                source,
+            })
     }
 }

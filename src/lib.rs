@@ -39,3 +39,4 @@ pub mod message;
 pub mod metrics;
 pub mod registry;
 pub mod rules;
+pub mod stats;

@@ -41,7 +41,11 @@ pub fn rules_reloaded(ok: bool) {
 pub fn open_items(counts: &[crate::registry::deadlines::OpenCounts]) {
     let mut review = 0;
     for c in counts {
-        let unit = if c.unit.is_empty() { "none".to_string() } else { c.unit.clone() };
+        let unit = if c.unit.is_empty() {
+            "none".to_string()
+        } else {
+            c.unit.clone()
+        };
         gauge!("pietura_items_open", "unit" => unit.clone()).set(c.open as f64);
         gauge!("pietura_items_overdue", "unit" => unit.clone()).set(c.overdue as f64);
         gauge!("pietura_items_due_soon", "unit" => unit.clone()).set(c.due_soon as f64);

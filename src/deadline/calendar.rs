@@ -374,14 +374,23 @@ pub fn add_dated_holiday(
         return Err(AddHolidayError::AlreadyOff { date, reason });
     }
     let (mut sources, _) = RuleSources::read(rules_dir);
-    let text = sources.files.get("calendar.toml").cloned().unwrap_or_default();
+    let text = sources
+        .files
+        .get("calendar.toml")
+        .cloned()
+        .unwrap_or_default();
     let block = format!(
         "\n[[dated_holiday]]\ndate = {date}\nname = {}\nadded_by = {}\n",
         toml::Value::String(name.to_string()),
-        toml::Value::String(format!("{added_by}, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))),
+        toml::Value::String(format!(
+            "{added_by}, {}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        )),
     );
     let new_text = format!("{}{block}", text.trim_end_matches('\n'));
-    sources.files.insert("calendar.toml".into(), new_text.clone());
+    sources
+        .files
+        .insert("calendar.toml".into(), new_text.clone());
     let set = RuleSet::from_sources(rules_dir, sources)?;
     let path = rules_dir.join("calendar.toml");
     let tmp = rules_dir.join(".calendar.toml.new");

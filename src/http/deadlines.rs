@@ -170,7 +170,11 @@ async fn due(
     let horizon = rules
         .deadlines
         .working_days_after(today, q.within.unwrap_or(s.due_soon_working_days).min(60));
-    match s.registry.due_items(today, horizon, q.unit.as_deref()).await {
+    match s
+        .registry
+        .due_items(today, horizon, q.unit.as_deref())
+        .await
+    {
         Ok(due) => Json(due).into_response(),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
@@ -221,7 +225,11 @@ async fn add_holiday(
     s.rules.store(set.clone());
     tracing::info!(date = %b.date, actor = %b.actor, version = %set.version, "ad-hoc holiday added");
     let cause = format!("holiday {} added by {}", b.date, b.actor);
-    match s.registry.recompute_open_deadlines(&set.deadlines, &cause).await {
+    match s
+        .registry
+        .recompute_open_deadlines(&set.deadlines, &cause)
+        .await
+    {
         Ok(moved) => (
             StatusCode::CREATED,
             Json(serde_json::json!({ "version": set.version, "deadlines_moved": moved })),
@@ -229,7 +237,10 @@ async fn add_holiday(
             .into_response(),
         Err(e) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("holiday added (rules version {}), but open deadlines were not moved yet: {e}; they move on the next reload or restart", set.version),
+            format!(
+                "holiday added (rules version {}), but open deadlines were not moved yet: {e}; they move on the next reload or restart",
+                set.version
+            ),
         ),
     }
 }

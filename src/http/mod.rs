@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+mod dashboard;
 mod deadlines;
 
 use crate::bus::Bus;
@@ -52,6 +53,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(deadlines::routes())
+        .merge(dashboard::routes())
         .with_state(state);
     for ch in channels {
         if let Some(routes) = ch.clone().routes() {

@@ -196,10 +196,12 @@ impl Registry {
                 row.number
             )));
         }
-        let basis = d.extend(&row.basis, until).map_err(|source| ActionError::Extension {
-            item: row.number.clone(),
-            source,
-        })?;
+        let basis = d
+            .extend(&row.basis, until)
+            .map_err(|source| ActionError::Extension {
+                item: row.number.clone(),
+                source,
+            })?;
         let due = d.reply_due(&basis).to_string();
         let detail = serde_json::json!({
             "from": row.reply_due, "to": due, "reason": reason,

@@ -6,9 +6,10 @@
 //! item, its attachments, the audit entry and the outbox row commit together
 //! or not at all. The bus message is acknowledged only after that commit.
 
-pub mod numbering;
 pub mod deadlines;
+pub mod numbering;
 mod register;
+mod stats;
 
 use std::collections::HashSet;
 use std::str::FromStr;
