@@ -1,7 +1,7 @@
 //! Deadline upkeep, one background task: recomputes open deadlines whenever
 //! the calendar or the legal terms change (and once at start, since the files
-//! may have been edited while the daemon was down), refreshes the deadline
-//! gauges, and sends each unit its daily digest when that is switched on.
+//! may have been edited while the daemon was down), and sends each unit its
+//! daily digest when that is switched on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DeadlineSettings;
-use crate::deadline::{Calendar, Deadlines, local_date};
+use crate::deadline::{Calendar, Deadlines};
 use crate::registry::{ItemSummary, Registry};
 use crate::rules::watch::{ReloadStatus, SharedRules};
 
@@ -62,7 +62,7 @@ pub struct Keeper {
     pub rules: SharedRules,
     pub settings: DeadlineSettings,
     pub status: tokio::sync::watch::Receiver<ReloadStatus>,
-    /// How often gauges and the digest are checked.
+    /// How often the digest is checked.
     pub tick: Duration,
 }
 
@@ -89,11 +89,8 @@ impl Keeper {
                         self.recompute(&in_force, &cause).await;
                     }
                 }
-                _ = ticker.tick() => {
-                    self.refresh_gauges(Utc::now()).await;
-                    if self.settings.digest_enabled {
-                        self.send_digests(Utc::now()).await;
-                    }
+                _ = ticker.tick(), if self.settings.digest_enabled => {
+                    self.send_digests(Utc::now()).await;
                 }
             }
         }
@@ -110,18 +107,6 @@ impl Keeper {
             Err(e) => {
                 tracing::error!(%cause, "open deadlines not recomputed (kept as they were): {e}")
             }
-        }
-    }
-
-    async fn refresh_gauges(&self, now: DateTime<Utc>) {
-        let rules = self.rules.load_full();
-        let today = local_date(now);
-        let horizon = rules
-            .deadlines
-            .working_days_after(today, self.settings.due_soon_working_days);
-        match self.registry.open_counts(today, horizon).await {
-            Ok(counts) => crate::metrics::open_items(&counts),
-            Err(e) => tracing::warn!("deadline gauges not refreshed: {e}"),
         }
     }
 

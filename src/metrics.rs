@@ -37,20 +37,31 @@ pub fn rules_reloaded(ok: bool) {
         .increment(1);
 }
 
-/// Open items per unit by deadline state; refreshed every minute.
-pub fn open_items(counts: &[crate::registry::deadlines::OpenCounts]) {
+/// Open items per unit by deadline state. Every unit of the rule set is
+/// set, at zero when it has nothing open, so no gauge keeps a stale value.
+pub fn open_items<'a>(
+    units: impl Iterator<Item = &'a str>,
+    counts: &[crate::registry::deadlines::OpenCounts],
+) {
     let mut review = 0;
-    for c in counts {
-        let unit = if c.unit.is_empty() {
-            "none".to_string()
-        } else {
-            c.unit.clone()
-        };
-        gauge!("pietura_items_open", "unit" => unit.clone()).set(c.open as f64);
-        gauge!("pietura_items_overdue", "unit" => unit.clone()).set(c.overdue as f64);
-        gauge!("pietura_items_due_soon", "unit" => unit.clone()).set(c.due_soon as f64);
-        gauge!("pietura_items_paused", "unit" => unit).set(c.paused as f64);
-        review += c.in_review;
+    let mut set = |unit: &str, c: Option<&crate::registry::deadlines::OpenCounts>| {
+        let label = if unit.is_empty() { "none" } else { unit }.to_string();
+        let v =
+            |f: fn(&crate::registry::deadlines::OpenCounts) -> i64| c.map_or(0.0, |c| f(c) as f64);
+        gauge!("pietura_items_open", "unit" => label.clone()).set(v(|c| c.open));
+        gauge!("pietura_items_overdue", "unit" => label.clone()).set(v(|c| c.overdue));
+        gauge!("pietura_items_due_soon", "unit" => label.clone()).set(v(|c| c.due_soon));
+        gauge!("pietura_items_paused", "unit" => label).set(v(|c| c.paused));
+        review += c.map_or(0, |c| c.in_review);
+    };
+    let mut seen = std::collections::HashSet::new();
+    for unit in units.chain(std::iter::once("")) {
+        seen.insert(unit.to_string());
+        set(unit, counts.iter().find(|c| c.unit == unit));
+    }
+    // Items of a unit no longer in the rules still count.
+    for c in counts.iter().filter(|c| !seen.contains(&c.unit)) {
+        set(&c.unit, Some(c));
     }
     gauge!("pietura_review_backlog").set(review as f64);
 }

@@ -291,6 +291,204 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), None);
     }
 
+    use chrono::TimeZone;
+    use chrono_tz::Europe::Riga;
+
+    fn riga(m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Riga.with_ymd_and_hms(2026, m, d, h, 0, 0)
+            .single()
+            .expect("local time")
+            .with_timezone(&Utc)
+    }
+
+    fn day(m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, m, d).expect("date")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rec(
+        channel: &str,
+        unit: Option<&str>,
+        state: &str,
+        received: DateTime<Utc>,
+        registration_s: i64,
+        routed: Option<(&str, DateTime<Utc>)>,
+        closed: Option<DateTime<Utc>>,
+        due: NaiveDate,
+    ) -> ItemRecord {
+        ItemRecord {
+            channel: channel.into(),
+            unit: unit.map(str::to_string),
+            service: None,
+            state: state.into(),
+            received_at: received,
+            registered_at: received + chrono::Duration::seconds(registration_s),
+            routed_by: routed.map(|r| r.0.to_string()),
+            routed_at: routed.map(|r| r.1),
+            closed_at: closed,
+            due: Some(due),
+        }
+    }
+
+    /// Seven items around 2026Q2, each chosen for one figure.
+    fn seeded() -> Vec<ItemRecord> {
+        vec![
+            // 1. routed by a rule, answered on time after 8 days.
+            rec(
+                "web_form",
+                Some("buvvalde"),
+                "routed",
+                riga(4, 2, 10),
+                2,
+                Some(("rules", riga(4, 2, 10))),
+                Some(riga(4, 10, 10)),
+                day(4, 16),
+            ),
+            // 2. routed by a rule, answered late after 23 days.
+            rec(
+                "web_form",
+                Some("buvvalde"),
+                "routed",
+                riga(4, 7, 10),
+                4,
+                Some(("rules", riga(4, 7, 10))),
+                Some(riga(4, 30, 10)),
+                day(4, 21),
+            ),
+            // 3. routed by a rule, still open past its deadline.
+            rec(
+                "email",
+                Some("socialais"),
+                "routed",
+                riga(5, 5, 9),
+                6,
+                Some(("rules", riga(5, 5, 9))),
+                None,
+                day(5, 19),
+            ),
+            // 4. to review, routed by the officer two days later, answered in 6 days.
+            rec(
+                "email",
+                Some("kanceleja"),
+                "routed",
+                riga(5, 6, 12),
+                8,
+                Some(("anna", riga(5, 8, 12))),
+                Some(riga(5, 12, 12)),
+                day(5, 20),
+            ),
+            // 5. to review, still waiting at the end of the quarter.
+            rec(
+                "sms",
+                None,
+                "review",
+                riga(6, 29, 12),
+                10,
+                None,
+                None,
+                day(7, 13),
+            ),
+            // 6. forwarded by a rule within 2 days.
+            rec(
+                "post",
+                Some("vid"),
+                "forwarding",
+                riga(6, 1, 10),
+                20,
+                Some(("rules", riga(6, 1, 10))),
+                Some(riga(6, 3, 10)),
+                day(6, 8),
+            ),
+            // 7. received in Q1, in review until 2 April: only in the backlog.
+            rec(
+                "web_form",
+                Some("kanceleja"),
+                "routed",
+                riga(3, 31, 12),
+                5,
+                Some(("janis", riga(4, 2, 9))),
+                None,
+                day(4, 15),
+            ),
+        ]
+    }
+
+    #[test]
+    fn seeded_quarter_gives_exact_figures() {
+        let q2 = Period::quarter("2026Q2").expect("quarter");
+        let r = report(&seeded(), q2, day(7, 15));
+        let t = &r.total;
+        assert_eq!(
+            (
+                t.received,
+                t.registered,
+                t.routed_by_rules,
+                t.routed_by_officer,
+                t.in_review,
+                t.forwarded
+            ),
+            (6, 6, 4, 1, 1, 1)
+        );
+        assert_eq!(
+            (t.answered_on_time, t.answered_late, t.open_overdue),
+            (3, 1, 1)
+        );
+        // Registration seconds 2, 4, 6, 8, 10, 20: median (rank 3) 6, p90 (rank 6) 20.
+        assert_eq!(
+            (t.registration_median_s, t.registration_p90_s),
+            (Some(6), Some(20))
+        );
+        // Replies after 2, 6, 8 and 23 days: median (rank 2) 6 days, p90 (rank 4) 23 days.
+        assert_eq!(
+            (t.reply_median_s, t.reply_p90_s),
+            (Some(6 * 86_400), Some(23 * 86_400))
+        );
+
+        let by = |list: &[Figures], key: &str| {
+            list.iter()
+                .find(|f| f.key == key)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let web = by(&r.by_channel, "web_form");
+        assert_eq!(
+            (web.received, web.answered_on_time, web.answered_late),
+            (2, 1, 1)
+        );
+        assert_eq!(by(&r.by_channel, "sms").in_review, 1);
+        let buvvalde = by(&r.by_unit, "buvvalde");
+        assert_eq!(
+            (buvvalde.received, buvvalde.reply_median_s),
+            (2, Some(8 * 86_400))
+        );
+        assert_eq!(by(&r.by_unit, "—").received, 1);
+        assert_eq!(r.by_channel.iter().map(|f| f.received).sum::<u64>(), 6);
+
+        let backlog: BTreeMap<NaiveDate, u64> = r.review_backlog.iter().copied().collect();
+        assert_eq!(backlog.len(), 91, "every day of the quarter");
+        assert_eq!(
+            [
+                day(4, 1),
+                day(4, 2),
+                day(5, 6),
+                day(5, 7),
+                day(5, 8),
+                day(6, 29),
+                day(6, 30)
+            ]
+            .map(|d| backlog[&d]),
+            [1, 0, 1, 1, 0, 1, 1]
+        );
+        assert_eq!(backlog.values().sum::<u64>(), 5);
+
+        let csv = to_csv(&r);
+        assert!(
+            csv.lines()
+                .any(|l| l == "2026Q2,total,total,6,6,4,1,1,1,3,1,1,6,20,518400,1987200"),
+            "{csv}"
+        );
+    }
+
     #[test]
     fn quarters() {
         let q = Period::quarter("2026Q2").expect("valid");

@@ -257,7 +257,18 @@ async fn ready(State(s): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// Prometheus text; the deadline gauges are read from the registry at each
+/// scrape, so they are never staler than the scrape itself.
 async fn metrics(State(s): State<HttpState>) -> Response {
+    let today = crate::deadline::local_date(chrono::Utc::now());
+    let rules = s.rules.load_full();
+    let horizon = rules
+        .deadlines
+        .working_days_after(today, s.due_soon_working_days);
+    match s.registry.open_counts(today, horizon).await {
+        Ok(counts) => crate::metrics::open_items(rules.units.keys().map(String::as_str), &counts),
+        Err(e) => tracing::warn!("deadline gauges not refreshed: {e}"),
+    }
     match &s.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
