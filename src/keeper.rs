@@ -212,7 +212,18 @@ impl Keeper {
                 due.due_soon.len()
             ))
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .body(body)
+            // 8bit keeps the Latvian text readable in the raw mail; every
+            // relay worth using speaks 8BITMIME.
+            .body(
+                lettre::message::Body::new_with_encoding(
+                    body,
+                    lettre::message::header::ContentTransferEncoding::EightBit,
+                )
+                .map_err(|_| DigestError::Build {
+                    unit: unit.into(),
+                    source: lettre::error::Error::NonAsciiChars,
+                })?,
+            )
             .map_err(|source| DigestError::Build {
                 unit: unit.into(),
                 source,

@@ -41,6 +41,23 @@ enum Command {
         #[command(subcommand)]
         command: ItemsCommand,
     },
+    /// The working-day calendar in `rules/calendar.toml`.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
+    /// The quarterly service-delivery report (CSV or a summary).
+    Report {
+        /// e.g. 2026Q3; default: the current quarter.
+        #[arg(long)]
+        quarter: Option<String>,
+        /// One unit only.
+        #[arg(long)]
+        unit: Option<String>,
+        /// CSV, as the dashboard exports it.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Print the JSON Schema of the message format.
     Schema,
     /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
@@ -60,6 +77,22 @@ enum RulesCommand {
         file: PathBuf,
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Days off (holidays, transfers) and Saturdays worked in a year.
+    Show { year: i32 },
+    /// Adds a one-off holiday to calendar.toml; a running daemon reloads it
+    /// and moves open deadlines.
+    AddHoliday {
+        /// YYYY-MM-DD
+        date: chrono::NaiveDate,
+        name: String,
+        /// Who adds it (kept in the file).
+        #[arg(long)]
+        by: String,
     },
 }
 
@@ -225,6 +258,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         i.subject.as_deref().unwrap_or("")
                     );
                 }
+            }
+        }
+        Command::Calendar {
+            command: CalendarCommand::Show { year },
+        } => {
+            let set = RuleSet::load(&settings.rules.dir)?;
+            let calendar = &set.deadlines.calendar;
+            let (off, worked) = calendar.year_overview(year);
+            if !calendar.covers(year) {
+                outln!("note: calendar.toml is not checked for {year} (checked_years); transfers may be missing");
+            }
+            outln!("office closes {}", calendar.office_closes().format("%H:%M"));
+            for d in off {
+                outln!("{} {}  {}", d.date, d.date.format("%a"), d.reason);
+            }
+            for d in worked {
+                outln!("{} {}  working day (transferred)", d, d.format("%a"));
+            }
+        }
+        Command::Calendar {
+            command: CalendarCommand::AddHoliday { date, name, by },
+        } => {
+            let set = pietura::deadline::calendar::add_dated_holiday(
+                &settings.rules.dir,
+                date,
+                &name,
+                &by,
+            )?;
+            outln!(
+                "{date} added to {}; rules version {} (a running daemon reloads it and moves open deadlines)",
+                settings.rules.dir.join("calendar.toml").display(),
+                set.version
+            );
+        }
+        Command::Report { quarter, unit, csv } => {
+            let today = pietura::deadline::local_date(chrono::Utc::now());
+            let period = match quarter {
+                Some(q) => pietura::stats::Period::quarter(&q).map_err(anyhow::Error::msg)?,
+                None => pietura::stats::Period::quarter_of(today),
+            };
+            let registry = open_registry(&settings).await?;
+            let mut records = registry.stats_records(period).await?;
+            if let Some(unit) = &unit {
+                records.retain(|r| r.unit.as_deref() == Some(unit.as_str()));
+            }
+            let report = pietura::stats::report(&records, period, today);
+            if csv {
+                out(format_args!("{}", pietura::stats::to_csv(&report).trim_end()))?;
+            } else {
+                let t = &report.total;
+                outln!(
+                    "{}: received {}, routed by rules {}, by the records officer {}, waiting {}, forwarded {}, answered on time {}, late {}, open and overdue {}",
+                    report.label,
+                    t.received,
+                    t.routed_by_rules,
+                    t.routed_by_officer,
+                    t.in_review,
+                    t.forwarded,
+                    t.answered_on_time,
+                    t.answered_late,
+                    t.open_overdue
+                );
             }
         }
         Command::Schema => outln!(

@@ -89,3 +89,52 @@ fn cli_rules_test_explains_the_match() {
     );
     assert!(stdout.contains("buvvalde"), "{stdout}");
 }
+
+#[test]
+fn a_broken_calendar_or_terms_file_is_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("routing")).expect("mkdir");
+    for name in ["units.toml", "services.toml", "deadlines.toml"] {
+        std::fs::copy(support::repo_path("rules").join(name), rules.join(name)).expect("copy");
+    }
+    std::fs::copy(
+        support::repo_path("rules/routing/50-units.toml"),
+        rules.join("routing/50-units.toml"),
+    )
+    .expect("copy");
+    let calendar = "office_closes = \"5pm\"\n\
+                    checked_years = [2026]\n\
+                    \n\
+                    [[holiday]]\n\
+                    name = \"Jaungada diena\"\n\
+                    date = \"13-01\"\n\
+                    \n\
+                    [[transfer]]\n\
+                    day_off = 2026-06-22\n\
+                    worked_on = 2026-06-26\n";
+    std::fs::write(rules.join("calendar.toml"), calendar).expect("write");
+    let err = RuleSet::load(&rules).expect_err("a broken calendar must be refused");
+    let text = err.to_string();
+    for (at, what) in [
+        ("calendar.toml:1", "office_closes"),
+        ("calendar.toml:4", "MM-DD"),
+        ("calendar.toml:8", "not a Saturday or Sunday"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(at))
+            .unwrap_or_else(|| panic!("{at} not reported in:\n{text}"));
+        assert!(line.contains(what), "{at} should mention {what}: {line}");
+    }
+
+    std::fs::copy(support::repo_path("rules/calendar.toml"), rules.join("calendar.toml"))
+        .expect("copy");
+    std::fs::write(
+        rules.join("deadlines.toml"),
+        "[[regime]]\nfrom = 2026-03-01\nname = \"x\"\nreply = { weeks = 2 }\nextended_max = { months = 1 }\nforward = { working_days = 5 }\n",
+    )
+    .expect("write");
+    let text = RuleSet::load(&rules).expect_err("unknown term unit").to_string();
+    assert!(text.contains("deadlines.toml:") && text.contains("weeks"), "{text}");
+}

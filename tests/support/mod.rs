@@ -277,6 +277,44 @@ impl TestEnv {
         (status, body)
     }
 
+    /// Submits a form and waits for its item to be registered.
+    pub async fn submit_item(&self, subject: &str, text: &str) -> ItemSummary {
+        let token = self.form_token().await;
+        let (status, receipt) = self.submit(&token, subject, text).await;
+        assert!(status == 201 || status == 202, "{status}: {receipt}");
+        self.registered(receipt["tracking_id"].as_str().expect("tracking id"))
+            .await
+    }
+
+    /// POSTs JSON to the daemon; the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// GETs JSON from the daemon.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
     /// Waits until the item behind a tracking id (message id) is registered.
     pub async fn registered(&self, tracking_id: &str) -> ItemSummary {
         let deadline = tokio::time::Instant::now() + WAIT;
