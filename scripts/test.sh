@@ -21,6 +21,12 @@ PIETURA_TEST_PACKAGES=(
     build-essential
     curl
     ca-certificates
+    # A real browser for tests/browser.rs (form, dashboard, report).
+    chromium
+    chromium-driver
+    fonts-dejavu-core
+    # A real SMTP server for the deadline digest (tests/deadlines.rs).
+    python3-aiosmtpd
 )
 
 # Upper bound for the `cargo test` step (the whole run must stay well under

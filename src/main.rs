@@ -267,7 +267,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let calendar = &set.deadlines.calendar;
             let (off, worked) = calendar.year_overview(year);
             if !calendar.covers(year) {
-                outln!("note: calendar.toml is not checked for {year} (checked_years); transfers may be missing");
+                outln!(
+                    "note: calendar.toml is not checked for {year} (checked_years); transfers may be missing"
+                );
             }
             outln!("office closes {}", calendar.office_closes().format("%H:%M"));
             for d in off {
@@ -305,7 +307,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let report = pietura::stats::report(&records, period, today);
             if csv {
-                out(format_args!("{}", pietura::stats::to_csv(&report).trim_end()))?;
+                out(format_args!(
+                    "{}",
+                    pietura::stats::to_csv(&report).trim_end()
+                ))?;
             } else {
                 let t = &report.total;
                 outln!(

@@ -40,7 +40,10 @@ async fn actions_are_recorded_and_conflicts_refused(backend: Backend) {
     let item = env.submit_item(BUILDING.0, BUILDING.1).await;
     let rules = env.daemon.rules.load_full();
     let law_due = rules.deadlines.reply_due(&basis(&item));
-    assert_eq!(item.reply_due.as_deref(), Some(law_due.to_string().as_str()));
+    assert_eq!(
+        item.reply_due.as_deref(),
+        Some(law_due.to_string().as_str())
+    );
     let path = |action: &str| format!("/api/v1/items/{}/{action}", item.id);
 
     // Two officers pause at once: one wins, the other is told.
@@ -55,7 +58,13 @@ async fn actions_are_recorded_and_conflicts_refused(backend: Backend) {
     assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
     let (status, again) = env.post_json(&path("deadline/pause"), pause).await;
     assert_eq!(status, 409, "{again}");
-    assert!(again["error"].as_str().unwrap_or("").contains("already paused"), "{again}");
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already paused"),
+        "{again}"
+    );
 
     let (status, resumed) = env
         .post_json(&path("deadline/resume"), json!({ "actor": "anna" }))
@@ -65,13 +74,16 @@ async fn actions_are_recorded_and_conflicts_refused(backend: Backend) {
     // Paused and resumed the same day: no working day was lost.
     assert_eq!(date(&resumed["reply_due"]), law_due);
 
-    let extend = |reason: &str, until: Option<&str>| {
-        json!({ "actor": "anna", "reason": reason, "until": until })
-    };
-    let (status, body) = env.post_json(&path("deadline/extend"), extend(" ", None)).await;
+    let extend = |reason: &str, until: Option<&str>| json!({ "actor": "anna", "reason": reason, "until": until });
+    let (status, body) = env
+        .post_json(&path("deadline/extend"), extend(" ", None))
+        .await;
     assert_eq!(status, 400, "an extension needs a reason: {body}");
     let (status, body) = env
-        .post_json(&path("deadline/extend"), extend("cita iestāde", Some("2099-01-01")))
+        .post_json(
+            &path("deadline/extend"),
+            extend("cita iestāde", Some("2099-01-01")),
+        )
         .await;
     assert_eq!(status, 422, "beyond the law's month: {body}");
     let (status, body) = env
@@ -79,7 +91,10 @@ async fn actions_are_recorded_and_conflicts_refused(backend: Backend) {
         .await;
     assert_eq!(status, 422, "the actor is required: {body}");
     let (status, extended) = env
-        .post_json(&path("deadline/extend"), extend("jāsaņem VZD atzinums", None))
+        .post_json(
+            &path("deadline/extend"),
+            extend("jāsaņem VZD atzinums", None),
+        )
         .await;
     assert_eq!(status, 200, "{extended}");
     let limit = rules.deadlines.extension_limit(&basis(&item));
@@ -90,12 +105,18 @@ async fn actions_are_recorded_and_conflicts_refused(backend: Backend) {
     let (status, closed) = env.post_json(&path("close"), close.clone()).await;
     assert_eq!(status, 200, "{closed}");
     assert!(closed["closed_at"].is_string());
-    for (action, body) in [("close", close), ("deadline/extend", extend("vēlreiz", None))] {
+    for (action, body) in [
+        ("close", close),
+        ("deadline/extend", extend("vēlreiz", None)),
+    ] {
         let (status, body) = env.post_json(&path(action), body).await;
         assert_eq!(status, 409, "{action} after closing: {body}");
     }
     let (status, _) = env
-        .post_json("/api/v1/items/no-such-item/close", json!({ "actor": "anna" }))
+        .post_json(
+            "/api/v1/items/no-such-item/close",
+            json!({ "actor": "anna" }),
+        )
         .await;
     assert_eq!(status, 404);
 
@@ -133,7 +154,9 @@ async fn deadline_actions_embedded_sqlite() {
 async fn an_added_holiday_moves_open_deadlines_only() {
     let env = TestEnv::start(Options::new(Backend::Amqp)).await;
     let open = env.submit_item(BUILDING.0, BUILDING.1).await;
-    let closed = env.submit_item(BUILDING.0, "Vēl viena būvatļauja klēts pārbūvei.").await;
+    let closed = env
+        .submit_item(BUILDING.0, "Vēl viena būvatļauja klēts pārbūvei.")
+        .await;
     let (status, _) = env
         .post_json(
             &format!("/api/v1/items/{}/close", closed.id),
@@ -154,24 +177,56 @@ async fn an_added_holiday_moves_open_deadlines_only() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["deadlines_moved"], 1, "only the open item moves: {body}");
+    assert_eq!(
+        body["deadlines_moved"], 1,
+        "only the open item moves: {body}"
+    );
 
-    let after = env.daemon.registry.find(&open.id).await.expect("find").expect("item");
+    let after = env
+        .daemon
+        .registry
+        .find(&open.id)
+        .await
+        .expect("find")
+        .expect("item");
     let due_after = date(&json!(after.reply_due));
-    assert_eq!(due_after, before.deadlines.working_days_after(due_before, 1));
-    let still = env.daemon.registry.find(&closed.id).await.expect("find").expect("item");
-    assert_eq!(still.reply_due, closed.reply_due, "a closed item keeps its deadline");
+    assert_eq!(
+        due_after,
+        before.deadlines.working_days_after(due_before, 1)
+    );
+    let still = env
+        .daemon
+        .registry
+        .find(&closed.id)
+        .await
+        .expect("find")
+        .expect("item");
+    assert_eq!(
+        still.reply_due, closed.reply_due,
+        "a closed item keeps its deadline"
+    );
 
     // The holiday is in the file (so files and API never diverge) and in force.
     let file = std::fs::read_to_string(env.rules_dir.join("calendar.toml")).expect("calendar");
     assert!(file.contains("Ārkārtas svētku diena") && file.contains(&holiday.to_string()));
-    let year = env.get_json(&format!("/api/v1/calendar/{}", holiday.format("%Y"))).await;
+    let year = env
+        .get_json(&format!("/api/v1/calendar/{}", holiday.format("%Y")))
+        .await;
     assert!(
-        year["days_off"].as_array().expect("days").iter().any(|d| d["date"] == json!(holiday)),
+        year["days_off"]
+            .as_array()
+            .expect("days")
+            .iter()
+            .any(|d| d["date"] == json!(holiday)),
         "{year}"
     );
     let moved = env.daemon.registry.audit_of(&open.id).await.expect("audit");
-    assert!(moved.iter().any(|a| a.2 == "deadline_moved" && a.3.contains("admin")), "{moved:?}");
+    assert!(
+        moved
+            .iter()
+            .any(|a| a.2 == "deadline_moved" && a.3.contains("admin")),
+        "{moved:?}"
+    );
 
     let (status, body) = env
         .post_json(
@@ -206,14 +261,23 @@ impl SmtpServer {
             })
             .expect("aiosmtpd is not installed: `apt-get install python3-aiosmtpd` (scripts/test.sh does)");
         let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c"])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+            ])
             .args(["aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .spawn()
             .expect("start aiosmtpd");
+        // Owned at once, so a failed start below still stops the process.
+        let server = SmtpServer { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return SmtpServer { child, port };
+                return server;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

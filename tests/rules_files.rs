@@ -128,13 +128,21 @@ fn a_broken_calendar_or_terms_file_is_refused_with_file_and_line() {
         assert!(line.contains(what), "{at} should mention {what}: {line}");
     }
 
-    std::fs::copy(support::repo_path("rules/calendar.toml"), rules.join("calendar.toml"))
-        .expect("copy");
+    std::fs::copy(
+        support::repo_path("rules/calendar.toml"),
+        rules.join("calendar.toml"),
+    )
+    .expect("copy");
     std::fs::write(
         rules.join("deadlines.toml"),
         "[[regime]]\nfrom = 2026-03-01\nname = \"x\"\nreply = { weeks = 2 }\nextended_max = { months = 1 }\nforward = { working_days = 5 }\n",
     )
     .expect("write");
-    let text = RuleSet::load(&rules).expect_err("unknown term unit").to_string();
-    assert!(text.contains("deadlines.toml:") && text.contains("weeks"), "{text}");
+    let text = RuleSet::load(&rules)
+        .expect_err("unknown term unit")
+        .to_string();
+    assert!(
+        text.contains("deadlines.toml:") && text.contains("weeks"),
+        "{text}"
+    );
 }

@@ -274,10 +274,7 @@ impl WorkCalendar {
         // that is not already a holiday.
         for (day, name) in moves {
             let mut next = day;
-            loop {
-                let Some(n) = next.checked_add_days(Days::new(1)) else {
-                    break;
-                };
+            while let Some(n) = next.checked_add_days(Days::new(1)) {
                 next = n;
                 if !is_weekend(next) && !holidays.contains_key(&next) {
                     holidays.insert(next, format!("{name} (pārcelta no {day})"));

@@ -93,12 +93,15 @@ struct BarChart {
 const LABEL_WIDTH: f64 = 220.0;
 const PLOT_WIDTH: f64 = 520.0;
 
-/// Stacked horizontal bars; each row is (label, [(value, fill, name)]).
+/// One stacked bar: its label and (value, fill, name) per segment.
+type BarRow = (String, Vec<(u64, &'static str, &'static str)>);
+
+/// Stacked horizontal bars.
 fn bar_chart(
     id: &'static str,
     title: &'static str,
     legend: Vec<(&'static str, &'static str)>,
-    rows: Vec<(String, Vec<(u64, &'static str, &'static str)>)>,
+    rows: Vec<BarRow>,
 ) -> BarChart {
     let max = rows
         .iter()
@@ -166,7 +169,8 @@ fn backlog_chart(r: &Report) -> LineChart {
         .max()
         .unwrap_or(0)
         .max(1);
-    let n = r.review_backlog.len().max(2) - 1;
+    // Spread over the whole period, so a quarter still running ends at today.
+    let n = (r.period.to - r.period.from).num_days().max(1);
     let points = r
         .review_backlog
         .iter()
@@ -237,6 +241,15 @@ fn unit_names(s: &HttpState) -> BTreeMap<String, String> {
         .units
         .values()
         .map(|u| (u.id.clone(), u.name.clone()))
+        .collect()
+}
+
+fn service_names(s: &HttpState) -> BTreeMap<String, String> {
+    s.rules
+        .load()
+        .services
+        .values()
+        .map(|v| (v.id.clone(), v.name.clone()))
         .collect()
 }
 
@@ -364,7 +377,7 @@ async fn report_page(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -
         ),
         (
             "Pa pakalpojumiem / by service",
-            rows(&report.by_service, &names),
+            rows(&report.by_service, &service_names(&s)),
         ),
     ];
     let unit = q
