@@ -33,12 +33,23 @@ pub enum ExplainError {
 /// The decision for `item`, trace included, as its own rule-set version made it.
 pub async fn explain(registry: &Registry, item: &ItemSummary) -> Result<Decision, ExplainError> {
     let version = item.ruleset_version.clone();
-    let Some(sources) = registry.ruleset_sources(&version).await? else {
+    let Some(mut sources) = registry.ruleset_sources(&version).await? else {
         return Err(ExplainError::UnknownVersion {
             item: item.registration_number.clone(),
             version,
         });
     };
+    // Versions stored before the calendar and terms were rules files lack
+    // them; routing never reads them, so the shipped ones complete the set.
+    for (name, text) in [
+        ("calendar.toml", include_str!("../rules/calendar.toml")),
+        ("deadlines.toml", include_str!("../rules/deadlines.toml")),
+    ] {
+        sources
+            .files
+            .entry(name.to_string())
+            .or_insert_with(|| text.to_string());
+    }
     let label = PathBuf::from(format!("rules@{version}"));
     let rules = RuleSet::from_sources(&label, sources).map_err(|source| ExplainError::Rules {
         item: item.registration_number.clone(),

@@ -18,10 +18,15 @@
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite.
 //! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues.
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
-//! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, health and metrics).
+//! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
+//!   actions, dashboard and reports, health and metrics).
 //! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
 //! - [`explain`]: an item's routing explained again from its stored rule-set version.
-//! - [`deadline`]: reply deadlines in working days; [`bench`]: the pipeline benchmark.
+//! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
+//!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
+//!   recomputes open deadlines when they change and sends the units' daily digest.
+//! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV).
+//! - [`bench`]: the pipeline benchmark.
 
 pub mod bench;
 pub mod blobs;

@@ -345,3 +345,29 @@ async fn units_get_one_digest_a_day_through_real_smtp() {
     assert!(text.contains(&item.registration_number), "{text}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_rule_sets_stored_before_the_calendar_are_still_explained() {
+    let env = TestEnv::start(Options::new(Backend::Embedded)).await;
+    let item = env.submit_item(BUILDING.0, BUILDING.1).await;
+    let registry = &env.daemon.registry;
+    let mut sources = registry
+        .ruleset_sources(&item.ruleset_version)
+        .await
+        .expect("lookup")
+        .expect("stored version");
+    // As a version was stored before calendar.toml and deadlines.toml existed.
+    sources.files.remove("calendar.toml");
+    sources.files.remove("deadlines.toml");
+    sqlx::query("UPDATE ruleset_versions SET sources_json = $1 WHERE version = $2")
+        .bind(serde_json::to_string(&sources).expect("json"))
+        .bind(&item.ruleset_version)
+        .execute(registry.pool())
+        .await
+        .expect("rewrite stored version");
+    let decision = pietura::explain::explain(registry, &item)
+        .await
+        .expect("explained with the shipped calendar filling in");
+    assert_eq!(decision.unit.as_deref(), Some("buvvalde"));
+    env.stop().await;
+}
