@@ -231,6 +231,12 @@ impl Registry {
     ) -> Result<ItemSummary, ActionError> {
         let row = self.deadline_row(item).await?;
         row.open()?;
+        if reason.trim().is_empty() {
+            return Err(ActionError::Invalid(format!(
+                "item {}: a pause needs its reason (what the submitter is asked for)",
+                row.number
+            )));
+        }
         if let Some(since) = &row.paused_since {
             return Err(ActionError::Conflict {
                 item: row.number,
