@@ -167,6 +167,7 @@ impl Registry {
         }
         insert_audit(&mut tx, &row.id, actor, action, &detail, &ctx).await?;
         tx.commit().await.map_err(q(ctx))?;
+        tracing::info!(item = %row.id, number = %row.number, %actor, %action, %detail, "deadline action recorded");
         self.find(&row.id)
             .await?
             .ok_or_else(|| ActionError::NotFound(row.id.clone()))
