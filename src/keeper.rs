@@ -70,6 +70,13 @@ impl Keeper {
     /// Runs until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut in_force: Arc<Deadlines> = self.rules.load().deadlines.clone();
+        let today = crate::deadline::local_date(Utc::now());
+        if !in_force.covers(today) {
+            tracing::warn!(
+                year = %today.format("%Y"),
+                "rules/calendar.toml is not checked for this year (checked_years): add its transfer order and ad-hoc holidays, deadlines use the yearly holidays only"
+            );
+        }
         self.recompute(&in_force, "daemon start").await;
         let mut ticker = tokio::time::interval(self.tick);
         let mut watching = true;

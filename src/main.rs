@@ -200,6 +200,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 set.rules.len(),
                 set.version
             );
+            let today = pietura::deadline::local_date(chrono::Utc::now());
+            if !set.deadlines.covers(today) {
+                eprintln!(
+                    "warning: calendar.toml is not checked for {} (checked_years); add the year's transfer order",
+                    today.format("%Y")
+                );
+            }
         }
         Command::Rules {
             command: RulesCommand::Test { file, rules },
