@@ -403,6 +403,36 @@ mod tests {
     }
 
     #[test]
+    fn every_receipt_of_2025_to_2027_gets_a_working_day_the_law_counts_to() {
+        let d = shipped();
+        let mut day = ymd(2025, 1, 1);
+        while day <= ymd(2027, 12, 31) {
+            for hour in [10, 18] {
+                let b = received(riga(day.year(), day.month(), day.day(), hour, 0));
+                let legal = d.legal_receipt_day(b.received_at);
+                assert!(
+                    legal >= day && d.calendar.is_working_day(legal),
+                    "{day} {hour}h"
+                );
+                let due = d.reply_due(&b);
+                assert!(d.calendar.is_working_day(due), "{day} {hour}h → {due}");
+                if day >= ymd(2026, 3, 1) {
+                    assert_eq!(
+                        d.working_days_between(legal, due),
+                        10,
+                        "{day} {hour}h → {due}"
+                    );
+                    assert_eq!(d.working_days_between(legal, d.forward_due(&b)), 5);
+                } else {
+                    assert!(due >= legal.checked_add_months(Months::new(1)).expect("month"));
+                    assert_eq!(d.working_days_between(legal, d.forward_due(&b)), 7);
+                }
+            }
+            day = day.succ_opt().expect("next day");
+        }
+    }
+
+    #[test]
     fn a_service_term_replaces_the_law_term() {
         let b = DeadlineBasis {
             reply_working_days: Some(3),

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -80,12 +81,28 @@ fn action_result(r: Result<ItemSummary, ActionError>) -> Response {
     }
 }
 
+/// The request body, or the status and text of what is wrong with it.
+fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, (StatusCode, String)> {
+    parsed
+        .map(|Json(b)| b)
+        .map_err(|e| (e.status(), e.body_text()))
+}
+
+/// Answers 401 unless the caller may use the API; with `body b`, also
+/// answers the JSON error for a body that does not parse, else yields it.
 macro_rules! guarded {
     ($s:expr, $headers:expr, $peer:expr) => {
         if !api_allowed(&$s, &$headers, $peer.ip()) {
             return unauthorized();
         }
     };
+    ($s:expr, $headers:expr, $peer:expr, body $b:expr) => {{
+        guarded!($s, $headers, $peer);
+        match body($b) {
+            Ok(b) => b,
+            Err((status, text)) => return json_error(status, text),
+        }
+    }};
 }
 
 async fn extend(
@@ -93,9 +110,9 @@ async fn extend(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(item): Path<String>,
-    Json(b): Json<ExtendBody>,
+    b: Result<Json<ExtendBody>, JsonRejection>,
 ) -> Response {
-    guarded!(s, headers, peer);
+    let b = guarded!(s, headers, peer, body b);
     let rules = s.rules.load_full();
     action_result(
         s.registry
@@ -109,9 +126,9 @@ async fn pause(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(item): Path<String>,
-    Json(b): Json<PauseBody>,
+    b: Result<Json<PauseBody>, JsonRejection>,
 ) -> Response {
-    guarded!(s, headers, peer);
+    let b = guarded!(s, headers, peer, body b);
     action_result(
         s.registry
             .pause_deadline(&item, &b.reason, &b.actor, Utc::now())
@@ -124,9 +141,9 @@ async fn resume(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(item): Path<String>,
-    Json(b): Json<ActorBody>,
+    b: Result<Json<ActorBody>, JsonRejection>,
 ) -> Response {
-    guarded!(s, headers, peer);
+    let b = guarded!(s, headers, peer, body b);
     let rules = s.rules.load_full();
     action_result(
         s.registry
@@ -140,9 +157,9 @@ async fn close(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(item): Path<String>,
-    Json(b): Json<CloseBody>,
+    b: Result<Json<CloseBody>, JsonRejection>,
 ) -> Response {
-    guarded!(s, headers, peer);
+    let b = guarded!(s, headers, peer, body b);
     action_result(
         s.registry
             .close_item(&item, b.reply_reference.as_deref(), &b.actor, Utc::now())
@@ -208,9 +225,9 @@ async fn add_holiday(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Json(b): Json<HolidayBody>,
+    b: Result<Json<HolidayBody>, JsonRejection>,
 ) -> Response {
-    guarded!(s, headers, peer);
+    let b = guarded!(s, headers, peer, body b);
     let dir = s.rules.load().dir.clone();
     let set = match add_dated_holiday(&dir, b.date, &b.name, &b.actor) {
         Ok(set) => std::sync::Arc::new(set),
