@@ -42,6 +42,7 @@ pub mod http;
 pub mod keeper;
 pub mod message;
 pub mod metrics;
+pub mod phone;
 pub mod registry;
 pub mod rules;
 pub mod stats;

@@ -90,7 +90,10 @@ async fn actions_are_recorded_and_conflicts_refused(backend: Backend) {
         .post_json(&path("deadline/extend"), json!({ "reason": "x" }))
         .await;
     assert_eq!(status, 422, "the actor is required: {body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("actor"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("actor"),
+        "{body}"
+    );
     let (status, extended) = env
         .post_json(
             &path("deadline/extend"),

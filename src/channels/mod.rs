@@ -4,6 +4,7 @@
 //! one file per configured instance, tagged by `type` in [`ChannelConfig`].
 //! Adding a kind means one module plus one variant here.
 
+pub mod sms;
 pub mod web_form;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +67,7 @@ pub trait Channel: Send + Sync {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChannelConfig {
     WebForm(web_form::WebFormConfig),
+    Sms(sms::SmsConfig),
 }
 
 impl ChannelConfig {
@@ -73,6 +75,7 @@ impl ChannelConfig {
     pub fn id(&self) -> &str {
         match self {
             ChannelConfig::WebForm(c) => &c.id,
+            ChannelConfig::Sms(c) => &c.id,
         }
     }
 
@@ -80,6 +83,7 @@ impl ChannelConfig {
     pub fn build(self, ctx: ChannelContext) -> Result<Arc<dyn Channel>, ChannelError> {
         match self {
             ChannelConfig::WebForm(c) => Ok(Arc::new(web_form::WebForm::new(c, ctx)?)),
+            ChannelConfig::Sms(c) => Ok(Arc::new(sms::Sms::new(c, ctx)?)),
         }
     }
 }
@@ -127,6 +131,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>>
             Ok(c) => {
                 let issues = match &c {
                     ChannelConfig::WebForm(w) => w.validate(),
+                    ChannelConfig::Sms(c) => c.validate(),
                 };
                 for message in issues {
                     problems.push(ChannelFileError {

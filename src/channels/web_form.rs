@@ -29,6 +29,7 @@ use super::{Channel, ChannelContext, ChannelError};
 use crate::blobs::BlobError;
 use crate::bus::publish_intake;
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
+use crate::phone::normalise_phone;
 use crate::registry::ItemSummary;
 
 /// The hidden field a bot fills in and a person never sees.
@@ -840,32 +841,6 @@ fn looks_like_email(v: &str) -> bool {
     }
 }
 
-/// E.164 for Latvian and international numbers: "29 123 456" → "+37129123456".
-pub fn normalise_phone(raw: &str) -> Option<String> {
-    let digits: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-        .collect();
-    let (plus, rest) = match digits.strip_prefix('+') {
-        Some(r) => (true, r.to_string()),
-        None => match digits.strip_prefix("00") {
-            Some(r) => (true, r.to_string()),
-            None => (false, digits),
-        },
-    };
-    if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let full = if plus {
-        rest
-    } else if rest.len() == 8 {
-        format!("371{rest}")
-    } else {
-        return None;
-    };
-    (8..=15).contains(&full.len()).then(|| format!("+{full}"))
-}
-
 async fn submit_form(
     State(form): State<Arc<WebForm>>,
     Query(q): Query<LangQuery>,
@@ -1116,24 +1091,6 @@ async fn submit_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phones_are_normalised_to_e164() {
-        assert_eq!(
-            normalise_phone("29 123 456").as_deref(),
-            Some("+37129123456")
-        );
-        assert_eq!(
-            normalise_phone("+371 2912-3456").as_deref(),
-            Some("+37129123456")
-        );
-        assert_eq!(
-            normalise_phone("0037129123456").as_deref(),
-            Some("+37129123456")
-        );
-        assert_eq!(normalise_phone("12ab"), None);
-        assert_eq!(normalise_phone("1234"), None);
-    }
 
     #[test]
     fn sender_file_names_never_become_paths() {

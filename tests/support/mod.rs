@@ -108,6 +108,8 @@ pub struct Options {
     pub watch_rules: bool,
     /// Connect to RabbitMQ here instead (a proxy the test can cut).
     pub amqp_url: Option<String>,
+    /// The channels folder (default: the repository's `channels/`).
+    pub channels_from: PathBuf,
 }
 
 impl Options {
@@ -117,6 +119,7 @@ impl Options {
             rules_from: repo_path("rules"),
             watch_rules: false,
             amqp_url: None,
+            channels_from: repo_path("channels"),
         }
     }
 }
@@ -180,7 +183,7 @@ impl TestEnv {
         s.http.submissions_per_minute = 100_000;
         s.rules.dir = rules_dir.clone();
         s.rules.watch = opts.watch_rules;
-        s.channels.dir = repo_path("channels");
+        s.channels.dir = opts.channels_from.clone();
         s.bus.prefix = prefix.clone();
         let mut pg_db = None;
         match opts.backend {
@@ -313,6 +316,21 @@ impl TestEnv {
             .json()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
+    /// Waits until the item with a source's idempotency key is registered.
+    pub async fn registered_key(&self, key: &str) -> ItemSummary {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(item) = self.daemon.registry.find_by_key(key).await.expect("lookup") {
+                return item;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no item with key {key} within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the item behind a tracking id (message id) is registered.

@@ -1,0 +1,215 @@
+//! The SMS channel's inbound webhooks on a running daemon: each gateway's
+//! authentication (forged requests get 403 and register nothing), the
+//! gateway's message id as idempotency key, Latvian text intact, and routing
+//! by the same rules as every other channel.
+
+mod support;
+
+use pietura::channels::sms::{body_signature, twilio_signature};
+use support::{Backend, Options, TestEnv};
+
+const TWILIO_URL: &str = "https://iesniegumi.example.lv/sms/sms-twilio/inbound";
+const BUILDING: &str = "Lūdzu izsniegt būvatļauju pirts būvniecībai Subatē. Jānis";
+
+fn options(backend: Backend) -> Options {
+    Options {
+        channels_from: support::repo_path("tests/fixtures/channels-sms"),
+        ..Options::new(backend)
+    }
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn post_twilio(
+    env: &TestEnv,
+    params: &[(String, String)],
+    signature: Option<&str>,
+) -> (u16, String) {
+    let mut req = env
+        .http
+        .post(format!("{}/sms/sms-twilio/inbound", env.base))
+        .form(params);
+    if let Some(sig) = signature {
+        req = req.header("X-Twilio-Signature", sig);
+    }
+    let resp = req.send().await.expect("POST twilio webhook");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+async fn twilio_webhooks(backend: Backend) {
+    let env = TestEnv::start(options(backend)).await;
+    let params = pairs(&[
+        ("MessageSid", "SM0001"),
+        ("From", "+37129123456"),
+        ("To", "+37163400000"),
+        ("Body", BUILDING),
+        ("NumMedia", "0"),
+    ]);
+    let good = twilio_signature("test-auth-token", TWILIO_URL, &params);
+
+    // Forged: no signature, a wrong one, a signed body that was altered.
+    let (status, _) = post_twilio(&env, &params, None).await;
+    assert_eq!(status, 403, "missing signature");
+    let (status, _) = post_twilio(&env, &params, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).await;
+    assert_eq!(status, 403, "invalid signature");
+    let mut altered = params.clone();
+    altered[3].1 = "Lūdzu pārskaitīt naudu uz kontu".into();
+    let (status, _) = post_twilio(&env, &altered, Some(&good)).await;
+    assert_eq!(status, 403, "altered body");
+    let wrong_token = twilio_signature("another-token", TWILIO_URL, &params);
+    let (status, _) = post_twilio(&env, &params, Some(&wrong_token)).await;
+    assert_eq!(status, 403, "signed with another token");
+    assert_eq!(
+        env.daemon.registry.count().await.expect("count"),
+        0,
+        "nothing registered"
+    );
+
+    // Genuine, twice (the provider retries): one item.
+    for _ in 0..2 {
+        let (status, body) = post_twilio(&env, &params, Some(&good)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("<Response>"), "TwiML answer: {body}");
+    }
+    let item = env.registered_key("sms:sms-twilio:SM0001").await;
+    assert_eq!(item.channel_kind, "sms");
+    assert_eq!(item.sender_phone.as_deref(), Some("+37129123456"));
+    assert_eq!(
+        item.unit_id.as_deref(),
+        Some("buvvalde"),
+        "routed by the rules"
+    );
+    let message = env
+        .daemon
+        .registry
+        .item_message(&item.id)
+        .await
+        .expect("message");
+    assert_eq!(message.body, BUILDING, "diacritics intact");
+    assert_eq!(message.metadata["sms"]["gateway_id"], "SM0001");
+    env.assert_stored_message_matches_schema(&item.id).await;
+    // A late retry after registration is answered from the registry.
+    let (status, _) = post_twilio(&env, &params, Some(&good)).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        env.daemon.registry.count().await.expect("count"),
+        1,
+        "registered once"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_webhooks_amqp_postgres() {
+    twilio_webhooks(Backend::Amqp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_webhooks_embedded_sqlite() {
+    twilio_webhooks(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kannel_and_json_callbacks_are_authenticated_and_checked() {
+    let env = TestEnv::start(options(Backend::Embedded)).await;
+    let get = |path: String| {
+        let http = env.http.clone();
+        async move {
+            let resp = http.get(path).send().await.expect("GET");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let kannel = |secret: &str, id: &str, from: &str, text: &str| {
+        format!(
+            "{}/sms/sms-kannel/inbound?secret={secret}&id={id}&from={from}&to=1888&text={text}",
+            env.base
+        )
+    };
+    let text = "B%C5%ABvat%C4%BCauja+kl%C4%93tij"; // "Būvatļauja klētij"
+
+    let (status, body) = get(kannel("wrong", "k1", "37129123456", text)).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = get(format!(
+        "{}/sms/sms-kannel-remote/inbound?secret=kannel-secret&id=k1&from=37129123456&text={text}",
+        env.base
+    ))
+    .await;
+    assert_eq!(status, 403, "loopback is not the listed smsbox: {body}");
+    let (status, body) = get(kannel("kannel-secret", "k2", "37129123456", "B%C5")).await;
+    assert_eq!(status, 400, "invalid UTF-8: {body}");
+    assert!(body.contains("UTF-8"), "{body}");
+    let (status, body) = get(kannel("kannel-secret", "k3", "%3Cscript%3E", text)).await;
+    assert_eq!(status, 400, "not a sender: {body}");
+    let (status, body) = get(format!(
+        "{}/sms/sms-unconfigured/inbound?secret=x&id=k4&from=37129123456&text={text}",
+        env.base
+    ))
+    .await;
+    assert_eq!(
+        status, 503,
+        "missing secret: the gateway keeps the SMS: {body}"
+    );
+    assert_eq!(env.daemon.registry.count().await.expect("count"), 0);
+
+    let (status, body) = get(kannel("kannel-secret", "k5", "37129123456", text)).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let item = env.registered_key("sms:sms-kannel:k5").await;
+    assert_eq!(item.sender_phone.as_deref(), Some("+37129123456"));
+    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
+    // A service's short number: registered, but it can never be answered.
+    let (status, _) = get(kannel("kannel-secret", "k6", "1643", text)).await;
+    assert_eq!(status, 200);
+    let short = env.registered_key("sms:sms-kannel:k6").await;
+    assert_eq!(short.sender_phone, None);
+    let message = env
+        .daemon
+        .registry
+        .item_message(&short.id)
+        .await
+        .expect("message");
+    assert_eq!(message.metadata["sms"]["reply_possible"], false);
+    assert_eq!(message.metadata["sms"]["from"], "1643");
+
+    let body = serde_json::json!({
+        "id": "j1", "from": "+37126000000", "text": "Sveiki, kur var pieteikt bērnu bērnudārzā?"
+    })
+    .to_string();
+    let send = |signature: String, body: String| {
+        let http = env.http.clone();
+        let url = format!("{}/sms/sms-json/inbound", env.base);
+        async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("X-Signature-256", signature)
+                .body(body)
+                .send()
+                .await
+                .expect("POST json");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, _) = send(body_signature("other", body.as_bytes()), body.clone()).await;
+    assert_eq!(status, 403);
+    let (status, answer) = send(body_signature("json-secret", body.as_bytes()), body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("tracking_id"), "{answer}");
+    let item = env.registered_key("sms:sms-json:j1").await;
+    assert_eq!(item.sender_phone.as_deref(), Some("+37126000000"));
+    assert_eq!(env.daemon.registry.count().await.expect("count"), 3);
+    env.stop().await;
+}
