@@ -116,6 +116,17 @@ impl Daemon {
             });
         }
 
+        let repliers: std::collections::HashMap<String, Arc<dyn crate::replies::Replier>> = running
+            .iter()
+            .filter_map(|ch| ch.clone().replier().map(|r| (ch.id().to_string(), r)))
+            .collect();
+        tasks.spawn(crate::replies::run(
+            registry.clone(),
+            repliers,
+            std::time::Duration::from_secs(1),
+            shutdown.clone(),
+        ));
+
         let wake = Arc::new(Notify::new());
         let engine = Arc::new(Engine {
             registry: registry.clone(),

@@ -44,5 +44,6 @@ pub mod message;
 pub mod metrics;
 pub mod phone;
 pub mod registry;
+pub mod replies;
 pub mod rules;
 pub mod stats;

@@ -211,6 +211,22 @@ impl IntakeMessage {
         self.metadata.get(self.channel.kind.as_str())
     }
 
+    /// Where to answer on the channel the item came by, when that channel
+    /// answers at all: the SMS sender's number if it can receive a reply.
+    pub fn reply_address(&self) -> Option<&str> {
+        match self.channel.kind {
+            ChannelKind::Sms => {
+                let possible = self
+                    .channel_metadata()
+                    .and_then(|m| m.get("reply_possible"))
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                self.sender.phone.as_deref().filter(|_| possible)
+            }
+            _ => None,
+        }
+    }
+
     /// The web form id, for rules that match on it.
     pub fn form_id(&self) -> Option<&str> {
         self.metadata

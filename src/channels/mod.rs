@@ -54,6 +54,11 @@ pub trait Channel: Send + Sync {
         None
     }
 
+    /// How the channel answers the sender after registration, if it does.
+    fn replier(self: Arc<Self>) -> Option<Arc<dyn crate::replies::Replier>> {
+        None
+    }
+
     /// The long-running work of a pull channel (IMAP, a watched folder);
     /// returns when `shutdown` fires. Push channels have none.
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {

@@ -9,6 +9,7 @@
 pub mod deadlines;
 pub mod numbering;
 mod register;
+pub mod replies;
 mod stats;
 
 use std::collections::HashSet;

@@ -377,7 +377,8 @@ async fn insert_attachments(
         .map_err(q(ctx.to_string()))
 }
 
-/// The 'registered' audit line and the routed notice waiting for the dispatcher.
+/// The 'registered' audit line, the reply waiting for the channel's replier
+/// (when the channel answers), and the routed notice waiting for the dispatcher.
 async fn insert_audit_and_outbox(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     items: &[NewItem<'_>],
@@ -411,6 +412,34 @@ async fn insert_audit_and_outbox(
             .bind(detail.to_string());
     }
     query.execute(&mut **tx).await.map_err(q(ctx.to_string()))?;
+
+    let replies: Vec<(&str, &str, &str)> = items
+        .iter()
+        .filter_map(|n| {
+            n.msg
+                .reply_address()
+                .map(|a| (n.summary.id.as_str(), n.msg.channel.instance.as_str(), a))
+        })
+        .collect();
+    if !replies.is_empty() {
+        let sql = multi_insert(
+            "INSERT INTO replies (item_id, channel_instance, address, created_at, attempts, next_attempt_at)",
+            replies.len(),
+            6,
+            "",
+        );
+        let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (item, instance, address) in replies {
+            query = query
+                .bind(item.to_string())
+                .bind(instance.to_string())
+                .bind(address.to_string())
+                .bind(now.to_string())
+                .bind(0_i64)
+                .bind(now.to_string());
+        }
+        query.execute(&mut **tx).await.map_err(q(ctx.to_string()))?;
+    }
 
     let sql = multi_insert(
         "INSERT INTO outbox (id, item_id, destination, payload, created_at, attempts)",

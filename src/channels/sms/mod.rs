@@ -31,6 +31,11 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 use unicode_normalization::UnicodeNormalization;
 
+mod reply;
+pub mod segments;
+
+pub use reply::ReplySettings;
+
 use super::{Channel, ChannelContext, ChannelError};
 use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
@@ -54,6 +59,9 @@ pub struct SmsConfig {
     #[serde(default = "default_max_chars")]
     pub max_chars: usize,
     pub gateway: GatewayConfig,
+    /// The answer with the registration number.
+    #[serde(default)]
+    pub reply: ReplySettings,
 }
 
 /// How the gateway calls us and proves it is the gateway.
@@ -68,6 +76,15 @@ pub enum GatewayConfig {
         secret_env: Option<String>,
         /// smsbox's addresses; anything else gets 403.
         allow_from: Vec<IpAddr>,
+        /// smsbox's `sendsms` URL for answers, e.g. http://127.0.0.1:13013/cgi-bin/sendsms.
+        #[serde(default)]
+        send_url: Option<String>,
+        #[serde(default)]
+        send_username: Option<String>,
+        #[serde(default)]
+        send_password: Option<SecretString>,
+        #[serde(default)]
+        send_password_env: Option<String>,
     },
     Twilio {
         #[serde(default)]
@@ -78,12 +95,20 @@ pub enum GatewayConfig {
         /// (a proxy in front); the signature covers it.
         #[serde(default)]
         public_url: Option<String>,
+        /// For answers through the Messages REST API.
+        #[serde(default)]
+        account_sid: Option<String>,
+        #[serde(default = "reply::twilio_api_base")]
+        api_base: String,
     },
     JsonHmac {
         #[serde(default)]
         secret: Option<SecretString>,
         #[serde(default)]
         secret_env: Option<String>,
+        /// Where answers are POSTed (JSON, signed like the callbacks).
+        #[serde(default)]
+        send_url: Option<String>,
     },
 }
 
@@ -102,7 +127,9 @@ impl GatewayConfig {
             GatewayConfig::Kannel {
                 secret, secret_env, ..
             }
-            | GatewayConfig::JsonHmac { secret, secret_env } => (secret, secret_env, "secret"),
+            | GatewayConfig::JsonHmac {
+                secret, secret_env, ..
+            } => (secret, secret_env, "secret"),
             GatewayConfig::Twilio {
                 auth_token,
                 auth_token_env,
@@ -145,6 +172,7 @@ impl SmsConfig {
                 secret,
                 secret_env,
                 allow_from,
+                ..
             } => {
                 if allow_from.is_empty() {
                     issues.push("gateway.allow_from must list smsbox's addresses".into());
@@ -157,6 +185,7 @@ impl SmsConfig {
                 auth_token,
                 auth_token_env,
                 public_url,
+                ..
             } => {
                 if auth_token.is_none() && auth_token_env.is_none() {
                     issues.push("gateway.auth_token or gateway.auth_token_env is required".into());
@@ -168,12 +197,15 @@ impl SmsConfig {
                     issues.push("gateway.public_url must start with https:// or http://".into());
                 }
             }
-            GatewayConfig::JsonHmac { secret, secret_env } => {
+            GatewayConfig::JsonHmac {
+                secret, secret_env, ..
+            } => {
                 if secret.is_none() && secret_env.is_none() {
                     issues.push("gateway.secret or gateway.secret_env is required".into());
                 }
             }
         }
+        issues.extend(self.reply.validate(&self.gateway));
         issues
     }
 }
@@ -185,6 +217,8 @@ pub struct Sms {
     /// None when the secret is missing: every callback then gets 503, so
     /// the gateway keeps the messages until the secret is configured.
     secret: Option<SecretString>,
+    /// For answers through the gateway.
+    http: reqwest::Client,
 }
 
 /// An inbound SMS as the gateway described it.
@@ -311,7 +345,19 @@ impl Sms {
                 None
             }
         };
-        Ok(Sms { cfg, ctx, secret })
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(|e| ChannelError {
+                channel: cfg.id.clone(),
+                message: format!("HTTP client for answers: {e}"),
+            })?;
+        Ok(Sms {
+            cfg,
+            ctx,
+            secret,
+            http,
+        })
     }
 
     /// Authenticates and parses one callback.
@@ -539,6 +585,13 @@ impl Channel for Sms {
     fn routes(self: Arc<Self>) -> Option<Router> {
         let path = format!("/sms/{}/inbound", self.cfg.id);
         Some(Router::new().route(&path, any(inbound)).with_state(self))
+    }
+
+    fn replier(self: Arc<Self>) -> Option<Arc<dyn crate::replies::Replier>> {
+        self.cfg
+            .reply
+            .enabled
+            .then_some(self as Arc<dyn crate::replies::Replier>)
     }
 }
 

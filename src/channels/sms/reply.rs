@@ -1,0 +1,366 @@
+//! The answer SMS with the registration number: a template per language,
+//! measured in parts (GSM-7 or UCS-2) and kept within `max_segments` (folded
+//! to GSM-7 first, then shortened), never sent to short codes or names, at
+//! most `max_per_number_per_day` to one number, and sent through the gateway
+//! the item came by.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::segments::{Encoding, Segments, fold_to_gsm7, measure};
+use super::{GatewayConfig, Sms, body_signature};
+use crate::phone::SmsAddress;
+use crate::registry::replies::PendingReply;
+use crate::replies::{Replier, ReplyError, ReplyOutcome};
+
+/// Twilio's REST API, unless a compatible provider is named.
+pub(super) fn twilio_api_base() -> String {
+    "https://api.twilio.com".into()
+}
+
+/// `[reply]` of an SMS channel file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplySettings {
+    pub enabled: bool,
+    /// `lv` or `en`: which template answers.
+    pub language: String,
+    /// Placeholders: {number}, {due}, {status_url}.
+    pub template_lv: String,
+    pub template_en: String,
+    pub max_segments: usize,
+    pub max_per_number_per_day: i64,
+    /// The sender shown on the answer (our number); the gateway's default if unset.
+    pub from: Option<String>,
+}
+
+impl Default for ReplySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            language: "lv".into(),
+            template_lv:
+                "Iesniegums reģistrēts, Nr. {number}. Atbilde līdz {due}. Statuss: {status_url}"
+                    .into(),
+            template_en:
+                "Your submission is registered, No. {number}. Answer by {due}. Status: {status_url}"
+                    .into(),
+            max_segments: 2,
+            max_per_number_per_day: 5,
+            from: None,
+        }
+    }
+}
+
+impl ReplySettings {
+    /// Problems with `[reply]` and the gateway's sending keys.
+    pub(super) fn validate(&self, gateway: &GatewayConfig) -> Vec<String> {
+        let mut issues = Vec::new();
+        if !self.enabled {
+            return issues;
+        }
+        if !matches!(self.language.as_str(), "lv" | "en") {
+            issues.push(format!(
+                "reply.language {:?} must be \"lv\" or \"en\"",
+                self.language
+            ));
+        }
+        if self.max_segments == 0 || self.max_segments > 10 {
+            issues.push("reply.max_segments must be 1 to 10".into());
+        }
+        let missing = match gateway {
+            GatewayConfig::Kannel {
+                send_url,
+                send_username,
+                send_password,
+                send_password_env,
+                ..
+            } => {
+                send_url.is_none()
+                    || send_username.is_none()
+                    || (send_password.is_none() && send_password_env.is_none())
+            }
+            GatewayConfig::Twilio { account_sid, .. } => account_sid.is_none(),
+            GatewayConfig::JsonHmac { send_url, .. } => send_url.is_none(),
+        };
+        if missing {
+            issues.push(
+                "reply.enabled needs the gateway's sending keys (kannel: send_url, send_username, send_password[_env]; twilio: account_sid; json_hmac: send_url), or set reply.enabled = false".into(),
+            );
+        }
+        issues
+    }
+
+    /// The answer's text within the part limit, and its measure.
+    pub fn render(&self, number: &str, due: &str, status_url: &str) -> (String, Segments) {
+        let template = if self.language == "en" {
+            &self.template_en
+        } else {
+            &self.template_lv
+        };
+        let text = template
+            .replace("{number}", number)
+            .replace("{due}", due)
+            .replace("{status_url}", status_url);
+        let m = measure(&text);
+        if m.parts <= self.max_segments {
+            return (text, m);
+        }
+        let folded = fold_to_gsm7(&text);
+        let m = measure(&folded);
+        if m.parts <= self.max_segments {
+            return (folded, m);
+        }
+        // Still too long: cut to what the parts hold.
+        let (single, part) = match m.encoding {
+            Encoding::Gsm7 => (160, 153),
+            Encoding::Ucs2 => (70, 67),
+        };
+        let budget = if self.max_segments == 1 {
+            single
+        } else {
+            part * self.max_segments
+        };
+        let mut cut = String::new();
+        for c in folded.chars() {
+            let mut next = cut.clone();
+            next.push(c);
+            if measure(&next).units > budget {
+                break;
+            }
+            cut = next;
+        }
+        let m = measure(&cut);
+        (cut, m)
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> ReplyError {
+    ReplyError::Transient(e.to_string())
+}
+
+/// A gateway's HTTP answer as a reply outcome: 2xx sent, 400/422 refused
+/// for good, anything else worth another try.
+async fn outcome(resp: reqwest::Response, what: &str) -> Result<(), ReplyError> {
+    let status = resp.status();
+    let body: String = resp
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    if status.is_success() {
+        return Ok(());
+    }
+    let why = format!("{what} answered {status}: {body}");
+    match status.as_u16() {
+        400 | 422 => Err(ReplyError::Permanent(why)),
+        _ => Err(ReplyError::Transient(why)),
+    }
+}
+
+fn env_secret(value: &Option<SecretString>, env: &Option<String>) -> Result<String, ReplyError> {
+    if let Some(v) = value {
+        return Ok(v.expose_secret().to_string());
+    }
+    let var = env.as_deref().unwrap_or("");
+    std::env::var(var).map_err(|_| {
+        ReplyError::Transient(format!(
+            "the variable {var} with the gateway's sending password is not set"
+        ))
+    })
+}
+
+impl Sms {
+    async fn send(
+        &self,
+        to: &str,
+        text: &str,
+        seg: &Segments,
+        item: &str,
+    ) -> Result<(), ReplyError> {
+        let from = self
+            .cfg
+            .reply
+            .from
+            .as_deref()
+            .or(self.cfg.number.as_deref());
+        match &self.cfg.gateway {
+            GatewayConfig::Kannel {
+                send_url: Some(url),
+                send_username: Some(user),
+                send_password,
+                send_password_env,
+                ..
+            } => {
+                let password = env_secret(send_password, send_password_env)?;
+                // Latvian letters survive only as UCS-2 (coding=2).
+                let coding = if seg.encoding == Encoding::Ucs2 {
+                    "2"
+                } else {
+                    "0"
+                };
+                let mut query = vec![
+                    ("username", user.as_str()),
+                    ("password", password.as_str()),
+                    ("to", to),
+                    ("text", text),
+                    ("coding", coding),
+                    ("charset", "UTF-8"),
+                ];
+                if let Some(f) = from {
+                    query.push(("from", f));
+                }
+                let resp = self
+                    .http
+                    .get(url)
+                    .query(&query)
+                    .send()
+                    .await
+                    .map_err(transient)?;
+                outcome(resp, "Kannel sendsms").await
+            }
+            GatewayConfig::Twilio {
+                account_sid: Some(sid),
+                api_base,
+                ..
+            } => {
+                let token = self
+                    .secret
+                    .as_ref()
+                    .ok_or_else(|| transient("the gateway's auth token is not configured"))?;
+                let url = format!(
+                    "{}/2010-04-01/Accounts/{sid}/Messages.json",
+                    api_base.trim_end_matches('/')
+                );
+                let mut form = vec![("To", to), ("Body", text)];
+                if let Some(f) = from {
+                    form.push(("From", f));
+                }
+                let resp = self
+                    .http
+                    .post(url)
+                    .basic_auth(sid, Some(token.expose_secret()))
+                    .form(&form)
+                    .send()
+                    .await
+                    .map_err(transient)?;
+                outcome(resp, "Twilio Messages API").await
+            }
+            GatewayConfig::JsonHmac {
+                send_url: Some(url),
+                ..
+            } => {
+                let secret = self
+                    .secret
+                    .as_ref()
+                    .ok_or_else(|| transient("the gateway secret is not configured"))?;
+                let body = serde_json::json!({ "id": item, "to": to, "from": from, "text": text })
+                    .to_string();
+                let resp = self
+                    .http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header(
+                        "X-Signature-256",
+                        body_signature(secret.expose_secret(), body.as_bytes()),
+                    )
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(transient)?;
+                outcome(resp, "the SMS gateway").await
+            }
+            _ => Err(transient(format!(
+                "channel {} has no sending keys for its gateway",
+                self.cfg.id
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Replier for Sms {
+    async fn reply(&self, r: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
+        if !SmsAddress::parse(&r.address).is_some_and(|a| a.can_reply()) {
+            return Ok(ReplyOutcome::Suppressed(format!(
+                "{} cannot receive an SMS (short code or sender name)",
+                r.address
+            )));
+        }
+        let since = Utc::now() - chrono::Duration::hours(24);
+        let sent = self
+            .ctx
+            .registry
+            .replies_sent_to(&r.address, since)
+            .await
+            .map_err(transient)?;
+        if sent >= self.cfg.reply.max_per_number_per_day {
+            return Ok(ReplyOutcome::Suppressed(format!(
+                "{sent} answers to this number in the last 24 hours (reply.max_per_number_per_day = {})",
+                self.cfg.reply.max_per_number_per_day
+            )));
+        }
+        let status_url = format!(
+            "{}/status/{}",
+            self.ctx.settings.http.public_url.trim_end_matches('/'),
+            r.item_id
+        );
+        let (text, seg) = self.cfg.reply.render(
+            &r.registration_number,
+            r.due.as_deref().unwrap_or("-"),
+            &status_url,
+        );
+        self.send(&r.address, &text, &seg, &r.item_id).await?;
+        Ok(ReplyOutcome::Sent(serde_json::json!({
+            "to": r.address,
+            "text": text,
+            "encoding": format!("{:?}", seg.encoding),
+            "parts": seg.parts,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_stay_within_their_parts() {
+        let s = ReplySettings::default();
+        // Fits two UCS-2 parts: the Latvian letters stay.
+        let (text, m) = s.render("4/2026/17", "2026-12-07", "https://pas.lv/s/1");
+        assert!(
+            text.contains("4/2026/17") && text.contains("reģistrēts"),
+            "{text}"
+        );
+        assert_eq!((m.encoding, m.parts), (Encoding::Ucs2, 2));
+        // A long status link does not: folded to GSM-7, one part.
+        let long = "https://iesniegumi.example.lv/status/0195f3a2-7b1c-7d2e-9f00-1234567890ab";
+        let (text, m) = s.render("4/2026/17", "2026-12-07", long);
+        assert_eq!((m.encoding, m.parts), (Encoding::Gsm7, 1), "{text}");
+        assert!(
+            text.starts_with("Iesniegums registrets, Nr. 4/2026/17."),
+            "{text}"
+        );
+        // Still too long for one part: cut at 160 septets, the number kept.
+        let one = ReplySettings {
+            max_segments: 1,
+            ..ReplySettings::default()
+        };
+        let (text, m) = one.render(
+            "4/2026/17",
+            "2026-12-07",
+            &format!("{long}?{}", "x".repeat(100)),
+        );
+        assert_eq!(
+            (m.encoding, m.parts, m.units),
+            (Encoding::Gsm7, 1, 160),
+            "{text}"
+        );
+        assert!(text.contains("4/2026/17"));
+    }
+}

@@ -1,0 +1,143 @@
+//! The replies table: answers waiting to go back on the channel an item came
+//! by. A replier claims a row with a lease (so two daemons never send the
+//! same answer at once), then marks it done or schedules the next attempt.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::deadlines::insert_audit;
+use super::{Registry, RegistryError, db_time, q};
+
+/// An answer to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingReply {
+    pub item_id: String,
+    pub registration_number: String,
+    pub channel_instance: String,
+    pub address: String,
+    pub attempts: i64,
+    /// The deadline the answer names: forwarding, else reply.
+    pub due: Option<String>,
+}
+
+/// How long a claimed reply is left to its sender before another may try.
+const LEASE: i64 = 300;
+
+impl Registry {
+    /// Claims up to `limit` replies whose time has come.
+    pub async fn claim_replies(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PendingReply>, RegistryError> {
+        let ctx = "replies due";
+        let rows = sqlx::query(
+            "SELECT r.item_id, i.registration_number, r.channel_instance, r.address, r.attempts, \
+             r.next_attempt_at, COALESCE(i.forward_due, i.reply_due) AS due \
+             FROM replies r JOIN items i ON i.id = r.item_id \
+             WHERE r.done_at IS NULL AND r.next_attempt_at <= $1 \
+             ORDER BY r.next_attempt_at LIMIT $2",
+        )
+        .bind(db_time(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        let lease = db_time(now + Duration::seconds(LEASE));
+        let mut claimed = Vec::new();
+        for r in &rows {
+            let item_id: String = r.try_get("item_id").map_err(q(ctx))?;
+            let seen: String = r.try_get("next_attempt_at").map_err(q(ctx))?;
+            let won = sqlx::query(
+                "UPDATE replies SET next_attempt_at = $3 \
+                 WHERE item_id = $1 AND next_attempt_at = $2 AND done_at IS NULL",
+            )
+            .bind(&item_id)
+            .bind(&seen)
+            .bind(&lease)
+            .execute(&self.pool)
+            .await
+            .map_err(q(ctx))?
+            .rows_affected()
+                == 1;
+            if won {
+                claimed.push(PendingReply {
+                    item_id,
+                    registration_number: r.try_get("registration_number").map_err(q(ctx))?,
+                    channel_instance: r.try_get("channel_instance").map_err(q(ctx))?,
+                    address: r.try_get("address").map_err(q(ctx))?,
+                    attempts: r.try_get("attempts").map_err(q(ctx))?,
+                    due: r.try_get("due").map_err(q(ctx))?,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Records the answer as sent, or as not sent and why (`outcome`), with
+    /// its audit line.
+    pub async fn reply_done(
+        &self,
+        reply: &PendingReply,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let ctx = format!("reply to item {}", reply.registration_number);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        sqlx::query(
+            "UPDATE replies SET done_at = $2, outcome = $3, attempts = attempts + 1 \
+             WHERE item_id = $1 AND done_at IS NULL",
+        )
+        .bind(&reply.item_id)
+        .bind(db_time(Utc::now()))
+        .bind(outcome)
+        .execute(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let action = if outcome == "sent" {
+            "replied"
+        } else {
+            "reply_not_sent"
+        };
+        insert_audit(&mut tx, &reply.item_id, "pietura", action, &detail, &ctx).await?;
+        tx.commit().await.map_err(q(ctx))
+    }
+
+    /// Records a failed attempt; the reply is tried again at `next`.
+    pub async fn reply_failed(
+        &self,
+        reply: &PendingReply,
+        error: &str,
+        next: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "UPDATE replies SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 \
+             WHERE item_id = $1 AND done_at IS NULL",
+        )
+        .bind(&reply.item_id)
+        .bind(error)
+        .bind(db_time(next))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(q(format!("reply to item {}", reply.registration_number)))
+    }
+
+    /// Answers sent to `address` since `since` (for the per-number limit).
+    pub async fn replies_sent_to(
+        &self,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, RegistryError> {
+        sqlx::query(
+            "SELECT COUNT(*) FROM replies WHERE address = $1 AND outcome = 'sent' AND done_at >= $2",
+        )
+        .bind(address)
+        .bind(db_time(since))
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(q(format!("replies sent to {address}")))
+    }
+}
