@@ -41,12 +41,11 @@ impl Default for ReplySettings {
         Self {
             enabled: true,
             language: "lv".into(),
-            template_lv:
-                "Iesniegums reģistrēts, Nr. {number}. Atbilde līdz {due}. Statuss: {status_url}"
-                    .into(),
-            template_en:
-                "Your submission is registered, No. {number}. Answer by {due}. Status: {status_url}"
-                    .into(),
+            // Two UCS-2 parts hold 134 characters: enough for a number of
+            // ~10 characters and a public URL of ~25 with the diacritics kept.
+            template_lv: "Reģistrēts Nr. {number}, atbilde līdz {due}. Statuss: {status_url}"
+                .into(),
+            template_en: "Registered No. {number}, answer by {due}. Status: {status_url}".into(),
             max_segments: 2,
             max_per_number_per_day: 5,
             from: None,
@@ -334,16 +333,16 @@ mod tests {
         // Fits two UCS-2 parts: the Latvian letters stay.
         let (text, m) = s.render("4/2026/17", "2026-12-07", "https://pas.lv/s/1");
         assert!(
-            text.contains("4/2026/17") && text.contains("reģistrēts"),
+            text.contains("4/2026/17") && text.contains("Reģistrēts"),
             "{text}"
         );
         assert_eq!((m.encoding, m.parts), (Encoding::Ucs2, 2));
         // A long status link does not: folded to GSM-7, one part.
-        let long = "https://iesniegumi.example.lv/status/0195f3a2-7b1c-7d2e-9f00-1234567890ab";
+        let long = "https://iesniegumi.augsdaugavas-novads.example.lv/status/0195f3a2-7b1c-7d2e-9f00-1234567890ab";
         let (text, m) = s.render("4/2026/17", "2026-12-07", long);
         assert_eq!((m.encoding, m.parts), (Encoding::Gsm7, 1), "{text}");
         assert!(
-            text.starts_with("Iesniegums registrets, Nr. 4/2026/17."),
+            text.starts_with("Registrets Nr. 4/2026/17, atbilde lidz"),
             "{text}"
         );
         // Still too long for one part: cut at 160 septets, the number kept.

@@ -1,0 +1,325 @@
+//! The SMS channel against a real gateway: Kannel's bearerbox and smsbox with
+//! the fake SMSC of kannel-extras. A citizen's SMS in Latvian (UCS-2) goes
+//! fakesmsc → bearerbox → smsbox → our callback → registry and rules; our
+//! answer goes sendsms → smsbox → bearerbox → back to fakesmsc.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::{Backend, Options, TestEnv};
+
+const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
+const TEXT: &str = "Lūdzu izsniegt būvatļauju pirts būvniecībai Subatē. Jānis Bērziņš";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_port(port: u16, what: &str) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port}");
+}
+
+/// bearerbox + smsbox, stopped on drop.
+struct Kannel {
+    children: Vec<Child>,
+    smsc_port: u16,
+}
+
+impl Kannel {
+    fn start(dir: &Path, get_url: &str, sendsms_port: u16) -> Kannel {
+        for bin in ["/usr/sbin/bearerbox", "/usr/sbin/smsbox", FAKESMSC] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: `apt-get install -y kannel kannel-extras` (scripts/test.sh does)"
+            );
+        }
+        let (admin, boxes, smsc) = (free_port(), free_port(), free_port());
+        let conf = dir.join("kannel.conf");
+        let log = |name: &str| dir.join(name).display().to_string();
+        std::fs::write(
+            &conf,
+            format!(
+                r#"group = core
+admin-port = {admin}
+admin-password = "admin-{admin}"
+admin-allow-ip = "127.0.0.1"
+smsbox-port = {boxes}
+box-allow-ip = "127.0.0.1"
+log-file = "{bb_log}"
+log-level = 1
+
+group = smsc
+smsc = fake
+smsc-id = fake
+port = {smsc}
+connect-allow-ip = "127.0.0.1"
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {boxes}
+sendsms-port = {sendsms_port}
+mo-recode = true
+http-request-retry = 5
+http-queue-delay = 1
+log-file = "{sb_log}"
+log-level = 1
+
+group = sendsms-user
+username = pietura
+password = sendsms-pw
+user-deny-ip = "*.*.*.*"
+user-allow-ip = "127.0.0.1"
+
+group = sms-service
+keyword = default
+catch-all = true
+max-messages = 0
+get-url = "{get_url}"
+"#,
+                bb_log = log("bearerbox.log"),
+                sb_log = log("smsbox.log"),
+            ),
+        )
+        .expect("write kannel.conf");
+        let spawn = |bin: &str| {
+            Command::new(bin)
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {bin}: {e}"))
+        };
+        let mut kannel = Kannel {
+            children: vec![spawn("/usr/sbin/bearerbox")],
+            smsc_port: smsc,
+        };
+        wait_port(boxes, "bearerbox");
+        kannel.children.push(spawn("/usr/sbin/smsbox"));
+        wait_port(sendsms_port, "smsbox");
+        wait_port(smsc, "the fake SMSC");
+        kannel
+    }
+
+    /// Sends one mobile-originated SMS from fakesmsc and returns the first
+    /// message the phone gets back (decoded), waiting up to `wait`.
+    fn text_and_wait_for_answer(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        wait: Duration,
+    ) -> Option<String> {
+        let ucs2: String = text
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        let mut child = Command::new(FAKESMSC)
+            .args([
+                "-H",
+                "127.0.0.1",
+                "-r",
+                &self.smsc_port.to_string(),
+                "-i",
+                "0.1",
+                "-m",
+                "1",
+            ])
+            .arg(format!("{from} {to} ucs2 {ucs2}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fakesmsc");
+        let (tx, rx) = mpsc::channel::<String>();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        // The first answer part, then any further parts that follow it closely.
+        let mut deadline = std::time::Instant::now() + wait;
+        let mut parts: Vec<String> = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("Got message") => {
+                    if let Some((_, m)) = line.split_once(": <") {
+                        parts.push(decode_mt(m.trim_end_matches('>')));
+                    }
+                    deadline = std::time::Instant::now() + Duration::from_millis(1500);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let answer = (!parts.is_empty()).then(|| parts.concat());
+        let _ = child.kill();
+        let _ = child.wait();
+        answer
+    }
+}
+
+/// fakesmsc's "from to type data": `ucs-2` data is URL-encoded UTF-16BE
+/// (`+` for the byte 0x20).
+fn decode_mt(line: &str) -> String {
+    let mut parts = line.splitn(4, ' ');
+    let (_from, _to, kind, data) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next().unwrap_or(""),
+    );
+    match kind {
+        Some("ucs2" | "ucs-2") => {
+            let bytes: Vec<u8> =
+                percent_encoding::percent_decode_str(&data.replace('+', "%20")).collect();
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => data.to_string(),
+    }
+}
+
+impl Drop for Kannel {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latvian_sms_through_kannel_is_registered_routed_and_answered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let channels = dir.path().join("channels");
+    std::fs::create_dir_all(&channels).expect("channels dir");
+    let sendsms_port = free_port();
+    std::fs::write(
+        channels.join("sms.toml"),
+        format!(
+            r#"type = "sms"
+id = "sms"
+number = "1888"
+[gateway]
+kind = "kannel"
+secret = "kannel-callback-secret"
+allow_from = ["127.0.0.1"]
+send_url = "http://127.0.0.1:{sendsms_port}/cgi-bin/sendsms"
+send_username = "pietura"
+send_password = "sendsms-pw"
+"#
+        ),
+    )
+    .expect("channel file");
+    let env = TestEnv::start(Options {
+        channels_from: channels,
+        ..Options::new(Backend::Amqp)
+    })
+    .await;
+    let get_url = format!(
+        "{}/sms/sms/inbound?secret=kannel-callback-secret&id=%I&from=%p&to=%P&text=%b",
+        env.base
+    );
+    let kannel = Kannel::start(dir.path(), &get_url, sendsms_port);
+
+    let answer = tokio::task::spawn_blocking(move || {
+        let answer =
+            kannel.text_and_wait_for_answer("37129123456", "1888", TEXT, Duration::from_secs(30));
+        (kannel, answer)
+    });
+    let (kannel, answer) = answer.await.expect("fakesmsc thread");
+    let answer = answer.unwrap_or_else(|| {
+        let log = std::fs::read_to_string(dir.path().join("smsbox.log")).unwrap_or_default();
+        panic!("no answer reached the phone; smsbox.log:\n{log}")
+    });
+
+    let items = env
+        .daemon
+        .registry
+        .list(&pietura::registry::ItemFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("items");
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = &items[0];
+    assert_eq!(item.channel_kind, "sms");
+    assert_eq!(item.sender_phone.as_deref(), Some("+37129123456"));
+    assert_eq!(
+        item.unit_id.as_deref(),
+        Some("buvvalde"),
+        "routed by the rules"
+    );
+    let message = env
+        .daemon
+        .registry
+        .item_message(&item.id)
+        .await
+        .expect("message");
+    assert_eq!(message.body, TEXT, "the text arrived intact through UCS-2");
+
+    // The phone got the number, in Latvian, diacritics intact.
+    assert!(answer.contains(&item.registration_number), "{answer}");
+    assert!(
+        answer.contains("Reģistrēts") && answer.contains("līdz"),
+        "{answer}"
+    );
+
+    // smsbox retrying the same callback (same Kannel id): still one item, one answer.
+    let gateway_id = message.metadata["sms"]["gateway_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let retry = get_url
+        .replace("%I", &gateway_id)
+        .replace("%p", "%2B37129123456")
+        .replace("%P", "1888")
+        .replace("%b", "L%C5%ABdzu+izsniegt+b%C5%ABvat%C4%BCauju");
+    let status = env.http.get(retry).send().await.expect("retry").status();
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.daemon.registry.count().await.expect("count"), 1);
+    let audit = env.daemon.registry.audit_of(&item.id).await.expect("audit");
+    assert_eq!(
+        audit.iter().filter(|a| a.2 == "replied").count(),
+        1,
+        "{audit:?}"
+    );
+    drop(kannel);
+    env.stop().await;
+}
