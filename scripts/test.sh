@@ -11,7 +11,7 @@
 set -euo pipefail
 
 # Debian packages the build and the tests need. Add test servers here
-# (dovecot-imapd, kannel, tesseract-ocr-lav, ...) as the tests grow.
+# (dovecot-imapd, tesseract-ocr-lav, ...) as the tests grow.
 PIETURA_TEST_PACKAGES=(
     rabbitmq-server
     postgresql
@@ -27,6 +27,9 @@ PIETURA_TEST_PACKAGES=(
     fonts-dejavu-core
     # A real SMTP server for the deadline digest (tests/deadlines.rs).
     python3-aiosmtpd
+    # A real SMS gateway with its fake SMSC (tests/kannel.rs).
+    kannel
+    kannel-extras
 )
 
 # Upper bound for the `cargo test` step (the whole run must stay well under

@@ -65,6 +65,9 @@ enum Command {
         /// Items per run.
         #[arg(long, default_value_t = 2000)]
         items: usize,
+        /// Measure the SMS webhook against /healthz instead.
+        #[arg(long)]
+        sms: bool,
     },
 }
 
@@ -338,7 +341,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&pietura::message::json_schema())?
         ),
-        Command::Bench { items } => {
+        Command::Bench { items, sms: true } => {
+            if items == 0 {
+                bail!("--items must be at least 1");
+            }
+            let report = pietura::bench::sms::run(settings, items)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            outln!("{report}");
+        }
+        Command::Bench { items, sms: false } => {
             if items == 0 {
                 bail!("--items must be at least 1");
             }

@@ -213,3 +213,98 @@ async fn kannel_and_json_callbacks_are_authenticated_and_checked() {
     assert_eq!(env.daemon.registry.count().await.expect("count"), 3);
     env.stop().await;
 }
+
+async fn post_signed(env: &TestEnv, channel: &str, body: serde_json::Value) -> u16 {
+    let body = body.to_string();
+    env.http
+        .post(format!("{}/sms/{channel}/inbound", env.base))
+        .header("content-type", "application/json")
+        .header(
+            "X-Signature-256",
+            body_signature("json-secret", body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("POST json")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_and_messages_within_the_window_become_one_item() {
+    let env = TestEnv::start(options(Backend::Amqp)).await;
+    // A concatenated SMS whose provider does not join it, parts out of order
+    // and the first part retried.
+    let part = |id: &str, no: u32, text: &str| {
+        serde_json::json!({
+            "id": id, "from": "+37129123456", "text": text,
+            "concat": { "ref": "a7", "part": no, "parts": 2 }
+        })
+    };
+    assert_eq!(
+        post_signed(&env, "sms-json", part("p2", 2, "ļauju pirts būvniecībai.")).await,
+        200
+    );
+    assert_eq!(
+        post_signed(&env, "sms-json", part("p1", 1, "Lūdzu izsniegt būvat")).await,
+        200
+    );
+    assert_eq!(
+        post_signed(&env, "sms-json", part("p1", 1, "Lūdzu izsniegt būvat")).await,
+        200
+    );
+    let bad = serde_json::json!({
+        "id": "p9", "from": "+37129123456", "text": "x",
+        "concat": { "ref": "a7", "part": 3, "parts": 2 }
+    });
+    assert_eq!(post_signed(&env, "sms-json", bad).await, 400);
+    let joined = env.registered_key("sms:sms-json:p1").await;
+    let message = env
+        .daemon
+        .registry
+        .item_message(&joined.id)
+        .await
+        .expect("message");
+    assert_eq!(message.body, "Lūdzu izsniegt būvatļauju pirts būvniecībai.");
+    assert_eq!(
+        joined.unit_id.as_deref(),
+        Some("buvvalde"),
+        "the joined text is routed"
+    );
+    assert_eq!(
+        message.metadata["sms"]["joined_gateway_ids"],
+        serde_json::json!(["p1", "p2"])
+    );
+
+    // Two SMS from one number within the window: one item, both texts.
+    let sms = |id: &str, text: &str| serde_json::json!({ "id": id, "from": "+37126000000", "text": text });
+    assert_eq!(
+        post_signed(&env, "sms-json-window", sms("w1", "Sveiki!")).await,
+        200
+    );
+    assert_eq!(
+        post_signed(
+            &env,
+            "sms-json-window",
+            sms("w2", "Kur pieteikt bērnu bērnudārzā?")
+        )
+        .await,
+        200
+    );
+    let item = env.registered_key("sms:sms-json-window:w1").await;
+    let message = env
+        .daemon
+        .registry
+        .item_message(&item.id)
+        .await
+        .expect("message");
+    assert_eq!(message.body, "Sveiki!\n\nKur pieteikt bērnu bērnudārzā?");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        env.daemon.registry.count().await.expect("count"),
+        2,
+        "two items, not five"
+    );
+    env.stop().await;
+}

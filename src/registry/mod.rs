@@ -10,6 +10,7 @@ pub mod deadlines;
 pub mod numbering;
 mod register;
 pub mod replies;
+pub mod sms_pending;
 mod stats;
 
 use std::collections::HashSet;

@@ -28,9 +28,11 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use unicode_normalization::UnicodeNormalization;
 
+mod hold;
 mod reply;
 pub mod segments;
 
@@ -62,6 +64,14 @@ pub struct SmsConfig {
     /// The answer with the registration number.
     #[serde(default)]
     pub reply: ReplySettings,
+    /// SMS from one number within this many seconds of the first become one
+    /// item (0 = off: every SMS is its own item).
+    #[serde(default)]
+    pub join_window_seconds: u64,
+    /// Parts of a concatenated SMS still incomplete after this long are
+    /// registered as they are (marked incomplete).
+    #[serde(default = "hold::default_part_timeout")]
+    pub part_timeout_seconds: u64,
 }
 
 /// How the gateway calls us and proves it is the gateway.
@@ -228,6 +238,18 @@ pub struct InboundSms {
     pub from: String,
     pub to: Option<String>,
     pub text: String,
+    /// One part of a concatenated SMS the gateway did not join.
+    pub part: Option<Part>,
+}
+
+/// The concatenation header of one part (UDH reference, number, count).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub part: u32,
+    pub parts: u32,
 }
 
 /// Why a callback was not accepted; each maps to the status the gateway gets.
@@ -324,6 +346,9 @@ struct JsonSms {
     #[serde(default)]
     to: Option<String>,
     text: String,
+    /// For providers that do not join concatenated SMS themselves.
+    #[serde(default)]
+    concat: Option<Part>,
 }
 
 /// What the handler got from axum.
@@ -393,6 +418,7 @@ impl Sms {
                     from: required(&pairs, "from")?,
                     to: param(&pairs, "to").map(str::to_string),
                     text: required(&pairs, "text")?,
+                    part: None,
                 })
             }
             GatewayConfig::Twilio { public_url, .. } => {
@@ -420,6 +446,7 @@ impl Sms {
                     from: required(&pairs, "From")?,
                     to: param(&pairs, "To").map(str::to_string),
                     text: required(&pairs, "Body")?,
+                    part: None,
                 })
             }
             GatewayConfig::JsonHmac { .. } => {
@@ -437,11 +464,20 @@ impl Sms {
                 }
                 let sms: JsonSms = serde_json::from_slice(c.body)
                     .map_err(|e| Refusal::Invalid(format!("JSON body: {e}")))?;
+                if let Some(p) = &sms.concat
+                    && (p.parts < 2 || p.part == 0 || p.part > p.parts || p.parts > 255)
+                {
+                    return Err(Refusal::Invalid(format!(
+                        "concat: part {} of {} is not a part of a concatenated SMS",
+                        p.part, p.parts
+                    )));
+                }
                 Ok(InboundSms {
                     gateway_id: sms.id,
                     from: sms.from,
                     to: sms.to,
                     text: sms.text,
+                    part: sms.concat,
                 })
             }
         }
@@ -507,6 +543,9 @@ impl Sms {
     async fn receive(&self, c: Callback<'_>) -> Result<String, Refusal> {
         let sms = self.parse(&c)?;
         let msg = self.normalise(&sms)?;
+        if sms.part.is_some() || self.cfg.join_window_seconds > 0 {
+            return self.hold(&sms, &msg).await;
+        }
         let span =
             tracing::info_span!("item", id = %msg.id, channel = "sms", instance = %self.cfg.id);
         if let Ok(Some(item)) = self.ctx.registry.find_by_key(&msg.idempotency_key).await {
@@ -580,6 +619,19 @@ impl Channel for Sms {
 
     fn kind(&self) -> ChannelKind {
         ChannelKind::Sms
+    }
+
+    /// Publishes held SMS whose group is complete or whose window closed.
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        loop {
+            if let Err(e) = self.flush_held(chrono::Utc::now()).await {
+                tracing::warn!(channel = %self.cfg.id, "held SMS stay for the next round: {e}");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     fn routes(self: Arc<Self>) -> Option<Router> {

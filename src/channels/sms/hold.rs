@@ -1,0 +1,137 @@
+//! SMS held before registration: the parts of a concatenated SMS that the
+//! gateway did not join, and (when `join_window_seconds` is set) several SMS
+//! from one number. Each is stored before the gateway gets its 2xx; a group
+//! becomes one item when it is complete or its window has closed, and is
+//! published with the first SMS's id as idempotency key, so a crash between
+//! publishing and releasing registers it once.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{InboundSms, Refusal, Sms};
+use crate::bus::publish_intake;
+use crate::message::IntakeMessage;
+use crate::registry::sms_pending::{HeldSms, held_at, held_time};
+
+pub(super) fn default_part_timeout() -> u64 {
+    600
+}
+
+impl Sms {
+    /// Stores one SMS (or part) for later; the gateway may now get its 2xx.
+    pub(super) async fn hold(
+        &self,
+        sms: &InboundSms,
+        msg: &IntakeMessage,
+    ) -> Result<String, Refusal> {
+        let from = msg
+            .channel_metadata()
+            .and_then(|m| m.get("from"))
+            .and_then(|v| v.as_str())
+            .unwrap_or(&sms.from)
+            .to_string();
+        let (group_key, part_no, part_count) = match &sms.part {
+            Some(p) => (
+                format!("udh:{from}:{}", p.reference),
+                i64::from(p.part),
+                i64::from(p.parts),
+            ),
+            None => (format!("win:{from}"), 1, 1),
+        };
+        let held = HeldSms {
+            gateway_id: sms.gateway_id.trim().to_string(),
+            group_key,
+            from_address: from,
+            to_address: sms.to.clone(),
+            text: msg.body.clone(),
+            part_no,
+            part_count,
+            received_at: held_at(msg.received_at),
+        };
+        self.ctx
+            .registry
+            .hold_sms(&self.cfg.id, &held)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        tracing::info!(channel = %self.cfg.id, gateway_id = %held.gateway_id, group = %held.group_key, "held until its group is complete");
+        Ok(msg.id.to_string())
+    }
+
+    /// Publishes every group that is ready at `now`; returns how many.
+    pub async fn flush_held(&self, now: DateTime<Utc>) -> Result<usize, String> {
+        let held = self
+            .ctx
+            .registry
+            .held_sms(&self.cfg.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut groups: BTreeMap<&str, Vec<&HeldSms>> = BTreeMap::new();
+        for h in &held {
+            groups.entry(h.group_key.as_str()).or_default().push(h);
+        }
+        let mut published = 0;
+        for (key, mut rows) in groups {
+            let first_at = rows
+                .iter()
+                .filter_map(|r| held_time(r))
+                .min()
+                .unwrap_or(now);
+            let age = now - first_at;
+            let parts = key.starts_with("udh:");
+            let incomplete = if parts {
+                rows.sort_by_key(|r| r.part_no);
+                rows.dedup_by_key(|r| r.part_no);
+                let expected = rows.first().map_or(0, |r| r.part_count);
+                let complete = rows.len() as i64 == expected;
+                if !complete && age < Duration::seconds(self.cfg.part_timeout_seconds as i64) {
+                    continue;
+                }
+                !complete
+            } else {
+                if age < Duration::seconds(self.cfg.join_window_seconds as i64) {
+                    continue;
+                }
+                false
+            };
+            let Some(first) = rows.first() else { continue };
+            // Parts are one text; separate SMS are separate paragraphs.
+            let text = rows
+                .iter()
+                .map(|r| r.text.as_str())
+                .collect::<Vec<_>>()
+                .join(if parts { "" } else { "\n\n" });
+            let joined = InboundSms {
+                gateway_id: first.gateway_id.clone(),
+                from: first.from_address.clone(),
+                to: first.to_address.clone(),
+                text,
+                part: None,
+            };
+            let mut msg = self.normalise(&joined).map_err(|e| e.to_string())?;
+            msg.received_at = first_at;
+            let ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
+            if let Some(meta) = msg
+                .metadata
+                .get_mut(crate::message::ChannelKind::Sms.as_str())
+                .and_then(|m| m.as_object_mut())
+            {
+                meta.insert("joined_gateway_ids".into(), serde_json::json!(ids));
+                if incomplete {
+                    meta.insert("incomplete_parts".into(), serde_json::json!(true));
+                }
+            }
+            publish_intake(self.ctx.bus.as_ref(), &msg)
+                .await
+                .map_err(|e| format!("group {key}: {e}"))?;
+            self.ctx
+                .registry
+                .release_sms(&self.cfg.id, &ids)
+                .await
+                .map_err(|e| format!("group {key} was published, release failed (it is published again, once registered): {e}"))?;
+            tracing::info!(channel = %self.cfg.id, group = %key, sms = ids.len(), incomplete, "held SMS published as one item");
+            published += 1;
+        }
+        Ok(published)
+    }
+}
