@@ -12,7 +12,11 @@
 //! ```
 //!
 //! - [`message`]: the one message format every channel produces (schema v1).
-//! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind.
+//! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind
+//!   (`web_form`, `sms` with its Kannel, Twilio and signed-JSON gateways).
+//! - [`replies`]: answers on the channel an item came by (the SMS with its number),
+//!   written at registration and sent by the channel's [`replies::Replier`].
+//! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite.

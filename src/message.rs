@@ -212,13 +212,14 @@ impl IntakeMessage {
     }
 
     /// Where to answer on the channel the item came by, when that channel
-    /// answers at all: the SMS sender's number if it can receive a reply.
+    /// answers at all: the SMS sender's number when the channel said so
+    /// (`metadata.sms.answer_by_sms`).
     pub fn reply_address(&self) -> Option<&str> {
         match self.channel.kind {
             ChannelKind::Sms => {
                 let possible = self
                     .channel_metadata()
-                    .and_then(|m| m.get("reply_possible"))
+                    .and_then(|m| m.get("answer_by_sms"))
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false);
                 self.sender.phone.as_deref().filter(|_| possible)

@@ -178,7 +178,7 @@ async fn kannel_and_json_callbacks_are_authenticated_and_checked() {
         .item_message(&short.id)
         .await
         .expect("message");
-    assert_eq!(message.metadata["sms"]["reply_possible"], false);
+    assert_eq!(message.metadata["sms"]["answer_by_sms"], false);
     assert_eq!(message.metadata["sms"]["from"], "1643");
 
     let body = serde_json::json!({

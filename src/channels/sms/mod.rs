@@ -530,7 +530,12 @@ impl Sms {
             "to",
             serde_json::json!(sms.to.as_deref().or(self.cfg.number.as_deref())),
         );
-        meta.insert("reply_possible", serde_json::json!(from.can_reply()));
+        // Answered by SMS only when the sender can receive one and this
+        // channel answers at all.
+        meta.insert(
+            "answer_by_sms",
+            serde_json::json!(from.can_reply() && self.cfg.reply.enabled),
+        );
         msg.metadata.insert(
             ChannelKind::Sms.as_str().into(),
             serde_json::to_value(meta).unwrap_or_default(),
