@@ -308,3 +308,160 @@ async fn parts_and_messages_within_the_window_become_one_item() {
     );
     env.stop().await;
 }
+
+/// What a provider's API received: (path, authorization, body).
+type Captured = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A stand-in for the providers' sending APIs, built from their documented
+/// request shapes (Twilio's Messages resource; our signed JSON): it records
+/// each request and answers 201.
+async fn fake_provider() -> (String, Captured) {
+    use axum::extract::State;
+    let captured: Captured = Default::default();
+    let app = axum::Router::new()
+        .fallback(
+            |State(c): State<Captured>,
+             uri: axum::http::Uri,
+             headers: axum::http::HeaderMap,
+             body: String| async move {
+                let auth = headers
+                    .get("authorization")
+                    .or_else(|| headers.get("x-signature-256"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                c.lock()
+                    .expect("lock")
+                    .push((uri.path().to_string(), auth, body));
+                (
+                    axum::http::StatusCode::CREATED,
+                    "{\"sid\":\"SMxx\",\"status\":\"queued\"}",
+                )
+            },
+        )
+        .with_state(captured.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), captured)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_out_through_twilio_and_json_apis_within_the_per_number_limit() {
+    let (provider, captured) = fake_provider().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("sms-twilio.toml"),
+        format!(
+            "type = \"sms\"\nid = \"sms-twilio\"\nnumber = \"+37163400000\"\n[gateway]\nkind = \"twilio\"\n\
+             auth_token = \"test-auth-token\"\npublic_url = \"{TWILIO_URL}\"\naccount_sid = \"AC123\"\napi_base = \"{provider}\"\n\
+             [reply]\nlanguage = \"en\"\nmax_per_number_per_day = 1\n"
+        ),
+    )
+    .expect("twilio channel");
+    std::fs::write(
+        dir.path().join("sms-json.toml"),
+        format!(
+            "type = \"sms\"\nid = \"sms-json\"\n[gateway]\nkind = \"json_hmac\"\nsecret = \"json-secret\"\n\
+             send_url = \"{provider}/send\"\n"
+        ),
+    )
+    .expect("json channel");
+    let env = TestEnv::start(Options {
+        channels_from: dir.path().to_path_buf(),
+        ..Options::new(Backend::Embedded)
+    })
+    .await;
+
+    // Two SMS from one number through Twilio: the limit is one answer a day.
+    for sid in ["SM1", "SM2"] {
+        let params = pairs(&[
+            ("MessageSid", sid),
+            ("From", "+37129123456"),
+            ("Body", BUILDING),
+        ]);
+        let sig = twilio_signature("test-auth-token", TWILIO_URL, &params);
+        assert_eq!(post_twilio(&env, &params, Some(&sig)).await.0, 200);
+        env.registered_key(&format!("sms:sms-twilio:{sid}")).await;
+    }
+    // One through the JSON gateway.
+    assert_eq!(
+        post_signed(&env, "sms-json", serde_json::json!({ "id": "j1", "from": "+37126000000", "text": "Kur pieteikt bērnu bērnudārzā?" })).await,
+        200
+    );
+    let json_item = env.registered_key("sms:sms-json:j1").await;
+
+    // Answers are sent within a few seconds.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while captured.lock().expect("lock").len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let got = captured.lock().expect("lock").clone();
+    assert_eq!(
+        got.len(),
+        2,
+        "one Twilio answer (limit 1 per number) and one JSON answer: {got:?}"
+    );
+    let twilio = got
+        .iter()
+        .find(|c| c.0 == "/2010-04-01/Accounts/AC123/Messages.json")
+        .expect("Twilio call");
+    assert!(
+        twilio.1.starts_with("Basic "),
+        "basic auth with the account: {twilio:?}"
+    );
+    assert!(
+        twilio.2.contains("To=%2B37129123456") && twilio.2.contains("Registered+No."),
+        "{twilio:?}"
+    );
+    let json = got.iter().find(|c| c.0 == "/send").expect("JSON call");
+    assert_eq!(
+        json.1,
+        body_signature("json-secret", json.2.as_bytes()),
+        "signed like the callbacks"
+    );
+    let sent: serde_json::Value = serde_json::from_str(&json.2).expect("JSON answer");
+    assert_eq!(sent["to"], "+37126000000");
+    assert!(
+        sent["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&json_item.registration_number),
+        "{sent}"
+    );
+
+    // The second Twilio item's answer is recorded as not sent, with why.
+    let second = env.registered_key("sms:sms-twilio:SM2").await;
+    let first = env.registered_key("sms:sms-twilio:SM1").await;
+    let lines = |id: String| {
+        let registry = env.daemon.registry.clone();
+        async move { registry.audit_of(&id).await.expect("audit") }
+    };
+    let (a, b) = (
+        lines(first.id.clone()).await,
+        lines(second.id.clone()).await,
+    );
+    let not_sent = a
+        .iter()
+        .chain(b.iter())
+        .filter(|l| l.2 == "reply_not_sent")
+        .count();
+    let replied = a
+        .iter()
+        .chain(b.iter())
+        .filter(|l| l.2 == "replied")
+        .count();
+    assert_eq!((replied, not_sent), (1, 1), "{a:?}\n{b:?}");
+    assert!(
+        a.iter()
+            .chain(b.iter())
+            .any(|l| l.3.contains("max_per_number_per_day")),
+        "the reason is recorded"
+    );
+    env.stop().await;
+}
