@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{InboundSms, Refusal, Sms};
+use super::{Accepted, InboundSms, Refusal, Sms};
 use crate::bus::publish_intake;
 use crate::message::IntakeMessage;
 use crate::registry::sms_pending::{HeldSms, held_at, held_time};
@@ -24,7 +24,7 @@ impl Sms {
         &self,
         sms: &InboundSms,
         msg: &IntakeMessage,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Accepted, Refusal> {
         let from = msg
             .channel_metadata()
             .and_then(|m| m.get("from"))
@@ -55,7 +55,7 @@ impl Sms {
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         tracing::info!(channel = %self.cfg.id, gateway_id = %held.gateway_id, group = %held.group_key, "held until its group is complete");
-        Ok(msg.id.to_string())
+        Ok(Accepted::Held)
     }
 
     /// Publishes every group that is ready at `now`; returns how many.

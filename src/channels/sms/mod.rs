@@ -351,6 +351,15 @@ struct JsonSms {
     concat: Option<Part>,
 }
 
+/// What became of an accepted callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Handed to the bus (or already registered): the item's tracking id.
+    Published(String),
+    /// Held until its group is complete or its window closes.
+    Held,
+}
+
 /// What the handler got from axum.
 struct Callback<'a> {
     peer: IpAddr,
@@ -545,7 +554,7 @@ impl Sms {
 
     /// Authenticates, normalises, publishes with confirm: the gateway's 2xx
     /// comes only after the item is durably handed on.
-    async fn receive(&self, c: Callback<'_>) -> Result<String, Refusal> {
+    async fn receive(&self, c: Callback<'_>) -> Result<Accepted, Refusal> {
         let sms = self.parse(&c)?;
         let msg = self.normalise(&sms)?;
         if sms.part.is_some() || self.cfg.join_window_seconds > 0 {
@@ -555,18 +564,18 @@ impl Sms {
             tracing::info_span!("item", id = %msg.id, channel = "sms", instance = %self.cfg.id);
         if let Ok(Some(item)) = self.ctx.registry.find_by_key(&msg.idempotency_key).await {
             tracing::info!(parent: &span, number = %item.registration_number, "repeated callback: already registered");
-            return Ok(item.id);
+            return Ok(Accepted::Published(item.id));
         }
         publish_intake(self.ctx.bus.as_ref(), &msg)
             .instrument(span.clone())
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         tracing::info!(parent: &span, "accepted");
-        Ok(msg.id.to_string())
+        Ok(Accepted::Published(msg.id.to_string()))
     }
 
     /// The body each gateway expects with its 2xx.
-    fn answer(&self, tracking_id: &str) -> Response {
+    fn answer(&self, accepted: &Accepted) -> Response {
         match self.cfg.gateway {
             // With max-messages = 0 smsbox does not text this back.
             GatewayConfig::Kannel { .. } => (StatusCode::OK, "ok").into_response(),
@@ -578,7 +587,12 @@ impl Sms {
                 .into_response(),
             GatewayConfig::JsonHmac { .. } => (
                 StatusCode::OK,
-                axum::Json(serde_json::json!({ "status": "accepted", "tracking_id": tracking_id })),
+                axum::Json(match accepted {
+                    Accepted::Published(id) => {
+                        serde_json::json!({ "status": "accepted", "tracking_id": id })
+                    }
+                    Accepted::Held => serde_json::json!({ "status": "held" }),
+                }),
             )
                 .into_response(),
         }
@@ -593,15 +607,20 @@ async fn inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // A dual-stack listener shows IPv4 callers as ::ffff:a.b.c.d.
+    let ip = match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
     let callback = Callback {
-        peer: peer.ip(),
+        peer: ip,
         headers: &headers,
         method: &method,
         uri: &uri,
         body: &body,
     };
     match sms.receive(callback).await {
-        Ok(tracking_id) => sms.answer(&tracking_id),
+        Ok(accepted) => sms.answer(&accepted),
         Err(refusal) => {
             match &refusal {
                 Refusal::Forbidden(_) => {
