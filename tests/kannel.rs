@@ -278,19 +278,8 @@ send_password = "sendsms-pw"
         .expect("items");
     assert_eq!(items.len(), 1, "{items:?}");
     let item = &items[0];
-    assert_eq!(item.channel_kind, "sms");
-    assert_eq!(item.sender_phone.as_deref(), Some("+37129123456"));
-    assert_eq!(
-        item.unit_id.as_deref(),
-        Some("buvvalde"),
-        "routed by the rules"
-    );
-    let message = env
-        .daemon
-        .registry
-        .item_message(&item.id)
-        .await
-        .expect("message");
+    support::assert_sms_routed(item, "+37129123456", "buvvalde");
+    let message = env.message_of(item).await;
     assert_eq!(message.body, TEXT, "the text arrived intact through UCS-2");
 
     // The phone got the number, in Latvian, diacritics intact.

@@ -79,19 +79,8 @@ async fn twilio_webhooks(backend: Backend) {
         assert!(body.contains("<Response>"), "TwiML answer: {body}");
     }
     let item = env.registered_key("sms:sms-twilio:SM0001").await;
-    assert_eq!(item.channel_kind, "sms");
-    assert_eq!(item.sender_phone.as_deref(), Some("+37129123456"));
-    assert_eq!(
-        item.unit_id.as_deref(),
-        Some("buvvalde"),
-        "routed by the rules"
-    );
-    let message = env
-        .daemon
-        .registry
-        .item_message(&item.id)
-        .await
-        .expect("message");
+    support::assert_sms_routed(&item, "+37129123456", "buvvalde");
+    let message = env.message_of(&item).await;
     assert_eq!(message.body, BUILDING, "diacritics intact");
     assert_eq!(message.metadata["sms"]["gateway_id"], "SM0001");
     env.assert_stored_message_matches_schema(&item.id).await;
@@ -172,12 +161,7 @@ async fn kannel_and_json_callbacks_are_authenticated_and_checked() {
     assert_eq!(status, 200);
     let short = env.registered_key("sms:sms-kannel:k6").await;
     assert_eq!(short.sender_phone, None);
-    let message = env
-        .daemon
-        .registry
-        .item_message(&short.id)
-        .await
-        .expect("message");
+    let message = env.message_of(&short).await;
     assert_eq!(message.metadata["sms"]["answer_by_sms"], false);
     assert_eq!(message.metadata["sms"]["from"], "1643");
 
@@ -259,13 +243,7 @@ async fn parts_and_messages_within_the_window_become_one_item() {
         "concat": { "ref": "a7", "part": 3, "parts": 2 }
     });
     assert_eq!(post_signed(&env, "sms-json", bad).await, 400);
-    let joined = env.registered_key("sms:sms-json:p1").await;
-    let message = env
-        .daemon
-        .registry
-        .item_message(&joined.id)
-        .await
-        .expect("message");
+    let (joined, message) = env.registered_message("sms:sms-json:p1").await;
     assert_eq!(message.body, "Lūdzu izsniegt būvatļauju pirts būvniecībai.");
     assert_eq!(
         joined.unit_id.as_deref(),
@@ -292,13 +270,7 @@ async fn parts_and_messages_within_the_window_become_one_item() {
         .await,
         200
     );
-    let item = env.registered_key("sms:sms-json-window:w1").await;
-    let message = env
-        .daemon
-        .registry
-        .item_message(&item.id)
-        .await
-        .expect("message");
+    let (_, message) = env.registered_message("sms:sms-json-window:w1").await;
     assert_eq!(message.body, "Sveiki!\n\nKur pieteikt bērnu bērnudārzā?");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(

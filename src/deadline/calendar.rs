@@ -129,7 +129,8 @@ pub fn easter_sunday(year: i32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month as u32, day as u32)
 }
 
-fn toml_date(d: &toml::value::Datetime) -> Option<NaiveDate> {
+/// A TOML plain date (`2026-03-01`); a time or offset makes it `None`.
+pub(super) fn toml_date(d: &toml::value::Datetime) -> Option<NaiveDate> {
     match (d.date, d.time) {
         (Some(date), None) => NaiveDate::from_ymd_opt(
             i32::from(date.year),

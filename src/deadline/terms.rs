@@ -92,13 +92,7 @@ impl Regimes {
         for r in &file.regime {
             let at = r.span().start;
             let def = r.get_ref();
-            let from = match (def.from.date, def.from.time) {
-                (Some(d), None) => {
-                    NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
-                }
-                _ => None,
-            };
-            let Some(from) = from else {
+            let Some(from) = super::calendar::toml_date(&def.from) else {
                 p.at(
                     at,
                     format!(

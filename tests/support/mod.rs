@@ -333,6 +333,25 @@ impl TestEnv {
         }
     }
 
+    /// The message an item was registered from.
+    pub async fn message_of(&self, item: &ItemSummary) -> pietura::message::IntakeMessage {
+        self.daemon
+            .registry
+            .item_message(&item.id)
+            .await
+            .unwrap_or_else(|e| panic!("message of {}: {e}", item.registration_number))
+    }
+
+    /// Waits for the item with `key`; the item and its message.
+    pub async fn registered_message(
+        &self,
+        key: &str,
+    ) -> (ItemSummary, pietura::message::IntakeMessage) {
+        let item = self.registered_key(key).await;
+        let message = self.message_of(&item).await;
+        (item, message)
+    }
+
     /// Waits until the item behind a tracking id (message id) is registered.
     pub async fn registered(&self, tracking_id: &str) -> ItemSummary {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -474,4 +493,15 @@ impl CuttableProxy {
         let host = host_port(&direct);
         direct.replacen(&host, &self.addr.to_string(), 1)
     }
+}
+
+/// An SMS item from `phone`, routed to `unit` by the rules.
+pub fn assert_sms_routed(item: &ItemSummary, phone: &str, unit: &str) {
+    assert_eq!(item.channel_kind, "sms", "{item:?}");
+    assert_eq!(item.sender_phone.as_deref(), Some(phone), "{item:?}");
+    assert_eq!(
+        item.unit_id.as_deref(),
+        Some(unit),
+        "routed by the rules: {item:?}"
+    );
 }
