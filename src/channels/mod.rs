@@ -134,10 +134,17 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>>
         };
         match toml::from_str::<ChannelConfig>(&src) {
             Ok(c) => {
-                let issues = match &c {
+                let mut issues = Vec::new();
+                if !crate::rules::is_id(c.id()) {
+                    issues.push(format!(
+                        "id {:?} must be lowercase a-z, 0-9, - or _",
+                        c.id()
+                    ));
+                }
+                issues.extend(match &c {
                     ChannelConfig::WebForm(w) => w.validate(),
                     ChannelConfig::Sms(c) => c.validate(),
-                };
+                });
                 for message in issues {
                     problems.push(ChannelFileError {
                         file: file.clone(),

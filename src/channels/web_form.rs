@@ -136,17 +136,6 @@ impl WebFormConfig {
     /// Problems a file loader reports with the file name.
     pub fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            out.push(format!(
-                "id {:?} must be lowercase a-z, 0-9, - or _",
-                self.id
-            ));
-        }
         if self.fields.is_empty() {
             out.push("a form needs at least one [[field]]".into());
         }

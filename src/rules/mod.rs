@@ -207,7 +207,9 @@ fn rule_chunks(src: &str) -> Vec<String> {
     chunks
 }
 
-fn is_id(s: &str) -> bool {
+/// An id usable in queue names and URLs: lowercase a-z, 0-9, `-` or `_`.
+/// Units, services and channel instances share it.
+pub(crate) fn is_id(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')

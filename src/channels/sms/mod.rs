@@ -163,17 +163,6 @@ impl SmsConfig {
     /// Problems with the file, each naming its key.
     pub fn validate(&self) -> Vec<String> {
         let mut issues = Vec::new();
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            issues.push(format!(
-                "id {:?} must be lowercase a-z, 0-9, - or _",
-                self.id
-            ));
-        }
         if self.max_chars == 0 {
             issues.push("max_chars must be at least 1".into());
         }
