@@ -12,7 +12,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, db_time, q};
+use super::{
+    ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, db_time, decode_db_time, parse_db_day,
+    parse_db_time, q,
+};
 use crate::deadline::{DeadlineBasis, Deadlines, ExtensionError, local_date};
 
 /// Why a deadline action was not recorded.
@@ -50,16 +53,6 @@ struct DeadlineRow {
 const DEADLINE_COLUMNS: &str = "id, registration_number, state, received_at, reply_working_days, \
      paused_working_days, extended_until, reply_due, forward_due, paused_since, closed_at, revision";
 
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
 impl DeadlineRow {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
         let received: String = r.try_get("received_at")?;
@@ -72,12 +65,10 @@ impl DeadlineRow {
             number: r.try_get("registration_number")?,
             forwarding: state == "forwarding",
             basis: DeadlineBasis {
-                received_at: parse_time(&received).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("received_at {received:?} is not RFC 3339").into())
-                })?,
+                received_at: decode_db_time(&received)?,
                 reply_working_days: own.and_then(|n| u32::try_from(n).ok()),
                 paused_working_days: u32::try_from(paused).unwrap_or(0),
-                extended_until: extended.as_deref().and_then(parse_day),
+                extended_until: extended.as_deref().and_then(parse_db_day),
             },
             reply_due: r.try_get("reply_due")?,
             forward_due: r.try_get("forward_due")?,
@@ -265,7 +256,7 @@ impl Registry {
     ) -> Result<ItemSummary, ActionError> {
         let row = self.deadline_row(item).await?;
         row.open()?;
-        let Some(since) = row.paused_since.as_deref().and_then(parse_time) else {
+        let Some(since) = row.paused_since.as_deref().and_then(parse_db_time) else {
             return Err(ActionError::Conflict {
                 item: row.number,
                 why: "its deadline is not paused".into(),

@@ -244,6 +244,24 @@ pub fn db_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// Reads a time stored by [`db_time`].
+pub fn parse_db_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// [`parse_db_time`] for a column that must hold a time: a decode error otherwise.
+fn decode_db_time(s: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    parse_db_time(s)
+        .ok_or_else(|| sqlx::Error::Decode(format!("time {s:?} is not RFC 3339").into()))
+}
+
+/// Reads a date column (deadlines: `YYYY-MM-DD`).
+pub fn parse_db_day(s: &str) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
 /// The registry handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Registry {

@@ -1,10 +1,9 @@
 //! Storage for SMS held before registration (see the SMS channel): rows are
 //! grouped, read whole, and deleted once the group was published as one item.
 
-use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Registry, RegistryError, db_time, q};
+use super::{Registry, RegistryError, q};
 
 /// One held SMS (or part of one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,16 +98,4 @@ impl Registry {
             .map(|_| ())
             .map_err(q(format!("held SMS of channel {instance}")))
     }
-}
-
-/// The receipt time of a held SMS, for the window.
-pub fn held_time(s: &HeldSms) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(&s.received_at)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Formats a receipt time as stored.
-pub fn held_at(t: DateTime<Utc>) -> String {
-    db_time(t)
 }

@@ -3,14 +3,8 @@
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use sqlx::Row;
 
-use super::{Registry, RegistryError, db_time, q};
+use super::{Registry, RegistryError, db_time, decode_db_time, parse_db_day, q};
 use crate::stats::{ItemRecord, Period};
-
-fn time(s: &str) -> Result<DateTime<Utc>, sqlx::Error> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| sqlx::Error::Decode(format!("time {s:?}: {e}").into()))
-}
 
 fn utc_midnight(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
@@ -41,7 +35,7 @@ impl Registry {
                 let opt_time = |col: &str| -> Result<Option<DateTime<Utc>>, sqlx::Error> {
                     r.try_get::<Option<String>, _>(col)?
                         .as_deref()
-                        .map(time)
+                        .map(decode_db_time)
                         .transpose()
                 };
                 let due: Option<String> = r.try_get("due")?;
@@ -50,14 +44,12 @@ impl Registry {
                     unit: r.try_get("unit_id")?,
                     service: r.try_get("service_id")?,
                     state: r.try_get("state")?,
-                    received_at: time(&r.try_get::<String, _>("received_at")?)?,
-                    registered_at: time(&r.try_get::<String, _>("registered_at")?)?,
+                    received_at: decode_db_time(&r.try_get::<String, _>("received_at")?)?,
+                    registered_at: decode_db_time(&r.try_get::<String, _>("registered_at")?)?,
                     routed_by: r.try_get("routed_by")?,
                     routed_at: opt_time("routed_at")?,
                     closed_at: opt_time("closed_at")?,
-                    due: due
-                        .as_deref()
-                        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                    due: due.as_deref().and_then(parse_db_day),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -12,7 +12,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::{Accepted, InboundSms, Refusal, Sms};
 use crate::bus::publish_intake;
 use crate::message::IntakeMessage;
-use crate::registry::sms_pending::{HeldSms, held_at, held_time};
+use crate::registry::sms_pending::HeldSms;
+use crate::registry::{db_time, parse_db_time};
 
 pub(super) fn default_part_timeout() -> u64 {
     600
@@ -47,7 +48,7 @@ impl Sms {
             text: msg.body.clone(),
             part_no,
             part_count,
-            received_at: held_at(msg.received_at),
+            received_at: db_time(msg.received_at),
         };
         self.ctx
             .registry
@@ -74,7 +75,7 @@ impl Sms {
         for (key, mut rows) in groups {
             let first_at = rows
                 .iter()
-                .filter_map(|r| held_time(r))
+                .filter_map(|r| parse_db_time(&r.received_at))
                 .min()
                 .unwrap_or(now);
             let age = now - first_at;
