@@ -235,21 +235,14 @@ async fn load(s: &HttpState, q: &PeriodQuery) -> Result<Report, Response> {
     Ok(crate::stats::report(&records, period, today))
 }
 
-fn unit_names(s: &HttpState) -> BTreeMap<String, String> {
-    s.rules
-        .load()
-        .units
-        .values()
-        .map(|u| (u.id.clone(), u.name.clone()))
-        .collect()
-}
-
-fn service_names(s: &HttpState) -> BTreeMap<String, String> {
-    s.rules
-        .load()
-        .services
-        .values()
-        .map(|v| (v.id.clone(), v.name.clone()))
+/// Display names by id (units or services), for the tables and charts.
+fn display_names<T>(
+    by_id: &BTreeMap<String, T>,
+    name: impl Fn(&T) -> &str,
+) -> BTreeMap<String, String> {
+    by_id
+        .iter()
+        .map(|(id, v)| (id.clone(), name(v).to_string()))
         .collect()
 }
 
@@ -258,12 +251,8 @@ async fn dashboard(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -> 
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let names = unit_names(&s);
-    let today = local_date(Utc::now());
-    let rules = s.rules.load_full();
-    let horizon = rules
-        .deadlines
-        .working_days_after(today, s.due_soon_working_days);
+    let names = display_names(&s.rules.load().units, |u| &u.name);
+    let (today, horizon) = s.due_window(None);
     let open = match s.registry.open_counts(today, horizon).await {
         Ok(c) => c,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
@@ -364,7 +353,8 @@ async fn report_page(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let names = unit_names(&s);
+    let rules = s.rules.load();
+    let names = display_names(&rules.units, |u| &u.name);
     fn rows<'a>(list: &'a [Figures], names: &BTreeMap<String, String>) -> Vec<Row<'a>> {
         list.iter().map(|f| row(f, names)).collect()
     }
@@ -377,7 +367,10 @@ async fn report_page(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -
         ),
         (
             "Pa pakalpojumiem / by service",
-            rows(&report.by_service, &service_names(&s)),
+            rows(
+                &report.by_service,
+                &display_names(&rules.services, |v| &v.name),
+            ),
         ),
     ];
     let unit = q

@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::{HttpState, api_allowed, json_error, unauthorized};
 use crate::deadline::calendar::{AddHolidayError, add_dated_holiday};
-use crate::deadline::local_date;
 use crate::registry::ItemSummary;
 use crate::registry::deadlines::ActionError;
 
@@ -182,11 +181,7 @@ async fn due(
     Query(q): Query<DueQuery>,
 ) -> Response {
     guarded!(s, headers, peer);
-    let rules = s.rules.load_full();
-    let today = local_date(Utc::now());
-    let horizon = rules
-        .deadlines
-        .working_days_after(today, q.within.unwrap_or(s.due_soon_working_days).min(60));
+    let (today, horizon) = s.due_window(Some(q.within.unwrap_or(s.due_soon_working_days).min(60)));
     match s
         .registry
         .due_items(today, horizon, q.unit.as_deref())

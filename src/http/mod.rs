@@ -41,6 +41,21 @@ pub struct HttpState {
     pub due_soon_working_days: u32,
 }
 
+impl HttpState {
+    /// Today (Europe/Riga) and the last day counted as "due soon": `within`
+    /// working days ahead (default `due_soon_working_days`) on the calendar
+    /// in force.
+    fn due_window(&self, within: Option<u32>) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        let today = crate::deadline::local_date(chrono::Utc::now());
+        let horizon = self
+            .rules
+            .load()
+            .deadlines
+            .working_days_after(today, within.unwrap_or(self.due_soon_working_days));
+        (today, horizon)
+    }
+}
+
 /// Builds the whole router.
 pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: usize) -> Router {
     let mut app = Router::new()
@@ -260,13 +275,12 @@ async fn ready(State(s): State<HttpState>) -> Response {
 /// Prometheus text; the deadline gauges are read from the registry at each
 /// scrape, so they are never staler than the scrape itself.
 async fn metrics(State(s): State<HttpState>) -> Response {
-    let today = crate::deadline::local_date(chrono::Utc::now());
-    let rules = s.rules.load_full();
-    let horizon = rules
-        .deadlines
-        .working_days_after(today, s.due_soon_working_days);
+    let (today, horizon) = s.due_window(None);
     match s.registry.open_counts(today, horizon).await {
-        Ok(counts) => crate::metrics::open_items(rules.units.keys().map(String::as_str), &counts),
+        Ok(counts) => {
+            let rules = s.rules.load();
+            crate::metrics::open_items(rules.units.keys().map(String::as_str), &counts)
+        }
         Err(e) => tracing::warn!("deadline gauges not refreshed: {e}"),
     }
     match &s.metrics {
