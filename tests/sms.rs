@@ -254,6 +254,23 @@ async fn parts_and_messages_within_the_window_become_one_item() {
         message.metadata["sms"]["joined_gateway_ids"],
         serde_json::json!(["p1", "p2"])
     );
+    // A part that ends on a space keeps it: parts are joined as sent.
+    let spaced = |id: &str, no: u32, text: &str| {
+        serde_json::json!({
+            "id": id, "from": "+37129123456", "text": text,
+            "concat": { "ref": "b8", "part": no, "parts": 2 }
+        })
+    };
+    assert_eq!(
+        post_signed(&env, "sms-json", spaced("s1", 1, "Lūdzu izsniegt ")).await,
+        200
+    );
+    assert_eq!(
+        post_signed(&env, "sms-json", spaced("s2", 2, "būvatļauju klētij.")).await,
+        200
+    );
+    let (_, message) = env.registered_message("sms:sms-json:s1").await;
+    assert_eq!(message.body, "Lūdzu izsniegt būvatļauju klētij.");
 
     // Two SMS from one number within the window: one item, both texts.
     let sms = |id: &str, text: &str| serde_json::json!({ "id": id, "from": "+37126000000", "text": text });
@@ -275,8 +292,8 @@ async fn parts_and_messages_within_the_window_become_one_item() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         env.daemon.registry.count().await.expect("count"),
-        2,
-        "two items, not five"
+        3,
+        "three items, not seven"
     );
     env.stop().await;
 }

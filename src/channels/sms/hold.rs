@@ -45,7 +45,9 @@ impl Sms {
             group_key,
             from_address: from,
             to_address: sms.to.clone(),
-            text: msg.body.clone(),
+            // As sent: a part may end inside a word or on a space, so the
+            // text is normalised once joined, not part by part.
+            text: sms.text.clone(),
             part_no,
             part_count,
             received_at: db_time(msg.received_at),
@@ -80,6 +82,9 @@ impl Sms {
                 .unwrap_or(now);
             let age = now - first_at;
             let parts = key.starts_with("udh:");
+            // Every row is released with the group, a part sent twice under
+            // two gateway ids included.
+            let ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
             let incomplete = if parts {
                 rows.sort_by_key(|r| r.part_no);
                 rows.dedup_by_key(|r| r.part_no);
@@ -109,15 +114,22 @@ impl Sms {
                 text,
                 part: None,
             };
-            let mut msg = self.normalise(&joined).map_err(|e| e.to_string())?;
+            let mut msg = match self.normalise(&joined) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Kept held (nothing lost); the other groups go on.
+                    tracing::error!(channel = %self.cfg.id, group = %key, "held SMS cannot become an item: {e}");
+                    continue;
+                }
+            };
             msg.received_at = first_at;
-            let ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
             if let Some(meta) = msg
                 .metadata
                 .get_mut(crate::message::ChannelKind::Sms.as_str())
                 .and_then(|m| m.as_object_mut())
             {
-                meta.insert("joined_gateway_ids".into(), serde_json::json!(ids));
+                let joined_ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
+                meta.insert("joined_gateway_ids".into(), serde_json::json!(joined_ids));
                 if incomplete {
                     meta.insert("incomplete_parts".into(), serde_json::json!(true));
                 }
