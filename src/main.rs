@@ -306,15 +306,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report { quarter, unit, csv } => {
             let today = pietura::deadline::local_date(chrono::Utc::now());
-            let period = match quarter {
-                Some(q) => pietura::stats::Period::quarter(&q).map_err(anyhow::Error::msg)?,
-                None => pietura::stats::Period::quarter_of(today),
-            };
+            let period = pietura::stats::Period::quarter_or_current(quarter.as_deref(), today)
+                .map_err(anyhow::Error::msg)?;
             let registry = open_registry(&settings).await?;
-            let mut records = registry.stats_records(period).await?;
-            if let Some(unit) = &unit {
-                records.retain(|r| r.unit.as_deref() == Some(unit.as_str()));
-            }
+            let records = registry.stats_records(period, unit.as_deref()).await?;
             let report = pietura::stats::report(&records, period, today);
             if csv {
                 out(format_args!(

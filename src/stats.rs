@@ -70,6 +70,11 @@ impl Period {
         Period::quarter(&format!("{}Q{q}", day.year())).unwrap_or(Period { from: day, to: day })
     }
 
+    /// The quarter `spec` names, or the one `today` is in when none is named.
+    pub fn quarter_or_current(spec: Option<&str>, today: NaiveDate) -> Result<Period, String> {
+        spec.map_or(Ok(Period::quarter_of(today)), Period::quarter)
+    }
+
     /// `2026Q3`, or `from..to` for other periods.
     pub fn label(&self) -> String {
         let q = (self.from.month() - 1) / 3 + 1;

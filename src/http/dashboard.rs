@@ -221,17 +221,15 @@ fn bad_request(text: String) -> Response {
 /// Loads the report the query asks for (`unit` narrows it to one unit).
 async fn load(s: &HttpState, q: &PeriodQuery) -> Result<Report, Response> {
     let today = local_date(Utc::now());
-    let period = match &q.quarter {
-        Some(spec) => Period::quarter(spec).map_err(bad_request)?,
-        None => Period::quarter_of(today),
-    };
-    let mut records = s.registry.stats_records(period).await.map_err(|e| {
-        tracing::error!("statistics unavailable: {e}");
-        (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
-    })?;
-    if let Some(unit) = &q.unit {
-        records.retain(|r| r.unit.as_deref() == Some(unit.as_str()));
-    }
+    let period = Period::quarter_or_current(q.quarter.as_deref(), today).map_err(bad_request)?;
+    let records = s
+        .registry
+        .stats_records(period, q.unit.as_deref())
+        .await
+        .map_err(|e| {
+            tracing::error!("statistics unavailable: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        })?;
     Ok(crate::stats::report(&records, period, today))
 }
 

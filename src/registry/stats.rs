@@ -13,20 +13,26 @@ fn utc_midnight(day: NaiveDate) -> DateTime<Utc> {
 impl Registry {
     /// Items received in `period` (a day's margin either side for time
     /// zones; [`crate::stats::report`] keeps exact local days), and items
-    /// that were waiting for the records officer at some time in it.
-    pub async fn stats_records(&self, period: Period) -> Result<Vec<ItemRecord>, RegistryError> {
+    /// that were waiting for the records officer at some time in it; only
+    /// one unit's when `unit` is given.
+    pub async fn stats_records(
+        &self,
+        period: Period,
+        unit: Option<&str>,
+    ) -> Result<Vec<ItemRecord>, RegistryError> {
         let ctx = format!("statistics for {}", period.label());
         let from = db_time(utc_midnight(period.from - Days::new(1)));
         let to = db_time(utc_midnight(period.to + Days::new(2)));
         let rows = sqlx::query(
             "SELECT channel_kind, unit_id, service_id, state, received_at, registered_at, \
              routed_by, routed_at, closed_at, COALESCE(forward_due, reply_due) AS due FROM items \
-             WHERE (received_at >= $1 AND received_at < $2) \
+             WHERE ($3 IS NULL OR unit_id = $3) AND ((received_at >= $1 AND received_at < $2) \
              OR ((routed_by IS NULL OR routed_by <> 'rules') AND registered_at < $2 \
-                 AND (routed_at IS NULL OR routed_at >= $1) AND (closed_at IS NULL OR closed_at >= $1))",
+                 AND (routed_at IS NULL OR routed_at >= $1) AND (closed_at IS NULL OR closed_at >= $1)))",
         )
         .bind(from)
         .bind(to)
+        .bind(unit)
         .fetch_all(&self.pool)
         .await
         .map_err(q(ctx.clone()))?;
