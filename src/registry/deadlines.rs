@@ -10,11 +10,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
 use super::{
-    ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, db_time, decode_db_time, parse_db_day,
-    parse_db_time, q,
+    ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, db_time, decode_db_time, insert_audit,
+    parse_db_day, parse_db_time, q,
 };
 use crate::deadline::{DeadlineBasis, Deadlines, ExtensionError, local_date};
 
@@ -487,28 +486,4 @@ impl Registry {
             .map(|_| ())
             .map_err(q(format!("digest release of unit {unit} for {day}")))
     }
-}
-
-/// One audit line, in the caller's transaction.
-pub(super) async fn insert_audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    item_id: &str,
-    actor: &str,
-    action: &str,
-    detail: &serde_json::Value,
-    ctx: &str,
-) -> Result<(), RegistryError> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, item_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(Uuid::now_v7().to_string())
-    .bind(item_id.to_string())
-    .bind(db_time(Utc::now()))
-    .bind(actor.to_string())
-    .bind(action.to_string())
-    .bind(detail.to_string())
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-    .map_err(q(ctx.to_string()))
 }

@@ -659,6 +659,30 @@ impl Registry {
     }
 }
 
+/// One audit line, in the caller's transaction.
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item_id: &str,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+    ctx: &str,
+) -> Result<(), RegistryError> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, item_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(item_id.to_string())
+    .bind(db_time(Utc::now()))
+    .bind(actor.to_string())
+    .bind(action.to_string())
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(q(ctx.to_string()))
+}
+
 impl FromStr for ItemState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -6,8 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::deadlines::insert_audit;
-use super::{Registry, RegistryError, db_time, q};
+use super::{Registry, RegistryError, db_time, insert_audit, q};
 
 /// An answer to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
