@@ -1,9 +1,12 @@
 //! Storage for SMS held before registration (see the SMS channel): rows are
-//! grouped, read whole, and deleted once the group was published as one item.
+//! grouped, read whole, and marked once the group was published as one item;
+//! marked rows stay a week so a late retry of any SMS of the group is a no-op.
 
 use sqlx::Row;
 
-use super::{Registry, RegistryError, q};
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Registry, RegistryError, db_time, q};
 
 /// One held SMS (or part of one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +22,8 @@ pub struct HeldSms {
 }
 
 impl Registry {
-    /// Holds an SMS; a gateway's retry of the same message changes nothing.
+    /// Holds an SMS; a gateway's retry of the same message (before or after
+    /// its group was published) changes nothing.
     pub async fn hold_sms(&self, instance: &str, sms: &HeldSms) -> Result<(), RegistryError> {
         sqlx::query(
             "INSERT INTO sms_pending (channel_instance, gateway_id, group_key, from_address, \
@@ -45,12 +49,12 @@ impl Registry {
         )))
     }
 
-    /// Every held SMS of a channel, oldest first.
+    /// Every held SMS of a channel not yet published, oldest first.
     pub async fn held_sms(&self, instance: &str) -> Result<Vec<HeldSms>, RegistryError> {
         let ctx = format!("held SMS of channel {instance}");
         let rows = sqlx::query(
             "SELECT gateway_id, group_key, from_address, to_address, text, part_no, part_count, \
-             received_at FROM sms_pending WHERE channel_instance = $1 \
+             received_at FROM sms_pending WHERE channel_instance = $1 AND published_at IS NULL \
              ORDER BY received_at, part_no",
         )
         .bind(instance)
@@ -74,28 +78,36 @@ impl Registry {
             .map_err(q(ctx))
     }
 
-    /// Drops held SMS once they were published (by id, so one that arrived
-    /// for the same group meanwhile stays for the next round).
-    pub async fn release_sms(
+    /// Marks held SMS as published (by id, so one that arrived for the same
+    /// group meanwhile stays for the next round) and forgets those published
+    /// more than a week before `now`.
+    pub async fn mark_sms_published(
         &self,
         instance: &str,
         gateway_ids: &[&str],
+        now: DateTime<Utc>,
     ) -> Result<(), RegistryError> {
-        if gateway_ids.is_empty() {
-            return Ok(());
+        let ctx = format!("held SMS of channel {instance}");
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        if !gateway_ids.is_empty() {
+            let sql = format!(
+                "UPDATE sms_pending SET published_at = $2 WHERE channel_instance = $1 AND gateway_id IN ({})",
+                super::register::numbered(3, gateway_ids.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(instance)
+                .bind(db_time(now));
+            for id in gateway_ids {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await.map_err(q(ctx.clone()))?;
         }
-        let sql = format!(
-            "DELETE FROM sms_pending WHERE channel_instance = $1 AND gateway_id IN ({})",
-            super::register::numbered(2, gateway_ids.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(instance);
-        for id in gateway_ids {
-            query = query.bind(*id);
-        }
-        query
-            .execute(&self.pool)
+        sqlx::query("DELETE FROM sms_pending WHERE channel_instance = $1 AND published_at < $2")
+            .bind(instance)
+            .bind(db_time(now - Duration::days(7)))
+            .execute(&mut *tx)
             .await
-            .map(|_| ())
-            .map_err(q(format!("held SMS of channel {instance}")))
+            .map_err(q(ctx.clone()))?;
+        tx.commit().await.map_err(q(ctx))
     }
 }

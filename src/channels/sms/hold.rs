@@ -3,7 +3,8 @@
 //! from one number. Each is stored before the gateway gets its 2xx; a group
 //! becomes one item when it is complete or its window has closed, and is
 //! published with the first SMS's id as idempotency key, so a crash between
-//! publishing and releasing registers it once.
+//! publishing and marking it published registers it once. Published SMS are
+//! kept a week, so a gateway retrying any of them then holds nothing new.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +83,7 @@ impl Sms {
                 .unwrap_or(now);
             let age = now - first_at;
             let parts = key.starts_with("udh:");
-            // Every row is released with the group, a part sent twice under
+            // Every row is marked with the group, a part sent twice under
             // two gateway ids included.
             let ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
             let incomplete = if parts {
@@ -139,9 +140,9 @@ impl Sms {
                 .map_err(|e| format!("group {key}: {e}"))?;
             self.ctx
                 .registry
-                .release_sms(&self.cfg.id, &ids)
+                .mark_sms_published(&self.cfg.id, &ids, now)
                 .await
-                .map_err(|e| format!("group {key} was published, release failed (it is published again, once registered): {e}"))?;
+                .map_err(|e| format!("group {key} was published, marking it failed (it is published again, registered once): {e}"))?;
             tracing::info!(channel = %self.cfg.id, group = %key, sms = ids.len(), incomplete, "held SMS published as one item");
             published += 1;
         }
