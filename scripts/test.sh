@@ -11,7 +11,7 @@
 set -euo pipefail
 
 # Debian packages the build and the tests need. Add test servers here
-# (dovecot-imapd, tesseract-ocr-lav, ...) as the tests grow.
+# (tesseract-ocr-lav, ...) as the tests grow.
 PIETURA_TEST_PACKAGES=(
     rabbitmq-server
     postgresql
@@ -25,8 +25,11 @@ PIETURA_TEST_PACKAGES=(
     chromium
     chromium-driver
     fonts-dejavu-core
-    # A real SMTP server for the deadline digest (tests/deadlines.rs).
+    # A real SMTP server for the deadline digest and the e-mail
+    # acknowledgements (tests/deadlines.rs, tests/email.rs).
     python3-aiosmtpd
+    # A real IMAP server for the e-mail channel (tests/email.rs).
+    dovecot-imapd
     # A real SMS gateway with its fake SMSC (tests/kannel.rs).
     kannel
     kannel-extras

@@ -100,6 +100,7 @@ impl Daemon {
             blobs,
             registry: registry.clone(),
             settings: settings.clone(),
+            rules: rules.clone(),
         };
         let mut running: Vec<Arc<dyn Channel>> = Vec::new();
         for cfg in channel_configs {

@@ -118,6 +118,27 @@ pub struct IntakeMessage {
     /// (`{"web_form": {"form_id": "…", "fields": {…}}}`).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Set by a channel that could not read the item fully (oversized,
+    /// malformed, illegible): the item is registered but goes to the records
+    /// officer with this reason, whatever the rules say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_reason: Option<String>,
+}
+
+/// A registered item this message follows up, found by the channel (our
+/// acknowledgement's number or Message-ID) after checking that the sender is
+/// the item's sender. Kept in the channel's metadata as `follow_up_of`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub item_id: String,
+    pub registration_number: String,
+    /// Where the item is: a follow-up goes to the same unit.
+    #[serde(default)]
+    pub unit_id: Option<String>,
+    #[serde(default)]
+    pub service_id: Option<String>,
+    /// `subject_tag` or `in_reply_to`.
+    pub matched_by: String,
 }
 
 /// Why a message on the bus cannot be processed; such messages are dead-lettered.
@@ -148,6 +169,7 @@ impl IntakeMessage {
             language: None,
             attachments: Vec::new(),
             metadata: BTreeMap::new(),
+            review_reason: None,
         }
     }
 
@@ -213,7 +235,8 @@ impl IntakeMessage {
 
     /// Where to answer on the channel the item came by, when that channel
     /// answers at all: the SMS sender's number when the channel said so
-    /// (`metadata.sms.answer_by_sms`).
+    /// (`metadata.sms.answer_by_sms`), the e-mail sender when the mail may
+    /// be acknowledged (`metadata.email.acknowledge`: not auto-generated).
     pub fn reply_address(&self) -> Option<&str> {
         match self.channel.kind {
             ChannelKind::Sms => {
@@ -224,8 +247,22 @@ impl IntakeMessage {
                     .unwrap_or(false);
                 self.sender.phone.as_deref().filter(|_| possible)
             }
+            ChannelKind::Email => {
+                let acknowledge = self
+                    .channel_metadata()
+                    .and_then(|m| m.get("acknowledge"))
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                self.sender.email.as_deref().filter(|_| acknowledge)
+            }
             _ => None,
         }
+    }
+
+    /// The registered item this message follows up, if its channel found one.
+    pub fn follow_up_of(&self) -> Option<FollowUp> {
+        let v = self.channel_metadata()?.get("follow_up_of")?;
+        serde_json::from_value(v.clone()).ok()
     }
 
     /// The web form id, for rules that match on it.

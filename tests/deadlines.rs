@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -13,6 +11,7 @@ use chrono_tz::Europe::Riga;
 use pietura::deadline::{Calendar, DeadlineBasis};
 use pietura::registry::ItemSummary;
 use serde_json::json;
+use support::smtp::SmtpServer;
 use support::{Backend, Options, TestEnv};
 
 const BUILDING: (&str, &str) = (
@@ -240,70 +239,6 @@ async fn an_added_holiday_moves_open_deadlines_only() {
         .await;
     assert_eq!(status, 422, "already a day off: {body}");
     env.stop().await;
-}
-
-/// A real SMTP server (aiosmtpd) delivering into a Maildir.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-}
-
-impl SmtpServer {
-    fn start(maildir: &Path) -> SmtpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let python = ["/usr/bin/python3", "python3"]
-            .into_iter()
-            .find(|p| {
-                Command::new(p)
-                    .args(["-c", "import aiosmtpd"])
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            })
-            .expect("aiosmtpd is not installed: `apt-get install python3-aiosmtpd` (scripts/test.sh does)");
-        let child = Command::new(python)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-            ])
-            .args(["aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .spawn()
-            .expect("start aiosmtpd");
-        // Owned at once, so a failed start below still stops the process.
-        let server = SmtpServer { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("aiosmtpd did not listen on 127.0.0.1:{port}");
-    }
-
-    fn messages(maildir: &Path) -> Vec<String> {
-        std::fs::read_dir(maildir.join("new"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Golden files for normalisation: each `tests/golden/<channel>/<case>.input.json`
-//! lies beside `<case>.expected.json`, the message the channel must produce
-//! (with `id` and `received_at`, which change on every run, left out).
+//! (for e-mail, `<case>.eml`, the raw mail) lies beside `<case>.expected.json`,
+//! the message the channel must produce (with `id` and `received_at`, which
+//! change on every run, left out).
 //! `PIETURA_BLESS=1 cargo test --test golden` rewrites the expected files.
 
 mod support;
@@ -12,12 +13,12 @@ use pietura::channels::web_form::normalise;
 use pietura::channels::{ChannelConfig, load_dir};
 use serde::Deserialize;
 
-fn cases(channel: &str) -> Vec<PathBuf> {
+fn cases(channel: &str, suffix: &str) -> Vec<PathBuf> {
     let dir = support::repo_path(&format!("tests/golden/{channel}"));
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("golden folder {} not found: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".input.json"))
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
         .collect();
     inputs.sort();
     assert!(!inputs.is_empty(), "no golden inputs in {}", dir.display());
@@ -25,15 +26,11 @@ fn cases(channel: &str) -> Vec<PathBuf> {
 }
 
 /// Compares with the expected file, or writes it when blessing.
-fn check(input: &Path, mut produced: serde_json::Value) {
+fn check(input: &Path, suffix: &str, mut produced: serde_json::Value) {
     let obj = produced.as_object_mut().expect("message is an object");
     obj.remove("id");
     obj.remove("received_at");
-    let expected_path = PathBuf::from(
-        input
-            .to_string_lossy()
-            .replace(".input.json", ".expected.json"),
-    );
+    let expected_path = PathBuf::from(input.to_string_lossy().replace(suffix, ".expected.json"));
     let pretty = serde_json::to_string_pretty(&produced).expect("JSON") + "\n";
     if std::env::var_os("PIETURA_BLESS").is_some() {
         std::fs::write(&expected_path, pretty).expect("write expected");
@@ -67,7 +64,7 @@ struct FormInput {
 #[test]
 fn web_form_submissions_normalise_to_the_golden_messages() {
     let configs = load_dir(&support::repo_path("channels")).expect("channels/ loads");
-    for input in cases("web_form") {
+    for input in cases("web_form", ".input.json") {
         let case: FormInput =
             serde_json::from_str(&std::fs::read_to_string(&input).expect("read input"))
                 .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
@@ -93,6 +90,35 @@ fn web_form_submissions_normalise_to_the_golden_messages() {
         );
         msg.check()
             .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
-        check(&input, serde_json::from_slice(&msg.encode()).expect("JSON"));
+        check(
+            &input,
+            ".input.json",
+            serde_json::from_slice(&msg.encode()).expect("JSON"),
+        );
+    }
+}
+
+#[test]
+fn e_mails_normalise_to_the_golden_messages() {
+    let ours = vec!["dokumenti@example.lv".to_string()];
+    let received = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let inputs = cases("email", ".eml");
+    assert!(
+        inputs.len() >= 7,
+        "e-mail golden inputs missing: {inputs:?}"
+    );
+    for input in inputs {
+        let raw = std::fs::read(&input).expect("read .eml");
+        let parsed = pietura::channels::email::normalise::parse(raw, None, &ours);
+        let msg = parsed.to_message("epasts", received, None, None);
+        msg.check()
+            .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+        check(
+            &input,
+            ".eml",
+            serde_json::from_slice(&msg.encode()).expect("JSON"),
+        );
     }
 }

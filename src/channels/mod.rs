@@ -4,6 +4,7 @@
 //! one file per configured instance, tagged by `type` in [`ChannelConfig`].
 //! Adding a kind means one module plus one variant here.
 
+pub mod email;
 pub mod sms;
 pub mod web_form;
 
@@ -20,16 +21,19 @@ use crate::bus::Bus;
 use crate::config::Settings;
 use crate::message::ChannelKind;
 use crate::registry::Registry;
+use crate::rules::watch::SharedRules;
 
 /// What every channel may use: the bus to hand items to, the blob store for
-/// attachments (written before publishing), and the registry to look up
-/// whether a source item is already registered.
+/// attachments (written before publishing), the registry to look up
+/// whether a source item is already registered, and the rules in force (for
+/// unit names in answers).
 #[derive(Clone)]
 pub struct ChannelContext {
     pub bus: Arc<dyn Bus>,
     pub blobs: BlobStore,
     pub registry: Registry,
     pub settings: Arc<Settings>,
+    pub rules: SharedRules,
 }
 
 /// A channel's own failure; the daemon logs it and keeps the other channels running.
@@ -73,6 +77,7 @@ pub trait Channel: Send + Sync {
 pub enum ChannelConfig {
     WebForm(web_form::WebFormConfig),
     Sms(sms::SmsConfig),
+    Email(email::EmailConfig),
 }
 
 impl ChannelConfig {
@@ -81,6 +86,7 @@ impl ChannelConfig {
         match self {
             ChannelConfig::WebForm(c) => &c.id,
             ChannelConfig::Sms(c) => &c.id,
+            ChannelConfig::Email(c) => &c.id,
         }
     }
 
@@ -89,6 +95,7 @@ impl ChannelConfig {
         match self {
             ChannelConfig::WebForm(c) => Ok(Arc::new(web_form::WebForm::new(c, ctx)?)),
             ChannelConfig::Sms(c) => Ok(Arc::new(sms::Sms::new(c, ctx)?)),
+            ChannelConfig::Email(c) => Ok(Arc::new(email::Email::new(c, ctx)?)),
         }
     }
 }
@@ -144,6 +151,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>>
                 issues.extend(match &c {
                     ChannelConfig::WebForm(w) => w.validate(),
                     ChannelConfig::Sms(c) => c.validate(),
+                    ChannelConfig::Email(c) => c.validate(),
                 });
                 for message in issues {
                     problems.push(ChannelFileError {

@@ -7,6 +7,7 @@
 //! or not at all. The bus message is acknowledged only after that commit.
 
 pub mod deadlines;
+pub mod mailboxes;
 pub mod numbering;
 mod register;
 pub mod replies;
@@ -135,12 +136,15 @@ pub struct ItemSummary {
     pub sender_email: Option<String>,
     pub sender_phone: Option<String>,
     pub subject: Option<String>,
+    /// The item this one follows up (a sender's reply to our acknowledgement).
+    pub linked_item_id: Option<String>,
 }
 
 const SUMMARY_COLUMNS: &str = "i.id, i.registration_number, i.state, i.channel_kind, i.channel_instance, \
      i.received_at, i.registered_at, i.unit_id, i.service_id, i.rule_id, i.ruleset_version, \
      i.review_reason, i.priority, i.tags, i.reply_due, i.sender_name, i.sender_email, \
-     i.sender_phone, i.subject, i.forward_due, i.routed_by, i.paused_since, i.closed_at";
+     i.sender_phone, i.subject, i.forward_due, i.routed_by, i.paused_since, i.closed_at, \
+     i.linked_item_id";
 
 impl ItemSummary {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -169,6 +173,7 @@ impl ItemSummary {
             sender_email: r.try_get("sender_email")?,
             sender_phone: r.try_get("sender_phone")?,
             subject: r.try_get("subject")?,
+            linked_item_id: r.try_get("linked_item_id")?,
         })
     }
 }

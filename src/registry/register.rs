@@ -218,6 +218,7 @@ pub(super) async fn register_batch_in(
             sender_email: msg.sender.email.clone(),
             sender_phone: msg.sender.phone.clone(),
             subject: msg.subject.clone(),
+            linked_item_id: msg.follow_up_of().map(|f| f.item_id),
         };
         items.push(NewItem {
             msg,
@@ -288,9 +289,9 @@ async fn insert_items(
          channel_kind, channel_instance, received_at, registered_at, state, unit_id, service_id, \
          rule_id, ruleset_version, review_reason, priority, tags, reply_due, sender_name, \
          sender_email, sender_phone, sender_address, subject, body, message_json, decision_json, \
-         forward_due, reply_working_days, routed_by, routed_at)",
+         forward_due, reply_working_days, routed_by, routed_at, linked_item_id)",
         items.len(),
-        31,
+        32,
         "",
     );
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -327,7 +328,8 @@ async fn insert_items(
             .bind(s.forward_due.clone())
             .bind(n.decision.reply_working_days.map(i64::from))
             .bind(s.routed_by.clone())
-            .bind(s.routed_by.as_ref().map(|_| s.registered_at.clone()));
+            .bind(s.routed_by.as_ref().map(|_| s.registered_at.clone()))
+            .bind(s.linked_item_id.clone());
     }
     query
         .execute(&mut **tx)
@@ -402,6 +404,7 @@ async fn insert_audit_and_outbox(
             "rule": s.rule_id,
             "ruleset_version": s.ruleset_version,
             "review_reason": s.review_reason,
+            "follow_up_of": s.linked_item_id,
         });
         query = query
             .bind(Uuid::now_v7().to_string())
@@ -412,6 +415,17 @@ async fn insert_audit_and_outbox(
             .bind(detail.to_string());
     }
     query.execute(&mut **tx).await.map_err(q(ctx.to_string()))?;
+    // The item a follow-up answers shows it in its own history.
+    for n in items {
+        if let Some(original) = &n.summary.linked_item_id {
+            let detail = serde_json::json!({
+                "follow_up": n.summary.id,
+                "registration_number": n.summary.registration_number,
+            });
+            super::insert_audit(tx, original, "pietura", "follow_up_received", &detail, ctx)
+                .await?;
+        }
+    }
 
     let replies: Vec<(&str, &str, &str)> = items
         .iter()

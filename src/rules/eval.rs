@@ -10,6 +10,9 @@ use super::text::{Keyword, Words};
 use super::{Condition, Priority, Rule, RuleSet};
 use crate::message::IntakeMessage;
 
+/// The `rule_id` of an item routed because it follows up a registered item.
+pub const FOLLOW_UP_RULE: &str = "follow-up";
+
 /// One condition's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConditionTrace {
@@ -268,6 +271,26 @@ impl RuleSet {
             if !a.continue_ {
                 break;
             }
+        }
+        // A follow-up joins the item it answers, at the unit that has it.
+        if let Some(f) = msg.follow_up_of()
+            && let Some(unit) = f.unit_id.filter(|u| self.units.contains_key(u))
+        {
+            d.unit = Some(unit);
+            d.service = f.service_id.filter(|s| self.services.contains_key(s));
+            d.rule_id = Some(FOLLOW_UP_RULE.into());
+            d.review_reason = None;
+            d.reply_working_days = d
+                .service
+                .as_ref()
+                .and_then(|s| self.services.get(s))
+                .and_then(|s| s.reply_working_days);
+        }
+        if let Some(reason) = &msg.review_reason {
+            d.unit = None;
+            d.service = None;
+            d.rule_id = None;
+            d.review_reason = Some(reason.clone());
         }
         if d.unit.is_none() && d.review_reason.is_none() {
             d.review_reason = Some("no routing rule matched".into());

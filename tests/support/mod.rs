@@ -6,6 +6,9 @@
 //! what to start (`scripts/test.sh` starts both).
 #![allow(dead_code)]
 
+pub mod dovecot;
+pub mod smtp;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,6 +136,7 @@ pub struct TestEnv {
     pub rules_dir: PathBuf,
     pub http: reqwest::Client,
     pg_db: Option<String>,
+    settings: Settings,
     _dir: TempDir,
 }
 
@@ -200,7 +204,7 @@ impl TestEnv {
                 s.bus.kind = BusKind::Embedded;
             }
         }
-        let daemon = Daemon::start(s)
+        let daemon = Daemon::start(s.clone())
             .await
             .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
         let base = format!("http://{}", daemon.addr);
@@ -212,7 +216,45 @@ impl TestEnv {
             rules_dir,
             http: reqwest::Client::new(),
             pg_db,
+            settings: s,
             _dir: dir,
+        }
+    }
+
+    /// Where the daemon keeps blobs (attachments, raw mail).
+    pub fn blob_dir(&self) -> PathBuf {
+        self.settings.blob_dir()
+    }
+
+    /// Stops the daemon as an operator would and starts a new one on the
+    /// same database, queues and data folder.
+    pub async fn restart(self) -> TestEnv {
+        let TestEnv {
+            daemon,
+            backend,
+            prefix,
+            rules_dir,
+            http,
+            pg_db,
+            settings,
+            _dir,
+            ..
+        } = self;
+        daemon.shutdown().await;
+        let daemon = Daemon::start(settings.clone())
+            .await
+            .unwrap_or_else(|e| panic!("daemon did not start again: {e}"));
+        let base = format!("http://{}", daemon.addr);
+        TestEnv {
+            daemon,
+            base,
+            backend,
+            prefix,
+            rules_dir,
+            http,
+            pg_db,
+            settings,
+            _dir,
         }
     }
 

@@ -1,0 +1,652 @@
+//! The e-mail channel: one IMAP mailbox per channel file, read by exactly
+//! one daemon at a time (a lease in the registry), every new mail
+//! normalised ([`normalise`]) and published with a broker confirm, and only
+//! then moved to the processed folder or flagged. The registry keeps the
+//! mailbox position (UIDVALIDITY, last UID handed on), so nothing already
+//! handed on is fetched again; the idempotency key is the mail's content
+//! hash, so a crash between confirm and move, a restart mid-batch or a
+//! UIDVALIDITY change never registers a mail twice.
+//!
+//! - [`imap`]: the protocol (TLS/STARTTLS, password or XOAUTH2, IDLE).
+//! - [`normalise`]: raw mail → the one message format (pure, golden-tested).
+//! - [`edoc`]: signed containers (.edoc/.asice/.bdoc) listed.
+//! - [`ack`]: the acknowledgement with the registration number (SMTP).
+
+pub mod ack;
+pub mod edoc;
+pub mod imap;
+pub mod normalise;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use self::imap::{Credentials, ImapError, Mailbox, Waiting};
+use self::normalise::{ImapSource, ParsedMail};
+use super::{Channel, ChannelContext, ChannelError};
+use crate::bus::publish_intake;
+use crate::message::{ChannelKind, FollowUp};
+use crate::registry::mailboxes::MailboxPosition;
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// No TLS: allowed only to a loopback address (tests, a local relay).
+    Plain,
+    Starttls,
+    Tls,
+}
+
+/// What happens to a mail once it is durably handed on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AfterHandOff {
+    /// Moved to this folder (created if missing).
+    Move { folder: String },
+    /// Left in place, marked \Seen and `$Pietura`.
+    Flag,
+}
+
+impl Default for AfterHandOff {
+    fn default() -> Self {
+        AfterHandOff::Move {
+            folder: "Registered".into(),
+        }
+    }
+}
+
+/// `[imap]` of an e-mail channel file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    pub host: String,
+    #[serde(default = "default_imap_port")]
+    pub port: u16,
+    #[serde(default = "default_security")]
+    pub security: Security,
+    pub username: String,
+    /// One of: the password, the variable holding it, or an OAuth2 access
+    /// token (variable or a file an external helper keeps fresh).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub oauth2_token_env: Option<String>,
+    #[serde(default)]
+    pub oauth2_token_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust, for an internal server.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Use IDLE where the server offers it.
+    #[serde(default = "yes")]
+    pub idle: bool,
+    /// How often to look for mail without IDLE.
+    #[serde(default = "default_poll_seconds")]
+    pub poll_seconds: u64,
+}
+
+fn default_imap_port() -> u16 {
+    993
+}
+fn default_security() -> Security {
+    Security::Tls
+}
+fn yes() -> bool {
+    true
+}
+fn default_poll_seconds() -> u64 {
+    60
+}
+fn default_mailbox() -> String {
+    "INBOX".into()
+}
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+
+/// `channels/<id>.toml` with `type = "email"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub id: String,
+    pub imap: ImapConfig,
+    #[serde(default = "default_mailbox")]
+    pub mailbox: String,
+    #[serde(default)]
+    pub after: AfterHandOff,
+    /// A larger mail is registered with its headers only and sent to review.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Our own addresses: mail from them is never acknowledged (the IMAP
+    /// user and the acknowledgement sender are added).
+    #[serde(default)]
+    pub our_addresses: Vec<String>,
+    /// The acknowledgement with the registration number; none when absent.
+    #[serde(default)]
+    pub acknowledgement: Option<ack::AckSettings>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl EmailConfig {
+    /// Problems with the file's values, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut issues = Vec::new();
+        let i = &self.imap;
+        let secrets = [
+            i.password.is_some(),
+            i.password_env.is_some(),
+            i.oauth2_token_env.is_some(),
+            i.oauth2_token_file.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if secrets != 1 {
+            issues.push("imap: set exactly one of password, password_env, oauth2_token_env, oauth2_token_file".into());
+        }
+        if i.security == Security::Plain && !is_loopback(&i.host) {
+            issues.push(format!(
+                "imap.security = \"plain\" would send the password in clear to {}; use \"tls\" or \"starttls\"",
+                i.host
+            ));
+        }
+        if i.poll_seconds == 0 {
+            issues.push("imap.poll_seconds must be at least 1".into());
+        }
+        if self.mailbox.trim().is_empty() {
+            issues.push("mailbox must not be empty".into());
+        }
+        if let AfterHandOff::Move { folder } = &self.after
+            && (folder.trim().is_empty() || folder == &self.mailbox)
+        {
+            issues.push("after.folder must name a folder other than the mailbox read".into());
+        }
+        if self.max_message_bytes < 1024 {
+            issues.push("max_message_bytes must be at least 1024".into());
+        }
+        if let Some(a) = &self.acknowledgement {
+            issues.extend(a.validate());
+        }
+        issues
+    }
+
+    /// The credentials as they are now (read at each connection: tokens rotate).
+    fn credentials(&self) -> Result<Credentials, String> {
+        let i = &self.imap;
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| {
+                format!(
+                    "the variable {name} named in channel {} is not set",
+                    self.id
+                )
+            })
+        };
+        if let Some(p) = &i.password {
+            return Ok(Credentials::Password(p.expose_secret().to_string()));
+        }
+        if let Some(v) = &i.password_env {
+            return var(v).map(Credentials::Password);
+        }
+        if let Some(v) = &i.oauth2_token_env {
+            return var(v).map(Credentials::Bearer);
+        }
+        if let Some(f) = &i.oauth2_token_file {
+            return std::fs::read_to_string(f)
+                .map(|t| Credentials::Bearer(t.trim().to_string()))
+                .map_err(|e| format!("oauth2_token_file {}: {e}", f.display()));
+        }
+        Err("no IMAP credentials configured".into())
+    }
+
+    /// Our own addresses, lowercase.
+    fn ours(&self) -> Vec<String> {
+        let mut ours: Vec<String> = self
+            .our_addresses
+            .iter()
+            .map(|a| a.trim().to_lowercase())
+            .collect();
+        if self.imap.username.contains('@') {
+            ours.push(self.imap.username.to_lowercase());
+        }
+        if let Some(a) = self.acknowledgement.as_ref().and_then(|a| a.from_address()) {
+            ours.push(a);
+        }
+        ours.sort();
+        ours.dedup();
+        ours
+    }
+}
+
+/// Why a round with the mailbox ended.
+enum RoundEnd {
+    /// Shutdown.
+    Stopped,
+    /// Another daemon holds the mailbox.
+    NotOurs,
+    Failed(String),
+}
+
+impl From<ImapError> for RoundEnd {
+    fn from(e: ImapError) -> Self {
+        RoundEnd::Failed(e.to_string())
+    }
+}
+
+impl From<crate::registry::RegistryError> for RoundEnd {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        RoundEnd::Failed(e.to_string())
+    }
+}
+
+/// A running e-mail channel.
+pub struct Email {
+    cfg: EmailConfig,
+    ctx: ChannelContext,
+    ours: Vec<String>,
+    acknowledger: Option<Arc<ack::Acknowledger>>,
+    /// Names this daemon in the mailbox lease.
+    holder: String,
+}
+
+impl Email {
+    /// Builds the channel from its file.
+    pub fn new(cfg: EmailConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let ours = cfg.ours();
+        let acknowledger = match &cfg.acknowledgement {
+            Some(a) => Some(Arc::new(
+                ack::Acknowledger::new(&cfg.id, a.clone(), ours.clone(), &ctx).map_err(
+                    |message| ChannelError {
+                        channel: cfg.id.clone(),
+                        message,
+                    },
+                )?,
+            )),
+            None => None,
+        };
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "pietura".into());
+        let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7());
+        Ok(Self {
+            cfg,
+            ctx,
+            ours,
+            acknowledger,
+            holder,
+        })
+    }
+
+    /// How long one wait for mail lasts: short enough to renew the lease.
+    fn wait(&self) -> Duration {
+        if self.cfg.imap.idle {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(self.cfg.imap.poll_seconds)
+        }
+    }
+
+    fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.wait().as_secs() as i64 * 3 + 60)
+    }
+
+    async fn lease(&self) -> Result<bool, RoundEnd> {
+        Ok(self
+            .ctx
+            .registry
+            .lease_mailbox(
+                &self.cfg.id,
+                &self.cfg.mailbox,
+                &self.holder,
+                Utc::now(),
+                self.lease_ttl(),
+            )
+            .await?)
+    }
+
+    /// One connection's life: connect, read what waits, wait for more.
+    async fn round(&self, shutdown: &CancellationToken, backoff: &mut Duration) -> RoundEnd {
+        match self.round_inner(shutdown, backoff).await {
+            Ok(()) => RoundEnd::Stopped,
+            Err(end) => end,
+        }
+    }
+
+    async fn round_inner(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> Result<(), RoundEnd> {
+        if !self.lease().await? {
+            return Err(RoundEnd::NotOurs);
+        }
+        let credentials = self.cfg.credentials().map_err(RoundEnd::Failed)?;
+        let mut mb = imap::connect(&self.cfg.imap, &credentials).await?;
+        mb.features.idle &= self.cfg.imap.idle;
+        if let AfterHandOff::Move { folder } = &self.cfg.after {
+            mb.ensure_folder(folder).await?;
+        }
+        let mut opened = false;
+        loop {
+            if !self.lease().await? {
+                mb.logout().await;
+                return Err(RoundEnd::NotOurs);
+            }
+            // Selected again each round: a UIDVALIDITY changed under an
+            // open session is seen at once.
+            let validity = mb.select(&self.cfg.mailbox).await?;
+            if !opened {
+                tracing::info!(
+                    mailbox = %self.cfg.mailbox,
+                    uid_validity = validity,
+                    idle = mb.features.idle,
+                    "mailbox open"
+                );
+                *backoff = Duration::from_secs(1);
+                opened = true;
+            }
+            let mut pos = self
+                .ctx
+                .registry
+                .mailbox_position(&self.cfg.id, &self.cfg.mailbox)
+                .await?;
+            if pos.uid_validity != validity {
+                if pos.uid_validity != 0 {
+                    tracing::warn!(
+                        mailbox = %self.cfg.mailbox,
+                        old = pos.uid_validity,
+                        new = validity,
+                        "UIDVALIDITY changed: reading the mailbox from its start; mail already registered is recognised by its content"
+                    );
+                }
+                pos = MailboxPosition {
+                    uid_validity: validity,
+                    last_uid: 0,
+                };
+                self.advance(pos).await?;
+            }
+            let waiting = mb.waiting(pos.last_uid, &self.cfg.after).await?;
+            if !waiting.is_empty() {
+                tracing::info!(mailbox = %self.cfg.mailbox, count = waiting.len(), "new mail");
+            }
+            let mut renewed = Instant::now();
+            for w in waiting {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                if renewed.elapsed() > self.wait() {
+                    if !self.lease().await? {
+                        mb.logout().await;
+                        return Err(RoundEnd::NotOurs);
+                    }
+                    renewed = Instant::now();
+                }
+                self.take(&mut mb, w, validity).await?;
+                pos.last_uid = w.uid;
+                self.advance(pos).await?;
+            }
+            if shutdown.is_cancelled() {
+                mb.logout().await;
+                return Ok(());
+            }
+            mb = mb.wait_for_mail(self.wait(), shutdown).await?;
+            if shutdown.is_cancelled() {
+                mb.logout().await;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn advance(&self, pos: MailboxPosition) -> Result<(), RoundEnd> {
+        let held = self
+            .ctx
+            .registry
+            .advance_mailbox(&self.cfg.id, &self.cfg.mailbox, &self.holder, pos)
+            .await?;
+        if held { Ok(()) } else { Err(RoundEnd::NotOurs) }
+    }
+
+    /// Reads, hands on and puts away one mail. An error leaves the mail
+    /// where it is, to be read again in the next round.
+    async fn take(&self, mb: &mut Mailbox, w: Waiting, validity: u32) -> Result<(), RoundEnd> {
+        let oversized = w.size > self.cfg.max_message_bytes;
+        let raw = mb.fetch(w.uid, oversized).await?;
+        let parsed = normalise::parse(
+            raw,
+            oversized.then_some((w.size, self.cfg.max_message_bytes)),
+            &self.ours,
+        );
+        let key = parsed.idempotency_key(&self.cfg.id);
+        let span = tracing::info_span!("item", key = %key, channel = "email", instance = %self.cfg.id, uid = w.uid);
+        async {
+            if let Some(reason) = &parsed.review_reason {
+                tracing::warn!("kept for review: {reason}");
+            }
+            if parsed.is_report && self.record_report(&parsed).await? {
+                mb.hand_off_done(w.uid, &self.cfg.after).await?;
+                return Ok(());
+            }
+            let follow_up = self.follow_up(&parsed).await?;
+            self.store_blobs(&parsed).await?;
+            let source = ImapSource {
+                mailbox: self.cfg.mailbox.clone(),
+                uid_validity: validity,
+                uid: w.uid,
+            };
+            let received_at = w.received_at.unwrap_or_else(Utc::now);
+            let msg =
+                parsed.to_message(&self.cfg.id, received_at, Some(&source), follow_up.as_ref());
+            publish_intake(self.ctx.bus.as_ref(), &msg)
+                .await
+                .map_err(|e| RoundEnd::Failed(format!("mail UID {} not handed on: {e}", w.uid)))?;
+            tracing::info!(id = %msg.id, "handed on");
+            // Only now may the mail leave the inbox.
+            mb.hand_off_done(w.uid, &self.cfg.after).await?;
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Blobs before the message: a published message never names a missing blob.
+    async fn store_blobs(&self, parsed: &ParsedMail) -> Result<(), RoundEnd> {
+        let all = std::iter::once(&parsed.raw).chain(parsed.parts.iter().map(|p| &p.blob));
+        for blob in all {
+            self.ctx
+                .blobs
+                .put(&blob.bytes)
+                .await
+                .map_err(|e| RoundEnd::Failed(format!("blob {} not stored: {e}", blob.sha256)))?;
+        }
+        Ok(())
+    }
+
+    /// A delivery report about one of our acknowledgements goes on that
+    /// item's record. False when it names no item we know (then it is
+    /// registered like any mail, for the records officer).
+    async fn record_report(&self, parsed: &ParsedMail) -> Result<bool, RoundEnd> {
+        let text = String::from_utf8_lossy(&parsed.raw.bytes);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        for item in &parsed.acknowledged_items {
+            self.ctx
+                .blobs
+                .put(&parsed.raw.bytes)
+                .await
+                .map_err(|e| RoundEnd::Failed(format!("bounce not stored: {e}")))?;
+            let detail = serde_json::json!({
+                "from": parsed.sender.email,
+                "subject": parsed.subject,
+                "status": field("Status:"),
+                "diagnostic": field("Diagnostic-Code:"),
+                "original": parsed.raw.sha256,
+            });
+            let item = item.to_string();
+            if self
+                .ctx
+                .registry
+                .record_bounce(&item, &parsed.raw.sha256, detail)
+                .await?
+            {
+                tracing::warn!(item = %item, "our acknowledgement bounced; recorded on the item");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The item this mail follows up: named by our acknowledgement's
+    /// Message-ID or the number in the subject, and only when the mail
+    /// comes from that item's sender (else it would leak into a stranger's case).
+    async fn follow_up(&self, parsed: &ParsedMail) -> Result<Option<FollowUp>, RoundEnd> {
+        let Some(sender) = parsed.sender.email.as_deref() else {
+            return Ok(None);
+        };
+        let mut candidates: Vec<(String, &str)> = parsed
+            .acknowledged_items
+            .iter()
+            .map(|id| (id.to_string(), "in_reply_to"))
+            .collect();
+        if let Some(n) = &parsed.subject_number {
+            candidates.push((n.clone(), "subject_tag"));
+        }
+        for (key, matched_by) in candidates {
+            let Some(item) = self.ctx.registry.find(&key).await? else {
+                continue;
+            };
+            let same_sender = item
+                .sender_email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(sender));
+            if !same_sender {
+                tracing::info!(
+                    number = %item.registration_number,
+                    "mail names a registered item but does not come from its sender: a new item"
+                );
+                continue;
+            }
+            return Ok(Some(FollowUp {
+                item_id: item.id,
+                registration_number: item.registration_number,
+                unit_id: item.unit_id,
+                service_id: item.service_id,
+                matched_by: matched_by.into(),
+            }));
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl Channel for Email {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    fn replier(self: Arc<Self>) -> Option<Arc<dyn crate::replies::Replier>> {
+        self.acknowledger
+            .clone()
+            .map(|a| a as Arc<dyn crate::replies::Replier>)
+    }
+
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        let mut backoff = Duration::from_secs(1);
+        let mut waiting_for: Option<String> = None;
+        loop {
+            // Inert until configured: a missing secret is said once, not every minute.
+            if let Err(why) = self.cfg.credentials() {
+                if waiting_for.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(channel = %self.cfg.id, "e-mail channel waits: {why}");
+                    waiting_for = Some(why);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => continue,
+                }
+            }
+            waiting_for = None;
+            let pause = match self.round(&shutdown, &mut backoff).await {
+                RoundEnd::Stopped => break,
+                RoundEnd::NotOurs => {
+                    tracing::debug!(channel = %self.cfg.id, "mailbox held by another daemon");
+                    self.wait()
+                }
+                RoundEnd::Failed(e) => {
+                    tracing::warn!(channel = %self.cfg.id, mailbox = %self.cfg.mailbox, "mailbox: {e}; trying again in {backoff:?}");
+                    let _ = self
+                        .ctx
+                        .registry
+                        .mailbox_error(&self.cfg.id, &self.cfg.mailbox, &e)
+                        .await;
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        let _ = self
+            .ctx
+            .registry
+            .release_mailbox(&self.cfg.id, &self.cfg.mailbox, &self.holder)
+            .await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(src: &str) -> EmailConfig {
+        toml::from_str(src).expect("valid channel file")
+    }
+
+    #[test]
+    fn plain_imap_is_refused_off_loopback_and_one_secret_is_required() {
+        let c = config(
+            "id = \"e\"\n[imap]\nhost = \"mail.example.lv\"\nsecurity = \"plain\"\nusername = \"u\"\n",
+        );
+        let issues = c.validate().join("\n");
+        assert!(issues.contains("in clear"), "{issues}");
+        assert!(issues.contains("exactly one of password"), "{issues}");
+        let c = config(
+            "id = \"e\"\n[imap]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nusername = \"u\"\npassword_env = \"X\"\n",
+        );
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.after, AfterHandOff::default());
+    }
+
+    #[test]
+    fn xoauth2_is_the_documented_sasl_string() {
+        assert_eq!(
+            imap::xoauth2_response(
+                "someuser@example.com",
+                "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"
+            ),
+            "user=someuser@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\x01\x01"
+        );
+    }
+}

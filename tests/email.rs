@@ -1,0 +1,572 @@
+//! The e-mail channel end to end against a real Dovecot IMAP server, a real
+//! SMTP server (aiosmtpd) for the acknowledgements, RabbitMQ and PostgreSQL:
+//! mail delivered into the Maildir is registered, routed, acknowledged and
+//! moved; replies thread only from the item's sender; bounces land on the
+//! item; restarts of Dovecot and of the daemon lose and duplicate nothing;
+//! a UIDVALIDITY change registers nothing twice.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use pietura::channels::email::normalise;
+use support::dovecot::Dovecot;
+use support::smtp::SmtpServer;
+use support::{Backend, Options, TestEnv};
+use tempfile::TempDir;
+
+const INSTANCE: &str = "epasts";
+const LONG_WAIT: Duration = Duration::from_secs(90);
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = support::repo_path(&format!("tests/golden/email/{name}"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} not found: {e}", path.display()))
+}
+
+/// The key the channel gives a mail: its content hash.
+fn key_of(raw: &[u8]) -> String {
+    normalise::parse(raw.to_vec(), None, &[]).idempotency_key(INSTANCE)
+}
+
+fn mail(from: &str, subject: &str, body: &str, headers: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: dokumenti@example.lv\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0200\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n{headers}\r\n{body}\r\n",
+        uuid::Uuid::now_v7()
+    )
+    .into_bytes()
+}
+
+/// The channel folder for this Dovecot (and SMTP server, when acknowledging).
+fn channels(dovecot: &Dovecot, smtp: Option<&SmtpServer>, extra: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ack = smtp
+        .map(|s| {
+            format!(
+                "[acknowledgement]\nfrom = \"Pašvaldības dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000, dome@example.lv\"\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n",
+                s.port
+            )
+        })
+        .unwrap_or_default();
+    std::fs::write(
+        dir.path().join("epasts.toml"),
+        dovecot.channel_file(INSTANCE, &format!("{extra}\n{ack}")),
+    )
+    .expect("channel file");
+    dir
+}
+
+async fn start(channels_dir: &Path) -> TestEnv {
+    let mut opts = Options::new(Backend::Amqp);
+    opts.channels_from = channels_dir.to_path_buf();
+    TestEnv::start(opts).await
+}
+
+async fn count(env: &TestEnv) -> i64 {
+    env.daemon.registry.count().await.expect("count")
+}
+
+/// Waits until `check` holds, or fails saying what was waited for.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + LONG_WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {LONG_WAIT:?} for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_items(env: &TestEnv, n: i64) {
+    wait_until(&format!("{n} items registered"), || async {
+        count(env).await >= n
+    })
+    .await;
+}
+
+fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
+    mail.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .map(str::trim)
+}
+
+/// A received mail: its raw headers and its decoded text.
+struct Received {
+    raw: String,
+    text: String,
+}
+
+/// The acknowledgement sent to `address`, once it has arrived.
+async fn acknowledgement_to(maildir: &Path, address: &str) -> Received {
+    let mut found = None;
+    wait_until(&format!("an acknowledgement to {address}"), || {
+        found = SmtpServer::messages(maildir)
+            .into_iter()
+            .find(|m| header(m, "To").is_some_and(|t| t.contains(address)));
+        std::future::ready(found.is_some())
+    })
+    .await;
+    let raw = found.expect("found");
+    let text = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .expect("the acknowledgement has a text body");
+    Received { raw, text }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mails_are_registered_routed_acknowledged_and_put_away() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = SmtpServer::start(&maildir);
+    let names = [
+        "plain-windows-1257.eml",
+        "html-only.eml",
+        "multi-attachment.eml",
+        "forwarded.eml",
+        "edoc.eml",
+        "auto-reply.eml",
+    ];
+    for name in names {
+        dovecot.deliver(&fixture(name));
+    }
+    let dir = channels(&dovecot, Some(&smtp), "");
+    let env = start(dir.path()).await;
+    wait_items(&env, names.len() as i64).await;
+
+    let plain = env
+        .registered_key(&key_of(&fixture("plain-windows-1257.eml")))
+        .await;
+    assert_eq!(plain.unit_id.as_deref(), Some("buvvalde"), "{plain:?}");
+    assert_eq!(plain.channel_kind, "email");
+    assert_eq!(
+        plain.sender_email.as_deref(),
+        Some("janis.berzins@example.com")
+    );
+    assert_eq!(plain.subject.as_deref(), Some("Iesniegums par būvatļauju"));
+    let msg = env.message_of(&plain).await;
+    assert!(
+        msg.body.contains("Lūdzu izsniegt būvatļauju"),
+        "{}",
+        msg.body
+    );
+    let imap = &msg.metadata["email"]["imap"];
+    assert_eq!(imap["mailbox"], "INBOX");
+    assert!(imap["uid"].as_u64().is_some_and(|u| u >= 1), "{imap}");
+
+    let html = env.registered_key(&key_of(&fixture("html-only.eml"))).await;
+    let html_msg = env.message_of(&html).await;
+    assert!(html_msg.body.contains("nekustamā"), "{}", html_msg.body);
+    assert!(
+        !html_msg.body.contains("alert") && !html_msg.body.contains("hidden"),
+        "script text reached the body: {}",
+        html_msg.body
+    );
+
+    let multi = env
+        .registered_key(&key_of(&fixture("multi-attachment.eml")))
+        .await;
+    let multi_msg = env.message_of(&multi).await;
+    let attached: Vec<&str> = multi_msg
+        .attachments
+        .iter()
+        .map(|a| a.filename.as_str())
+        .collect();
+    assert_eq!(
+        attached,
+        ["Līgums Nr. 12.pdf", "foto.jpg", "attachment-3.bin"]
+    );
+    let blobs = pietura::blobs::BlobStore::open(env.blob_dir()).expect("blob store");
+    for a in &multi_msg.attachments {
+        let bytes = blobs.get(&a.sha256).await.expect("attachment kept");
+        assert_eq!(bytes.len() as u64, a.size);
+    }
+    let original = multi_msg.metadata["email"]["original"]["sha256"]
+        .as_str()
+        .expect("original sha");
+    let eml = blobs.get(original).await.expect("raw .eml kept");
+    assert_eq!(
+        eml,
+        fixture("multi-attachment.eml"),
+        "the raw mail is kept as it came"
+    );
+
+    let edoc = env.registered_key(&key_of(&fixture("edoc.eml"))).await;
+    let edoc_msg = env.message_of(&edoc).await;
+    let container = &edoc_msg.metadata["email"]["signed_containers"][0]["container"];
+    assert_eq!(
+        container["signers"][0]["name"], "ANNA BĒRZIŅA",
+        "{container}"
+    );
+    assert_eq!(container["files"][0], "iesniegums.pdf");
+
+    // Every mail left the inbox for the processed folder, after its hand-off.
+    wait_until("the inbox emptied into Registered", || {
+        std::future::ready(
+            dovecot.count("INBOX") == 0 && dovecot.count("Registered") == names.len(),
+        )
+    })
+    .await;
+
+    // Acknowledgements: with the number, threaded, marked automatic.
+    let ack = acknowledgement_to(&maildir, "janis.berzins@example.com").await;
+    let subject = mail_parser::MessageParser::default()
+        .parse(ack.raw.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .expect("subject");
+    assert!(
+        subject.contains(&format!("[Nr. {}]", plain.registration_number)),
+        "{subject}"
+    );
+    assert!(
+        ack.text.contains(&plain.registration_number),
+        "{}",
+        ack.text
+    );
+    assert_eq!(header(&ack.raw, "Auto-Submitted"), Some("auto-replied"));
+    assert_eq!(
+        header(&ack.raw, "In-Reply-To"),
+        Some("<plain-1257@example.com>")
+    );
+    assert!(ack.text.contains("Būvvalde"), "unit named: {}", ack.text);
+    assert!(
+        ack.text.contains("Atbildi sniegsim līdz"),
+        "deadline named: {}",
+        ack.text
+    );
+    for address in [
+        "ilze@example.com",
+        "birojs@koks.example",
+        "info-forward@example.com",
+        "anna@example.com",
+    ] {
+        acknowledgement_to(&maildir, address).await;
+    }
+    // The out-of-office reply is registered but never answered.
+    let oof = env
+        .registered_key(&key_of(&fixture("auto-reply.eml")))
+        .await;
+    let audit = env.daemon.registry.audit_of(&oof.id).await.expect("audit");
+    assert!(!audit.iter().any(|a| a.2 == "replied"), "{audit:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = SmtpServer::messages(&maildir);
+    assert!(
+        !all.iter().any(|m| m.contains("andris@example.com")),
+        "an auto-reply was acknowledged"
+    );
+    assert_eq!(all.len(), 5, "one acknowledgement per human mail");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_thread_only_from_the_items_sender_and_bounces_land_on_the_item() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = SmtpServer::start(&maildir);
+    let dir = channels(&dovecot, Some(&smtp), "");
+    let env = start(dir.path()).await;
+
+    let first = fixture("plain-windows-1257.eml");
+    dovecot.deliver(&first);
+    let item = env.registered_key(&key_of(&first)).await;
+    let ack = acknowledgement_to(&maildir, "janis.berzins@example.com").await;
+    let ack_id = header(&ack.raw, "Message-ID")
+        .expect("our Message-ID")
+        .to_string();
+
+    // The sender answers our acknowledgement: linked, same unit.
+    let reply = mail(
+        "Jānis Bērziņš <janis.berzins@example.com>",
+        &format!("Re: Iesniegums [Nr. {}]", item.registration_number),
+        "Papildinu iesniegumu: pievienoju zemes robežu plānu.",
+        &format!("In-Reply-To: {ack_id}\r\nReferences: {ack_id}\r\n"),
+    );
+    dovecot.deliver(&reply);
+    let follow = env.registered_key(&key_of(&reply)).await;
+    assert_eq!(follow.linked_item_id.as_deref(), Some(item.id.as_str()));
+    assert_eq!(follow.unit_id, item.unit_id);
+    assert_eq!(follow.rule_id.as_deref(), Some("follow-up"));
+    let audit = env.daemon.registry.audit_of(&item.id).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.2 == "follow_up_received" && a.3.contains(&follow.registration_number)),
+        "{audit:?}"
+    );
+
+    // Someone else quoting the number is not let into the case.
+    let stranger = mail(
+        "Svešinieks <stranger@example.net>",
+        &format!("Par [Nr. {}]", item.registration_number),
+        "Lūdzu informāciju par šo lietu.",
+        &format!("In-Reply-To: {ack_id}\r\n"),
+    );
+    dovecot.deliver(&stranger);
+    let other = env.registered_key(&key_of(&stranger)).await;
+    assert_eq!(
+        other.linked_item_id, None,
+        "a stranger's mail joined the case"
+    );
+    assert_ne!(other.rule_id.as_deref(), Some("follow-up"));
+
+    // A bounce of our acknowledgement: recorded on the item, not registered.
+    let before = count(&env).await;
+    let bounce = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@example.lv>\r\nTo: dokumenti@example.lv\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@example.lv>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.lv\r\n\r\nFinal-Recipient: rfc822; janis.berzins@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: dokumenti@example.lv\r\nTo: janis.berzins@example.com\r\nMessage-ID: {ack_id}\r\nSubject: Re: Iesniegums\r\n--b--\r\n"
+    );
+    dovecot.deliver(bounce.as_bytes());
+    wait_until("the bounce recorded on the item", || async {
+        env.daemon
+            .registry
+            .audit_of(&item.id)
+            .await
+            .expect("audit")
+            .iter()
+            .any(|a| a.2 == "reply_bounced" && a.3.contains("5.1.1"))
+    })
+    .await;
+    wait_until("the bounce put away", || {
+        std::future::ready(dovecot.count("INBOX") == 0)
+    })
+    .await;
+    assert_eq!(count(&env).await, before, "a bounce became an item");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_mail_is_registered_for_review() {
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "max_message_bytes = 4096");
+    let big = mail(
+        "Liels Fails <big@example.com>",
+        "Skenētie dokumenti",
+        &"Lūdzu izskatīt pielikumu. ".repeat(400),
+        "",
+    );
+    assert!(big.len() > 4096);
+    dovecot.deliver(&big);
+    dovecot.deliver(&fixture("malformed.eml"));
+    let env = start(dir.path()).await;
+    wait_items(&env, 2).await;
+    let items = env
+        .daemon
+        .registry
+        .list(&pietura::registry::ItemFilter::default())
+        .await
+        .expect("list");
+    let oversized = items
+        .iter()
+        .find(|i| i.sender_email.as_deref() == Some("big@example.com"))
+        .expect("the oversized mail is registered");
+    assert_eq!(oversized.state, "review");
+    assert!(
+        oversized
+            .review_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("oversized")),
+        "{oversized:?}"
+    );
+    assert_eq!(oversized.subject.as_deref(), Some("Skenētie dokumenti"));
+    let malformed = items
+        .iter()
+        .find(|i| i.sender_email.is_none())
+        .expect("the malformed mail is registered");
+    assert_eq!(malformed.state, "review");
+    assert!(
+        malformed
+            .review_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("malformed")),
+        "{malformed:?}"
+    );
+    wait_until("both mails put away", || {
+        std::future::ready(dovecot.count("INBOX") == 0)
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_of_dovecot_and_of_the_daemon_lose_and_duplicate_nothing() {
+    const TOTAL: usize = 600;
+    let dovecot = Dovecot::start();
+    for n in 0..TOTAL {
+        dovecot.deliver(&mail(
+            &format!("Iedzīvotājs {n} <person{n}@example.com>"),
+            &format!("Iesniegums {n}"),
+            &format!("Lūdzu izsniegt būvatļauju nr. {n}."),
+            "",
+        ));
+    }
+    let dir = channels(&dovecot, None, "");
+    let env = start(dir.path()).await;
+
+    wait_items(&env, 1).await;
+    dovecot.stop();
+    let at_stop = count(&env).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dovecot.resume();
+    wait_items(&env, at_stop + 1).await;
+    let env = env.restart().await;
+    let at_restart = count(&env).await;
+    wait_items(&env, TOTAL as i64).await;
+    wait_until("the inbox emptied", || {
+        std::future::ready(dovecot.count("INBOX") == 0)
+    })
+    .await;
+    // Nothing more arrives late.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&env).await,
+        TOTAL as i64,
+        "items lost or registered twice"
+    );
+    assert_eq!(dovecot.count("Registered"), TOTAL);
+    assert!(
+        (at_stop as usize) < TOTAL && (at_restart as usize) < TOTAL,
+        "the restarts came after the batch ({at_stop}, {at_restart} of {TOTAL}): the test proved nothing"
+    );
+    eprintln!("Dovecot stopped at {at_stop}, daemon restarted at {at_restart} of {TOTAL} items");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uidvalidity_change_registers_nothing_twice() {
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "after = { action = \"flag\" }");
+    let first: Vec<Vec<u8>> = (0..3)
+        .map(|n| {
+            mail(
+                "Jānis <janis@example.com>",
+                &format!("Pirmais {n}"),
+                "Lūdzu būvatļauju.",
+                "",
+            )
+        })
+        .collect();
+    for m in &first {
+        dovecot.deliver(m);
+    }
+    let env = start(dir.path()).await;
+    wait_items(&env, 3).await;
+    let registry = env.daemon.registry.clone();
+    wait_until("the position reaches UID 3", || async {
+        registry
+            .mailbox_position(INSTANCE, "INBOX")
+            .await
+            .expect("position")
+            .last_uid
+            == 3
+    })
+    .await;
+    assert_eq!(
+        dovecot.count("INBOX"),
+        3,
+        "flag mode leaves the mail in place"
+    );
+
+    // The server renumbers everything and the flags are gone: every mail
+    // looks new, and only the two really new ones may become items.
+    dovecot.remove_keyword("INBOX", "$Pietura");
+    dovecot.change_uid_validity("INBOX", 777);
+    for n in 0..2 {
+        dovecot.deliver(&mail(
+            "Anna <anna@example.com>",
+            &format!("Otrais {n}"),
+            "Lūdzu būvatļauju.",
+            "",
+        ));
+    }
+    wait_until("the new UIDVALIDITY is read", || async {
+        registry
+            .mailbox_position(INSTANCE, "INBOX")
+            .await
+            .expect("position")
+            .uid_validity
+            == 777
+    })
+    .await;
+    wait_items(&env, 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&env).await,
+        5,
+        "mail registered twice after the UIDVALIDITY change"
+    );
+    for m in &first {
+        assert!(
+            env.daemon
+                .registry
+                .find_by_key(&key_of(m))
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let r = &env.daemon.registry;
+    let now = Utc::now();
+    let ttl = chrono::Duration::seconds(60);
+    assert!(
+        r.lease_mailbox("x", "INBOX", "a", now, ttl)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !r.lease_mailbox("x", "INBOX", "b", now, ttl)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        r.lease_mailbox("x", "INBOX", "a", now, ttl)
+            .await
+            .expect("renew")
+    );
+    // After expiry the other daemon takes over, and the first may no longer
+    // move the position.
+    let later = now + chrono::Duration::seconds(61);
+    assert!(
+        r.lease_mailbox("x", "INBOX", "b", later, ttl)
+            .await
+            .expect("take over")
+    );
+    let pos = pietura::registry::mailboxes::MailboxPosition {
+        uid_validity: 1,
+        last_uid: 9,
+    };
+    assert!(
+        !r.advance_mailbox("x", "INBOX", "a", pos)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        r.advance_mailbox("x", "INBOX", "b", pos)
+            .await
+            .expect("advance")
+    );
+    assert_eq!(
+        r.mailbox_position("x", "INBOX").await.expect("position"),
+        pos
+    );
+    // A released lease is free at once.
+    r.release_mailbox("x", "INBOX", "b").await.expect("release");
+    assert!(
+        r.lease_mailbox("x", "INBOX", "a", later, ttl)
+            .await
+            .expect("lease")
+    );
+    env.stop().await;
+}

@@ -1,0 +1,71 @@
+//! A real SMTP server (aiosmtpd, from Debian's python3-aiosmtpd) that
+//! stores every mail it receives in a Maildir, for the digest and the
+//! e-mail acknowledgements.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A real SMTP server (aiosmtpd) delivering into a Maildir.
+pub struct SmtpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl SmtpServer {
+    pub fn start(maildir: &Path) -> SmtpServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .args(["-c", "import aiosmtpd"])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .expect("aiosmtpd is not installed: `apt-get install python3-aiosmtpd` (scripts/test.sh does)");
+        let child = Command::new(python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+            ])
+            .args(["aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .spawn()
+            .expect("start aiosmtpd");
+        // Owned at once, so a failed start below still stops the process.
+        let server = SmtpServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("aiosmtpd did not listen on 127.0.0.1:{port}");
+    }
+
+    pub fn messages(maildir: &Path) -> Vec<String> {
+        std::fs::read_dir(maildir.join("new"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
