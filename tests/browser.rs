@@ -26,10 +26,7 @@ impl Driver {
                 "{bin} is missing: `apt-get install -y chromium chromium-driver` (scripts/test.sh does)"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = support::free_port();
         let child = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -354,6 +354,11 @@ async fn oversized_and_malformed_mail_is_registered_for_review() {
     assert!(big.len() > 4096);
     dovecot.deliver(&big);
     dovecot.deliver(&fixture("malformed.eml"));
+    // A second mailbox whose login fails must not hold the first one up.
+    let broken = dovecot
+        .channel_file("postkaste", "")
+        .replace(support::dovecot::PASSWORD, "wrong-password");
+    std::fs::write(dir.path().join("postkaste.toml"), broken).expect("channel file");
     let env = start(dir.path()).await;
     wait_items(&env, 2).await;
     let items = env
@@ -389,6 +394,74 @@ async fn oversized_and_malformed_mail_is_registered_for_review() {
     );
     wait_until("both mails put away", || {
         std::future::ready(dovecot.count("INBOX") == 0)
+    })
+    .await;
+    let registry = env.daemon.registry.clone();
+    wait_until("the failing mailbox's error recorded", || async {
+        registry
+            .mailbox_statuses()
+            .await
+            .expect("statuses")
+            .iter()
+            .any(|m| {
+                m.channel_instance == "postkaste"
+                    && m.last_error.as_deref().is_some_and(|e| e.contains("login"))
+            })
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_registration() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let relay_port = support::free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ack = format!(
+        "[acknowledgement]\nfrom = \"Dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {relay_port}\nsecurity = \"plain\"\n"
+    );
+    std::fs::write(
+        dir.path().join("epasts.toml"),
+        dovecot.channel_file(INSTANCE, &ack),
+    )
+    .expect("channel file");
+    let env = start(dir.path()).await;
+    let first = fixture("plain-windows-1257.eml");
+    dovecot.deliver(&first);
+    let item = env.registered_key(&key_of(&first)).await;
+    assert_eq!(
+        item.state, "routed",
+        "registration does not wait for the relay"
+    );
+
+    // The failed attempt is visible on the item, with the next try.
+    let path = format!("/api/v1/items/{}", item.id);
+    wait_until("the failed acknowledgement shown on the item", || {
+        let env = &env;
+        let path = path.clone();
+        async move { env.get_json(&path).await["answer"]["attempts"].as_i64() >= Some(1) }
+    })
+    .await;
+    let shown = env.get_json(&path).await;
+    let answer = &shown["answer"];
+    assert!(
+        answer["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not take")),
+        "{shown}"
+    );
+    assert!(answer["next_attempt_at"].is_string(), "{shown}");
+    assert!(answer["done_at"].is_null(), "{shown}");
+
+    // The relay comes up: the acknowledgement goes out on the next try.
+    let _smtp = SmtpServer::start_on(&maildir, relay_port);
+    acknowledgement_to(&maildir, "janis.berzins@example.com").await;
+    wait_until("the answer recorded as sent", || {
+        let env = &env;
+        let path = path.clone();
+        async move { env.get_json(&path).await["answer"]["outcome"] == "sent" }
     })
     .await;
     env.stop().await;

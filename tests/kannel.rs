@@ -16,23 +16,6 @@ use support::{Backend, Options, TestEnv};
 const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
 const TEXT: &str = "Lūdzu izsniegt būvatļauju pirts būvniecībai Subatē. Jānis Bērziņš";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn wait_port(port: u16, what: &str) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} did not listen on 127.0.0.1:{port}");
-}
-
 /// bearerbox + smsbox, stopped on drop.
 struct Kannel {
     children: Vec<Child>,
@@ -47,7 +30,11 @@ impl Kannel {
                 "{bin} is missing: `apt-get install -y kannel kannel-extras` (scripts/test.sh does)"
             );
         }
-        let (admin, boxes, smsc) = (free_port(), free_port(), free_port());
+        let (admin, boxes, smsc) = (
+            support::free_port(),
+            support::free_port(),
+            support::free_port(),
+        );
         let conf = dir.join("kannel.conf");
         let log = |name: &str| dir.join(name).display().to_string();
         std::fs::write(
@@ -108,10 +95,10 @@ get-url = "{get_url}"
             children: vec![spawn("/usr/sbin/bearerbox")],
             smsc_port: smsc,
         };
-        wait_port(boxes, "bearerbox");
+        support::wait_port(boxes, "bearerbox");
         kannel.children.push(spawn("/usr/sbin/smsbox"));
-        wait_port(sendsms_port, "smsbox");
-        wait_port(smsc, "the fake SMSC");
+        support::wait_port(sendsms_port, "smsbox");
+        support::wait_port(smsc, "the fake SMSC");
         kannel
     }
 
@@ -227,7 +214,7 @@ async fn a_latvian_sms_through_kannel_is_registered_routed_and_answered() {
     let dir = tempfile::tempdir().expect("temp dir");
     let channels = dir.path().join("channels");
     std::fs::create_dir_all(&channels).expect("channels dir");
-    let sendsms_port = free_port();
+    let sendsms_port = support::free_port();
     std::fs::write(
         channels.join("sms.toml"),
         format!(

@@ -63,6 +63,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/static/pietura.css", get(css))
         .route("/status/{tracking_id}", get(status))
         .route("/api/v1/items", get(list_items))
+        .route("/api/v1/items/{item}", get(show_item))
         .route("/api/v1/items/{item}/explanation", get(explain_item))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -224,6 +225,46 @@ async fn list_items(
     match s.registry.list(&filter).await {
         Ok(items) => Json(items).into_response(),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/items/{id or number}`: the item, where its answer to the
+/// sender stands (waiting with the last error, sent, not sent and why), and
+/// its history.
+async fn show_item(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(item): Path<String>,
+) -> Response {
+    if !api_allowed(&s, &headers, peer.ip()) {
+        return unauthorized();
+    }
+    let found = match s.registry.find(&item).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let answer = s.registry.answer_state(&found.id).await;
+    let history = s.registry.audit_of(&found.id).await;
+    match (answer, history) {
+        (Ok(answer), Ok(history)) => {
+            let history: Vec<serde_json::Value> = history
+                .into_iter()
+                .map(|(at, actor, action, detail)| {
+                    serde_json::json!({
+                        "at": at,
+                        "actor": actor,
+                        "action": action,
+                        "detail": serde_json::from_str::<serde_json::Value>(&detail)
+                            .unwrap_or(serde_json::Value::String(detail)),
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({ "item": found, "answer": answer, "history": history }))
+                .into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

@@ -16,7 +16,48 @@ pub struct MailboxPosition {
     pub last_uid: u32,
 }
 
+/// A mailbox as the channels overview shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailboxStatus {
+    pub channel_instance: String,
+    pub mailbox: String,
+    pub uid_validity: i64,
+    pub last_uid: i64,
+    pub lease_holder: Option<String>,
+    pub lease_until: Option<String>,
+    /// The last failure (connection, login…), cleared by the next mail read.
+    pub last_error: Option<String>,
+    pub last_read_at: Option<String>,
+}
+
 impl Registry {
+    /// Every mailbox the e-mail channels have opened.
+    pub async fn mailbox_statuses(&self) -> Result<Vec<MailboxStatus>, RegistryError> {
+        let ctx = "mailbox statuses";
+        let rows = sqlx::query(
+            "SELECT channel_instance, mailbox, uid_validity, last_uid, lease_holder, lease_until, \
+             last_error, last_read_at FROM mailbox_state ORDER BY channel_instance, mailbox",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        rows.iter()
+            .map(|r| {
+                Ok(MailboxStatus {
+                    channel_instance: r.try_get("channel_instance")?,
+                    mailbox: r.try_get("mailbox")?,
+                    uid_validity: r.try_get("uid_validity")?,
+                    last_uid: r.try_get("last_uid")?,
+                    lease_holder: r.try_get("lease_holder")?,
+                    lease_until: r.try_get("lease_until")?,
+                    last_error: r.try_get("last_error")?,
+                    last_read_at: r.try_get("last_read_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(q(ctx))
+    }
+
     /// Takes or renews the mailbox's lease for `holder` until `now + ttl`.
     /// False while another holder's lease runs.
     pub async fn lease_mailbox(

@@ -20,6 +20,19 @@ pub struct PendingReply {
     pub due: Option<String>,
 }
 
+/// Where an item's answer stands, for the item view: waiting (with the
+/// last error and the next attempt), sent, or not sent and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnswerState {
+    pub channel_instance: String,
+    pub address: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub done_at: Option<String>,
+    pub outcome: Option<String>,
+}
+
 /// How long a claimed reply is left to its sender before another may try.
 const LEASE: i64 = 300;
 
@@ -121,6 +134,31 @@ impl Registry {
         .await
         .map(|_| ())
         .map_err(q(format!("reply to item {}", reply.registration_number)))
+    }
+
+    /// The answer of one item, if its channel answers.
+    pub async fn answer_state(&self, item_id: &str) -> Result<Option<AnswerState>, RegistryError> {
+        let ctx = format!("answer of item {item_id}");
+        let row = sqlx::query(
+            "SELECT channel_instance, address, attempts, last_error, next_attempt_at, done_at, \
+             outcome FROM replies WHERE item_id = $1",
+        )
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let Some(r) = row else { return Ok(None) };
+        let done_at: Option<String> = r.try_get("done_at").map_err(q(ctx.clone()))?;
+        let next: String = r.try_get("next_attempt_at").map_err(q(ctx.clone()))?;
+        Ok(Some(AnswerState {
+            channel_instance: r.try_get("channel_instance").map_err(q(ctx.clone()))?,
+            address: r.try_get("address").map_err(q(ctx.clone()))?,
+            attempts: r.try_get("attempts").map_err(q(ctx.clone()))?,
+            last_error: r.try_get("last_error").map_err(q(ctx.clone()))?,
+            next_attempt_at: done_at.is_none().then_some(next),
+            outcome: r.try_get("outcome").map_err(q(ctx))?,
+            done_at,
+        }))
     }
 
     /// Answers sent to `address` since `since` (for the per-number limit).

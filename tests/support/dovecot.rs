@@ -26,13 +26,6 @@ pub struct Dovecot {
     _dir: TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn chown_mail(path: &Path) {
     std::os::unix::fs::chown(path, Some(MAIL_UID), Some(MAIL_UID))
         .unwrap_or_else(|e| panic!("chown {} to mail: {e} (tests run as root)", path.display()));
@@ -65,7 +58,7 @@ impl Dovecot {
             ),
         )
         .expect("users file");
-        let port = free_port();
+        let port = super::free_port();
         let conf = root.join("dovecot.conf");
         let r = root.display();
         std::fs::write(
@@ -133,17 +126,7 @@ service stats {{
             .status()
             .expect("run dovecot");
         assert!(status.success(), "dovecot did not start: {}", self.log());
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "dovecot did not listen on 127.0.0.1:{}: {}",
-            self.port,
-            self.log()
-        );
+        super::wait_port(self.port, "dovecot");
     }
 
     /// The server's log, for failure messages.

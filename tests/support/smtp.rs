@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// A real SMTP server (aiosmtpd) delivering into a Maildir.
 pub struct SmtpServer {
@@ -14,10 +13,11 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(maildir: &Path) -> SmtpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        Self::start_on(maildir, super::free_port())
+    }
+
+    /// On a given port (a relay that comes up after the daemon).
+    pub fn start_on(maildir: &Path, port: u16) -> SmtpServer {
         let python = ["/usr/bin/python3", "python3"]
             .into_iter()
             .find(|p| {
@@ -43,13 +43,8 @@ impl SmtpServer {
             .expect("start aiosmtpd");
         // Owned at once, so a failed start below still stops the process.
         let server = SmtpServer { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("aiosmtpd did not listen on 127.0.0.1:{port}");
+        super::wait_port(port, "aiosmtpd");
+        server
     }
 
     pub fn messages(maildir: &Path) -> Vec<String> {
