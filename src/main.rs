@@ -66,8 +66,20 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         items: usize,
         /// Measure the SMS webhook against /healthz instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "email")]
         sms: bool,
+        /// Measure IMAP → registered against the raw IMAP fetch rate instead
+        /// (`scripts/bench-email.sh` starts a Dovecot for it).
+        #[arg(long, requires = "imap")]
+        email: bool,
+        /// The IMAP server for --email, plain on loopback: HOST:PORT.
+        #[arg(long)]
+        imap: Option<String>,
+        #[arg(long, default_value = "bench@example.lv")]
+        imap_user: String,
+        /// The variable holding the IMAP password.
+        #[arg(long, default_value = "PIETURA_BENCH_IMAP_PASSWORD")]
+        imap_password_env: String,
     },
 }
 
@@ -336,23 +348,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&pietura::message::json_schema())?
         ),
-        Command::Bench { items, sms: true } => {
+        Command::Bench {
+            items,
+            sms,
+            email,
+            imap,
+            imap_user,
+            imap_password_env,
+        } => {
             if items == 0 {
                 bail!("--items must be at least 1");
             }
-            let report = pietura::bench::sms::run(settings, items)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            outln!("{report}");
-        }
-        Command::Bench { items, sms: false } => {
-            if items == 0 {
-                bail!("--items must be at least 1");
+            if email {
+                let address = imap.unwrap_or_default();
+                let (host, port) = address
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                    .with_context(|| format!("--imap {address:?}: expected HOST:PORT"))?;
+                let password = std::env::var(&imap_password_env).with_context(|| {
+                    format!("{imap_password_env} (the IMAP password) is not set")
+                })?;
+                let target = pietura::bench::email::ImapTarget {
+                    host,
+                    port,
+                    username: imap_user,
+                    password,
+                };
+                let report = pietura::bench::email::run(settings, target, items)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                outln!("{report}");
+            } else if sms {
+                let report = pietura::bench::sms::run(settings, items)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                outln!("{report}");
+            } else {
+                let report = pietura::bench::run(settings, items)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                outln!("{report}");
             }
-            let report = pietura::bench::run(settings, items)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            outln!("{report}");
         }
     }
     Ok(())

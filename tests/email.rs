@@ -469,7 +469,7 @@ async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_regis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_of_dovecot_and_of_the_daemon_lose_and_duplicate_nothing() {
-    const TOTAL: usize = 600;
+    const TOTAL: usize = 2000;
     let dovecot = Dovecot::start();
     for n in 0..TOTAL {
         dovecot.deliver(&mail(
@@ -479,17 +479,26 @@ async fn restarts_of_dovecot_and_of_the_daemon_lose_and_duplicate_nothing() {
             "",
         ));
     }
-    let dir = channels(&dovecot, None, "");
+    // Small batches, so the restarts land between them.
+    let dir = channels(&dovecot, None, "batch_mails = 5");
     let env = start(dir.path()).await;
 
-    wait_items(&env, 1).await;
+    // Dovecot goes away as soon as the first batch left the inbox…
+    wait_until("the first batch put away", || {
+        std::future::ready(dovecot.count("INBOX") < TOTAL)
+    })
+    .await;
     dovecot.stop();
-    let at_stop = count(&env).await;
+    let left_at_stop = dovecot.count("INBOX");
     tokio::time::sleep(Duration::from_secs(2)).await;
     dovecot.resume();
-    wait_items(&env, at_stop + 1).await;
+    // …and the daemon is restarted as soon as reading went on.
+    wait_until("reading resumed", || {
+        std::future::ready(dovecot.count("INBOX") < left_at_stop)
+    })
+    .await;
     let env = env.restart().await;
-    let at_restart = count(&env).await;
+    let left_at_restart = dovecot.count("INBOX");
     wait_items(&env, TOTAL as i64).await;
     wait_until("the inbox emptied", || {
         std::future::ready(dovecot.count("INBOX") == 0)
@@ -504,10 +513,12 @@ async fn restarts_of_dovecot_and_of_the_daemon_lose_and_duplicate_nothing() {
     );
     assert_eq!(dovecot.count("Registered"), TOTAL);
     assert!(
-        (at_stop as usize) < TOTAL && (at_restart as usize) < TOTAL,
-        "the restarts came after the batch ({at_stop}, {at_restart} of {TOTAL}): the test proved nothing"
+        left_at_stop > 0 && left_at_restart > 0,
+        "the restarts came after the batch ({left_at_stop} and {left_at_restart} mails left): the test proved nothing"
     );
-    eprintln!("Dovecot stopped at {at_stop}, daemon restarted at {at_restart} of {TOTAL} items");
+    eprintln!(
+        "Dovecot stopped with {left_at_stop}, the daemon restarted with {left_at_restart} of {TOTAL} mails in the inbox"
+    );
     env.stop().await;
 }
 
@@ -641,5 +652,85 @@ async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
             .await
             .expect("lease")
     );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_read_over_tls_and_starttls_with_a_private_ca() {
+    let dovecot = Dovecot::start_with_tls();
+    let ca = dovecot.ca_file.clone().expect("CA");
+    for (security, port) in [("tls", dovecot.imaps_port), ("starttls", dovecot.port)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dovecot
+            .channel_file(INSTANCE, "")
+            .replace(
+                "security = \"plain\"",
+                &format!(
+                    "security = \"{security}\"\nca_file = {:?}",
+                    ca.display().to_string()
+                ),
+            )
+            .replace(
+                &format!("port = {}", dovecot.port),
+                &format!("port = {port}"),
+            );
+        std::fs::write(dir.path().join("epasts.toml"), file).expect("channel file");
+        let env = start(dir.path()).await;
+        let raw = mail(
+            "Jānis <janis@example.com>",
+            &format!("Būvatļauja ({security})"),
+            "Lūdzu izsniegt būvatļauju.",
+            "",
+        );
+        dovecot.deliver(&raw);
+        let item = env.registered_key(&key_of(&raw)).await;
+        assert_eq!(item.unit_id.as_deref(), Some("buvvalde"), "{security}");
+        env.stop().await;
+    }
+    assert!(
+        dovecot.log().contains("TLS"),
+        "the server saw no TLS session: {}",
+        dovecot.log()
+    );
+
+    // Without the private CA the certificate is refused: nothing is read,
+    // and the mailbox shows why.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dovecot
+        .channel_file("untrusted", "")
+        .replace("security = \"plain\"", "security = \"tls\"")
+        .replace(
+            &format!("port = {}", dovecot.port),
+            &format!("port = {}", dovecot.imaps_port),
+        );
+    std::fs::write(dir.path().join("untrusted.toml"), file).expect("channel file");
+    let env = start(dir.path()).await;
+    let raw = mail(
+        "Jānis <janis@example.com>",
+        "Nedrošs",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    dovecot.deliver(&raw);
+    let registry = env.daemon.registry.clone();
+    wait_until("the untrusted certificate refused", || async {
+        registry
+            .mailbox_statuses()
+            .await
+            .expect("statuses")
+            .iter()
+            .any(|m| {
+                m.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("certificate"))
+            })
+    })
+    .await;
+    assert_eq!(
+        count(&env).await,
+        0,
+        "mail read over an untrusted connection"
+    );
+    assert_eq!(dovecot.count("INBOX"), 1);
     env.stop().await;
 }

@@ -21,6 +21,10 @@ static DELIVERED: AtomicU64 = AtomicU64::new(0);
 /// A running Dovecot; stopped when dropped.
 pub struct Dovecot {
     pub port: u16,
+    /// Implicit TLS; 0 unless started with [`Dovecot::start_with_tls`].
+    pub imaps_port: u16,
+    /// The private CA that signed the server's certificate (TLS only).
+    pub ca_file: Option<PathBuf>,
     conf: PathBuf,
     home: PathBuf,
     _dir: TempDir,
@@ -31,9 +35,92 @@ fn chown_mail(path: &Path) {
         .unwrap_or_else(|e| panic!("chown {} to mail: {e} (tests run as root)", path.display()));
 }
 
+/// A private CA and a server certificate for 127.0.0.1 signed by it, made
+/// with the openssl command: (CA certificate, server certificate, key).
+fn make_certificates(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Pietura test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        root.join("san.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n",
+    )
+    .expect("san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        root.join("ca.pem"),
+        root.join("server.pem"),
+        root.join("server.key"),
+    )
+}
+
 impl Dovecot {
-    /// Starts a fresh server; fails with what to install when Dovecot is missing.
+    /// Starts a fresh server (plain IMAP); fails with what to install when
+    /// Dovecot is missing.
     pub fn start() -> Dovecot {
+        Self::launch_new(false)
+    }
+
+    /// Starts a server with a certificate for 127.0.0.1 from a private CA:
+    /// STARTTLS on `port`, implicit TLS on `imaps_port`.
+    pub fn start_with_tls() -> Dovecot {
+        Self::launch_new(true)
+    }
+
+    fn launch_new(tls: bool) -> Dovecot {
         assert!(
             Path::new("/usr/sbin/dovecot").exists(),
             "Dovecot is not installed: `apt-get install dovecot-imapd` (scripts/test.sh does)"
@@ -59,55 +146,36 @@ impl Dovecot {
         )
         .expect("users file");
         let port = super::free_port();
+        let (imaps_port, ca_file, ssl) = if tls {
+            let (ca, cert, key) = make_certificates(&root);
+            let ssl = format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}",
+                cert.display(),
+                key.display()
+            );
+            (super::free_port(), Some(ca), ssl)
+        } else {
+            (0, None, "ssl = no".to_string())
+        };
         let conf = root.join("dovecot.conf");
-        let r = root.display();
+        let template =
+            std::fs::read_to_string(super::repo_path("tests/fixtures/dovecot/dovecot.conf.in"))
+                .expect("tests/fixtures/dovecot/dovecot.conf.in");
         std::fs::write(
             &conf,
-            format!(
-                r#"protocols = imap
-listen = 127.0.0.1
-base_dir = {r}/run
-state_dir = {r}/run/state
-instance_name = pietura-test-{port}
-log_path = {r}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = {MAIL_UID}
-first_valid_gid = {MAIL_UID}
-mail_location = maildir:~/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {users}
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {users}
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-service stats {{
-  unix_listener stats-writer {{
-    mode = 0666
-  }}
-}}
-"#,
-                users = users.display()
-            ),
+            template
+                .replace("@ROOT@", &root.display().to_string())
+                .replace("@PORT@", &port.to_string())
+                .replace("@IMAPS_PORT@", &imaps_port.to_string())
+                .replace("@SSL@", &ssl)
+                .replace("@MAIL_UID@", &MAIL_UID.to_string())
+                .replace("@USERS@", &users.display().to_string()),
         )
         .expect("dovecot.conf");
         let server = Dovecot {
             port,
+            imaps_port,
+            ca_file,
             conf,
             home,
             _dir: dir,
@@ -117,15 +185,24 @@ service stats {{
     }
 
     fn launch(&self) {
+        // Into a file, not a pipe: the daemonised master keeps its stderr
+        // open, and a pipe would never reach its end.
+        let start_log = self.conf.with_file_name("start.log");
+        let stderr = std::fs::File::create(&start_log).expect("start.log");
         let status = Command::new("/usr/sbin/dovecot")
             .arg("-c")
             .arg(&self.conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .status()
             .expect("run dovecot");
-        assert!(status.success(), "dovecot did not start: {}", self.log());
+        assert!(
+            status.success(),
+            "dovecot did not start: {}{}",
+            std::fs::read_to_string(&start_log).unwrap_or_default(),
+            self.log()
+        );
         super::wait_port(self.port, "dovecot");
     }
 

@@ -179,6 +179,14 @@ pub struct Waiting {
     pub received_at: Option<DateTime<Utc>>,
 }
 
+/// `1,2,5` for a list of UIDs.
+fn uid_set(uids: &[u32]) -> String {
+    uids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Connects and logs in.
 pub async fn connect(cfg: &ImapConfig, credentials: &Credentials) -> Result<Mailbox, ImapError> {
     let address = format!("{}:{}", cfg.host, cfg.port);
@@ -288,11 +296,7 @@ impl Mailbox {
         uids.sort_unstable();
         let mut waiting = Vec::with_capacity(uids.len());
         for chunk in uids.chunks(200) {
-            let set = chunk
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
+            let set = uid_set(chunk);
             let fetches: Vec<_> = step("UID FETCH sizes", async {
                 self.session
                     .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
@@ -340,8 +344,12 @@ impl Mailbox {
 
     /// Takes handed-on mail out of the way: moved to `folder` (UID MOVE, or
     /// COPY + \Deleted + UID EXPUNGE), or flagged.
-    pub async fn hand_off_done(&mut self, uid: u32, mode: &AfterHandOff) -> Result<(), ImapError> {
-        let set = uid.to_string();
+    pub async fn hand_off_done(
+        &mut self,
+        uids: &[u32],
+        mode: &AfterHandOff,
+    ) -> Result<(), ImapError> {
+        let set = uid_set(uids);
         match mode {
             AfterHandOff::Flag => {
                 let flags = format!("+FLAGS.SILENT (\\Seen {HANDED_ON_KEYWORD})");
@@ -423,6 +431,20 @@ impl Mailbox {
         }
         let session = step("DONE", handle.done()).await?;
         Ok(Self { session, features })
+    }
+
+    /// Adds a mail to a folder (the benchmark fills its mailbox this way).
+    pub async fn append(&mut self, folder: &str, raw: &[u8]) -> Result<(), ImapError> {
+        step(
+            &format!("APPEND {folder}"),
+            self.session.append(folder, None, None, raw),
+        )
+        .await
+    }
+
+    /// Removes a folder and its mail (the benchmark's, afterwards).
+    pub async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {
+        step(&format!("DELETE {folder}"), self.session.delete(folder)).await
     }
 
     /// Logs out politely (errors do not matter any more).

@@ -109,6 +109,9 @@ fn default_poll_seconds() -> u64 {
 fn default_mailbox() -> String {
     "INBOX".into()
 }
+fn default_batch_mails() -> usize {
+    100
+}
 fn default_max_message_bytes() -> u64 {
     25 * 1024 * 1024
 }
@@ -126,6 +129,10 @@ pub struct EmailConfig {
     /// A larger mail is registered with its headers only and sent to review.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: u64,
+    /// Mails handed on together (published concurrently, moved in one
+    /// command); also bounded to 32 MiB a batch.
+    #[serde(default = "default_batch_mails")]
+    pub batch_mails: usize,
     /// Our own addresses: mail from them is never acknowledged (the IMAP
     /// user and the acknowledgement sender are added).
     #[serde(default)]
@@ -175,6 +182,9 @@ impl EmailConfig {
             && (folder.trim().is_empty() || folder == &self.mailbox)
         {
             issues.push("after.folder must name a folder other than the mailbox read".into());
+        }
+        if !(1..=1000).contains(&self.batch_mails) {
+            issues.push("batch_mails must be 1 to 1000".into());
         }
         if self.max_message_bytes < 1024 {
             issues.push("max_message_bytes must be at least 1024".into());
@@ -230,6 +240,34 @@ impl EmailConfig {
         ours.dedup();
         ours
     }
+}
+
+/// Mail handed on together: at most this many bytes (a mail over the size
+/// limit counts only its headers).
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Splits the waiting mail into batches of at most `per_batch`, in UID order.
+fn batches(waiting: &[Waiting], per_batch: usize, max_message_bytes: u64) -> Vec<&[Waiting]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, w) in waiting.iter().enumerate() {
+        let size = if w.size > max_message_bytes {
+            64 * 1024
+        } else {
+            w.size
+        };
+        if i > start && (i - start >= per_batch || bytes + size > BATCH_BYTES) {
+            out.push(&waiting[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < waiting.len() {
+        out.push(&waiting[start..]);
+    }
+    out
 }
 
 /// Why a round with the mailbox ended.
@@ -382,7 +420,7 @@ impl Email {
                 tracing::info!(mailbox = %self.cfg.mailbox, count = waiting.len(), "new mail");
             }
             let mut renewed = Instant::now();
-            for w in waiting {
+            for batch in batches(&waiting, self.cfg.batch_mails, self.cfg.max_message_bytes) {
                 if shutdown.is_cancelled() {
                     break;
                 }
@@ -393,9 +431,14 @@ impl Email {
                     }
                     renewed = Instant::now();
                 }
-                self.take(&mut mb, w, validity).await?;
-                pos.last_uid = w.uid;
-                self.advance(pos).await?;
+                let (handed_on, failure) = self.hand_on(&mut mb, batch, validity).await?;
+                if let Some(last) = handed_on {
+                    pos.last_uid = last;
+                    self.advance(pos).await?;
+                }
+                if let Some(failure) = failure {
+                    return Err(failure);
+                }
             }
             if shutdown.is_cancelled() {
                 mb.logout().await;
@@ -418,28 +461,47 @@ impl Email {
         if held { Ok(()) } else { Err(RoundEnd::NotOurs) }
     }
 
-    /// Reads, hands on and puts away one mail. An error leaves the mail
-    /// where it is, to be read again in the next round.
-    async fn take(&self, mb: &mut Mailbox, w: Waiting, validity: u32) -> Result<(), RoundEnd> {
-        let oversized = w.size > self.cfg.max_message_bytes;
-        let raw = mb.fetch(w.uid, oversized).await?;
-        let parsed = normalise::parse(
-            raw,
-            oversized.then_some((w.size, self.cfg.max_message_bytes)),
-            &self.ours,
-        );
-        let key = parsed.idempotency_key(&self.cfg.id);
-        let span = tracing::info_span!("item", key = %key, channel = "email", instance = %self.cfg.id, uid = w.uid);
-        async {
+    /// Reads a batch of mail, hands it on (blobs stored, messages published
+    /// with confirms, all concurrently) and puts away the longest run, in
+    /// UID order, that was handed on, in one command. Returns the last UID
+    /// put away and the failure that stopped the rest (left in place, read
+    /// again in the next round).
+    async fn hand_on(
+        &self,
+        mb: &mut Mailbox,
+        batch: &[Waiting],
+        validity: u32,
+    ) -> Result<(Option<u32>, Option<RoundEnd>), RoundEnd> {
+        let mut outcomes: Vec<Result<(), String>> = Vec::with_capacity(batch.len());
+        let mut to_publish = Vec::new();
+        for (i, w) in batch.iter().enumerate() {
+            let oversized = w.size > self.cfg.max_message_bytes;
+            let raw = match mb.fetch(w.uid, oversized).await {
+                Ok(raw) => raw,
+                Err(e) => {
+                    outcomes.push(Err(e.to_string()));
+                    break;
+                }
+            };
+            let mut parsed = normalise::parse(
+                raw,
+                oversized.then_some((w.size, self.cfg.max_message_bytes)),
+                &self.ours,
+            );
+            if self.acknowledger.is_none() {
+                parsed
+                    .no_acknowledgement
+                    .get_or_insert_with(|| "the channel sends no acknowledgements".into());
+            }
+            let span = self.span(&parsed, w.uid);
             if let Some(reason) = &parsed.review_reason {
-                tracing::warn!("kept for review: {reason}");
+                span.in_scope(|| tracing::warn!("kept for review: {reason}"));
             }
-            if parsed.is_report && self.record_report(&parsed).await? {
-                mb.hand_off_done(w.uid, &self.cfg.after).await?;
-                return Ok(());
+            if parsed.is_report && self.record_report(&parsed).instrument(span.clone()).await? {
+                outcomes.push(Ok(()));
+                continue;
             }
-            let follow_up = self.follow_up(&parsed).await?;
-            self.store_blobs(&parsed).await?;
+            let follow_up = self.follow_up(&parsed).instrument(span.clone()).await?;
             let source = ImapSource {
                 mailbox: self.cfg.mailbox.clone(),
                 uid_validity: validity,
@@ -448,27 +510,57 @@ impl Email {
             let received_at = w.received_at.unwrap_or_else(Utc::now);
             let msg =
                 parsed.to_message(&self.cfg.id, received_at, Some(&source), follow_up.as_ref());
-            publish_intake(self.ctx.bus.as_ref(), &msg)
-                .await
-                .map_err(|e| RoundEnd::Failed(format!("mail UID {} not handed on: {e}", w.uid)))?;
-            tracing::info!(id = %msg.id, "handed on");
-            // Only now may the mail leave the inbox.
-            mb.hand_off_done(w.uid, &self.cfg.after).await?;
-            Ok(())
+            outcomes.push(Err("not handed on yet".into()));
+            to_publish.push((i, parsed, msg, span));
         }
-        .instrument(span)
-        .await
+        // Blobs, then the message: a published message never names a missing blob.
+        let published =
+            futures::future::join_all(to_publish.iter().map(|(_, parsed, msg, span)| {
+                async move {
+                    self.store_blobs(parsed).await?;
+                    publish_intake(self.ctx.bus.as_ref(), msg)
+                        .await
+                        .map_err(|e| format!("not handed on: {e}"))?;
+                    tracing::info!(id = %msg.id, "handed on");
+                    Ok::<(), String>(())
+                }
+                .instrument(span.clone())
+            }))
+            .await;
+        for ((i, ..), result) in to_publish.iter().zip(published) {
+            outcomes[*i] = result;
+        }
+        let done: Vec<u32> = batch
+            .iter()
+            .zip(&outcomes)
+            .take_while(|(_, o)| o.is_ok())
+            .map(|(w, _)| w.uid)
+            .collect();
+        let failure = batch.iter().zip(&outcomes).find_map(|(w, o)| {
+            o.as_ref()
+                .err()
+                .map(|e| RoundEnd::Failed(format!("mail UID {}: {e}", w.uid)))
+        });
+        // Only now may the mail leave the inbox.
+        if !done.is_empty() {
+            mb.hand_off_done(&done, &self.cfg.after).await?;
+        }
+        Ok((done.last().copied(), failure))
+    }
+
+    fn span(&self, parsed: &ParsedMail, uid: u32) -> tracing::Span {
+        tracing::info_span!("item", key = %parsed.idempotency_key(&self.cfg.id), channel = "email", instance = %self.cfg.id, uid)
     }
 
     /// Blobs before the message: a published message never names a missing blob.
-    async fn store_blobs(&self, parsed: &ParsedMail) -> Result<(), RoundEnd> {
+    async fn store_blobs(&self, parsed: &ParsedMail) -> Result<(), String> {
         let all = std::iter::once(&parsed.raw).chain(parsed.parts.iter().map(|p| &p.blob));
         for blob in all {
             self.ctx
                 .blobs
                 .put(&blob.bytes)
                 .await
-                .map_err(|e| RoundEnd::Failed(format!("blob {} not stored: {e}", blob.sha256)))?;
+                .map_err(|e| format!("blob {} not stored: {e}", blob.sha256))?;
         }
         Ok(())
     }

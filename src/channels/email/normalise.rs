@@ -382,7 +382,7 @@ pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -
                 "(Vēstule ir {size} baitu liela, vairāk nekā atļautie {limit}; saglabātas tikai tās galvenes. / The message is {size} bytes, over the limit of {limit}; only its headers were kept.)"
             ));
             Some(format!(
-                "oversized e-mail: {size} bytes, over the limit of {limit}; only the headers were kept, fetch the rest from the mailbox"
+                "oversized e-mail: {size} bytes, over the limit of {limit}; only the headers were kept; the whole mail stays on the mail server"
             ))
         }
         None => {
