@@ -30,7 +30,7 @@ mkdir -p "$STATE/home/Maildir/"{new,cur,tmp} "$STATE/run"
 chown -R 8:8 "$STATE/home"
 echo "$USER_NAME:{PLAIN}$PIETURA_BENCH_IMAP_PASSWORD:8:8::$STATE/home::" >"$STATE/users"
 sed -e "s|@ROOT@|$STATE|g" -e "s|@PORT@|$PORT|g" -e "s|@MAIL_UID@|8|g" \
-    -e "s|@USERS@|$STATE/users|g" -e "s|@IMAPS_PORT@|0|g" -e "s|@SSL@|ssl = no|g" \
+    -e "s|@USERS@|$STATE/users|g" -e "s|@IMAPS_PORT@|0|g" -e "s|@SSL@|ssl = no|g" -e "s|@EXTRA@||g" \
     tests/fixtures/dovecot/dovecot.conf.in >"$STATE/dovecot.conf"
 dovecot -c "$STATE/dovecot.conf" </dev/null >>"$STATE/start.log" 2>&1
 stop_dovecot() {

@@ -734,3 +734,81 @@ async fn mail_is_read_over_tls_and_starttls_with_a_private_ca() {
     assert_eq!(dovecot.count("INBOX"), 1);
     env.stop().await;
 }
+
+/// A stand-in for the identity provider's userinfo endpoint, which Dovecot
+/// asks about each bearer token: `good-token` is intake@example.lv.
+async fn userinfo_server() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn userinfo(headers: HeaderMap) -> (StatusCode, axum::Json<serde_json::Value>) {
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if bearer == "Bearer good-token" {
+            let user = serde_json::json!({ "email": support::dovecot::USER });
+            (StatusCode::OK, axum::Json(user))
+        } else {
+            let refusal = serde_json::json!({ "error": "invalid_token" });
+            (StatusCode::UNAUTHORIZED, axum::Json(refusal))
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route("/userinfo", axum::routing::get(userinfo));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/userinfo")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth2_bearer_token_logs_in_with_xoauth2() {
+    let url = userinfo_server().await;
+    let dovecot = Dovecot::start_with_oauth2(&url);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("epasts.token");
+    std::fs::write(&token, "good-token\n").expect("token file");
+    let bad = dir.path().join("old.token");
+    std::fs::write(&bad, "expired-token").expect("token file");
+    let password_line = format!("password = \"{}\"", support::dovecot::PASSWORD);
+    for (id, file) in [(INSTANCE, &token), ("expired", &bad)] {
+        let channel = dovecot.channel_file(id, "").replace(
+            &password_line,
+            &format!("oauth2_token_file = {:?}", file.display().to_string()),
+        );
+        std::fs::write(dir.path().join(format!("{id}.toml")), channel).expect("channel file");
+    }
+    let env = start(dir.path()).await;
+    let raw = mail(
+        "Jānis <janis@example.com>",
+        "Būvatļauja",
+        "Lūdzu izsniegt būvatļauju.",
+        "",
+    );
+    dovecot.deliver(&raw);
+    let item = env.registered_key(&key_of(&raw)).await;
+    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
+    assert!(
+        dovecot.log().contains("method=XOAUTH2"),
+        "no XOAUTH2 login: {}",
+        dovecot.log()
+    );
+    let registry = env.daemon.registry.clone();
+    wait_until("the expired token refused", || async {
+        registry
+            .mailbox_statuses()
+            .await
+            .expect("statuses")
+            .iter()
+            .any(|m| {
+                m.channel_instance == "expired"
+                    && m.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("refused"))
+            })
+    })
+    .await;
+    env.stop().await;
+}

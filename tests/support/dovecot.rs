@@ -111,16 +111,23 @@ impl Dovecot {
     /// Starts a fresh server (plain IMAP); fails with what to install when
     /// Dovecot is missing.
     pub fn start() -> Dovecot {
-        Self::launch_new(false)
+        Self::launch_new(false, None)
     }
 
     /// Starts a server with a certificate for 127.0.0.1 from a private CA:
     /// STARTTLS on `port`, implicit TLS on `imaps_port`.
     pub fn start_with_tls() -> Dovecot {
-        Self::launch_new(true)
+        Self::launch_new(true, None)
     }
 
-    fn launch_new(tls: bool) -> Dovecot {
+    /// Starts a server that also takes OAuth2 bearer tokens (SASL XOAUTH2
+    /// and OAUTHBEARER), checked by `GET introspection_url` with the token
+    /// as `Authorization: Bearer`, whose JSON answer names the user in `email`.
+    pub fn start_with_oauth2(introspection_url: &str) -> Dovecot {
+        Self::launch_new(false, Some(introspection_url))
+    }
+
+    fn launch_new(tls: bool, oauth2: Option<&str>) -> Dovecot {
         assert!(
             Path::new("/usr/sbin/dovecot").exists(),
             "Dovecot is not installed: `apt-get install dovecot-imapd` (scripts/test.sh does)"
@@ -157,6 +164,23 @@ impl Dovecot {
         } else {
             (0, None, "ssl = no".to_string())
         };
+        let extra = match oauth2 {
+            Some(url) => {
+                let ext = root.join("oauth2.conf.ext");
+                std::fs::write(
+                    &ext,
+                    format!(
+                        "introspection_mode = auth\nintrospection_url = {url}\nusername_attribute = email\nforce_introspection = yes\n"
+                    ),
+                )
+                .expect("oauth2.conf.ext");
+                format!(
+                    "auth_mechanisms = plain login xoauth2 oauthbearer\npassdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}",
+                    ext.display()
+                )
+            }
+            None => String::new(),
+        };
         let conf = root.join("dovecot.conf");
         let template =
             std::fs::read_to_string(super::repo_path("tests/fixtures/dovecot/dovecot.conf.in"))
@@ -168,6 +192,7 @@ impl Dovecot {
                 .replace("@PORT@", &port.to_string())
                 .replace("@IMAPS_PORT@", &imaps_port.to_string())
                 .replace("@SSL@", &ssl)
+                .replace("@EXTRA@", &extra)
                 .replace("@MAIL_UID@", &MAIL_UID.to_string())
                 .replace("@USERS@", &users.display().to_string()),
         )
