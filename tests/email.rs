@@ -599,6 +599,52 @@ async fn a_uidvalidity_change_registers_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_read_a_mailbox_one_at_a_time() {
+    let dovecot = Dovecot::start();
+    let logins = || dovecot.log().matches("imap-login: Info: Login:").count();
+    let dir = channels(&dovecot, None, "");
+    let env = start(dir.path()).await;
+    let second = env.another_daemon().await;
+    for n in 0..50 {
+        dovecot.deliver(&mail(
+            &format!("P{n} <p{n}@example.com>"),
+            &format!("Iesniegums {n}"),
+            "Lūdzu būvatļauju.",
+            "",
+        ));
+    }
+    wait_items(&env, 50).await;
+    assert_eq!(
+        logins(),
+        1,
+        "both daemons read the mailbox: {}",
+        dovecot.log()
+    );
+
+    // The reader stops (and gives the lease up); one daemon goes on.
+    let env = env.restart().await;
+    for n in 50..60 {
+        dovecot.deliver(&mail(
+            &format!("P{n} <p{n}@example.com>"),
+            &format!("Iesniegums {n}"),
+            "Lūdzu būvatļauju.",
+            "",
+        ));
+    }
+    wait_items(&env, 60).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&env).await, 60);
+    assert_eq!(
+        logins(),
+        2,
+        "one new session after the hand-over: {}",
+        dovecot.log()
+    );
+    second.shutdown().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     let env = TestEnv::start(Options::new(Backend::Amqp)).await;
     let r = &env.daemon.registry;

@@ -240,6 +240,16 @@ impl TestEnv {
         }
     }
 
+    /// A second daemon on the same database, queues, data folder and
+    /// channels, as a second instance of a scaled-out deployment.
+    pub async fn another_daemon(&self) -> Daemon {
+        let mut settings = self.settings.clone();
+        settings.http.listen = "127.0.0.1:0".parse().expect("addr");
+        Daemon::start(settings)
+            .await
+            .unwrap_or_else(|e| panic!("second daemon did not start: {e}"))
+    }
+
     /// Where the daemon keeps blobs (attachments, raw mail).
     pub fn blob_dir(&self) -> PathBuf {
         self.settings.blob_dir()
