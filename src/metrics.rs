@@ -16,6 +16,16 @@ pub fn item_registered(channel: &str, state: &str, seconds_since_receipt: f64) {
         .record(seconds_since_receipt);
 }
 
+/// A mailbox round failed (connection, login, TLS, a command); retried with backoff.
+pub fn mailbox_error(instance: &str) {
+    counter!("pietura_mailbox_errors_total", "instance" => instance.to_string()).increment(1);
+}
+
+/// A delivery report about one of our answers was recorded on its item.
+pub fn answer_bounced(channel: &str) {
+    counter!("pietura_answers_bounced_total", "channel" => channel.to_string()).increment(1);
+}
+
 /// A redelivered item was recognised and not registered again.
 pub fn item_duplicate(channel: &str) {
     counter!("pietura_items_duplicate_total", "channel" => channel.to_string()).increment(1);

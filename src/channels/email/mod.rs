@@ -201,7 +201,7 @@ impl EmailConfig {
         let var = |name: &str| {
             std::env::var(name).map_err(|_| {
                 format!(
-                    "the variable {name} named in channel {} is not set",
+                    "the variable {name} with the mailbox's secret (channels file of {}, [imap]) is not set; set it to read the mailbox",
                     self.id
                 )
             })
@@ -595,6 +595,7 @@ impl Email {
                 .record_bounce(&item, &parsed.raw.sha256, detail)
                 .await?
             {
+                crate::metrics::answer_bounced(ChannelKind::Email.as_str());
                 tracing::warn!(item = %item, "our acknowledgement bounced; recorded on the item");
                 return Ok(true);
             }
@@ -683,6 +684,7 @@ impl Channel for Email {
                     self.wait()
                 }
                 RoundEnd::Failed(e) => {
+                    crate::metrics::mailbox_error(&self.cfg.id);
                     tracing::warn!(channel = %self.cfg.id, mailbox = %self.cfg.mailbox, "mailbox: {e}; trying again in {backoff:?}");
                     let _ = self
                         .ctx
