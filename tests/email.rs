@@ -858,3 +858,65 @@ async fn an_oauth2_bearer_token_logs_in_with_xoauth2() {
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_go_out_over_starttls_and_smtps_at_most_n_a_day() {
+    let dovecot = Dovecot::start();
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = support::make_certificates(certs.path());
+    for (security, implicit) in [("starttls", false), ("tls", true)] {
+        let mail_dir = tempfile::tempdir().expect("temp dir");
+        let maildir = mail_dir.path().join("maildir");
+        let smtp = SmtpServer::start_tls(&maildir, &cert, &key, implicit);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ack = format!(
+            "[acknowledgement]\nfrom = \"Dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\nmax_per_address_per_day = 1\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"{security}\"\nca_file = {:?}\n",
+            smtp.port,
+            ca.display().to_string()
+        );
+        std::fs::write(
+            dir.path().join("epasts.toml"),
+            dovecot.channel_file(INSTANCE, &ack),
+        )
+        .expect("channel file");
+        let env = start(dir.path()).await;
+        let first = mail(
+            "Jānis <janis@example.com>",
+            &format!("Pirmais ({security})"),
+            "Lūdzu būvatļauju.",
+            "",
+        );
+        dovecot.deliver(&first);
+        let first = env.registered_key(&key_of(&first)).await;
+        acknowledgement_to(&maildir, "janis@example.com").await;
+        // A second mail the same day: registered, not acknowledged again.
+        let second = mail(
+            "Jānis <janis@example.com>",
+            &format!("Otrais ({security})"),
+            "Lūdzu būvatļauju.",
+            "",
+        );
+        dovecot.deliver(&second);
+        let second = env.registered_key(&key_of(&second)).await;
+        let path = format!("/api/v1/items/{}", second.id);
+        wait_until("the second answer settled", || {
+            let env = &env;
+            let path = path.clone();
+            async move { env.get_json(&path).await["answer"]["outcome"].is_string() }
+        })
+        .await;
+        let answer = env.get_json(&path).await["answer"].clone();
+        assert!(
+            answer["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("suppressed")),
+            "{answer}"
+        );
+        let first_answer =
+            env.get_json(&format!("/api/v1/items/{}", first.id)).await["answer"].clone();
+        assert_eq!(first_answer["outcome"], "sent", "{first_answer}");
+        assert_eq!(SmtpServer::messages(&maildir).len(), 1, "{security}");
+        drop(smtp);
+        env.stop().await;
+    }
+}

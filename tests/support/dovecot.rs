@@ -35,78 +35,6 @@ fn chown_mail(path: &Path) {
         .unwrap_or_else(|e| panic!("chown {} to mail: {e} (tests run as root)", path.display()));
 }
 
-/// A private CA and a server certificate for 127.0.0.1 signed by it, made
-/// with the openssl command: (CA certificate, server certificate, key).
-fn make_certificates(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Pietura test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(
-        root.join("san.ext"),
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n",
-    )
-    .expect("san.ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
-    (
-        root.join("ca.pem"),
-        root.join("server.pem"),
-        root.join("server.key"),
-    )
-}
-
 impl Dovecot {
     /// Starts a fresh server (plain IMAP); fails with what to install when
     /// Dovecot is missing.
@@ -154,7 +82,7 @@ impl Dovecot {
         .expect("users file");
         let port = super::free_port();
         let (imaps_port, ca_file, ssl) = if tls {
-            let (ca, cert, key) = make_certificates(&root);
+            let (ca, cert, key) = super::make_certificates(&root);
             let ssl = format!(
                 "ssl = yes\nssl_cert = <{}\nssl_key = <{}",
                 cert.display(),

@@ -18,6 +18,26 @@ impl SmtpServer {
 
     /// On a given port (a relay that comes up after the daemon).
     pub fn start_on(maildir: &Path, port: u16) -> SmtpServer {
+        Self::launch(maildir, port, &[])
+    }
+
+    /// With TLS: STARTTLS required (`implicit` false) or SMTPS (true).
+    pub fn start_tls(maildir: &Path, cert: &Path, key: &Path, implicit: bool) -> SmtpServer {
+        let (c, k) = if implicit {
+            ("--smtpscert", "--smtpskey")
+        } else {
+            ("--tlscert", "--tlskey")
+        };
+        let args = [
+            c.to_string(),
+            cert.display().to_string(),
+            k.to_string(),
+            key.display().to_string(),
+        ];
+        Self::launch(maildir, super::free_port(), &args)
+    }
+
+    fn launch(maildir: &Path, port: u16, tls: &[String]) -> SmtpServer {
         let python = ["/usr/bin/python3", "python3"]
             .into_iter()
             .find(|p| {
@@ -29,14 +49,9 @@ impl SmtpServer {
             })
             .expect("aiosmtpd is not installed: `apt-get install python3-aiosmtpd` (scripts/test.sh does)");
         let child = Command::new(python)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-            ])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(tls)
+            .arg("-c")
             .args(["aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .spawn()

@@ -12,6 +12,7 @@ use chrono::Utc;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -39,6 +40,9 @@ pub struct SmtpConfig {
     pub password: Option<SecretString>,
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Extra CA certificate (PEM) to trust, for an internal relay.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_smtp_port() -> u16 {
@@ -152,17 +156,29 @@ impl Acknowledger {
             .map_err(|e| format!("acknowledgement.from: {e}"))?;
         let domain = from.email.domain().to_string();
         let s = &settings.smtp;
-        let builder = match s.security {
-            Security::Plain => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
+        let tls = |wrap: fn(TlsParameters) -> Tls| -> Result<Tls, String> {
+            let mut params = TlsParameters::builder(s.host.clone());
+            if let Some(file) = &s.ca_file {
+                let pem = std::fs::read(file)
+                    .map_err(|e| format!("acknowledgement.smtp.ca_file {}: {e}", file.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| format!("acknowledgement.smtp.ca_file {}: {e}", file.display()))?;
+                params = params.add_root_certificate(cert);
             }
-            Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                .map_err(|e| format!("acknowledgement.smtp: {e}"))?,
-            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
-                .map_err(|e| format!("acknowledgement.smtp: {e}"))?,
-        }
-        .port(s.port)
-        .timeout(Some(std::time::Duration::from_secs(60)));
+            let params = params
+                .build()
+                .map_err(|e| format!("acknowledgement.smtp: {e}"))?;
+            Ok(wrap(params))
+        };
+        let tls = match s.security {
+            Security::Plain => Tls::None,
+            Security::Starttls => tls(Tls::Required)?,
+            Security::Tls => tls(Tls::Wrapper)?,
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
+            .port(s.port)
+            .tls(tls)
+            .timeout(Some(std::time::Duration::from_secs(60)));
         let builder = match &s.username {
             Some(user) => {
                 let password = match (&s.password, &s.password_env) {
