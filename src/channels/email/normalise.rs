@@ -73,6 +73,8 @@ pub struct ParsedMail {
     pub parts: Vec<Part>,
     pub has_html: bool,
     pub forwarded_messages: usize,
+    /// Parts that could not be read (kept as they came).
+    pub problems: Vec<String>,
     /// Why it must go to the records officer (oversized, malformed).
     pub review_reason: Option<String>,
     /// Why it must not be acknowledged (auto-generated, a list, our own…).
@@ -258,6 +260,41 @@ struct Walk {
     parts: Vec<Part>,
     has_html: bool,
     forwarded: usize,
+    /// What could not be read (kept as it came), for the records officer.
+    problems: Vec<String>,
+}
+
+/// Outlook's rich-text mail carries its attachments inside `winmail.dat`
+/// (TNEF): they are unpacked beside it, and it is kept as it came.
+fn is_tnef(filename: &str, content_type: &str) -> bool {
+    content_type == "application/ms-tnef"
+        || content_type == "application/vnd.ms-tnef"
+        || filename.eq_ignore_ascii_case("winmail.dat")
+}
+
+/// The files inside a TNEF container, numbered after `first`; or why not.
+fn unpack_tnef(bytes: &[u8], first: usize) -> Result<Vec<Part>, String> {
+    let inside = tnef::read_attachments(bytes).map_err(|e| format!("{e:?}"))?;
+    Ok(inside
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let content_type = mime_guess::from_path(&a.title)
+                .first_or_octet_stream()
+                .essence_str()
+                .to_string();
+            let filename = clean_filename(Some(&a.title), first + i, &content_type);
+            let data = a.data.to_vec();
+            let signed = edoc::looks_signed(&filename, &data).then(|| edoc::inspect(&data));
+            Part {
+                filename,
+                content_type,
+                blob: Blob::of(data),
+                inline: false,
+                signed,
+            }
+        })
+        .collect())
 }
 
 fn walk(m: &Message<'_>, depth: usize, w: &mut Walk) {
@@ -311,6 +348,8 @@ fn walk(m: &Message<'_>, depth: usize, w: &mut Walk) {
             continue;
         }
         let signed = edoc::looks_signed(&filename, &bytes).then(|| edoc::inspect(&bytes));
+        let unpacked = is_tnef(&filename, &content_type)
+            .then(|| (filename.clone(), unpack_tnef(&bytes, w.parts.len() + 2)));
         w.parts.push(Part {
             filename,
             content_type,
@@ -318,6 +357,13 @@ fn walk(m: &Message<'_>, depth: usize, w: &mut Walk) {
             inline,
             signed,
         });
+        match unpacked {
+            Some((_, Ok(inside))) => w.parts.extend(inside),
+            Some((container, Err(e))) => w.problems.push(format!(
+                "{container} (TNEF) could not be unpacked: {e}; it is kept as it came"
+            )),
+            None => {}
+        }
     }
 }
 
@@ -345,6 +391,7 @@ pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -
             parts: Vec::new(),
             has_html: false,
             forwarded_messages: 0,
+            problems: Vec::new(),
             review_reason: Some(
                 "malformed e-mail: no RFC 5322 header could be read; the raw message is kept"
                     .into(),
@@ -375,6 +422,7 @@ pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -
         parts: Vec::new(),
         has_html: false,
         forwarded: 0,
+        problems: Vec::new(),
     };
     let review_reason = match original_size {
         Some((size, limit)) => {
@@ -429,6 +477,7 @@ pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -
         parts: w.parts,
         has_html: w.has_html,
         forwarded_messages: w.forwarded,
+        problems: w.problems,
         review_reason,
         is_report,
         acknowledged_items,
@@ -508,6 +557,9 @@ impl ParsedMail {
         }
         if !signed.is_empty() {
             obj.insert("signed_containers".into(), Value::Array(signed));
+        }
+        if !self.problems.is_empty() {
+            obj.insert("problems".into(), json!(self.problems));
         }
         if let Some(s) = source {
             obj.insert(
@@ -609,6 +661,21 @@ mod tests {
             Some("en")
         );
         assert_eq!(guess_language("12345"), None);
+    }
+
+    #[test]
+    fn a_broken_winmail_dat_is_kept_and_named_as_a_problem() {
+        let raw = "From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/ms-tnef\r\nContent-Disposition: attachment; filename=winmail.dat\r\n\r\nnot tnef at all\r\n--b--\r\n";
+        let p = parse(raw.as_bytes().to_vec(), None, &[]);
+        assert_eq!(p.parts.len(), 1, "winmail.dat kept as it came");
+        assert_eq!(p.parts[0].filename, "winmail.dat");
+        assert!(
+            p.problems
+                .iter()
+                .any(|m| m.contains("winmail.dat (TNEF) could not be unpacked")),
+            "{:?}",
+            p.problems
+        );
     }
 
     #[test]

@@ -236,7 +236,53 @@ Content-Transfer-Encoding: base64
 """,
     )
 
-# 6. An out-of-office auto-reply: registered, never acknowledged.
+# 6. Outlook's rich-text mail: the attachment inside winmail.dat (TNEF).
+def tnef_attr(level, attr_id, data):
+    import struct
+    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def tnef_with(title, data):
+    import struct
+    stamp = struct.pack("<7H", 2026, 11, 20, 9, 30, 0, 5)
+    out = struct.pack("<IH", 0x223E9F78, 0x0001)
+    out += tnef_attr(1, 0x00089006, b"\x00\x00\x01\x00")          # TNEF version
+    out += tnef_attr(1, 0x00069007, struct.pack("<II", 1257, 0))     # OEM code page
+    out += tnef_attr(2, 0x00069002, struct.pack("<HIHHI", 1, 0xFFFFFFFF, 0xFFFF, 0xFFFF, 0))
+    out += tnef_attr(2, 0x00018010, title.encode("cp1257") + b"\x00")
+    out += tnef_attr(2, 0x00038012, stamp)
+    out += tnef_attr(2, 0x00038013, stamp)
+    out += tnef_attr(2, 0x0006800F, data)
+    out += tnef_attr(2, 0x00069005, struct.pack("<I", 0))            # no MAPI properties
+    return out
+
+
+write(
+    "tnef.eml",
+    f"""From: Dace Liepa <dace@example.com>
+To: dokumenti@example.lv
+Subject: =?utf-8?Q?B=C5=ABvat=C4=BCaujas_pieteikums?=
+Date: Fri, 20 Nov 2026 09:31:00 +0200
+Message-ID: <tnef@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="t"
+
+--t
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 8bit
+
+Labdien! Pielikumā būvatļaujas pieteikums.
+--t
+Content-Type: application/ms-tnef; name="winmail.dat"
+Content-Disposition: attachment; filename="winmail.dat"
+Content-Transfer-Encoding: base64
+
+{b64(tnef_with("Būvatļauja.pdf", pdf))}
+--t--
+""",
+)
+
+# 7. An out-of-office auto-reply: registered, never acknowledged.
 write(
     "auto-reply.eml",
     """From: Andris Liepa <andris@example.com>
@@ -253,6 +299,6 @@ I am out of the office until 30 November.
 """,
 )
 
-# 7. Not an e-mail at all: kept raw for review.
+# 8. Not an e-mail at all: kept raw for review.
 with open(os.path.join(HERE, "malformed.eml"), "wb") as f:
     f.write(b"\x00\x01\x02 this is not a mail \xff\xfe\r\n\r\nno headers here\r\n")
