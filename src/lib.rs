@@ -13,9 +13,11 @@
 //!
 //! - [`message`]: the one message format every channel produces (schema v1).
 //! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind
-//!   (`web_form`, `sms` with its Kannel, Twilio and signed-JSON gateways).
-//! - [`replies`]: answers on the channel an item came by (the SMS with its number),
-//!   written at registration and sent by the channel's [`replies::Replier`].
+//!   (`web_form`; `email`: IMAP intake with a mailbox lease, MIME normalisation,
+//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways).
+//! - [`replies`]: answers on the channel an item came by (the SMS with its number,
+//!   the e-mail acknowledgement), written at registration and sent by the
+//!   channel's [`replies::Replier`].
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
@@ -30,7 +32,7 @@
 //!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
 //!   recomputes open deadlines when they change and sends the units' daily digest.
 //! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV).
-//! - [`bench`]: the pipeline benchmark.
+//! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
 pub mod bench;
 pub mod blobs;
