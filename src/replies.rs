@@ -37,10 +37,24 @@ pub enum ReplyError {
     Permanent(String),
 }
 
+/// At most `per_day` answers to one address a calendar day; `setting` names
+/// the channel file's key, for the reason recorded when one is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyLimit {
+    pub per_day: i64,
+    pub setting: &'static str,
+}
+
 /// A channel's way of answering.
 #[async_trait]
 pub trait Replier: Send + Sync {
     async fn reply(&self, reply: &PendingReply) -> Result<ReplyOutcome, ReplyError>;
+
+    /// The per-address daily limit, enforced here for every channel (and
+    /// across daemons) before [`Replier::reply`] is called.
+    fn daily_limit(&self) -> Option<DailyLimit> {
+        None
+    }
 }
 
 /// Backoff after `attempts` failures: 15 s doubling up to an hour.
@@ -91,7 +105,46 @@ async fn send_one(
         let _ = registry.reply_failed(reply, &why, next).await;
         return;
     };
-    let recorded = match replier.reply(reply).await {
+    // The limit is taken before sending and given back when nothing was sent.
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::Europe::Riga)
+        .date_naive();
+    let quota = match replier.daily_limit() {
+        None => None,
+        Some(limit) => match registry
+            .take_reply_quota(&reply.address, today, limit.per_day)
+            .await
+        {
+            Ok(true) => Some(limit),
+            Ok(false) => {
+                let why = format!(
+                    "{} answers to this address today already ({} = {})",
+                    limit.per_day, limit.setting, limit.per_day
+                );
+                tracing::info!("answer not sent: {why}");
+                let outcome = format!("suppressed: {why}");
+                let detail = serde_json::json!({ "reason": why });
+                if let Err(e) = registry.reply_done(reply, &outcome, detail).await {
+                    tracing::error!("answer outcome not recorded: {e}");
+                }
+                return;
+            }
+            Err(e) => {
+                let next = Utc::now() + backoff(reply.attempts);
+                tracing::warn!("answer waits, its daily limit cannot be checked: {e}");
+                let _ = registry.reply_failed(reply, &e.to_string(), next).await;
+                return;
+            }
+        },
+    };
+    let result = replier.reply(reply).await;
+    if quota.is_some()
+        && !matches!(result, Ok(ReplyOutcome::Sent(_)))
+        && let Err(e) = registry.return_reply_quota(&reply.address, today).await
+    {
+        tracing::warn!("an unsent answer still counts against today's limit: {e}");
+    }
+    let recorded = match result {
         Ok(ReplyOutcome::Sent(detail)) => {
             tracing::info!("answer sent");
             registry.reply_done(reply, "sent", detail).await

@@ -645,6 +645,44 @@ async fn two_daemons_read_a_mailbox_one_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_answer_limit_holds_when_daemons_race() {
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).expect("day");
+    let takes = (0..10).map(|_| {
+        let r = env.daemon.registry.clone();
+        tokio::spawn(async move { r.take_reply_quota("janis@example.com", day, 3).await })
+    });
+    let granted = futures::future::join_all(takes)
+        .await
+        .into_iter()
+        .filter(|t| matches!(t, Ok(Ok(true))))
+        .count();
+    assert_eq!(granted, 3, "ten racing senders, a limit of three");
+    let r = &env.daemon.registry;
+    assert!(
+        !r.take_reply_quota("janis@example.com", day, 3)
+            .await
+            .expect("take")
+    );
+    // An answer that was not sent gives its place back; the next day is new.
+    r.return_reply_quota("janis@example.com", day)
+        .await
+        .expect("give back");
+    assert!(
+        r.take_reply_quota("janis@example.com", day, 3)
+            .await
+            .expect("take")
+    );
+    let next = day.succ_opt().expect("day");
+    assert!(
+        r.take_reply_quota("janis@example.com", next, 3)
+            .await
+            .expect("take")
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     let env = TestEnv::start(Options::new(Backend::Amqp)).await;
     let r = &env.daemon.registry;

@@ -161,20 +161,44 @@ impl Registry {
         }))
     }
 
-    /// Answers sent to `address` since `since` (for the per-number limit).
-    pub async fn replies_sent_to(
+    /// Takes one answer to `address` against its daily `limit`; false when
+    /// the limit is reached. Atomic (one conditional upsert), so daemons
+    /// racing for the same address never exceed it together.
+    pub async fn take_reply_quota(
         &self,
         address: &str,
-        since: DateTime<Utc>,
-    ) -> Result<i64, RegistryError> {
-        sqlx::query(
-            "SELECT COUNT(*) FROM replies WHERE address = $1 AND outcome = 'sent' AND done_at >= $2",
+        day: chrono::NaiveDate,
+        limit: i64,
+    ) -> Result<bool, RegistryError> {
+        let taken = sqlx::query(
+            "INSERT INTO reply_quota (address, day, taken) VALUES ($1, $2, 1) \
+             ON CONFLICT (address, day) DO UPDATE SET taken = reply_quota.taken + 1 \
+             WHERE reply_quota.taken < $3",
         )
         .bind(address)
-        .bind(db_time(since))
-        .fetch_one(&self.pool)
+        .bind(day.to_string())
+        .bind(limit)
+        .execute(&self.pool)
         .await
-        .and_then(|r| r.try_get(0))
-        .map_err(q(format!("replies sent to {address}")))
+        .map_err(q(format!("answer quota of {address}")))?
+        .rows_affected();
+        Ok(taken == 1 && limit > 0)
+    }
+
+    /// Gives back an answer taken by [`Registry::take_reply_quota`] that was not sent.
+    pub async fn return_reply_quota(
+        &self,
+        address: &str,
+        day: chrono::NaiveDate,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "UPDATE reply_quota SET taken = taken - 1 WHERE address = $1 AND day = $2 AND taken > 0",
+        )
+        .bind(address)
+        .bind(day.to_string())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(q(format!("answer quota of {address}")))
     }
 }

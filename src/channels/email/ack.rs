@@ -8,7 +8,6 @@
 
 use askama::Template;
 use async_trait::async_trait;
-use chrono::Utc;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
@@ -22,7 +21,7 @@ use super::normalise::{acknowledgement_id, subject_tag};
 use crate::channels::ChannelContext;
 use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
-use crate::replies::{Replier, ReplyError, ReplyOutcome};
+use crate::replies::{DailyLimit, Replier, ReplyError, ReplyOutcome};
 use crate::rules::watch::SharedRules;
 
 /// `[acknowledgement.smtp]`: the relay the acknowledgements go through.
@@ -322,24 +321,19 @@ fn quote_name(name: &str) -> String {
 
 #[async_trait]
 impl Replier for Acknowledger {
+    fn daily_limit(&self) -> Option<DailyLimit> {
+        Some(DailyLimit {
+            per_day: self.settings.max_per_address_per_day,
+            setting: "acknowledgement.max_per_address_per_day",
+        })
+    }
+
     async fn reply(&self, reply: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
         let address = reply.address.to_lowercase();
         if self.ours.contains(&address) {
             return Ok(ReplyOutcome::Suppressed(
                 "the address is one of our own".into(),
             ));
-        }
-        let since = Utc::now() - chrono::Duration::hours(24);
-        let sent = self
-            .registry
-            .replies_sent_to(&reply.address, since)
-            .await
-            .map_err(Self::registry_error)?;
-        if sent >= self.settings.max_per_address_per_day {
-            return Ok(ReplyOutcome::Suppressed(format!(
-                "{sent} acknowledgements sent to this address in 24 hours (limit {})",
-                self.settings.max_per_address_per_day
-            )));
         }
         let (mail, message_id) = self.compose(reply).await?;
         match self.transport.send(mail).await {

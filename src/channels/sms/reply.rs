@@ -5,7 +5,6 @@
 //! the item came by.
 
 use async_trait::async_trait;
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -13,7 +12,7 @@ use super::segments::{Encoding, Segments, fold_to_gsm7, measure};
 use super::{GatewayConfig, Sms, body_signature};
 use crate::phone::SmsAddress;
 use crate::registry::replies::PendingReply;
-use crate::replies::{Replier, ReplyError, ReplyOutcome};
+use crate::replies::{DailyLimit, Replier, ReplyError, ReplyOutcome};
 
 /// Twilio's REST API, unless a compatible provider is named.
 pub(super) fn twilio_api_base() -> String {
@@ -283,24 +282,18 @@ impl Sms {
 
 #[async_trait]
 impl Replier for Sms {
+    fn daily_limit(&self) -> Option<DailyLimit> {
+        Some(DailyLimit {
+            per_day: self.cfg.reply.max_per_number_per_day,
+            setting: "reply.max_per_number_per_day",
+        })
+    }
+
     async fn reply(&self, r: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
         if !SmsAddress::parse(&r.address).is_some_and(|a| a.can_reply()) {
             return Ok(ReplyOutcome::Suppressed(format!(
                 "{} cannot receive an SMS (short code or sender name)",
                 r.address
-            )));
-        }
-        let since = Utc::now() - chrono::Duration::hours(24);
-        let sent = self
-            .ctx
-            .registry
-            .replies_sent_to(&r.address, since)
-            .await
-            .map_err(transient)?;
-        if sent >= self.cfg.reply.max_per_number_per_day {
-            return Ok(ReplyOutcome::Suppressed(format!(
-                "{sent} answers to this number in the last 24 hours (reply.max_per_number_per_day = {})",
-                self.cfg.reply.max_per_number_per_day
             )));
         }
         let status_url = format!(
