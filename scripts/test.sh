@@ -28,8 +28,10 @@ PIETURA_TEST_PACKAGES=(
     # A real SMTP server for the deadline digest and the e-mail
     # acknowledgements (tests/deadlines.rs, tests/email.rs).
     python3-aiosmtpd
-    # A real IMAP server for the e-mail channel (tests/email.rs).
+    # A real IMAP server for the e-mail channel (tests/email.rs), and openssl
+    # for the private CA its TLS tests make.
     dovecot-imapd
+    openssl
     # A real SMS gateway with its fake SMSC (tests/kannel.rs).
     kannel
     kannel-extras
