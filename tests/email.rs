@@ -90,6 +90,29 @@ async fn wait_items(env: &TestEnv, n: i64) {
     .await;
 }
 
+/// Delivers a mail and waits for its item.
+async fn hand_in(env: &TestEnv, dovecot: &Dovecot, raw: &[u8]) -> pietura::registry::ItemSummary {
+    dovecot.deliver(raw);
+    env.registered_key(&key_of(raw)).await
+}
+
+/// Waits until a mailbox (`instance`, or any) records an error containing `needle`.
+async fn wait_mailbox_error(env: &TestEnv, instance: Option<&str>, needle: &str) {
+    let registry = env.daemon.registry.clone();
+    wait_until(&format!("a mailbox error with {needle:?}"), || async {
+        registry
+            .mailbox_statuses()
+            .await
+            .expect("statuses")
+            .iter()
+            .any(|m| {
+                instance.is_none_or(|i| m.channel_instance == i)
+                    && m.last_error.as_deref().is_some_and(|e| e.contains(needle))
+            })
+    })
+    .await;
+}
+
 fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
     mail.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -275,8 +298,7 @@ async fn replies_thread_only_from_the_items_sender_and_bounces_land_on_the_item(
     let env = start(dir.path()).await;
 
     let first = fixture("plain-windows-1257.eml");
-    dovecot.deliver(&first);
-    let item = env.registered_key(&key_of(&first)).await;
+    let item = hand_in(&env, &dovecot, &first).await;
     let ack = acknowledgement_to(&maildir, "janis.berzins@example.com").await;
     let ack_id = header(&ack.raw, "Message-ID")
         .expect("our Message-ID")
@@ -289,8 +311,7 @@ async fn replies_thread_only_from_the_items_sender_and_bounces_land_on_the_item(
         "Papildinu iesniegumu: pievienoju zemes robežu plānu.",
         &format!("In-Reply-To: {ack_id}\r\nReferences: {ack_id}\r\n"),
     );
-    dovecot.deliver(&reply);
-    let follow = env.registered_key(&key_of(&reply)).await;
+    let follow = hand_in(&env, &dovecot, &reply).await;
     assert_eq!(follow.linked_item_id.as_deref(), Some(item.id.as_str()));
     assert_eq!(follow.unit_id, item.unit_id);
     assert_eq!(follow.rule_id.as_deref(), Some("follow-up"));
@@ -309,8 +330,7 @@ async fn replies_thread_only_from_the_items_sender_and_bounces_land_on_the_item(
         "Lūdzu informāciju par šo lietu.",
         &format!("In-Reply-To: {ack_id}\r\n"),
     );
-    dovecot.deliver(&stranger);
-    let other = env.registered_key(&key_of(&stranger)).await;
+    let other = hand_in(&env, &dovecot, &stranger).await;
     assert_eq!(
         other.linked_item_id, None,
         "a stranger's mail joined the case"
@@ -396,19 +416,7 @@ async fn oversized_and_malformed_mail_is_registered_for_review() {
         std::future::ready(dovecot.count("INBOX") == 0)
     })
     .await;
-    let registry = env.daemon.registry.clone();
-    wait_until("the failing mailbox's error recorded", || async {
-        registry
-            .mailbox_statuses()
-            .await
-            .expect("statuses")
-            .iter()
-            .any(|m| {
-                m.channel_instance == "postkaste"
-                    && m.last_error.as_deref().is_some_and(|e| e.contains("login"))
-            })
-    })
-    .await;
+    wait_mailbox_error(&env, Some("postkaste"), "login").await;
     env.stop().await;
 }
 
@@ -429,8 +437,7 @@ async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_regis
     .expect("channel file");
     let env = start(dir.path()).await;
     let first = fixture("plain-windows-1257.eml");
-    dovecot.deliver(&first);
-    let item = env.registered_key(&key_of(&first)).await;
+    let item = hand_in(&env, &dovecot, &first).await;
     assert_eq!(
         item.state, "routed",
         "registration does not wait for the relay"
@@ -766,8 +773,7 @@ async fn mail_is_read_over_tls_and_starttls_with_a_private_ca() {
             "Lūdzu izsniegt būvatļauju.",
             "",
         );
-        dovecot.deliver(&raw);
-        let item = env.registered_key(&key_of(&raw)).await;
+        let item = hand_in(&env, &dovecot, &raw).await;
         assert_eq!(item.unit_id.as_deref(), Some("buvvalde"), "{security}");
         env.stop().await;
     }
@@ -796,20 +802,7 @@ async fn mail_is_read_over_tls_and_starttls_with_a_private_ca() {
         "",
     );
     dovecot.deliver(&raw);
-    let registry = env.daemon.registry.clone();
-    wait_until("the untrusted certificate refused", || async {
-        registry
-            .mailbox_statuses()
-            .await
-            .expect("statuses")
-            .iter()
-            .any(|m| {
-                m.last_error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("certificate"))
-            })
-    })
-    .await;
+    wait_mailbox_error(&env, None, "certificate").await;
     assert_eq!(
         count(&env).await,
         0,
@@ -871,29 +864,14 @@ async fn an_oauth2_bearer_token_logs_in_with_xoauth2() {
         "Lūdzu izsniegt būvatļauju.",
         "",
     );
-    dovecot.deliver(&raw);
-    let item = env.registered_key(&key_of(&raw)).await;
+    let item = hand_in(&env, &dovecot, &raw).await;
     assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
     assert!(
         dovecot.log().contains("method=XOAUTH2"),
         "no XOAUTH2 login: {}",
         dovecot.log()
     );
-    let registry = env.daemon.registry.clone();
-    wait_until("the expired token refused", || async {
-        registry
-            .mailbox_statuses()
-            .await
-            .expect("statuses")
-            .iter()
-            .any(|m| {
-                m.channel_instance == "expired"
-                    && m.last_error
-                        .as_deref()
-                        .is_some_and(|e| e.contains("refused"))
-            })
-    })
-    .await;
+    wait_mailbox_error(&env, Some("expired"), "refused").await;
     env.stop().await;
 }
 
@@ -924,8 +902,7 @@ async fn acknowledgements_go_out_over_starttls_and_smtps_at_most_n_a_day() {
             "Lūdzu būvatļauju.",
             "",
         );
-        dovecot.deliver(&first);
-        let first = env.registered_key(&key_of(&first)).await;
+        let first = hand_in(&env, &dovecot, &first).await;
         acknowledgement_to(&maildir, "janis@example.com").await;
         // A second mail the same day: registered, not acknowledged again.
         let second = mail(
@@ -934,8 +911,7 @@ async fn acknowledgements_go_out_over_starttls_and_smtps_at_most_n_a_day() {
             "Lūdzu būvatļauju.",
             "",
         );
-        dovecot.deliver(&second);
-        let second = env.registered_key(&key_of(&second)).await;
+        let second = hand_in(&env, &dovecot, &second).await;
         let path = format!("/api/v1/items/{}", second.id);
         wait_until("the second answer settled", || {
             let env = &env;

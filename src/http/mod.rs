@@ -228,6 +228,27 @@ async fn list_items(
     }
 }
 
+/// The item an item-API path names (id or registration number), for a
+/// caller allowed to see it; otherwise the answer to give (401, 404, 503).
+async fn api_item(
+    s: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    item: &str,
+) -> Result<crate::registry::ItemSummary, Response> {
+    if !api_allowed(s, headers, peer.ip()) {
+        return Err(unauthorized());
+    }
+    match s.registry.find(item).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(json_error(
+            StatusCode::NOT_FOUND,
+            format!("no item {item:?}"),
+        )),
+        Err(e) => Err(json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
 /// `GET /api/v1/items/{id or number}`: the item, where its answer to the
 /// sender stands (waiting with the last error, sent, not sent and why), and
 /// its history.
@@ -237,13 +258,9 @@ async fn show_item(
     headers: HeaderMap,
     Path(item): Path<String>,
 ) -> Response {
-    if !api_allowed(&s, &headers, peer.ip()) {
-        return unauthorized();
-    }
-    let found = match s.registry.find(&item).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let found = match api_item(&s, &headers, peer, &item).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
     let answer = s.registry.answer_state(&found.id).await;
     let history = s.registry.audit_of(&found.id).await;
@@ -276,13 +293,9 @@ async fn explain_item(
     headers: HeaderMap,
     Path(item): Path<String>,
 ) -> Response {
-    if !api_allowed(&s, &headers, peer.ip()) {
-        return unauthorized();
-    }
-    let found = match s.registry.find(&item).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let found = match api_item(&s, &headers, peer, &item).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
     match crate::explain::explain(&s.registry, &found).await {
         Ok(d) => Json(serde_json::json!({

@@ -181,8 +181,8 @@ impl Dovecot {
         );
     }
 
-    /// Stops the server (connections drop at once) until [`Dovecot::resume`].
-    pub fn stop(&self) {
+    /// Asks the master process to stop (errors do not matter: it may be gone).
+    fn request_stop(&self) {
         let _ = Command::new("/usr/bin/doveadm")
             .arg("-c")
             .arg(&self.conf)
@@ -191,6 +191,11 @@ impl Dovecot {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+
+    /// Stops the server (connections drop at once) until [`Dovecot::resume`].
+    pub fn stop(&self) {
+        self.request_stop();
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
                 return;
@@ -265,13 +270,6 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = Command::new("/usr/bin/doveadm")
-            .arg("-c")
-            .arg(&self.conf)
-            .arg("stop")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.request_stop();
     }
 }
