@@ -876,6 +876,38 @@ async fn an_oauth2_bearer_token_logs_in_with_xoauth2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unset_smtp_password_holds_the_answers_not_the_daemon() {
+    let dovecot = Dovecot::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ack = "[acknowledgement]\nfrom = \"Dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = 25\nsecurity = \"plain\"\nusername = \"pietura\"\npassword_env = \"PIETURA_TEST_SMTP_PASSWORD_NEVER_SET\"\n";
+    std::fs::write(
+        dir.path().join("epasts.toml"),
+        dovecot.channel_file(INSTANCE, ack),
+    )
+    .expect("channel file");
+    let env = start(dir.path()).await;
+    let raw = mail(
+        "Jānis <janis@example.com>",
+        "Būvatļauja",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let item = hand_in(&env, &dovecot, &raw).await;
+    let path = format!("/api/v1/items/{}", item.id);
+    wait_until("the missing password named on the item", || {
+        let env = &env;
+        let path = path.clone();
+        async move {
+            env.get_json(&path).await["answer"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PIETURA_TEST_SMTP_PASSWORD_NEVER_SET"))
+        }
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_go_out_over_starttls_and_smtps_at_most_n_a_day() {
     let dovecot = Dovecot::start();
     let certs = tempfile::tempdir().expect("temp dir");

@@ -136,6 +136,8 @@ pub struct Acknowledger {
     from: Mailbox,
     domain: String,
     ours: Vec<String>,
+    /// Why nothing can be sent (a secret not set), checked before each answer.
+    missing_secret: Option<String>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     registry: Registry,
     rules: SharedRules,
@@ -178,24 +180,34 @@ impl Acknowledger {
             .port(s.port)
             .tls(tls)
             .timeout(Some(std::time::Duration::from_secs(60)));
+        // A password variable that is not set leaves the answers waiting
+        // (with this reason on each item), not the daemon unable to start.
+        let mut missing_secret = None;
         let builder = match &s.username {
             Some(user) => {
                 let password = match (&s.password, &s.password_env) {
                     (Some(p), _) => p.expose_secret().to_string(),
-                    (None, Some(var)) => std::env::var(var).map_err(|_| {
-                        format!("channel {channel}: the variable {var} with the SMTP password is not set")
-                    })?,
+                    (None, Some(var)) => std::env::var(var).unwrap_or_else(|_| {
+                        missing_secret = Some(format!(
+                            "channel {channel}: the variable {var} with the SMTP password (acknowledgement.smtp.password_env) is not set; set it and restart"
+                        ));
+                        String::new()
+                    }),
                     (None, None) => String::new(),
                 };
                 builder.credentials(Credentials::new(user.clone(), password))
             }
             None => builder,
         };
+        if let Some(why) = &missing_secret {
+            tracing::warn!("acknowledgements wait: {why}");
+        }
         Ok(Self {
             settings,
             from,
             domain,
             ours,
+            missing_secret,
             transport: builder.build(),
             registry: ctx.registry.clone(),
             rules: ctx.rules.clone(),
@@ -334,6 +346,9 @@ impl Replier for Acknowledger {
             return Ok(ReplyOutcome::Suppressed(
                 "the address is one of our own".into(),
             ));
+        }
+        if let Some(why) = &self.missing_secret {
+            return Err(ReplyError::Transient(why.clone()));
         }
         let (mail, message_id) = self.compose(reply).await?;
         match self.transport.send(mail).await {
