@@ -575,12 +575,16 @@ impl Email {
                 .find_map(|l| l.strip_prefix(name))
                 .map(|v| v.trim().to_string())
         };
+        if parsed.acknowledged_items.is_empty() {
+            return Ok(false);
+        }
+        // The report itself is kept; its audit line names it.
+        self.ctx
+            .blobs
+            .put(&parsed.raw.bytes)
+            .await
+            .map_err(|e| RoundEnd::Failed(format!("bounce not stored: {e}")))?;
         for item in &parsed.acknowledged_items {
-            self.ctx
-                .blobs
-                .put(&parsed.raw.bytes)
-                .await
-                .map_err(|e| RoundEnd::Failed(format!("bounce not stored: {e}")))?;
             let detail = serde_json::json!({
                 "from": parsed.sender.email,
                 "subject": parsed.subject,
