@@ -38,23 +38,33 @@ fn mail(from: &str, subject: &str, body: &str, headers: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The channel folder for this Dovecot (and SMTP server, when acknowledging).
-fn channels(dovecot: &Dovecot, smtp: Option<&SmtpServer>, extra: &str) -> TempDir {
+/// The `[acknowledgement]` tables of a channel file: sent through the SMTP
+/// server on `port` with `security`; `ack_extra` and `smtp_extra` are added
+/// lines of either table.
+fn acknowledging(port: u16, security: &str, ack_extra: &str, smtp_extra: &str) -> String {
+    format!(
+        "[acknowledgement]\nfrom = \"Pašvaldības dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000, dome@example.lv\"\n{ack_extra}\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n{smtp_extra}\n"
+    )
+}
+
+/// A channel folder holding `epasts.toml` for this Dovecot (`extra`: more
+/// top-level keys and tables).
+fn channel_dir(dovecot: &Dovecot, extra: &str) -> TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ack = smtp
-        .map(|s| {
-            format!(
-                "[acknowledgement]\nfrom = \"Pašvaldības dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000, dome@example.lv\"\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n",
-                s.port
-            )
-        })
-        .unwrap_or_default();
     std::fs::write(
         dir.path().join("epasts.toml"),
-        dovecot.channel_file(INSTANCE, &format!("{extra}\n{ack}")),
+        dovecot.channel_file(INSTANCE, extra),
     )
     .expect("channel file");
     dir
+}
+
+/// The channel folder for this Dovecot (and SMTP server, when acknowledging).
+fn channels(dovecot: &Dovecot, smtp: Option<&SmtpServer>, extra: &str) -> TempDir {
+    let ack = smtp
+        .map(|s| acknowledging(s.port, "plain", "", ""))
+        .unwrap_or_default();
+    channel_dir(dovecot, &format!("{extra}\n{ack}"))
 }
 
 async fn start(channels_dir: &Path) -> TestEnv {
@@ -426,15 +436,7 @@ async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_regis
     let mail_dir = tempfile::tempdir().expect("temp dir");
     let maildir = mail_dir.path().join("maildir");
     let relay_port = support::free_port();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ack = format!(
-        "[acknowledgement]\nfrom = \"Dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {relay_port}\nsecurity = \"plain\"\n"
-    );
-    std::fs::write(
-        dir.path().join("epasts.toml"),
-        dovecot.channel_file(INSTANCE, &ack),
-    )
-    .expect("channel file");
+    let dir = channel_dir(&dovecot, &acknowledging(relay_port, "plain", "", ""));
     let env = start(dir.path()).await;
     let first = fixture("plain-windows-1257.eml");
     let item = hand_in(&env, &dovecot, &first).await;
@@ -878,13 +880,15 @@ async fn an_oauth2_bearer_token_logs_in_with_xoauth2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unset_smtp_password_holds_the_answers_not_the_daemon() {
     let dovecot = Dovecot::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ack = "[acknowledgement]\nfrom = \"Dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = 25\nsecurity = \"plain\"\nusername = \"pietura\"\npassword_env = \"PIETURA_TEST_SMTP_PASSWORD_NEVER_SET\"\n";
-    std::fs::write(
-        dir.path().join("epasts.toml"),
-        dovecot.channel_file(INSTANCE, ack),
-    )
-    .expect("channel file");
+    let dir = channel_dir(
+        &dovecot,
+        &acknowledging(
+            25,
+            "plain",
+            "",
+            "username = \"pietura\"\npassword_env = \"PIETURA_TEST_SMTP_PASSWORD_NEVER_SET\"",
+        ),
+    );
     let env = start(dir.path()).await;
     let raw = mail(
         "Jānis <janis@example.com>",
@@ -916,17 +920,15 @@ async fn acknowledgements_go_out_over_starttls_and_smtps_at_most_n_a_day() {
         let mail_dir = tempfile::tempdir().expect("temp dir");
         let maildir = mail_dir.path().join("maildir");
         let smtp = SmtpServer::start_tls(&maildir, &cert, &key, implicit);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ack = format!(
-            "[acknowledgement]\nfrom = \"Dokumenti <dokumenti@example.lv>\"\nmunicipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\nmax_per_address_per_day = 1\n[acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"{security}\"\nca_file = {:?}\n",
-            smtp.port,
-            ca.display().to_string()
+        let dir = channel_dir(
+            &dovecot,
+            &acknowledging(
+                smtp.port,
+                security,
+                "max_per_address_per_day = 1",
+                &format!("ca_file = {:?}", ca.display().to_string()),
+            ),
         );
-        std::fs::write(
-            dir.path().join("epasts.toml"),
-            dovecot.channel_file(INSTANCE, &ack),
-        )
-        .expect("channel file");
         let env = start(dir.path()).await;
         let first = mail(
             "Jānis <janis@example.com>",
