@@ -46,6 +46,8 @@ cd "$ROOT"
 
 # shellcheck source=scripts/lib/services.sh
 . "$ROOT/scripts/lib/services.sh"
+# shellcheck source=scripts/lib/mayan.sh
+. "$ROOT/scripts/lib/mayan.sh"
 
 step() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -70,6 +72,10 @@ ensure_rabbitmq
 
 step "PostgreSQL"
 ensure_postgres
+
+# A real DMS for tests/dms_mayan.rs; each test runs its own copy of the template.
+step "Mayan EDMS"
+ensure_mayan
 
 export PIETURA_TEST_AMQP_URL=${PIETURA_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export PIETURA_TEST_DATABASE_URL=${PIETURA_TEST_DATABASE_URL:-postgres://pietura:pietura@127.0.0.1:5432/pietura_test}

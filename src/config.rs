@@ -54,6 +54,9 @@ pub struct Settings {
     pub registration: RegistrationSettings,
     pub engine: EngineSettings,
     pub deadlines: DeadlineSettings,
+    /// An external document-management system to register items in too;
+    /// none: the built-in registry only.
+    pub dms: Option<crate::dms::DmsSettings>,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             registration: RegistrationSettings::default(),
             engine: EngineSettings::default(),
             deadlines: DeadlineSettings::default(),
+            dms: None,
         }
     }
 }
@@ -413,6 +417,11 @@ impl Settings {
                     "deadlines.digest_from",
                     "must be an address like \"Pietura <pietura@novads.lv>\"".into(),
                 );
+            }
+        }
+        if let Some(dms) = &self.dms {
+            for (key, message) in dms.validate() {
+                issue(&key, message);
             }
         }
         issues

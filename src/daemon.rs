@@ -38,6 +38,8 @@ pub enum StartError {
     Blobs(#[from] BlobError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("[dms]: {0}")]
+    Dms(#[from] crate::dms::DmsError),
     #[error(
         "cannot listen on {addr}: {source} (is another process using the port? set http.listen)"
     )]
@@ -95,9 +97,13 @@ impl Daemon {
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let dms = match &settings.dms {
+            Some(d) => Some((d.build()?, d)),
+            None => None,
+        };
         let ctx = ChannelContext {
             bus: bus.clone(),
-            blobs,
+            blobs: blobs.clone(),
             registry: registry.clone(),
             settings: settings.clone(),
             rules: rules.clone(),
@@ -135,6 +141,7 @@ impl Daemon {
             rules: rules.clone(),
             pattern,
             unclassified_index: settings.registration.unclassified_index.clone(),
+            dms_connector: dms.as_ref().map(|(c, _)| c.kind().to_string()),
             concurrency: settings.engine.concurrency,
             batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),
@@ -151,6 +158,21 @@ impl Daemon {
             wake,
             shutdown.clone(),
         ));
+        if let Some((connector, d)) = dms {
+            tracing::info!(
+                dms = connector.kind(),
+                "items are registered in the external DMS too"
+            );
+            let worker = crate::dms::DmsWorker {
+                registry: registry.clone(),
+                blobs,
+                rules: rules.clone(),
+                connector,
+                retry_max: std::time::Duration::from_secs(d.retry_max_seconds),
+                concurrency: d.concurrency,
+            };
+            tasks.spawn(worker.run(shutdown.clone()));
+        }
         let (status_tx, rules_status) = crate::rules::watch::status_channel(&rules);
         if settings.rules.watch {
             match crate::rules::watch::RulesWatcher::new(&rules) {

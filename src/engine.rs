@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::bus::{Bus, BusError, Delivery};
 use crate::message::IntakeMessage;
 use crate::registry::numbering::Pattern;
-use crate::registry::{Registration, Registry};
+use crate::registry::{RegisterPolicy, Registration, Registry};
 use crate::rules::RuleSet;
 use crate::rules::eval::Decision;
 use crate::rules::watch::SharedRules;
@@ -29,6 +29,9 @@ pub struct Engine {
     pub rules: SharedRules,
     pub pattern: Pattern,
     pub unclassified_index: String,
+    /// The configured external DMS connector, whose registration is queued
+    /// with each new item (`None`: the built-in registry only).
+    pub dms_connector: Option<String>,
     pub concurrency: usize,
     /// Most deliveries registered in one transaction.
     pub batch_max: usize,
@@ -90,6 +93,15 @@ impl Engine {
         Ok(())
     }
 
+    fn policy<'a>(&'a self, rules: &'a RuleSet) -> RegisterPolicy<'a> {
+        RegisterPolicy {
+            rules,
+            pattern: &self.pattern,
+            unclassified_index: &self.unclassified_index,
+            dms_connector: self.dms_connector.as_deref(),
+        }
+    }
+
     /// Processes deliveries to their end: acked, dead-lettered, or left for redelivery.
     pub async fn handle_batch(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
         let mut items = Vec::with_capacity(deliveries.len());
@@ -119,7 +131,7 @@ impl Engine {
         let registrations = loop {
             match self
                 .registry
-                .register_batch(&pairs, &rules, &self.pattern, &self.unclassified_index)
+                .register_batch(&pairs, &self.policy(&rules))
                 .await
             {
                 Ok(r) => break Some(r),
@@ -181,13 +193,7 @@ impl Engine {
         loop {
             match self
                 .registry
-                .register(
-                    msg,
-                    decision,
-                    rules,
-                    &self.pattern,
-                    &self.unclassified_index,
-                )
+                .register(msg, decision, &self.policy(rules))
                 .await
             {
                 Ok(r) => return Some(RegisterOutcome::Registered(Box::new(r))),

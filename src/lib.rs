@@ -23,6 +23,9 @@
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite.
 //! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues.
+//! - [`dms`]: registration in an external document-management system (Mayan
+//!   EDMS, Paperless-ngx, CMIS) behind one connector trait, queued with each
+//!   item and retried until the DMS has it.
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
 //!   actions, dashboard and reports, health and metrics).
@@ -42,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod deadline;
 pub mod dispatch;
+pub mod dms;
 pub mod engine;
 pub mod explain;
 pub mod http;

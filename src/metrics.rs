@@ -75,3 +75,23 @@ pub fn open_items<'a>(
     }
     gauge!("pietura_review_backlog").set(review as f64);
 }
+
+/// An item was registered in the external DMS.
+pub fn dms_registered() {
+    counter!("pietura_dms_registered_total").increment(1);
+}
+
+/// A DMS registration or update attempt failed; it is retried.
+pub fn dms_failed() {
+    counter!("pietura_dms_errors_total").increment(1);
+}
+
+/// Items waiting for their first DMS registration.
+pub fn dms_pending(items: i64) {
+    gauge!("pietura_dms_pending_items").set(items as f64);
+}
+
+/// Whether the DMS's last health check passed (1) or not (0).
+pub fn dms_up(up: bool) {
+    gauge!("pietura_dms_up").set(if up { 1.0 } else { 0.0 });
+}

@@ -14,7 +14,7 @@ use chrono::Utc;
 use pietura::channels::email::normalise;
 use support::dovecot::Dovecot;
 use support::smtp::SmtpServer;
-use support::{Backend, Options, TestEnv};
+use support::{Backend, Options, TestEnv, wait_until};
 use tempfile::TempDir;
 
 const INSTANCE: &str = "epasts";
@@ -77,24 +77,8 @@ async fn count(env: &TestEnv) -> i64 {
     env.daemon.registry.count().await.expect("count")
 }
 
-/// Waits until `check` holds, or fails saying what was waited for.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + LONG_WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {LONG_WAIT:?} for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn wait_items(env: &TestEnv, n: i64) {
-    wait_until(&format!("{n} items registered"), || async {
+    wait_until(LONG_WAIT, &format!("{n} items registered"), || async {
         count(env).await >= n
     })
     .await;
@@ -109,17 +93,21 @@ async fn hand_in(env: &TestEnv, dovecot: &Dovecot, raw: &[u8]) -> pietura::regis
 /// Waits until a mailbox (`instance`, or any) records an error containing `needle`.
 async fn wait_mailbox_error(env: &TestEnv, instance: Option<&str>, needle: &str) {
     let registry = env.daemon.registry.clone();
-    wait_until(&format!("a mailbox error with {needle:?}"), || async {
-        registry
-            .mailbox_statuses()
-            .await
-            .expect("statuses")
-            .iter()
-            .any(|m| {
-                instance.is_none_or(|i| m.channel_instance == i)
-                    && m.last_error.as_deref().is_some_and(|e| e.contains(needle))
-            })
-    })
+    wait_until(
+        LONG_WAIT,
+        &format!("a mailbox error with {needle:?}"),
+        || async {
+            registry
+                .mailbox_statuses()
+                .await
+                .expect("statuses")
+                .iter()
+                .any(|m| {
+                    instance.is_none_or(|i| m.channel_instance == i)
+                        && m.last_error.as_deref().is_some_and(|e| e.contains(needle))
+                })
+        },
+    )
     .await;
 }
 
@@ -138,12 +126,16 @@ struct Received {
 /// The acknowledgement sent to `address`, once it has arrived.
 async fn acknowledgement_to(maildir: &Path, address: &str) -> Received {
     let mut found = None;
-    wait_until(&format!("an acknowledgement to {address}"), || {
-        found = SmtpServer::messages(maildir)
-            .into_iter()
-            .find(|m| header(m, "To").is_some_and(|t| t.contains(address)));
-        std::future::ready(found.is_some())
-    })
+    wait_until(
+        LONG_WAIT,
+        &format!("an acknowledgement to {address}"),
+        || {
+            found = SmtpServer::messages(maildir)
+                .into_iter()
+                .find(|m| header(m, "To").is_some_and(|t| t.contains(address)));
+            std::future::ready(found.is_some())
+        },
+    )
     .await;
     let raw = found.expect("found");
     let text = mail_parser::MessageParser::default()
@@ -241,7 +233,7 @@ async fn mails_are_registered_routed_acknowledged_and_put_away() {
     assert_eq!(container["files"][0], "iesniegums.pdf");
 
     // Every mail left the inbox for the processed folder, after its hand-off.
-    wait_until("the inbox emptied into Registered", || {
+    wait_until(LONG_WAIT, "the inbox emptied into Registered", || {
         std::future::ready(
             dovecot.count("INBOX") == 0 && dovecot.count("Registered") == names.len(),
         )
@@ -353,7 +345,7 @@ async fn replies_thread_only_from_the_items_sender_and_bounces_land_on_the_item(
         "From: Mail Delivery System <MAILER-DAEMON@example.lv>\r\nTo: dokumenti@example.lv\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@example.lv>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.lv\r\n\r\nFinal-Recipient: rfc822; janis.berzins@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: dokumenti@example.lv\r\nTo: janis.berzins@example.com\r\nMessage-ID: {ack_id}\r\nSubject: Re: Iesniegums\r\n--b--\r\n"
     );
     dovecot.deliver(bounce.as_bytes());
-    wait_until("the bounce recorded on the item", || async {
+    wait_until(LONG_WAIT, "the bounce recorded on the item", || async {
         env.daemon
             .registry
             .audit_of(&item.id)
@@ -363,7 +355,7 @@ async fn replies_thread_only_from_the_items_sender_and_bounces_land_on_the_item(
             .any(|a| a.2 == "reply_bounced" && a.3.contains("5.1.1"))
     })
     .await;
-    wait_until("the bounce put away", || {
+    wait_until(LONG_WAIT, "the bounce put away", || {
         std::future::ready(dovecot.count("INBOX") == 0)
     })
     .await;
@@ -422,7 +414,7 @@ async fn oversized_and_malformed_mail_is_registered_for_review() {
             .is_some_and(|r| r.contains("malformed")),
         "{malformed:?}"
     );
-    wait_until("both mails put away", || {
+    wait_until(LONG_WAIT, "both mails put away", || {
         std::future::ready(dovecot.count("INBOX") == 0)
     })
     .await;
@@ -447,11 +439,15 @@ async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_regis
 
     // The failed attempt is visible on the item, with the next try.
     let path = format!("/api/v1/items/{}", item.id);
-    wait_until("the failed acknowledgement shown on the item", || {
-        let env = &env;
-        let path = path.clone();
-        async move { env.get_json(&path).await["answer"]["attempts"].as_i64() >= Some(1) }
-    })
+    wait_until(
+        LONG_WAIT,
+        "the failed acknowledgement shown on the item",
+        || {
+            let env = &env;
+            let path = path.clone();
+            async move { env.get_json(&path).await["answer"]["attempts"].as_i64() >= Some(1) }
+        },
+    )
     .await;
     let shown = env.get_json(&path).await;
     let answer = &shown["answer"];
@@ -467,7 +463,7 @@ async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_regis
     // The relay comes up: the acknowledgement goes out on the next try.
     let _smtp = SmtpServer::start_on(&maildir, relay_port);
     acknowledgement_to(&maildir, "janis.berzins@example.com").await;
-    wait_until("the answer recorded as sent", || {
+    wait_until(LONG_WAIT, "the answer recorded as sent", || {
         let env = &env;
         let path = path.clone();
         async move { env.get_json(&path).await["answer"]["outcome"] == "sent" }
@@ -493,7 +489,7 @@ async fn restarts_of_dovecot_and_of_the_daemon_lose_and_duplicate_nothing() {
     let env = start(dir.path()).await;
 
     // Dovecot goes away as soon as the first batch left the inbox…
-    wait_until("the first batch put away", || {
+    wait_until(LONG_WAIT, "the first batch put away", || {
         std::future::ready(dovecot.count("INBOX") < TOTAL)
     })
     .await;
@@ -502,14 +498,14 @@ async fn restarts_of_dovecot_and_of_the_daemon_lose_and_duplicate_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     dovecot.resume();
     // …and the daemon is restarted as soon as reading went on.
-    wait_until("reading resumed", || {
+    wait_until(LONG_WAIT, "reading resumed", || {
         std::future::ready(dovecot.count("INBOX") < left_at_stop)
     })
     .await;
     let env = env.restart().await;
     let left_at_restart = dovecot.count("INBOX");
     wait_items(&env, TOTAL as i64).await;
-    wait_until("the inbox emptied", || {
+    wait_until(LONG_WAIT, "the inbox emptied", || {
         std::future::ready(dovecot.count("INBOX") == 0)
     })
     .await;
@@ -551,7 +547,7 @@ async fn a_uidvalidity_change_registers_nothing_twice() {
     let env = start(dir.path()).await;
     wait_items(&env, 3).await;
     let registry = env.daemon.registry.clone();
-    wait_until("the position reaches UID 3", || async {
+    wait_until(LONG_WAIT, "the position reaches UID 3", || async {
         registry
             .mailbox_position(INSTANCE, "INBOX")
             .await
@@ -578,7 +574,7 @@ async fn a_uidvalidity_change_registers_nothing_twice() {
             "",
         ));
     }
-    wait_until("the new UIDVALIDITY is read", || async {
+    wait_until(LONG_WAIT, "the new UIDVALIDITY is read", || async {
         registry
             .mailbox_position(INSTANCE, "INBOX")
             .await
@@ -898,7 +894,7 @@ async fn an_unset_smtp_password_holds_the_answers_not_the_daemon() {
     );
     let item = hand_in(&env, &dovecot, &raw).await;
     let path = format!("/api/v1/items/{}", item.id);
-    wait_until("the missing password named on the item", || {
+    wait_until(LONG_WAIT, "the missing password named on the item", || {
         let env = &env;
         let path = path.clone();
         async move {
@@ -947,7 +943,7 @@ async fn acknowledgements_go_out_over_starttls_and_smtps_at_most_n_a_day() {
         );
         let second = hand_in(&env, &dovecot, &second).await;
         let path = format!("/api/v1/items/{}", second.id);
-        wait_until("the second answer settled", || {
+        wait_until(LONG_WAIT, "the second answer settled", || {
             let env = &env;
             let path = path.clone();
             async move { env.get_json(&path).await["answer"]["outcome"].is_string() }

@@ -250,8 +250,9 @@ async fn api_item(
 }
 
 /// `GET /api/v1/items/{id or number}`: the item, where its answer to the
-/// sender stands (waiting with the last error, sent, not sent and why), and
-/// its history.
+/// sender stands (waiting with the last error, sent, not sent and why),
+/// where its external DMS registration stands (pending with the last error,
+/// or the DMS's id and link), and its history.
 async fn show_item(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -263,9 +264,10 @@ async fn show_item(
         Err(refusal) => return refusal,
     };
     let answer = s.registry.answer_state(&found.id).await;
+    let dms = s.registry.dms_state(&found.id).await;
     let history = s.registry.audit_of(&found.id).await;
-    match (answer, history) {
-        (Ok(answer), Ok(history)) => {
+    match (answer, dms, history) {
+        (Ok(answer), Ok(dms), Ok(history)) => {
             let history: Vec<serde_json::Value> = history
                 .into_iter()
                 .map(|(at, actor, action, detail)| {
@@ -278,10 +280,12 @@ async fn show_item(
                     })
                 })
                 .collect();
-            Json(serde_json::json!({ "item": found, "answer": answer, "history": history }))
+            Json(serde_json::json!({ "item": found, "answer": answer, "dms": dms, "history": history }))
                 .into_response()
         }
-        (Err(e), _) | (_, Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
     }
 }
 

@@ -156,6 +156,7 @@ impl Registry {
             });
         }
         insert_audit(&mut tx, &row.id, actor, action, &detail, &ctx).await?;
+        super::dms::mark_dms_stale(&mut tx, &row.id, &ctx).await?;
         tx.commit().await.map_err(q(ctx))?;
         tracing::info!(item = %row.id, number = %row.number, %actor, %action, %detail, "deadline action recorded");
         self.find(&row.id)
@@ -361,6 +362,7 @@ impl Registry {
                     "forward_due": { "from": row.forward_due, "to": forward },
                 });
                 insert_audit(&mut tx, &row.id, "pietura", "deadline_moved", &detail, ctx).await?;
+                super::dms::mark_dms_stale(&mut tx, &row.id, ctx).await?;
                 moved += 1;
             }
             tx.commit().await.map_err(q(ctx))?;

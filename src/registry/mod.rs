@@ -7,9 +7,11 @@
 //! or not at all. The bus message is acknowledged only after that commit.
 
 pub mod deadlines;
+pub mod dms;
 pub mod mailboxes;
 pub mod numbering;
 mod register;
+pub use register::RegisterPolicy;
 pub mod replies;
 pub mod sms_pending;
 mod stats;
@@ -27,7 +29,6 @@ use uuid::Uuid;
 use crate::message::IntakeMessage;
 use crate::rules::eval::Decision;
 use crate::rules::{RuleSet, RuleSources};
-use numbering::Pattern;
 
 /// Registry failures; each names the item where there is one.
 #[derive(Debug, thiserror::Error)]
@@ -363,16 +364,11 @@ impl Registry {
         &self,
         msg: &IntakeMessage,
         decision: &Decision,
-        rules: &RuleSet,
-        pattern: &Pattern,
-        unclassified_index: &str,
+        policy: &RegisterPolicy<'_>,
     ) -> Result<Registration, RegistryError> {
         const ATTEMPTS: u32 = 5;
         for _ in 0..ATTEMPTS {
-            match self
-                .try_register(msg, decision, rules, pattern, unclassified_index)
-                .await
-            {
+            match self.try_register(msg, decision, policy).await {
                 Err(RegistryError::Query {
                     source: sqlx::Error::Database(e),
                     ..
@@ -393,13 +389,9 @@ impl Registry {
         &self,
         msg: &IntakeMessage,
         decision: &Decision,
-        rules: &RuleSet,
-        pattern: &Pattern,
-        unclassified_index: &str,
+        policy: &RegisterPolicy<'_>,
     ) -> Result<Registration, RegistryError> {
-        let mut done = self
-            .register_batch(&[(msg, decision)], rules, pattern, unclassified_index)
-            .await?;
+        let mut done = self.register_batch(&[(msg, decision)], policy).await?;
         done.pop().ok_or(RegistryError::Contention {
             item: msg.id,
             attempts: 1,
@@ -413,22 +405,16 @@ impl Registry {
     pub async fn register_batch(
         &self,
         batch: &[(&IntakeMessage, &Decision)],
-        rules: &RuleSet,
-        pattern: &Pattern,
-        unclassified_index: &str,
+        policy: &RegisterPolicy<'_>,
     ) -> Result<Vec<Registration>, RegistryError> {
         let ctx = format!("batch of {} items", batch.len());
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        let how = register::Numbering {
-            rules,
-            pattern,
-            unclassified_index,
-        };
+        let rules = policy.rules;
         let new_version = !self.ruleset_stored(&rules.version);
         if new_version {
             self.store_ruleset_in(&mut tx, rules).await?;
         }
-        let out = register::register_batch_in(&mut tx, batch, &how).await?;
+        let out = register::register_batch_in(&mut tx, batch, policy).await?;
         tx.commit().await.map_err(q(ctx))?;
         if new_version && let Ok(mut known) = self.stored_rulesets.lock() {
             known.insert(rules.version.clone());

@@ -22,14 +22,19 @@ use crate::message::IntakeMessage;
 use crate::rules::RuleSet;
 use crate::rules::eval::Decision;
 
-/// How numbers and deadlines are assigned.
-pub(super) struct Numbering<'a> {
+/// How items are registered: numbers, deadlines, and whether an external
+/// DMS registration is queued with each item.
+pub struct RegisterPolicy<'a> {
     pub rules: &'a RuleSet,
     pub pattern: &'a Pattern,
+    /// Number series of items no rule routed.
     pub unclassified_index: &'a str,
+    /// The configured DMS connector (`mayan`, …): each new item gets a row
+    /// in `dms_registrations` in the same transaction.
+    pub dms_connector: Option<&'a str>,
 }
 
-impl Numbering<'_> {
+impl RegisterPolicy<'_> {
     /// The number series (a unit's index) and register year of an item.
     fn counter_of(&self, msg: &IntakeMessage, decision: &Decision) -> (String, i64) {
         let series = decision
@@ -93,7 +98,7 @@ struct NewItem<'m> {
 pub(super) async fn register_batch_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     batch: &[(&IntakeMessage, &Decision)],
-    how: &Numbering<'_>,
+    how: &RegisterPolicy<'_>,
 ) -> Result<Vec<Registration>, RegistryError> {
     let ctx = match batch {
         [(m, _)] => format!("item {} ({})", m.id, m.idempotency_key),
@@ -235,6 +240,9 @@ pub(super) async fn register_batch_in(
         insert_items(tx, &items, &ctx).await?;
         insert_attachments(tx, &items, &ctx).await?;
         insert_audit_and_outbox(tx, &items, &now, &ctx).await?;
+        if let Some(connector) = how.dms_connector {
+            insert_dms_registrations(tx, &items, connector, &now, &ctx).await?;
+        }
     }
 
     // 4. Every delivery seen, new or repeated, so tracking ids resolve.
@@ -490,6 +498,36 @@ async fn insert_audit_and_outbox(
             .bind(serde_json::to_string(&notice).unwrap_or_default())
             .bind(now.to_string())
             .bind(0_i64);
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(q(ctx.to_string()))
+}
+
+/// The external DMS registration each new item waits for, due at once.
+async fn insert_dms_registrations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    items: &[NewItem<'_>],
+    connector: &str,
+    now: &str,
+    ctx: &str,
+) -> Result<(), RegistryError> {
+    let sql = multi_insert(
+        "INSERT INTO dms_registrations (item_id, connector, created_at, attempts, next_attempt_at)",
+        items.len(),
+        5,
+        "",
+    );
+    let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for n in items {
+        query = query
+            .bind(n.summary.id.clone())
+            .bind(connector.to_string())
+            .bind(now.to_string())
+            .bind(0_i64)
+            .bind(now.to_string());
     }
     query
         .execute(&mut **tx)

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod mayan;
 pub mod smtp;
 
 use std::net::SocketAddr;
@@ -32,6 +33,22 @@ pub enum Backend {
 }
 
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits up to `limit` until `check` holds, or fails saying what was waited for.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
@@ -205,6 +222,8 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// The channels folder (default: the repository's `channels/`).
     pub channels_from: PathBuf,
+    /// An external DMS to register items in too.
+    pub dms: Option<pietura::dms::DmsSettings>,
 }
 
 impl Options {
@@ -215,6 +234,7 @@ impl Options {
             watch_rules: false,
             amqp_url: None,
             channels_from: repo_path("channels"),
+            dms: None,
         }
     }
 }
@@ -281,6 +301,7 @@ impl TestEnv {
         s.rules.watch = opts.watch_rules;
         s.channels.dir = opts.channels_from.clone();
         s.bus.prefix = prefix.clone();
+        s.dms = opts.dms.clone();
         let mut pg_db = None;
         match opts.backend {
             Backend::Amqp => {

@@ -1,0 +1,227 @@
+//! The `dms_registrations` table: items waiting to be registered in (or
+//! updated in) an external document-management system. Rows are written in
+//! the registering transaction, so an item the engine acknowledged is never
+//! missing here; the DMS task claims them with a lease and records each
+//! outcome, so "pending registration" is visible on the item meanwhile.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Registry, RegistryError, db_time, insert_audit, q};
+
+/// One item the DMS task has claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmsTask {
+    pub item_id: String,
+    pub registration_number: String,
+    pub connector: String,
+    /// Attempts started before this one (a crashed one counts).
+    pub attempts: i64,
+    /// Set once the DMS gave a document id (an earlier attempt, or registered).
+    pub external_id: Option<String>,
+    /// True once registered: only the metadata is sent again.
+    pub registered: bool,
+    /// The change this update answers; cleared only if nothing changed since.
+    pub stale_since: Option<String>,
+}
+
+/// Where an item stands in the DMS, for the item view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DmsState {
+    pub connector: String,
+    /// `pending`, `registered`, or `update_pending`.
+    pub state: &'static str,
+    pub external_id: Option<String>,
+    pub external_url: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub registered_at: Option<String>,
+}
+
+/// How long a claimed item is left to its worker before another may try:
+/// longer than any upload the connectors allow.
+const LEASE: i64 = 900;
+
+impl Registry {
+    /// Claims up to `limit` items whose DMS registration or update is due.
+    pub async fn claim_dms(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DmsTask>, RegistryError> {
+        let ctx = "DMS registrations due";
+        let now_text = db_time(now);
+        let rows = sqlx::query(
+            "SELECT d.item_id, i.registration_number, d.connector, d.attempts, d.external_id, \
+             d.registered_at, d.stale_since, d.lease_until \
+             FROM dms_registrations d JOIN items i ON i.id = d.item_id \
+             WHERE d.next_attempt_at <= $1 AND (d.registered_at IS NULL OR d.stale_since IS NOT NULL) \
+             AND (d.lease_until IS NULL OR d.lease_until < $1) \
+             ORDER BY d.next_attempt_at LIMIT $2",
+        )
+        .bind(&now_text)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        let lease = db_time(now + Duration::seconds(LEASE));
+        let mut claimed = Vec::new();
+        for r in &rows {
+            let item_id: String = r.try_get("item_id").map_err(q(ctx))?;
+            let seen: Option<String> = r.try_get("lease_until").map_err(q(ctx))?;
+            // The lease seen must still be there: one daemon wins.
+            let won = sqlx::query(
+                "UPDATE dms_registrations SET lease_until = $2, attempts = attempts + 1 \
+                 WHERE item_id = $1 \
+                 AND (lease_until = $3 OR (lease_until IS NULL AND $3 IS NULL))",
+            )
+            .bind(&item_id)
+            .bind(&lease)
+            .bind(&seen)
+            .execute(&self.pool)
+            .await
+            .map_err(q(ctx))?
+            .rows_affected()
+                == 1;
+            if won {
+                let registered: Option<String> = r.try_get("registered_at").map_err(q(ctx))?;
+                claimed.push(DmsTask {
+                    item_id,
+                    registration_number: r.try_get("registration_number").map_err(q(ctx))?,
+                    connector: r.try_get("connector").map_err(q(ctx))?,
+                    attempts: r.try_get("attempts").map_err(q(ctx))?,
+                    external_id: r.try_get("external_id").map_err(q(ctx))?,
+                    registered: registered.is_some(),
+                    stale_since: r.try_get("stale_since").map_err(q(ctx))?,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Records a finished registration or update, with its audit line.
+    pub async fn dms_done(
+        &self,
+        task: &DmsTask,
+        external_id: &str,
+        external_url: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let ctx = format!("DMS registration of item {}", task.registration_number);
+        let now = db_time(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        // A change made while this attempt ran keeps the row stale.
+        sqlx::query(
+            "UPDATE dms_registrations SET external_id = $2, external_url = $3, \
+             registered_at = COALESCE(registered_at, $4), attempts = 0, last_error = NULL, \
+             lease_until = NULL, next_attempt_at = $4, \
+             stale_since = CASE WHEN stale_since = $5 THEN NULL ELSE stale_since END \
+             WHERE item_id = $1",
+        )
+        .bind(&task.item_id)
+        .bind(external_id)
+        .bind(external_url)
+        .bind(&now)
+        .bind(&task.stale_since)
+        .execute(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let action = if task.registered {
+            "dms_updated"
+        } else {
+            "dms_registered"
+        };
+        let detail = serde_json::json!({
+            "connector": task.connector,
+            "external_id": external_id,
+            "url": external_url,
+        });
+        insert_audit(&mut tx, &task.item_id, "pietura", action, &detail, &ctx).await?;
+        tx.commit().await.map_err(q(ctx))
+    }
+
+    /// Records a failed attempt; the item is tried again at `next`.
+    pub async fn dms_failed(
+        &self,
+        task: &DmsTask,
+        error: &str,
+        next: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "UPDATE dms_registrations SET last_error = $2, next_attempt_at = $3, \
+             lease_until = NULL WHERE item_id = $1",
+        )
+        .bind(&task.item_id)
+        .bind(error)
+        .bind(db_time(next))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(q(format!(
+            "DMS registration of item {}",
+            task.registration_number
+        )))
+    }
+
+    /// Where the item stands in the DMS; none when no DMS was configured
+    /// when it was registered.
+    pub async fn dms_state(&self, item_id: &str) -> Result<Option<DmsState>, RegistryError> {
+        let ctx = format!("DMS state of item {item_id}");
+        let row = sqlx::query(
+            "SELECT connector, attempts, last_error, next_attempt_at, external_id, external_url, \
+             registered_at, stale_since FROM dms_registrations WHERE item_id = $1",
+        )
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let Some(r) = row else { return Ok(None) };
+        let registered_at: Option<String> = r.try_get("registered_at").map_err(q(ctx.clone()))?;
+        let stale: Option<String> = r.try_get("stale_since").map_err(q(ctx.clone()))?;
+        let state = match (&registered_at, &stale) {
+            (None, _) => "pending",
+            (Some(_), Some(_)) => "update_pending",
+            (Some(_), None) => "registered",
+        };
+        let next: String = r.try_get("next_attempt_at").map_err(q(ctx.clone()))?;
+        Ok(Some(DmsState {
+            connector: r.try_get("connector").map_err(q(ctx.clone()))?,
+            state,
+            external_id: r.try_get("external_id").map_err(q(ctx.clone()))?,
+            external_url: r.try_get("external_url").map_err(q(ctx.clone()))?,
+            attempts: r.try_get("attempts").map_err(q(ctx.clone()))?,
+            last_error: r.try_get("last_error").map_err(q(ctx))?,
+            next_attempt_at: (state != "registered").then_some(next),
+            registered_at,
+        }))
+    }
+
+    /// Items still waiting for their first DMS registration.
+    pub async fn dms_pending_count(&self) -> Result<i64, RegistryError> {
+        sqlx::query("SELECT COUNT(*) FROM dms_registrations WHERE registered_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0))
+            .map_err(q("DMS registrations pending"))
+    }
+}
+
+/// Marks an item's DMS record out of date after a change to the item, in
+/// the changing transaction; a no-op when the item has no DMS record.
+pub(super) async fn mark_dms_stale(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item_id: &str,
+    ctx: &str,
+) -> Result<(), RegistryError> {
+    let now = db_time(Utc::now());
+    sqlx::query(
+        "UPDATE dms_registrations SET stale_since = $2, next_attempt_at = $2 WHERE item_id = $1",
+    )
+    .bind(item_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(q(ctx.to_string()))
+}
