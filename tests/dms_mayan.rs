@@ -196,7 +196,7 @@ async fn a_form_item_and_a_mail_with_two_attachments_reach_mayan_with_files_and_
     let documents = mayan.documents().await;
     let label = documents
         .iter()
-        .find(|d| d["id"].to_string() == mail_doc)
+        .find(|d| d["id"].as_u64() == mail_doc.parse().ok())
         .and_then(|d| d["label"].as_str())
         .expect("label");
     assert!(label.starts_with(&mail.registration_number), "{label}");

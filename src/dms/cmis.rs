@@ -201,6 +201,9 @@ impl Cmis {
                     .to_string()
             })
             .collect();
+        if encoded.is_empty() {
+            return Ok(root);
+        }
         Ok(format!("{root}/{}", encoded.join("/")))
     }
 

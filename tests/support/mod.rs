@@ -9,6 +9,7 @@
 pub mod dovecot;
 pub mod mayan;
 pub mod smtp;
+pub mod standins;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
