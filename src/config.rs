@@ -520,6 +520,45 @@ mod tests {
     }
 
     #[test]
+    fn an_external_dms_is_set_by_file_or_environment_and_checked_with_its_keys() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("PIETURA__DMS__CONNECTOR__TYPE", "mayan"),
+                ("PIETURA__DMS__CONNECTOR__URL", "http://mayan:8000"),
+                ("PIETURA__DMS__CONNECTOR__TOKEN", "0123secret"),
+                ("PIETURA__DMS__RETRY_MAX_SECONDS", "30"),
+            ]),
+        )
+        .expect("env config loads");
+        let dms = s.dms.expect("dms set");
+        assert_eq!(dms.connector.kind(), "mayan");
+        assert_eq!(dms.retry_max_seconds, 30);
+        assert!(!format!("{dms:?}").contains("0123secret"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(
+            &file,
+            "[dms]\nconcurrency = 0\n[dms.connector]\ntype = \"cmis\"\nurl = \"ftp://x\"\nfolder = \"Pietura\"\n\
+             [dms.connector.properties]\nnumber = \"x:y\"\n",
+        )
+        .unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "dms.concurrency",
+            "dms.connector.url",
+            "dms.connector.folder",
+            "dms.connector.username",
+            "dms.connector.properties.number",
+        ] {
+            assert!(text.contains(key), "{key} missing from: {text}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pietura.toml");

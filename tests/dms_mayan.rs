@@ -201,6 +201,30 @@ async fn a_form_item_and_a_mail_with_two_attachments_reach_mayan_with_files_and_
         .expect("label");
     assert!(label.starts_with(&mail.registration_number), "{label}");
 
+    // The deadline is extended: the DMS's copy follows.
+    let (status, extended) = env
+        .post_json(
+            &format!("/api/v1/items/{}/deadline/extend", form.id),
+            serde_json::json!({ "actor": "anna", "reason": "jāsaņem VZD atzinums" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{extended}");
+    let new_due = extended["reply_due"]
+        .as_str()
+        .expect("new deadline")
+        .to_string();
+    assert_ne!(Some(new_due.as_str()), form.reply_due.as_deref());
+    wait_until(LONG_WAIT, "the new deadline in Mayan", || async {
+        dms_state(&env, &form).await.state == "registered"
+            && mayan.metadata(&form_doc).await["pietura_deadline"] == new_due
+    })
+    .await;
+    assert_eq!(
+        mayan.documents().await.len(),
+        2,
+        "an update creates nothing"
+    );
+
     // The item's history and API show it.
     let shown = env.get_json(&format!("/api/v1/items/{}", mail.id)).await;
     assert_eq!(shown["dms"]["state"], "registered");
