@@ -16,7 +16,7 @@ pub mod mayan;
 pub mod paperless;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -187,11 +187,11 @@ impl DmsWorker {
     pub async fn run(self, shutdown: CancellationToken) {
         let worker = Arc::new(self);
         let mut healthy: Option<bool> = None;
-        let mut last_health = std::time::Instant::now() - Duration::from_secs(3600);
+        let (mut last_health, mut last_count): (Option<Instant>, Option<Instant>) = (None, None);
         loop {
             // Said once per change, not on every round.
-            if last_health.elapsed() >= Duration::from_secs(60) {
-                last_health = std::time::Instant::now();
+            if last_health.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_health = Some(Instant::now());
                 let now = worker.connector.health().await;
                 crate::metrics::dms_up(now.is_ok());
                 match (&now, healthy) {
@@ -217,7 +217,7 @@ impl DmsWorker {
                 }
             };
             let busy = !claimed.is_empty();
-            let work = claimed.into_iter().map(|task| {
+            let work = claimed.iter().cloned().map(|task| {
                 let span = tracing::info_span!("dms", item = %task.item_id, number = %task.registration_number, dms = %task.connector);
                 let worker = worker.clone();
                 async move { worker.settle(&task).await }.instrument(span)
@@ -227,10 +227,17 @@ impl DmsWorker {
                 _ = futures::future::join_all(work) => false,
             };
             if stopped {
+                // Those not settled yet are taken up at the next start.
+                if let Err(e) = worker.registry.dms_release(&claimed).await {
+                    tracing::warn!("DMS leases not given back (they expire by themselves): {e}");
+                }
                 return;
             }
-            if let Ok(n) = worker.registry.dms_pending_count().await {
-                crate::metrics::dms_pending(n);
+            if last_count.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
+                last_count = Some(Instant::now());
+                if let Ok(n) = worker.registry.dms_pending_count().await {
+                    crate::metrics::dms_pending(n);
+                }
             }
             if !busy {
                 tokio::select! {

@@ -164,6 +164,22 @@ impl Registry {
         )))
     }
 
+    /// Gives back the leases of attempts abandoned at shutdown, so the next
+    /// start takes them up at once instead of after the lease.
+    pub async fn dms_release(&self, tasks: &[DmsTask]) -> Result<(), RegistryError> {
+        for task in tasks {
+            sqlx::query("UPDATE dms_registrations SET lease_until = NULL WHERE item_id = $1")
+                .bind(&task.item_id)
+                .execute(&self.pool)
+                .await
+                .map_err(q(format!(
+                    "DMS registration of item {}",
+                    task.registration_number
+                )))?;
+        }
+        Ok(())
+    }
+
     /// Where the item stands in the DMS; none when no DMS was configured
     /// when it was registered.
     pub async fn dms_state(&self, item_id: &str) -> Result<Option<DmsState>, RegistryError> {
@@ -197,13 +213,17 @@ impl Registry {
         }))
     }
 
-    /// Items still waiting for their first DMS registration.
+    /// Items still waiting for their first DMS registration (the repeated
+    /// condition lets the database use the partial index of due rows).
     pub async fn dms_pending_count(&self) -> Result<i64, RegistryError> {
-        sqlx::query("SELECT COUNT(*) FROM dms_registrations WHERE registered_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|r| r.try_get::<i64, _>(0))
-            .map_err(q("DMS registrations pending"))
+        sqlx::query(
+            "SELECT COUNT(*) FROM dms_registrations \
+             WHERE registered_at IS NULL AND (registered_at IS NULL OR stale_since IS NOT NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get::<i64, _>(0))
+        .map_err(q("DMS registrations pending"))
     }
 }
 
