@@ -4,6 +4,11 @@
 
 # ---- build -------------------------------------------------------------------
 FROM rust:1.95-bookworm AS builder
+# The OCR pool links Debian's Tesseract and Leptonica (bindings made with clang).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libtesseract-dev libleptonica-dev clang libclang-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Whole repo: askama reads templates/ and sqlx embeds migrations/ at compile
 # time (see .dockerignore for what is left out).
@@ -18,6 +23,7 @@ RUN --mount=type=cache,id=pietura-cargo-registry,target=/usr/local/cargo/registr
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl \
+      libtesseract5 tesseract-ocr-lav tesseract-ocr-eng tesseract-ocr-osd poppler-utils \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system pietura \
  && useradd --system --gid pietura --home-dir /var/lib/pietura --shell /usr/sbin/nologin pietura \
@@ -29,7 +35,9 @@ COPY --from=builder /src/channels /etc/pietura/channels
 # Migrations are embedded in the binary; this copy is for reference only.
 COPY --from=builder /src/migrations /usr/share/pietura/migrations
 
-ENV PIETURA__RULES__DIR=/etc/pietura/rules \
+# One single-threaded Tesseract per OCR worker (OpenMP would oversubscribe).
+ENV OMP_THREAD_LIMIT=1 \
+    PIETURA__RULES__DIR=/etc/pietura/rules \
     PIETURA__CHANNELS__DIR=/etc/pietura/channels \
     PIETURA__BLOBS__DIR=/var/lib/pietura/blobs
 

@@ -35,6 +35,22 @@ PIETURA_TEST_PACKAGES=(
     # A real SMS gateway with its fake SMSC (tests/kannel.rs).
     kannel
     kannel-extras
+    # Real Tesseract OCR with Latvian, English and orientation data, the
+    # libraries the OCR pool links (tesseract-sys/leptonica-sys build with
+    # clang), poppler for PDFs, and what tests/fixtures/scan/render.py draws
+    # the test scans with (tests/ocr.rs).
+    tesseract-ocr
+    tesseract-ocr-lav
+    tesseract-ocr-eng
+    tesseract-ocr-osd
+    libtesseract-dev
+    libleptonica-dev
+    clang
+    libclang-dev
+    poppler-utils
+    python3-pil
+    python3-cairo
+    python3-qrcode
 )
 
 # Upper bound for the `cargo test` step (the whole run must stay well under

@@ -26,6 +26,8 @@
 //! - [`dms`]: registration in an external document-management system (Mayan
 //!   EDMS, Paperless-ngx, CMIS) behind one connector trait, queued with each
 //!   item and retried until the DMS has it.
+//! - [`ocr`]: Tesseract OCR of scanned pages in a bounded pool of
+//!   single-threaded engines (orientation, deskew, blank pages, limits).
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
 //!   actions, dashboard and reports, health and metrics).
@@ -52,6 +54,7 @@ pub mod http;
 pub mod keeper;
 pub mod message;
 pub mod metrics;
+pub mod ocr;
 pub mod phone;
 pub mod registry;
 pub mod replies;

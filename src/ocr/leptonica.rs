@@ -1,0 +1,183 @@
+//! The few Leptonica calls OCR needs, behind a safe owned [`Pix`]: reading
+//! an image's header before decoding it (so a decompression bomb is refused
+//! before any memory is taken), decoding PNG/JPEG/PNM and each page of a
+//! TIFF, and the page corrections (quarter turns, deskew, 8-bit grey).
+
+use std::os::raw::c_int;
+
+use leptonica_sys as lept;
+
+/// An image Leptonica decoded; destroyed when dropped.
+#[derive(Debug)]
+pub struct Pix(*mut lept::PIX);
+
+// A Pix is plain memory owned by this value; Leptonica keeps no thread state.
+unsafe impl Send for Pix {}
+
+impl Drop for Pix {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from Leptonica, is non-null and owned here.
+        unsafe { lept::pixDestroy(&mut self.0) }
+    }
+}
+
+/// What an image's header declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    /// Leptonica's `IFF_*` format code (TIFF variants are 4–9, 18).
+    pub format: i32,
+}
+
+impl Header {
+    /// Pixels the decoded image would have.
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// True for every TIFF variant Leptonica knows.
+    pub fn is_tiff(&self) -> bool {
+        matches!(self.format, 4..=9 | 18)
+    }
+}
+
+/// Stops Leptonica printing its own messages to stderr: every failure is
+/// turned into an error naming the file instead. Process-wide, idempotent.
+pub fn quiet() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: setMsgSeverity only stores an integer.
+    ONCE.call_once(|| unsafe {
+        lept::setMsgSeverity(lept::L_SEVERITY_NONE as c_int);
+    });
+}
+
+impl Pix {
+    fn own(p: *mut lept::PIX) -> Option<Pix> {
+        (!p.is_null()).then_some(Pix(p))
+    }
+
+    /// Reads an image's header without decoding its pixels; none when the
+    /// bytes are no image Leptonica reads.
+    pub fn header(bytes: &[u8]) -> Option<Header> {
+        quiet();
+        let (mut format, mut w, mut h, mut bps, mut spp, mut cmap): (
+            c_int,
+            c_int,
+            c_int,
+            c_int,
+            c_int,
+            c_int,
+        ) = (0, 0, 0, 0, 0, 0);
+        // SAFETY: the slice is valid for its length; the out-pointers are locals.
+        let failed = unsafe {
+            lept::pixReadHeaderMem(
+                bytes.as_ptr(),
+                bytes.len(),
+                &mut format,
+                &mut w,
+                &mut h,
+                &mut bps,
+                &mut spp,
+                &mut cmap,
+            )
+        };
+        (failed == 0 && w > 0 && h > 0).then_some(Header {
+            width: w as u32,
+            height: h as u32,
+            format,
+        })
+    }
+
+    /// Decodes a PNG, JPEG, PNM or (first page of a) TIFF.
+    pub fn decode(bytes: &[u8]) -> Option<Pix> {
+        quiet();
+        // SAFETY: the slice is valid for its length; Leptonica copies what it keeps.
+        Self::own(unsafe { lept::pixReadMem(bytes.as_ptr(), bytes.len()) })
+    }
+
+    /// Decodes page `n` (from 0) of a TIFF; none past the last page.
+    pub fn decode_tiff_page(bytes: &[u8], n: u32) -> Option<Pix> {
+        // SAFETY: as for decode.
+        Self::own(unsafe { lept::pixReadMemTiff(bytes.as_ptr(), bytes.len(), n as c_int) })
+    }
+
+    pub fn width(&self) -> u32 {
+        // SAFETY: self.0 is a live Pix.
+        unsafe { lept::pixGetWidth(self.0) as u32 }
+    }
+
+    pub fn height(&self) -> u32 {
+        // SAFETY: self.0 is a live Pix.
+        unsafe { lept::pixGetHeight(self.0) as u32 }
+    }
+
+    /// The image as 8-bit grey (colour and 1-bit scans alike).
+    pub fn to_grey(&self) -> Option<Pix> {
+        // SAFETY: self.0 is live; the result is a new Pix (or a clone) we own.
+        Self::own(unsafe { lept::pixConvertTo8(self.0, 0) })
+    }
+
+    /// Turned by `quarters` × 90° clockwise.
+    pub fn rotated(&self, quarters: u8) -> Option<Pix> {
+        // SAFETY: self.0 is live; the result is a new Pix we own.
+        Self::own(unsafe { lept::pixRotateOrth(self.0, c_int::from(quarters % 4)) })
+    }
+
+    /// Straightened, with the angle found (degrees) and Leptonica's
+    /// confidence in it; the page unchanged (angle 0) when no skew is found.
+    pub fn deskewed(&self) -> Option<(Pix, f32, f32)> {
+        let (mut angle, mut conf) = (0.0_f32, 0.0_f32);
+        // SAFETY: self.0 is live; the result is a new Pix (or a copy) we own.
+        let p = unsafe { lept::pixFindSkewAndDeskew(self.0, 0, &mut angle, &mut conf) };
+        Self::own(p).map(|p| (p, angle, conf))
+    }
+
+    /// The resolution the file declares (pixels per inch), if any.
+    pub fn declared_dpi(&self) -> Option<u32> {
+        // SAFETY: self.0 is a live Pix.
+        let x = unsafe { lept::pixGetXRes(self.0) };
+        (x > 0).then_some(x as u32)
+    }
+
+    /// A 3 × 3 median: removes scanner specks (salt and pepper) that
+    /// Tesseract would read as punctuation (8-bit images).
+    pub fn despeckled(&self) -> Option<Pix> {
+        // SAFETY: self.0 is live; the result is a new Pix we own.
+        Self::own(unsafe { lept::pixMedianFilter(self.0, 3, 3) })
+    }
+
+    /// Scaled by `factor` (e.g. 0.25 for quick page statistics).
+    pub fn scaled(&self, factor: f32) -> Option<Pix> {
+        // SAFETY: self.0 is live; the result is a new Pix we own.
+        Self::own(unsafe { lept::pixScale(self.0, factor, factor) })
+    }
+
+    /// The grey values row by row (8-bit images only; others give none).
+    pub fn grey_bytes(&self) -> Option<Vec<u8>> {
+        // SAFETY: self.0 is live.
+        let depth = unsafe { lept::pixGetDepth(self.0) };
+        if depth != 8 {
+            return None;
+        }
+        let (w, h) = (self.width() as usize, self.height() as usize);
+        // SAFETY: an 8-bit Pix holds h rows of wpl 32-bit words.
+        let (data, wpl) = unsafe { (lept::pixGetData(self.0), lept::pixGetWpl(self.0) as usize) };
+        if data.is_null() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(w * h);
+        for y in 0..h {
+            // SAFETY: row y lies within the h × wpl words of the image.
+            let row = unsafe { std::slice::from_raw_parts(data.add(y * wpl), wpl) };
+            // Leptonica packs byte 0 of a row in the most significant bits of word 0.
+            out.extend((0..w).map(|x| (row[x / 4] >> (24 - 8 * (x % 4))) as u8));
+        }
+        Some(out)
+    }
+
+    /// The raw pointer, for the Tesseract calls in this module's sibling.
+    pub(super) fn as_ptr(&self) -> *mut lept::PIX {
+        self.0
+    }
+}

@@ -1,0 +1,171 @@
+//! OCR with real Tesseract 5 (`lav+eng`, OSD) on scans the test renders
+//! (`tests/fixtures/scan/render.py`, Latvian letters with their ground
+//! truth): accuracy on clean pages, turned and skewed pages set right,
+//! blank and illegible pages told apart, bombs and damaged files refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use pietura::ocr::{self, OcrError, OcrPool, OcrSettings, PageImage, PageText};
+
+/// The rendered fixtures (made once per test binary).
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pietura-scans-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan/render.py");
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .expect("run render.py (Debian's python3 with python3-pil, python3-cairo, python3-qrcode: scripts/test.sh installs them)");
+        assert!(
+            out.status.success(),
+            "render.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+        assert!(manifest.contains("letter_300.png"), "fixtures not rendered: {manifest}");
+        dir
+    })
+}
+
+fn bytes(name: &str) -> Arc<Vec<u8>> {
+    let path = fixtures().join(name);
+    Arc::new(std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display())))
+}
+
+fn truth(stem: &str, page: u32) -> String {
+    let path = fixtures().join(format!("{stem}.p{page}.gt.txt"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("ground truth {}: {e}", path.display()))
+}
+
+fn pool() -> &'static OcrPool {
+    static POOL: OnceLock<OcrPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        OcrPool::start(OcrSettings::default()).unwrap_or_else(|e| {
+            panic!("{e} (scripts/test.sh installs tesseract-ocr-lav, -eng, -osd)")
+        })
+    })
+}
+
+async fn read(name: &str) -> Result<PageText, OcrError> {
+    pool()
+        .read(PageImage {
+            bytes: bytes(name),
+            tiff_page: None,
+            dpi: None,
+        })
+        .await
+}
+
+fn cer(page: &PageText, stem: &str, n: u32) -> f64 {
+    ocr::character_error_rate(&page.text, &truth(stem, n))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_letter_is_read_with_at_most_two_percent_character_errors() {
+    let page = read("letter_300.png").await.expect("read");
+    let rate = cer(&page, "letter_300", 1);
+    eprintln!(
+        "letter_300.png: CER {:.2} %, confidence {}",
+        rate * 100.0,
+        page.confidence
+    );
+    assert!(rate <= 0.02, "CER {rate} > 2 %:\n{}", page.text);
+    assert!(page.text.contains("būvatļauj"), "{}", page.text);
+    assert!(!page.blank && page.rotated_by == 0);
+    assert!(page.confidence >= 80, "{}", page.confidence);
+
+    let page = read("letter_150.png").await.expect("read");
+    let rate = cer(&page, "letter_150", 1);
+    eprintln!(
+        "letter_150.png: CER {:.2} %, confidence {}",
+        rate * 100.0,
+        page.confidence
+    );
+    assert!(rate <= 0.02, "CER {rate} > 2 % at 150 dpi:\n{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn turned_and_skewed_pages_are_set_right_before_reading() {
+    let page = read("rotated_180.png").await.expect("read");
+    assert_eq!(page.rotated_by, 180, "{page:?}");
+    assert!(cer(&page, "rotated_180", 1) <= 0.03, "{page:?}");
+
+    let page = read("rotated_90.png").await.expect("read");
+    assert!(matches!(page.rotated_by, 90 | 270), "{page:?}");
+    assert!(cer(&page, "rotated_90", 1) <= 0.03, "{}", page.text);
+
+    let page = read("skewed_noisy.jpg").await.expect("read");
+    eprintln!(
+        "skewed_noisy.jpg: skew {:.2}°, CER {:.2} %",
+        page.skew_degrees,
+        cer(&page, "skewed_noisy", 1) * 100.0
+    );
+    assert!(
+        (1.5..=3.5).contains(&page.skew_degrees.abs()),
+        "skew found: {}",
+        page.skew_degrees
+    );
+    assert!(cer(&page, "skewed_noisy", 1) <= 0.05, "{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_of_a_multipage_tiff_is_read() {
+    let tiff = bytes("multipage.tif");
+    for n in 0..3 {
+        let page = pool()
+            .read(PageImage {
+                bytes: tiff.clone(),
+                tiff_page: Some(n),
+                dpi: None,
+            })
+            .await
+            .expect("read");
+        let rate = cer(&page, "multipage", n + 1);
+        assert!(rate <= 0.03, "page {}: CER {rate}:\n{}", n + 1, page.text);
+    }
+    let past = pool()
+        .read(PageImage {
+            bytes: tiff,
+            tiff_page: Some(3),
+            dpi: None,
+        })
+        .await;
+    assert!(matches!(past, Err(OcrError::Unreadable(_))), "{past:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blank_and_illegible_pages_are_told_apart_from_letters() {
+    let blank = read("blank.png").await.expect("read");
+    assert!(blank.blank && blank.text.is_empty(), "{blank:?}");
+    let poor = read("low_quality.png").await.expect("read");
+    let good = read("letter_300.png").await.expect("read");
+    eprintln!(
+        "low_quality.png: confidence {}, letter_300: {}",
+        poor.confidence, good.confidence
+    );
+    assert!(!poor.blank);
+    assert!(
+        poor.confidence + 15 < good.confidence,
+        "poor {} vs good {}",
+        poor.confidence,
+        good.confidence
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decompression_bomb_and_damaged_files_are_refused_with_a_reason() {
+    let bomb = read("bomb.png").await;
+    assert!(
+        matches!(bomb, Err(OcrError::TooLarge(ref m)) if m.contains("ocr.max_page_pixels")),
+        "{bomb:?}"
+    );
+    let broken = read("corrupt.png").await;
+    assert!(matches!(broken, Err(OcrError::Unreadable(_))), "{broken:?}");
+    // The pool still works afterwards.
+    assert!(!read("letter_300.png").await.expect("read").text.is_empty());
+}
