@@ -3,41 +3,19 @@
 //! truth): accuracy on clean pages, turned and skewed pages set right,
 //! blank and illegible pages told apart, bombs and damaged files refused.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::sync::{Arc, OnceLock};
 
 use pietura::ocr::{self, OcrError, OcrPool, OcrSettings, PageImage, PageText};
 
-/// The rendered fixtures (made once per test binary).
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pietura-scans-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("fixture dir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan/render.py");
-        let out = std::process::Command::new("/usr/bin/python3")
-            .arg(&script)
-            .arg(&dir)
-            .output()
-            .expect("run render.py (Debian's python3 with python3-pil, python3-cairo, python3-qrcode: scripts/test.sh installs them)");
-        assert!(
-            out.status.success(),
-            "render.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let manifest = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
-        assert!(manifest.contains("letter_300.png"), "fixtures not rendered: {manifest}");
-        dir
-    })
-}
-
 fn bytes(name: &str) -> Arc<Vec<u8>> {
-    let path = fixtures().join(name);
+    let path = support::scan_fixtures().join(name);
     Arc::new(std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display())))
 }
 
 fn truth(stem: &str, page: u32) -> String {
-    let path = fixtures().join(format!("{stem}.p{page}.gt.txt"));
+    let path = support::scan_fixtures().join(format!("{stem}.p{page}.gt.txt"));
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("ground truth {}: {e}", path.display()))
 }
@@ -57,6 +35,7 @@ async fn read(name: &str) -> Result<PageText, OcrError> {
             bytes: bytes(name),
             tiff_page: None,
             dpi: None,
+            separator_qr: None,
         })
         .await
 }
@@ -122,6 +101,7 @@ async fn every_page_of_a_multipage_tiff_is_read() {
                 bytes: tiff.clone(),
                 tiff_page: Some(n),
                 dpi: None,
+                separator_qr: None,
             })
             .await
             .expect("read");
@@ -133,6 +113,7 @@ async fn every_page_of_a_multipage_tiff_is_read() {
             bytes: tiff,
             tiff_page: Some(3),
             dpi: None,
+            separator_qr: None,
         })
         .await;
     assert!(matches!(past, Err(OcrError::Unreadable(_))), "{past:?}");

@@ -5,6 +5,7 @@
 //! Adding a kind means one module plus one variant here.
 
 pub mod email;
+pub mod scan;
 pub mod sms;
 pub mod web_form;
 
@@ -78,6 +79,7 @@ pub enum ChannelConfig {
     WebForm(web_form::WebFormConfig),
     Sms(sms::SmsConfig),
     Email(email::EmailConfig),
+    Scan(scan::ScanConfig),
 }
 
 impl ChannelConfig {
@@ -87,6 +89,7 @@ impl ChannelConfig {
             ChannelConfig::WebForm(c) => &c.id,
             ChannelConfig::Sms(c) => &c.id,
             ChannelConfig::Email(c) => &c.id,
+            ChannelConfig::Scan(c) => &c.id,
         }
     }
 
@@ -96,6 +99,7 @@ impl ChannelConfig {
             ChannelConfig::WebForm(c) => Ok(Arc::new(web_form::WebForm::new(c, ctx)?)),
             ChannelConfig::Sms(c) => Ok(Arc::new(sms::Sms::new(c, ctx)?)),
             ChannelConfig::Email(c) => Ok(Arc::new(email::Email::new(c, ctx)?)),
+            ChannelConfig::Scan(c) => Ok(Arc::new(scan::Scan::new(c, ctx)?)),
         }
     }
 }
@@ -152,6 +156,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>>
                     ChannelConfig::WebForm(w) => w.validate(),
                     ChannelConfig::Sms(c) => c.validate(),
                     ChannelConfig::Email(c) => c.validate(),
+                    ChannelConfig::Scan(c) => c.validate(),
                 });
                 for message in issues {
                     problems.push(ChannelFileError {

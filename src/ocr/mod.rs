@@ -76,8 +76,11 @@ impl Default for OcrSettings {
 pub struct PageImage {
     pub bytes: Arc<Vec<u8>>,
     pub tiff_page: Option<u32>,
-    /// The scan's resolution when known (PDF renders); else 300 is assumed.
+    /// The scan's resolution when known (PDF renders); else the file's
+    /// own, else estimated from the page size.
     pub dpi: Option<u32>,
+    /// A QR code content that marks a separator sheet: such a page is not read.
+    pub separator_qr: Option<Arc<str>>,
 }
 
 /// What OCR made of one page.
@@ -95,6 +98,8 @@ pub struct PageText {
     pub skew_degrees: f32,
     pub width: u32,
     pub height: u32,
+    /// A separator sheet (its QR code holds [`PageImage::separator_qr`]).
+    pub separator: bool,
 }
 
 /// Reads `bytes`' header and refuses an image over `max_pixels` before it
@@ -143,8 +148,15 @@ impl Worker {
             skew_degrees: 0.0,
             width: header.width,
             height: header.height,
+            separator: false,
         };
         if out.blank {
+            return Ok(out);
+        }
+        if let Some(wanted) = &page.separator_qr
+            && qr_codes(&grey).iter().any(|c| c.trim() == wanted.as_ref())
+        {
+            out.separator = true;
             return Ok(out);
         }
         let mut upright = grey;
@@ -183,6 +195,24 @@ impl Worker {
 fn estimated_dpi(h: leptonica::Header) -> u32 {
     let short = h.width.min(h.height) as f32;
     ((short / 8.27).round() as u32).clamp(70, 1200)
+}
+
+/// The QR codes on a page (read at half size, which a printed separator
+/// code survives and which takes a quarter of the time).
+fn qr_codes(grey: &Pix) -> Vec<String> {
+    let Some(small) = grey.scaled(0.5) else {
+        return Vec::new();
+    };
+    let Some(bytes) = small.grey_bytes() else {
+        return Vec::new();
+    };
+    let (w, h) = (small.width() as usize, small.height() as usize);
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| bytes[y * w + x]);
+    prepared
+        .detect_grids()
+        .into_iter()
+        .filter_map(|g| g.decode().ok().map(|(_, content)| content))
+        .collect()
 }
 
 /// Share of pixels clearly darker than the paper (its median grey), on a

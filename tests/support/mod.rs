@@ -51,6 +51,25 @@ where
     }
 }
 
+/// The test scans `tests/fixtures/scan/render.py` draws (Latvian letters
+/// with their ground truth), rendered once per test binary.
+pub fn scan_fixtures() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pietura-scans-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let out = Command::new("/usr/bin/python3")
+            .arg(repo_path("tests/fixtures/scan/render.py"))
+            .arg(&dir)
+            .output()
+            .expect("run render.py with Debian's python3 (python3-pil, python3-cairo, python3-qrcode: scripts/test.sh installs them)");
+        assert!(out.status.success(), "render.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        let manifest = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+        assert!(manifest.contains("letter_300.png") && manifest.contains("batch.pdf"), "fixtures not rendered: {manifest}");
+        dir
+    })
+}
+
 /// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

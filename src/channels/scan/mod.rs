@@ -1,0 +1,528 @@
+//! Scanned paper post: the mailroom's scanner drops files into a folder
+//! (local or a network share, so it is polled); each file is taken apart
+//! into pages, read by the OCR pool, split into letters at separator pages
+//! (a blank page, a sheet with the municipality's separator QR code), and
+//! each letter is published as one item. The file is moved to `processed/`
+//! (or deleted) only after every letter's publish was confirmed; a file
+//! that cannot be read goes to `failed/` with a note beside it.
+//!
+//! A letter's idempotency key is the file's SHA-256 and its page range, so
+//! a crash mid-file reads the file again without registering any letter
+//! twice.
+
+pub mod extract;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Channel, ChannelContext, ChannelError};
+use crate::bus::publish_intake;
+use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
+use crate::ocr::{OcrPool, OcrSettings, PageText};
+use pages::{Page, ScanKind};
+
+/// What to do with a file once all its letters are handed on.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterScan {
+    /// Into `<folder>/processed/` (kept for the mailroom's own checks).
+    #[default]
+    Move,
+    Delete,
+}
+
+/// Where letters are split.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitSettings {
+    /// A blank page ends a letter.
+    pub blank_pages: bool,
+    /// A page with a QR code holding exactly this ends a letter; none: off.
+    pub separator_qr: Option<String>,
+}
+
+impl Default for SplitSettings {
+    fn default() -> Self {
+        Self {
+            blank_pages: true,
+            separator_qr: Some("PIETURA-SEPARATOR".into()),
+        }
+    }
+}
+
+/// `channels/<id>.toml` with `type = "scan"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanConfig {
+    pub id: String,
+    /// The folder the scanner writes to.
+    pub folder: PathBuf,
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    /// A file is taken only when its size and time stayed the same this long.
+    #[serde(default = "default_stable")]
+    pub stable_seconds: u64,
+    #[serde(default)]
+    pub after: AfterScan,
+    #[serde(default = "default_max_bytes")]
+    pub max_file_bytes: u64,
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// Below this mean OCR confidence (0–100) a letter goes to review.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: i32,
+    /// PDF pages without a text layer are rasterised at this resolution.
+    #[serde(default = "default_pdf_dpi")]
+    pub pdf_dpi: u32,
+    #[serde(default)]
+    pub split: SplitSettings,
+    #[serde(default)]
+    pub ocr: OcrSettings,
+}
+
+fn default_poll() -> u64 {
+    5
+}
+fn default_stable() -> u64 {
+    3
+}
+fn default_max_bytes() -> u64 {
+    500 * 1024 * 1024
+}
+fn default_max_pages() -> u32 {
+    500
+}
+fn default_min_confidence() -> i32 {
+    70
+}
+fn default_pdf_dpi() -> u32 {
+    300
+}
+
+impl ScanConfig {
+    /// Problems with the file's values, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut issues = Vec::new();
+        if self.folder.as_os_str().is_empty() {
+            issues.push("folder: give the folder the scanner writes to".into());
+        }
+        if !(0..=100).contains(&self.min_confidence) {
+            issues.push("min_confidence: must be 0–100".into());
+        }
+        if !(70..=600).contains(&self.pdf_dpi) {
+            issues.push("pdf_dpi: must be 70–600".into());
+        }
+        if self.max_pages == 0 || self.poll_seconds == 0 {
+            issues.push("max_pages and poll_seconds: must be at least 1".into());
+        }
+        if self.ocr.languages.trim().is_empty() {
+            issues.push("ocr.languages: e.g. \"lav+eng\"".into());
+        }
+        issues
+    }
+}
+
+/// A running scan channel.
+pub struct Scan {
+    cfg: ScanConfig,
+    ctx: ChannelContext,
+    pool: Arc<OcrPool>,
+}
+
+impl Scan {
+    pub fn new(cfg: ScanConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let fail = |message: String| ChannelError {
+            channel: cfg.id.clone(),
+            message,
+        };
+        for sub in ["processed", "failed"] {
+            std::fs::create_dir_all(cfg.folder.join(sub)).map_err(|e| {
+                fail(format!(
+                    "folder {}: cannot create {sub}/: {e} (check `folder` and its permissions)",
+                    cfg.folder.display()
+                ))
+            })?;
+        }
+        let pool = OcrPool::start(cfg.ocr.clone()).map_err(|e| fail(e.to_string()))?;
+        Ok(Scan {
+            pool: Arc::new(pool),
+            cfg,
+            ctx,
+        })
+    }
+
+    /// Files in the folder whose size and time have not moved for
+    /// `stable_seconds` (the scanner has finished writing them).
+    fn stable_files(
+        &self,
+        seen: &mut HashMap<PathBuf, (u64, SystemTime, std::time::Instant)>,
+    ) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.cfg.folder) else {
+            return Vec::new();
+        };
+        let mut ready = Vec::new();
+        let mut present = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(meta) = entry.metadata() else { continue };
+            // Hidden, partial and our own notes are not scans.
+            if !meta.is_file()
+                || name.starts_with('.')
+                || name.ends_with(".part")
+                || name.ends_with(".tmp")
+                || name.ends_with(".error.txt")
+            {
+                continue;
+            }
+            present.push(path.clone());
+            let now = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
+            match seen.get(&path) {
+                Some((len, modified, since)) if (*len, *modified) == now => {
+                    if since.elapsed() >= Duration::from_secs(self.cfg.stable_seconds) {
+                        ready.push(path);
+                    }
+                }
+                _ => {
+                    seen.insert(path, (now.0, now.1, std::time::Instant::now()));
+                }
+            }
+        }
+        seen.retain(|p, _| present.contains(p));
+        ready.sort();
+        ready
+    }
+
+    /// Reads one file to its end: every letter handed on and the file moved,
+    /// or the file in `failed/` with the reason beside it.
+    async fn take(&self, path: &Path) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        match self.hand_on(path, &name).await {
+            Ok(letters) => {
+                let done = match self.cfg.after {
+                    AfterScan::Move => move_into(path, &self.cfg.folder.join("processed")).await,
+                    AfterScan::Delete => tokio::fs::remove_file(path)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                match done {
+                    Ok(()) => tracing::info!(letters, "scan handed on"),
+                    // Handed on already: a second pass only finds duplicates.
+                    Err(e) => tracing::error!(
+                        "scan handed on but not moved out of the folder ({e}); it will be read again and recognised"
+                    ),
+                }
+            }
+            Err(reason) => {
+                tracing::error!("scan not readable, moved to failed/: {reason}");
+                let failed = self.cfg.folder.join("failed");
+                let note = failed.join(format!("{name}.error.txt"));
+                let text = format!(
+                    "{}\nfile: {name}\nchannel: {}\nwhat to do: check the scan and put it back into the folder, or register it by hand\n",
+                    reason, self.cfg.id
+                );
+                let moved = move_into(path, &failed).await;
+                if let Err(e) = tokio::fs::write(&note, text)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and(moved)
+                {
+                    tracing::error!(
+                        "the failed scan could not be set aside ({e}); it stays in the folder"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Pages → letters → published; how many letters. An error is the
+    /// reason the file goes to `failed/`.
+    async fn hand_on(&self, path: &Path, name: &str) -> Result<usize, String> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        if meta.len() > self.cfg.max_file_bytes {
+            return Err(format!(
+                "{name} is {} bytes, over max_file_bytes = {}",
+                meta.len(),
+                self.cfg.max_file_bytes
+            ));
+        }
+        let bytes = Arc::new(
+            tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read {name}: {e}"))?,
+        );
+        let kind = ScanKind::of(&bytes);
+        if kind == ScanKind::Image {
+            // Header check first: a bomb or a non-image fails here, before decoding.
+            crate::ocr::check_header(&bytes, self.cfg.ocr.max_page_pixels)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        let total = pages::count(path, kind, &bytes)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        if total > self.cfg.max_pages {
+            return Err(format!(
+                "{name} has {total} pages, over max_pages = {}",
+                self.cfg.max_pages
+            ));
+        }
+        let original = self
+            .ctx
+            .blobs
+            .put(&bytes)
+            .await
+            .map_err(|e| format!("{name}: storing the original: {e}"))?;
+        let content_type = kind.content_type(&bytes);
+        let separator: Option<Arc<str>> = self.cfg.split.separator_qr.as_deref().map(Arc::from);
+        // Pages in order, `workers` at a time: bounded memory, all cores busy.
+        let mut read = futures::stream::iter(1..=total)
+            .map(|n| {
+                let (bytes, separator) = (bytes.clone(), separator.clone());
+                async move {
+                    let page =
+                        pages::page(path, kind, &bytes, n, self.cfg.pdf_dpi, separator).await?;
+                    match page {
+                        Page::Text(text) => Ok(PageRead::text_layer(text)),
+                        Page::Image(img) => self
+                            .pool
+                            .read(img)
+                            .await
+                            .map(PageRead::Ocr)
+                            .map_err(|e| format!("page {n}: {e}")),
+                    }
+                }
+            })
+            .buffered(self.pool.workers());
+        let mut letters = 0;
+        let mut current: Vec<(u32, PageRead)> = Vec::new();
+        let mut n = 0;
+        while let Some(page) = read.next().await {
+            n += 1;
+            let page = page.map_err(|e| format!("{name}: {e}"))?;
+            if n % 20 == 0 || n == total {
+                tracing::info!("{name}: page {n} of {total} read, {letters} letters handed on");
+            }
+            let ends_letter = page.separator() || (self.cfg.split.blank_pages && page.blank());
+            if ends_letter {
+                if !current.is_empty() {
+                    self.publish(name, &original, content_type, std::mem::take(&mut current))
+                        .await?;
+                    letters += 1;
+                }
+                continue;
+            }
+            current.push((n, page));
+        }
+        if !current.is_empty() {
+            self.publish(name, &original, content_type, current).await?;
+            letters += 1;
+        }
+        if letters == 0 {
+            // Nothing but blank pages: kept for the officer, not lost.
+            let empty = vec![(
+                1,
+                PageRead::Ocr(PageText {
+                    text: String::new(),
+                    confidence: 0,
+                    blank: true,
+                    ink_ratio: 0.0,
+                    rotated_by: 0,
+                    skew_degrees: 0.0,
+                    width: 0,
+                    height: 0,
+                    separator: false,
+                }),
+            )];
+            self.publish(name, &original, content_type, empty).await?;
+            letters = 1;
+        }
+        Ok(letters)
+    }
+
+    /// Publishes one letter (pages `pages`) with its broker confirm.
+    async fn publish(
+        &self,
+        name: &str,
+        original: &crate::blobs::StoredBlob,
+        content_type: &str,
+        pages: Vec<(u32, PageRead)>,
+    ) -> Result<(), String> {
+        let (first, last) = (
+            pages.first().map_or(1, |p| p.0),
+            pages.last().map_or(1, |p| p.0),
+        );
+        let key = format!("scan:{}:{}:{first}-{last}", self.cfg.id, original.sha256);
+        let text = pages
+            .iter()
+            .map(|(_, p)| p.text())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let read: Vec<&PageRead> = pages.iter().map(|(_, p)| p).collect();
+        let confidence = if read.is_empty() {
+            0
+        } else {
+            read.iter().map(|p| p.confidence()).sum::<i32>() / read.len() as i32
+        };
+        let facts = extract::extract(&text);
+        let mut msg = IntakeMessage::new(
+            ChannelRef {
+                kind: ChannelKind::Scan,
+                instance: self.cfg.id.clone(),
+            },
+            key,
+            text.trim().to_string(),
+        );
+        msg.language = Some("lv".into());
+        msg.subject = facts.subject.as_ref().map(|f| f.value.clone());
+        msg.sender.name = facts.sender_name.as_ref().map(|f| f.value.clone());
+        msg.sender.postal_address = facts.postal_address.as_ref().map(|f| f.value.clone());
+        msg.sender.email = facts.email.as_ref().map(|f| f.value.clone());
+        msg.sender.phone = facts.phone.as_ref().map(|f| f.value.clone());
+        msg.review_reason = if msg.body.chars().filter(|c| c.is_alphabetic()).count() < 20 {
+            Some(format!(
+                "no text recognised on pages {first}–{last} of {name} (blank or illegible)"
+            ))
+        } else if confidence < self.cfg.min_confidence {
+            Some(format!(
+                "OCR confidence {confidence} on pages {first}–{last} of {name} is below min_confidence = {}",
+                self.cfg.min_confidence
+            ))
+        } else {
+            None
+        };
+        let page_info: Vec<serde_json::Value> = pages
+            .iter()
+            .map(|(n, p)| match p {
+                PageRead::TextLayer(_) => serde_json::json!({ "page": n, "text_layer": true }),
+                PageRead::Ocr(t) => serde_json::json!({
+                    "page": n, "confidence": t.confidence, "rotated_by": t.rotated_by,
+                    "skew_degrees": t.skew_degrees, "chars": t.text.chars().count(),
+                }),
+            })
+            .collect();
+        msg.metadata.insert(
+            "scan".into(),
+            serde_json::json!({
+                "file": name,
+                "pages": [first, last],
+                "page_details": page_info,
+                "confidence": confidence,
+                "original": { "sha256": original.sha256, "size": original.size, "content_type": content_type },
+                "extracted": facts,
+            }),
+        );
+        let span = tracing::info_span!("item", id = %msg.id, channel = "scan", instance = %self.cfg.id, pages = %format!("{first}-{last}"));
+        async {
+            if let Some(code) = &facts.personas_kods {
+                tracing::debug!(personas_kods = %extract::mask_personas_kods(&code.value), "personas kods found");
+            }
+            publish_intake(self.ctx.bus.as_ref(), &msg)
+                .await
+                .map_err(|e| format!("letter on pages {first}–{last} not handed on: {e}"))?;
+            crate::metrics::item_received("scan");
+            tracing::info!(confidence, review = msg.review_reason.is_some(), "letter handed on");
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A page as read: from the PDF's text layer or by OCR.
+enum PageRead {
+    TextLayer(String),
+    Ocr(PageText),
+}
+
+impl PageRead {
+    fn text_layer(text: String) -> PageRead {
+        PageRead::TextLayer(text)
+    }
+    fn text(&self) -> &str {
+        match self {
+            PageRead::TextLayer(t) => t.trim(),
+            PageRead::Ocr(p) => p.text.trim(),
+        }
+    }
+    fn confidence(&self) -> i32 {
+        match self {
+            PageRead::TextLayer(_) => 100,
+            PageRead::Ocr(p) => p.confidence,
+        }
+    }
+    fn blank(&self) -> bool {
+        matches!(self, PageRead::Ocr(p) if p.blank)
+    }
+    fn separator(&self) -> bool {
+        matches!(self, PageRead::Ocr(p) if p.separator)
+    }
+}
+
+/// Moves `file` into `dir` (a name taken there gets a time suffix).
+async fn move_into(file: &Path, dir: &Path) -> Result<(), String> {
+    let name = file.file_name().ok_or("no file name")?;
+    let mut target = dir.join(name);
+    if tokio::fs::try_exists(&target).await.unwrap_or(false) {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+        target = dir.join(format!("{stamp}-{}", name.to_string_lossy()));
+    }
+    tokio::fs::rename(file, &target)
+        .await
+        .map_err(|e| format!("moving to {}: {e}", target.display()))
+}
+
+#[async_trait]
+impl Channel for Scan {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Scan
+    }
+
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        let mut seen = HashMap::new();
+        tracing::info!(channel = %self.cfg.id, folder = %self.cfg.folder.display(), workers = self.pool.workers(), "watching the scan folder");
+        loop {
+            for file in self.stable_files(&mut seen) {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                let span =
+                    tracing::info_span!("scan", channel = %self.cfg.id, file = %file.display());
+                // Shutdown abandons the file mid-way: it stays in the folder
+                // and is read again; its letters already handed on are duplicates.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.take(&file).instrument(span) => {}
+                }
+                seen.remove(&file);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(self.cfg.poll_seconds)) => {}
+            }
+        }
+        let pool = self.pool.clone();
+        let _ = tokio::task::spawn_blocking(move || pool.stop()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! A scan file taken apart into pages, one at a time (a 200-page PDF never
+//! sits in memory as images): PDFs through poppler (`pdfinfo`, `pdftotext`
+//! for a page's text layer, `pdftoppm` to rasterise a page without one),
+//! multi-page TIFFs through Leptonica, PNG and JPEG as one page.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ocr::{self, PageImage};
+
+/// What kind of file a scan is, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanKind {
+    Pdf,
+    Tiff,
+    /// PNG, JPEG or another single image Leptonica reads.
+    Image,
+}
+
+impl ScanKind {
+    pub fn of(bytes: &[u8]) -> ScanKind {
+        if bytes.starts_with(b"%PDF") {
+            ScanKind::Pdf
+        } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+            ScanKind::Tiff
+        } else {
+            ScanKind::Image
+        }
+    }
+
+    pub fn content_type(self, bytes: &[u8]) -> &'static str {
+        match self {
+            ScanKind::Pdf => "application/pdf",
+            ScanKind::Tiff => "image/tiff",
+            ScanKind::Image if bytes.starts_with(b"\x89PNG") => "image/png",
+            ScanKind::Image if bytes.starts_with(b"\xff\xd8") => "image/jpeg",
+            ScanKind::Image => "application/octet-stream",
+        }
+    }
+}
+
+/// One page, ready for the OCR pool or already read from a text layer.
+#[derive(Debug, Clone)]
+pub enum Page {
+    /// The PDF page's own text (born-digital or OCR'd by the scanner).
+    Text(String),
+    Image(PageImage),
+}
+
+/// How many pages the file has; an error (for `failed/`) when it cannot be read.
+pub async fn count(path: &Path, kind: ScanKind, bytes: &Arc<Vec<u8>>) -> Result<u32, String> {
+    match kind {
+        ScanKind::Image => Ok(1),
+        ScanKind::Tiff => {
+            // Leptonica reads pages in turn; count the ones it can decode headers of.
+            let mut n = 0;
+            while ocr::leptonica::Pix::decode_tiff_page(bytes, n).is_some() {
+                n += 1;
+                if n > 10_000 {
+                    break;
+                }
+            }
+            if n == 0 {
+                Err("the TIFF has no page Pietura can read".into())
+            } else {
+                Ok(n)
+            }
+        }
+        ScanKind::Pdf => {
+            let out = run("pdfinfo", &[path.as_os_str()]).await?;
+            let text = String::from_utf8_lossy(&out);
+            text.lines()
+                .find_map(|l| l.strip_prefix("Pages:"))
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| "pdfinfo names no page count: the PDF is damaged".to_string())
+        }
+    }
+}
+
+/// Page `n` (from 1).
+pub async fn page(
+    path: &Path,
+    kind: ScanKind,
+    bytes: &Arc<Vec<u8>>,
+    n: u32,
+    dpi: u32,
+    separator_qr: Option<Arc<str>>,
+) -> Result<Page, String> {
+    let image = |bytes: Arc<Vec<u8>>, tiff_page, dpi| {
+        Page::Image(PageImage {
+            bytes,
+            tiff_page,
+            dpi,
+            separator_qr: separator_qr.clone(),
+        })
+    };
+    match kind {
+        ScanKind::Image => Ok(image(bytes.clone(), None, None)),
+        ScanKind::Tiff => Ok(image(bytes.clone(), Some(n - 1), None)),
+        ScanKind::Pdf => {
+            let page = n.to_string();
+            let first = ["-f", page.as_str(), "-l", page.as_str()];
+            let mut args: Vec<&std::ffi::OsStr> = first.iter().map(|a| a.as_ref()).collect();
+            args.extend([
+                std::ffi::OsStr::new("-layout"),
+                path.as_os_str(),
+                std::ffi::OsStr::new("-"),
+            ]);
+            let text = run("pdftotext", &args).await?;
+            let text = String::from_utf8_lossy(&text).replace('\u{c}', "");
+            // A scanner's own OCR layer counts only when it holds real text.
+            if text.chars().filter(|c| c.is_alphabetic()).count() >= 20 {
+                return Ok(Page::Text(text));
+            }
+            let dpi_text = dpi.to_string();
+            let mut args: Vec<&std::ffi::OsStr> = first.iter().map(|a| a.as_ref()).collect();
+            for a in ["-r", dpi_text.as_str(), "-gray"] {
+                args.push(std::ffi::OsStr::new(a));
+            }
+            args.push(path.as_os_str());
+            let pgm = run("pdftoppm", &args).await?;
+            Ok(image(Arc::new(pgm), None, Some(dpi)))
+        }
+    }
+}
+
+/// Runs a poppler tool (with a time limit) and returns its stdout.
+async fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
+    let child = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .map_err(|_| format!("{tool} took over 120 s"))?
+        .map_err(|e| format!("{tool} cannot run ({e}): install poppler-utils"))?;
+    if !out.status.success() {
+        let err: String = String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(300)
+            .collect();
+        return Err(format!("{tool} cannot read the file: {}", err.trim()));
+    }
+    Ok(out.stdout)
+}

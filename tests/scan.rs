@@ -1,0 +1,187 @@
+//! The scanned-post channel end to end, with real Tesseract, poppler,
+//! RabbitMQ and PostgreSQL: scans dropped into the watched folder become
+//! registered items routed by the shipped rules; stacks are split at blank
+//! and QR separator pages; illegible letters go to review; broken files go
+//! to `failed/` with a note; a file handed in again registers nothing twice.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use pietura::registry::ItemSummary;
+use support::{Backend, Options, TestEnv, scan_fixtures, wait_until};
+
+const LONG_WAIT: Duration = Duration::from_secs(240);
+
+fn channel_dir(folder: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("pasts.toml"),
+        format!(
+            "type = \"scan\"\nid = \"pasts\"\nfolder = \"{}\"\npoll_seconds = 1\nstable_seconds = 1\nmin_confidence = 70\n",
+            folder.display()
+        ),
+    )
+    .expect("channel file");
+    dir
+}
+
+fn drop_in(folder: &Path, name: &str) {
+    // Written beside and renamed in, as a scanner's scan-to-folder does.
+    let part = folder.join(format!(".{name}.part"));
+    std::fs::copy(scan_fixtures().join(name), &part).expect("copy fixture");
+    std::fs::rename(&part, folder.join(name)).expect("rename");
+}
+
+async fn items(env: &TestEnv) -> Vec<ItemSummary> {
+    let mut all = env
+        .daemon
+        .registry
+        .list(&pietura::registry::ItemFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    all.sort_by(|a, b| a.received_at.cmp(&b.received_at));
+    all
+}
+
+async fn scan_meta(env: &TestEnv, item: &ItemSummary) -> serde_json::Value {
+    env.message_of(item).await.metadata["scan"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
+    let folder = tempfile::tempdir().expect("scan folder");
+    let channels = channel_dir(folder.path());
+    let mut opts = Options::new(Backend::Amqp);
+    opts.channels_from = channels.path().to_path_buf();
+    let env = TestEnv::start(opts).await;
+
+    for name in [
+        "letter_300.png",
+        "batch.pdf",
+        "text_layer.pdf",
+        "low_quality.png",
+        "corrupt.pdf",
+        "bomb.png",
+    ] {
+        drop_in(folder.path(), name);
+    }
+    let processed = folder.path().join("processed");
+    let failed = folder.path().join("failed");
+    wait_until(LONG_WAIT, "every scan processed or failed", || async {
+        let n = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+        n(&processed) == 4 && n(&failed) == 4
+    })
+    .await;
+    let registered = items(&env).await;
+    // letter 1 + batch 3 + text layer 1 + low quality 1
+    assert_eq!(registered.len(), 6, "{registered:#?}");
+
+    let mut by_file: std::collections::BTreeMap<String, Vec<(serde_json::Value, ItemSummary)>> =
+        Default::default();
+    for item in &registered {
+        let meta = scan_meta(&env, item).await;
+        by_file
+            .entry(meta["file"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push((meta, item.clone()));
+    }
+
+    // The clean letter: routed by the shipped rules, its facts extracted.
+    let (meta, letter) = &by_file["letter_300.png"][0];
+    assert_eq!(letter.unit_id.as_deref(), Some("buvvalde"), "{letter:?}");
+    assert_eq!(letter.sender_name.as_deref(), Some("Anna Bērziņa"));
+    assert_eq!(
+        letter.sender_email.as_deref(),
+        Some("anna.berzina@example.lv")
+    );
+    assert_eq!(letter.sender_phone.as_deref(), Some("+37129123456"));
+    assert_eq!(
+        letter.subject.as_deref(),
+        Some("Iesniegums par būvatļaujas izsniegšanu")
+    );
+    assert_eq!(meta["extracted"]["personas_kods"]["value"], "150385-12346");
+    assert_eq!(meta["extracted"]["date"]["value"], "2026-11-16");
+    assert_eq!(meta["original"]["content_type"], "image/png");
+    let blob = env.blob_dir();
+    let sha = meta["original"]["sha256"].as_str().expect("sha");
+    assert!(
+        blob.join(&sha[..2]).join(sha).exists(),
+        "the original scan is kept"
+    );
+
+    // The stack: three letters at the separators, each to its unit.
+    let mut batch: Vec<(Vec<u64>, Option<String>)> = by_file["batch.pdf"]
+        .iter()
+        .map(|(m, i)| {
+            (
+                m["pages"]
+                    .as_array()
+                    .expect("pages")
+                    .iter()
+                    .filter_map(|p| p.as_u64())
+                    .collect(),
+                i.unit_id.clone(),
+            )
+        })
+        .collect();
+    batch.sort();
+    assert_eq!(
+        batch,
+        vec![
+            (vec![1, 1], Some("buvvalde".to_string())),
+            (vec![3, 4], Some("komunala".to_string())),
+            (vec![6, 6], Some("socialais".to_string())),
+        ]
+    );
+    let (meta, c) = by_file["batch.pdf"]
+        .iter()
+        .find(|(m, _)| m["pages"][0] == 6)
+        .expect("letter C");
+    assert!(
+        meta["extracted"].get("personas_kods").is_none(),
+        "a wrong check digit is not taken: {meta}"
+    );
+    assert_eq!(c.sender_name.as_deref(), Some("Ilze Kalniņa"));
+
+    // The PDF's own text layer is used, not OCR.
+    let (meta, _) = &by_file["text_layer.pdf"][0];
+    assert_eq!(meta["page_details"][0]["text_layer"], true, "{meta}");
+
+    // Illegible: registered, in review with the reason.
+    let (meta, poor) = &by_file["low_quality.png"][0];
+    assert_eq!(poor.state, "review", "{meta}");
+    assert!(
+        poor.review_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("min_confidence"),
+        "{poor:?}"
+    );
+
+    // Broken files: set aside with a note naming the problem.
+    let note = std::fs::read_to_string(failed.join("bomb.png.error.txt")).expect("note");
+    assert!(note.contains("max_page_pixels"), "{note}");
+    let note = std::fs::read_to_string(failed.join("corrupt.pdf.error.txt")).expect("note");
+    assert!(note.contains("corrupt.pdf"), "{note}");
+
+    // The same stack handed in again: nothing new is registered.
+    drop_in(folder.path(), "batch.pdf");
+    wait_until(LONG_WAIT, "the second batch.pdf processed", || async {
+        std::fs::read_dir(&processed)
+            .map(|r| r.count())
+            .unwrap_or(0)
+            == 5
+    })
+    .await;
+    assert_eq!(
+        items(&env).await.len(),
+        6,
+        "a file read again registers no letter twice"
+    );
+    env.stop().await;
+}
