@@ -80,6 +80,13 @@ enum Command {
         /// The variable holding the IMAP password.
         #[arg(long, default_value = "PIETURA_BENCH_IMAP_PASSWORD")]
         imap_password_env: String,
+        /// Measure the OCR pool against the plain `tesseract` command on
+        /// the page images in this folder (`scripts/bench-ocr.sh` renders them).
+        #[arg(long, conflicts_with_all = ["sms", "email"])]
+        ocr: Option<PathBuf>,
+        /// Rounds over the pages for --ocr.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
     },
 }
 
@@ -355,11 +362,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             imap,
             imap_user,
             imap_password_env,
+            ocr,
+            rounds,
         } => {
-            if items == 0 {
-                bail!("--items must be at least 1");
+            if items == 0 || rounds == 0 {
+                bail!("--items and --rounds must be at least 1");
             }
-            if email {
+            if let Some(dir) = ocr {
+                let report =
+                    pietura::bench::ocr::run(&dir, rounds, pietura::ocr::OcrSettings::default())
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                outln!("{report}");
+            } else if email {
                 let address = imap.unwrap_or_default();
                 let (host, port) = address
                     .rsplit_once(':')

@@ -15,11 +15,16 @@ use support::{Backend, Options, TestEnv, scan_fixtures, wait_until};
 const LONG_WAIT: Duration = Duration::from_secs(240);
 
 fn channel_dir(folder: &Path) -> tempfile::TempDir {
+    channel_dir_with(folder, "")
+}
+
+/// A channel folder with the scan channel `pasts` on `folder`, plus `extra` keys.
+fn channel_dir_with(folder: &Path, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("pasts.toml"),
         format!(
-            "type = \"scan\"\nid = \"pasts\"\nfolder = \"{}\"\npoll_seconds = 1\nstable_seconds = 1\nmin_confidence = 70\n",
+            "type = \"scan\"\nid = \"pasts\"\nfolder = \"{}\"\npoll_seconds = 1\nstable_seconds = 1\nmin_confidence = 70\n{extra}\n",
             folder.display()
         ),
     )
@@ -77,8 +82,13 @@ async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
         n(&processed) == 4 && n(&failed) == 4
     })
     .await;
-    let registered = items(&env).await;
+    // Files leave the folder once published; registration follows.
     // letter 1 + batch 3 + text layer 1 + low quality 1
+    wait_until(LONG_WAIT, "6 letters registered", || async {
+        items(&env).await.len() >= 6
+    })
+    .await;
+    let registered = items(&env).await;
     assert_eq!(registered.len(), 6, "{registered:#?}");
 
     let mut by_file: std::collections::BTreeMap<String, Vec<(serde_json::Value, ItemSummary)>> =
@@ -178,10 +188,144 @@ async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
             == 5
     })
     .await;
+    // Its letters are published again and recognised as duplicates.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         items(&env).await.len(),
         6,
         "a file read again registers no letter twice"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemon_stopped_mid_stack_registers_no_letter_twice_after_restart() {
+    let folder = tempfile::tempdir().expect("scan folder");
+    let channels = channel_dir(folder.path());
+    let mut opts = Options::new(Backend::Amqp);
+    opts.channels_from = channels.path().to_path_buf();
+    let env = TestEnv::start(opts).await;
+    // A stack of 18 pages: batch.pdf three times over. Nothing separates
+    // one copy's last letter (C) from the next copy's first (A), so they
+    // are one letter: A, B, C+A, B, C+A, B, C = 7 letters.
+    let batch = scan_fixtures().join("batch.pdf");
+    let stack = folder.path().join(".stack.pdf.part");
+    let made = std::process::Command::new("pdfunite")
+        .args([&batch, &batch, &batch])
+        .arg(&stack)
+        .status()
+        .expect("pdfunite (poppler-utils)");
+    assert!(made.success());
+    std::fs::rename(&stack, folder.path().join("stack.pdf")).expect("rename");
+
+    // Stopped once some letters are registered and before the file is done.
+    wait_until(LONG_WAIT, "two letters of the stack registered", || async {
+        items(&env).await.len() >= 2
+    })
+    .await;
+    let before = items(&env).await.len();
+    let env = env.restart().await;
+    assert!(
+        folder.path().join("stack.pdf").exists(),
+        "stopped mid-stack ({before} of 7 letters): the file stays in the folder"
+    );
+    assert!(
+        before < 7,
+        "the stack was finished before the stop; the test proves nothing"
+    );
+
+    let processed = folder.path().join("processed");
+    wait_until(
+        LONG_WAIT,
+        "the stack processed after the restart",
+        || async {
+            std::fs::read_dir(&processed)
+                .map(|r| r.count())
+                .unwrap_or(0)
+                == 1
+        },
+    )
+    .await;
+    wait_until(LONG_WAIT, "7 letters registered", || async {
+        items(&env).await.len() >= 7
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = items(&env).await;
+    assert_eq!(after.len(), 7, "every letter once: {after:#?}");
+    let mut ranges: Vec<String> = Vec::new();
+    for item in &after {
+        ranges.push(scan_meta(&env, item).await["pages"].to_string());
+    }
+    ranges.sort();
+    ranges.dedup();
+    assert_eq!(ranges.len(), 7, "{ranges:?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scanner_uploads_over_http_with_its_token_and_the_letter_is_registered() {
+    const VAR: &str = "PIETURA_TEST_SCAN_UPLOAD_TOKEN";
+    // SAFETY: set once, before the daemon starts; no other test reads it.
+    unsafe { std::env::set_var(VAR, "scanner-secret") };
+    let folder = tempfile::tempdir().expect("scan folder");
+    let channels = channel_dir_with(
+        folder.path(),
+        &format!("upload_token_env = \"{VAR}\"\nmax_file_bytes = 1000000"),
+    );
+    let mut opts = Options::new(Backend::Amqp);
+    opts.channels_from = channels.path().to_path_buf();
+    let env = TestEnv::start(opts).await;
+    let url = format!("{}/scan/pasts?name=../../etc/v%C4%93stule.png", env.base);
+    let letter = std::fs::read(scan_fixtures().join("letter_300.png")).expect("fixture");
+
+    let wrong = env
+        .http
+        .post(&url)
+        .bearer_auth("guess")
+        .body(letter.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), 401);
+    let big = std::fs::read(scan_fixtures().join("image_only.pdf")).expect("fixture");
+    let refused = env
+        .http
+        .post(&url)
+        .bearer_auth("scanner-secret")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 413, "over max_file_bytes");
+    let queued = env
+        .http
+        .post(&url)
+        .bearer_auth("scanner-secret")
+        .body(letter)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(queued.status(), 202);
+    let answer: serde_json::Value = queued.json().await.expect("json");
+    let file = answer["file"].as_str().expect("file").to_string();
+    assert!(
+        file.ends_with("-vēstule.png") && !file.contains('/'),
+        "{file}"
+    );
+
+    wait_until(LONG_WAIT, "the uploaded letter registered", || async {
+        items(&env).await.len() == 1
+    })
+    .await;
+    let item = &items(&env).await[0];
+    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
+    assert_eq!(scan_meta(&env, item).await["file"], file.as_str());
+    assert_eq!(
+        std::fs::read_dir(folder.path().join("processed"))
+            .map(|r| r.count())
+            .unwrap_or(0),
+        1
     );
     env.stop().await;
 }

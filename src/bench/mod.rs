@@ -8,6 +8,7 @@
 //! 3. The same at half the measured pipeline rate, for the latency target.
 
 pub mod email;
+pub mod ocr;
 pub mod sms;
 
 use std::time::{Duration, Instant};

@@ -87,6 +87,9 @@ pub struct ScanConfig {
     pub split: SplitSettings,
     #[serde(default)]
     pub ocr: OcrSettings,
+    /// The variable holding the bearer token scanners and the mailroom's
+    /// desk send with `POST /scan/<id>`; unset: uploads are refused.
+    pub upload_token_env: Option<String>,
 }
 
 fn default_poll() -> u64 {
@@ -475,6 +478,137 @@ impl PageRead {
     }
 }
 
+/// `POST /scan/<id>?name=<file name>` with the scan as the body and
+/// `Authorization: Bearer <token>`: the file is written to the folder
+/// (streamed, size-limited, synced to disk, then renamed in) and answered
+/// 202; from there it is read like any scan. The 202 means the scan is on
+/// disk in the queue folder: it is not lost from then on.
+async fn upload(
+    axum::extract::State(scan): axum::extract::State<Arc<Scan>>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use subtle::ConstantTimeEq;
+    let refuse = |status: StatusCode, why: String| {
+        (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
+    };
+    let Some(var) = &scan.cfg.upload_token_env else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!(
+                "uploads to {} are off (upload_token_env is not set)",
+                scan.cfg.id
+            ),
+        );
+    };
+    let Ok(token) = std::env::var(var) else {
+        tracing::warn!(channel = %scan.cfg.id, "scan upload refused: the variable {var} (upload_token_env) is not set");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("uploads are not configured: set {var}"),
+        );
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token.is_empty() || !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required".into(),
+        );
+    }
+    let name: String = q
+        .get("name")
+        .map(String::as_str)
+        .unwrap_or("scan")
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("scan")
+        .chars()
+        .filter(|c| c.is_alphanumeric() || "._-".contains(*c))
+        .take(80)
+        .collect();
+    let name = if name.trim_matches('.').is_empty() {
+        "scan".to_string()
+    } else {
+        name
+    };
+    let id = uuid::Uuid::now_v7();
+    let part = scan.cfg.folder.join(format!(".upload-{id}.part"));
+    let target = scan.cfg.folder.join(format!("{id}-{name}"));
+    match write_upload(&part, body, scan.cfg.max_file_bytes).await {
+        Ok(size) => match tokio::fs::rename(&part, &target).await {
+            Ok(()) => {
+                tracing::info!(channel = %scan.cfg.id, file = %target.display(), size, "scan uploaded");
+                (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "file": format!("{id}-{name}"), "size": size, "queued": true }))).into_response()
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                tracing::error!(channel = %scan.cfg.id, "scan upload not stored: {e}");
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the scan could not be stored; send it again".into(),
+                )
+            }
+        },
+        Err((status, why)) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            if status.is_server_error() {
+                tracing::error!(channel = %scan.cfg.id, "scan upload not stored: {why}");
+            }
+            refuse(status, why)
+        }
+    }
+}
+
+/// Streams `body` into `path` (at most `limit` bytes) and syncs it to disk.
+async fn write_upload(
+    path: &Path,
+    body: axum::body::Body,
+    limit: u64,
+) -> Result<u64, (axum::http::StatusCode, String)> {
+    use axum::http::StatusCode;
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("writing the scan: {e}"),
+        )
+    };
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut size = 0_u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the upload broke off: {e}"),
+            )
+        })?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the scan is over max_file_bytes = {limit}"),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    if size == 0 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send the scan as the request body".into(),
+        ));
+    }
+    file.sync_all().await.map_err(io)?;
+    Ok(size)
+}
+
 /// Moves `file` into `dir` (a name taken there gets a time suffix).
 async fn move_into(file: &Path, dir: &Path) -> Result<(), String> {
     let name = file.file_name().ok_or("no file name")?;
@@ -498,9 +632,30 @@ impl Channel for Scan {
         ChannelKind::Scan
     }
 
+    fn routes(self: Arc<Self>) -> Option<axum::Router> {
+        let path = format!("/scan/{}", self.cfg.id);
+        Some(
+            axum::Router::new()
+                .route(&path, axum::routing::post(upload))
+                .with_state(self),
+        )
+    }
+
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
         let mut seen = HashMap::new();
         tracing::info!(channel = %self.cfg.id, folder = %self.cfg.folder.display(), workers = self.pool.workers(), "watching the scan folder");
+        // File events wake the loop at once where the folder has them (a
+        // local disk); a network share has none, and polling covers it.
+        let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+        let _watcher = {
+            use notify::Watcher;
+            notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+                let _ = wake_tx.try_send(());
+            })
+            .and_then(|mut w| w.watch(&self.cfg.folder, notify::RecursiveMode::NonRecursive).map(|()| w))
+            .map_err(|e| tracing::info!(channel = %self.cfg.id, "no file events for the scan folder ({e}); polling every {} s", self.cfg.poll_seconds))
+            .ok()
+        };
         loop {
             for file in self.stable_files(&mut seen) {
                 if shutdown.is_cancelled() {
@@ -516,9 +671,16 @@ impl Channel for Scan {
                 }
                 seen.remove(&file);
             }
+            // A file seen but not yet stable is looked at again within a second.
+            let pause = if seen.is_empty() {
+                self.cfg.poll_seconds
+            } else {
+                self.cfg.poll_seconds.min(1)
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(self.cfg.poll_seconds)) => {}
+                _ = wake.recv() => {}
+                _ = tokio::time::sleep(Duration::from_secs(pause)) => {}
             }
         }
         let pool = self.pool.clone();
