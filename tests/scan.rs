@@ -75,11 +75,18 @@ async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
     ] {
         drop_in(folder.path(), name);
     }
+    // A 5 × 5 m page: rendered at 300 dpi it would be 3.6 gigapixels.
+    std::fs::write(
+        folder.path().join("giant.pdf"),
+        "%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n\
+         3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 14400 14400]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n",
+    )
+    .expect("giant.pdf");
     let processed = folder.path().join("processed");
     let failed = folder.path().join("failed");
     wait_until(LONG_WAIT, "every scan processed or failed", || async {
         let n = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
-        n(&processed) == 4 && n(&failed) == 4
+        n(&processed) == 4 && n(&failed) == 6
     })
     .await;
     // Files leave the folder once published; registration follows.
@@ -161,6 +168,10 @@ async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
     // The PDF's own text layer is used, not OCR.
     let (meta, _) = &by_file["text_layer.pdf"][0];
     assert_eq!(meta["page_details"][0]["text_layer"], true, "{meta}");
+    assert!(
+        meta["page_details"][1]["text"].as_str().unwrap_or("").len() > 100,
+        "per-page text: {meta}"
+    );
 
     // Illegible: registered, in review with the reason.
     let (meta, poor) = &by_file["low_quality.png"][0];
@@ -176,6 +187,11 @@ async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
     // Broken files: set aside with a note naming the problem.
     let note = std::fs::read_to_string(failed.join("bomb.png.error.txt")).expect("note");
     assert!(note.contains("max_page_pixels"), "{note}");
+    let note = std::fs::read_to_string(failed.join("giant.pdf.error.txt")).expect("note");
+    assert!(
+        note.contains("Page 1 is 14400 × 14400 pt") && note.contains("max_page_pixels"),
+        "{note}"
+    );
     let note = std::fs::read_to_string(failed.join("corrupt.pdf.error.txt")).expect("note");
     assert!(note.contains("corrupt.pdf"), "{note}");
 

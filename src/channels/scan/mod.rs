@@ -277,9 +277,15 @@ impl Scan {
             crate::ocr::check_header(&bytes, self.cfg.ocr.max_page_pixels)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-        let total = pages::count(path, kind, &bytes)
-            .await
-            .map_err(|e| format!("{name}: {e}"))?;
+        let total = pages::count(
+            path,
+            kind,
+            &bytes,
+            self.cfg.pdf_dpi,
+            self.cfg.ocr.max_page_pixels,
+        )
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
         if total > self.cfg.max_pages {
             return Err(format!(
                 "{name} has {total} pages, over max_pages = {}",
@@ -413,10 +419,12 @@ impl Scan {
         let page_info: Vec<serde_json::Value> = pages
             .iter()
             .map(|(n, p)| match p {
-                PageRead::TextLayer(_) => serde_json::json!({ "page": n, "text_layer": true }),
+                PageRead::TextLayer(t) => {
+                    serde_json::json!({ "page": n, "text_layer": true, "text": t.trim() })
+                }
                 PageRead::Ocr(t) => serde_json::json!({
                     "page": n, "confidence": t.confidence, "rotated_by": t.rotated_by,
-                    "skew_degrees": t.skew_degrees, "chars": t.text.chars().count(),
+                    "skew_degrees": t.skew_degrees, "text": t.text.trim(),
                 }),
             })
             .collect();

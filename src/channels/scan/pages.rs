@@ -48,8 +48,16 @@ pub enum Page {
     Image(PageImage),
 }
 
-/// How many pages the file has; an error (for `failed/`) when it cannot be read.
-pub async fn count(path: &Path, kind: ScanKind, bytes: &Arc<Vec<u8>>) -> Result<u32, String> {
+/// How many pages the file has; an error (for `failed/`) when it cannot be
+/// read, or when a PDF page would render at `dpi` to more than `max_pixels`
+/// (checked from the page sizes, before anything is rendered).
+pub async fn count(
+    path: &Path,
+    kind: ScanKind,
+    bytes: &Arc<Vec<u8>>,
+    dpi: u32,
+    max_pixels: u64,
+) -> Result<u32, String> {
     match kind {
         ScanKind::Image => Ok(1),
         ScanKind::Tiff => {
@@ -70,10 +78,36 @@ pub async fn count(path: &Path, kind: ScanKind, bytes: &Arc<Vec<u8>>) -> Result<
         ScanKind::Pdf => {
             let out = run("pdfinfo", &[path.as_os_str()]).await?;
             let text = String::from_utf8_lossy(&out);
-            text.lines()
+            let pages: u32 = text
+                .lines()
                 .find_map(|l| l.strip_prefix("Pages:"))
                 .and_then(|n| n.trim().parse().ok())
-                .ok_or_else(|| "pdfinfo names no page count: the PDF is damaged".to_string())
+                .ok_or_else(|| "pdfinfo names no page count: the PDF is damaged".to_string())?;
+            let last = pages.to_string();
+            let args = ["-f", "1", "-l", last.as_str()].map(std::ffi::OsStr::new);
+            let mut all: Vec<&std::ffi::OsStr> = args.to_vec();
+            all.push(path.as_os_str());
+            let sizes = run("pdfinfo", &all).await?;
+            // "Page    3 size: 595.276 x 841.89 pts (A4)"
+            for line in String::from_utf8_lossy(&sizes).lines() {
+                let Some((head, size)) = line.split_once(" size:") else {
+                    continue;
+                };
+                let mut dims = size
+                    .split_whitespace()
+                    .filter_map(|w| w.parse::<f64>().ok());
+                let (Some(w), Some(h)) = (dims.next(), dims.next()) else {
+                    continue;
+                };
+                let pixels = w * h * (f64::from(dpi) / 72.0).powi(2);
+                if pixels > max_pixels as f64 {
+                    return Err(format!(
+                        "{} is {w:.0} × {h:.0} pt: at {dpi} dpi over ocr.max_page_pixels = {max_pixels}",
+                        head.split_whitespace().collect::<Vec<_>>().join(" ")
+                    ));
+                }
+            }
+            Ok(pages)
         }
     }
 }
