@@ -146,3 +146,69 @@ fn a_broken_calendar_or_terms_file_is_refused_with_file_and_line() {
         "{text}"
     );
 }
+
+#[test]
+fn a_rule_can_ask_for_facts_a_channel_extracted_and_unknown_facts_are_refused() {
+    use pietura::message::{ChannelKind, ChannelRef, IntakeMessage};
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in
+        std::fs::read_dir(support::repo_path("tests/fixtures/rules-small")).expect("fixture")
+    {
+        let entry = entry.expect("entry");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    let units: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.path().join("units.toml")).expect("units"))
+            .expect("units toml");
+    let unit = units["unit"]
+        .as_array()
+        .and_then(|u| u.first())
+        .and_then(|u| u["id"].as_str())
+        .expect("a unit")
+        .to_string();
+    let routing = dir.path().join("routing");
+    std::fs::create_dir_all(&routing).expect("routing dir");
+    let rule = |facts: &str| {
+        format!(
+            "[[rule]]\nid = \"with-code\"\npriority = 1\n[rule.when]\nchannel = [\"scan\"]\nextracted = [{facts}]\n[rule.then]\nunit = \"{unit}\"\n"
+        )
+    };
+    std::fs::write(
+        routing.join("99-facts.toml"),
+        rule("\"personas_kods\", \"datum\""),
+    )
+    .expect("rule");
+    let err = RuleSet::load(dir.path()).expect_err("unknown fact refused");
+    assert!(
+        err.to_string().contains("99-facts.toml:6") && err.to_string().contains("datum"),
+        "{err}"
+    );
+
+    std::fs::write(
+        routing.join("99-facts.toml"),
+        rule("\"personas_kods\", \"date\""),
+    )
+    .expect("rule");
+    let set = RuleSet::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let letter = |extracted: serde_json::Value| {
+        let mut m = IntakeMessage::new(
+            ChannelRef {
+                kind: ChannelKind::Scan,
+                instance: "pasts".into(),
+            },
+            "k".into(),
+            "Teksts".into(),
+        );
+        m.metadata
+            .insert("scan".into(), serde_json::json!({ "extracted": extracted }));
+        m
+    };
+    let both = letter(
+        serde_json::json!({ "personas_kods": { "value": "150385-12346" }, "date": { "value": "2026-11-16" } }),
+    );
+    assert_eq!(set.evaluate(&both).rule_id.as_deref(), Some("with-code"));
+    let one = letter(serde_json::json!({ "date": { "value": "2026-11-16" } }));
+    assert_ne!(set.evaluate(&one).rule_id.as_deref(), Some("with-code"));
+}

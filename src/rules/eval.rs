@@ -201,6 +201,19 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
             let ok = min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m);
             ("attachment_count", ok, format!("{n} attachment(s)"))
         }
+        Condition::Extracted(facts) => {
+            let found = msg.channel_metadata().and_then(|m| m.get("extracted"));
+            let missing: Vec<&str> = facts
+                .iter()
+                .filter(|f| found.and_then(|x| x.get(f.as_str())).is_none())
+                .map(String::as_str)
+                .collect();
+            (
+                "extracted",
+                missing.is_empty(),
+                format!("not extracted: {}", list(&missing)),
+            )
+        }
     };
     ConditionTrace {
         condition: name.into(),

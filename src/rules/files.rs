@@ -112,6 +112,10 @@ pub struct WhenDef {
     pub min_attachments: Option<u32>,
     #[serde(default)]
     pub max_attachments: Option<u32>,
+    /// Facts the channel found in the item (`metadata.<channel>.extracted`,
+    /// e.g. a scanned letter's `personas_kods`, `date`): all must be there.
+    #[serde(default)]
+    pub extracted: Vec<Spanned<String>>,
 }
 
 /// What a matching rule does.

@@ -97,7 +97,10 @@ pub enum Condition {
     SenderEmail(Vec<String>),
     SenderDomain(Vec<String>),
     PhonePrefix(Vec<String>),
-    Keywords { any: Vec<Keyword>, min_hits: usize },
+    Keywords {
+        any: Vec<Keyword>,
+        min_hits: usize,
+    },
     AllKeywords(Vec<Keyword>),
     NoneKeywords(Vec<Keyword>),
     SubjectKeywords(Vec<Keyword>),
@@ -105,8 +108,24 @@ pub enum Condition {
     FormId(Vec<String>),
     AttachmentType(Vec<String>),
     AttachmentName(Vec<(String, Regex)>),
-    AttachmentCount { min: Option<u32>, max: Option<u32> },
+    AttachmentCount {
+        min: Option<u32>,
+        max: Option<u32>,
+    },
+    /// Every named fact was extracted by the channel.
+    Extracted(Vec<String>),
 }
+
+/// The facts channels extract (`metadata.<channel>.extracted`), by name.
+pub const EXTRACTED_FACTS: [&str; 7] = [
+    "sender_name",
+    "postal_address",
+    "date",
+    "personas_kods",
+    "email",
+    "phone",
+    "subject",
+];
 
 /// What a matching rule sets.
 #[derive(Debug, Clone, Default)]
@@ -628,6 +647,24 @@ fn compile_rule(
             min: w.min_attachments,
             max: w.max_attachments,
         });
+    }
+    if !w.extracted.is_empty() {
+        let mut facts = Vec::new();
+        for f in &w.extracted {
+            if EXTRACTED_FACTS.contains(&f.get_ref().as_str()) {
+                facts.push(f.get_ref().clone());
+            } else {
+                p.at(
+                    f.span().start,
+                    format!(
+                        "rule {id}: when.extracted {:?} is not a fact channels extract ({})",
+                        f.get_ref(),
+                        EXTRACTED_FACTS.join(", ")
+                    ),
+                );
+            }
+        }
+        conditions.push(Condition::Extracted(facts));
     }
 
     let t = def.then;
