@@ -57,6 +57,7 @@ pub struct Settings {
     /// An external document-management system to register items in too;
     /// none: the built-in registry only.
     pub dms: Option<crate::dms::DmsSettings>,
+    pub desk: DeskSettings,
 }
 
 impl Default for Settings {
@@ -73,6 +74,35 @@ impl Default for Settings {
             engine: EngineSettings::default(),
             deadlines: DeadlineSettings::default(),
             dms: None,
+            desk: DeskSettings::default(),
+        }
+    }
+}
+
+/// The records office's web desk (review queue, rules editor, accounts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeskSettings {
+    /// Send the session cookie only over HTTPS. Unset: on, unless the
+    /// daemon listens on a loopback address (a desk behind a local proxy
+    /// or a test). Set it `true` whenever a TLS proxy is in front.
+    pub secure_cookies: Option<bool>,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: i64,
+    /// Sign-in attempts allowed per username (and per client address ×4)
+    /// per minute before further attempts are refused.
+    pub login_attempts_per_minute: u32,
+    /// Items a rules dry run compares by default.
+    pub dry_run_items: i64,
+}
+
+impl Default for DeskSettings {
+    fn default() -> Self {
+        Self {
+            secure_cookies: None,
+            session_idle_minutes: 480,
+            login_attempts_per_minute: 5,
+            dry_run_items: 200,
         }
     }
 }
@@ -378,6 +408,18 @@ impl Settings {
         }
         if self.http.max_body_bytes < 1024 {
             issue("http.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.desk.session_idle_minutes < 1 {
+            issue("desk.session_idle_minutes", "must be at least 1".into());
+        }
+        if self.desk.login_attempts_per_minute == 0 {
+            issue(
+                "desk.login_attempts_per_minute",
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=10_000).contains(&self.desk.dry_run_items) {
+            issue("desk.dry_run_items", "must be between 1 and 10000".into());
         }
         if !(self.http.public_url.starts_with("http://")
             || self.http.public_url.starts_with("https://"))

@@ -90,6 +90,7 @@ impl Daemon {
         let registry = Registry::connect(&db_url, settings.database.max_connections).await?;
         registry.migrate().await?;
         let blobs = BlobStore::open(settings.blob_dir())?;
+        let blobs_for_desk = blobs.clone();
         let bus = bus::open(&settings, &registry).await?;
         // Unit queues exist before the first item, so nothing routed is unroutable.
         let units: Vec<String> = rules.load().units.keys().cloned().collect();
@@ -205,6 +206,22 @@ impl Daemon {
             api_token: settings.http.api_token.clone(),
             rules: rules.clone(),
             due_soon_working_days: settings.deadlines.due_soon_working_days,
+            blobs: blobs_for_desk,
+            channels: running
+                .iter()
+                .map(|c| (c.id().to_string(), c.kind().as_str().to_string()))
+                .collect(),
+            login_limiter: crate::desk::auth::LoginLimiter::new(
+                settings.desk.login_attempts_per_minute,
+            ),
+            desk: crate::desk::DeskOptions {
+                secure_cookies: settings
+                    .desk
+                    .secure_cookies
+                    .unwrap_or(!settings.http.listen.ip().is_loopback()),
+                session_idle_minutes: settings.desk.session_idle_minutes,
+                dry_run_items: settings.desk.dry_run_items,
+            },
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);
         let listener = tokio::net::TcpListener::bind(settings.http.listen)

@@ -31,6 +31,9 @@
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
 //!   actions, dashboard and reports, health and metrics).
+//! - [`desk`]: the records office's web desk: review queue and item page
+//!   with the officer's decisions, rules editor with dry run and versions,
+//!   channels overview, accounts (argon2), sessions and CSRF.
 //! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
 //! - [`explain`]: an item's routing explained again from its stored rule-set version.
 //! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
@@ -46,6 +49,7 @@ pub mod channels;
 pub mod config;
 pub mod daemon;
 pub mod deadline;
+pub mod desk;
 pub mod dispatch;
 pub mod dms;
 pub mod engine;

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Local accounts of the web desk.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Print the JSON Schema of the message format.
     Schema,
     /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
@@ -99,6 +104,24 @@ enum RulesCommand {
         file: PathBuf,
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Adds an account (or sets a new password and role on an existing one).
+    /// The password is read from the variable named by --password-env, else
+    /// from the first line of standard input.
+    Add {
+        username: String,
+        /// officer, admin or readonly
+        #[arg(long, default_value = "officer")]
+        role: String,
+        /// The name shown at the desk and written in the audit log.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "PIETURA_USER_PASSWORD")]
+        password_env: String,
     },
 }
 
@@ -350,6 +373,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.open_overdue
                 );
             }
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    role,
+                    name,
+                    password_env,
+                },
+        } => {
+            let password = match std::env::var(&password_env) {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!("password for {username} (one line; or set {password_env}):");
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("cannot read the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let registry = open_registry(&settings).await?;
+            let display = name.unwrap_or_else(|| username.clone());
+            let new = pietura::desk::auth::add_or_update_user(
+                &registry, &username, &display, &role, &password,
+            )
+            .await?;
+            outln!(
+                "{} {username} ({role})",
+                if new { "added" } else { "updated" }
+            );
         }
         Command::Schema => outln!(
             "{}",

@@ -171,7 +171,13 @@ fn figures<'a>(
         if i.state == "forwarding" {
             f.forwarded += 1;
         }
-        match (i.closed_at, i.due) {
+        // Spam and non-submissions are closed without an answer.
+        let answered = if i.state == "discarded" {
+            None
+        } else {
+            i.closed_at
+        };
+        match (answered, i.due) {
             (Some(closed), due) => {
                 to_reply.push((closed - i.received_at).num_seconds());
                 if due.is_none_or(|d| local_date(closed) <= d) {
@@ -180,7 +186,7 @@ fn figures<'a>(
                     f.answered_late += 1;
                 }
             }
-            (None, Some(due)) if due < as_of => f.open_overdue += 1,
+            (None, Some(due)) if due < as_of && i.closed_at.is_none() => f.open_overdue += 1,
             (None, _) => {}
         }
     }

@@ -1,6 +1,9 @@
 //! In a real browser (Debian's chromium through chromedriver): a citizen
 //! submits the form, then the statistics dashboard and the printable
-//! quarterly report show what the registry holds. Screenshots are written to
+//! quarterly report show what the registry holds; the records officer
+//! assigns an unclassified item at the desk, a hostile HTML e-mail runs no
+//! script, and the administrator edits the rules (a refused edit, a dry run,
+//! a saved one that routes new items). Screenshots are written to
 //! `target/screenshots/` (copies are kept in `docs/screenshots/`).
 
 mod support;
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use support::desk::{ADMIN, COFFEE_RULE, OFFICER, add_accounts, hostile_email_item};
 use support::{Backend, Options, TestEnv};
 
 /// chromedriver on a free loopback port, stopped on drop.
@@ -240,5 +244,316 @@ async fn form_dashboard_and_quarterly_report_in_chromium() {
             "{line} missing:\n{metrics}"
         );
     }
+    env.stop().await;
+}
+
+async fn sign_in(browser: &Client, base: &str, (user, password): (&str, &str)) {
+    browser
+        .goto(&format!("{base}/login"))
+        .await
+        .expect("login page");
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .expect("username field")
+        .send_keys(user)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .expect("password field")
+        .send_keys(password)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("form.login button[type='submit']"))
+        .await
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+    let who = browser
+        .wait()
+        .for_element(Locator::Id("signed-in"))
+        .await
+        .expect("the desk after signing in")
+        .text()
+        .await
+        .expect("name");
+    assert!(!who.is_empty());
+}
+
+/// Clicks the element `#button`, then waits for `#shown` and returns its text.
+async fn click_and_read(browser: &Client, button: &str, shown: &str) -> String {
+    browser
+        .find(Locator::Id(button))
+        .await
+        .unwrap_or_else(|e| panic!("#{button}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click #{button}: {e}"));
+    browser
+        .wait()
+        .for_element(Locator::Id(shown))
+        .await
+        .unwrap_or_else(|e| panic!("#{shown} after #{button}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn text_of(browser: &Client, id: &str) -> String {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn sign_out(browser: &Client) {
+    browser
+        .find(Locator::Css("header form button[type='submit']"))
+        .await
+        .expect("sign-out button")
+        .click()
+        .await
+        .expect("sign out");
+    browser
+        .wait()
+        .for_element(Locator::Id("username"))
+        .await
+        .expect("back at the sign-in page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officer_assigns_and_administrator_edits_rules_in_chromium() {
+    let driver = Driver::start();
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    add_accounts(&env).await;
+    let coffee = env.submit_item("Sveiki", "Vai jums garšo kafija?").await;
+    assert_eq!(coffee.state, "review");
+    let hostile = hostile_email_item(&env).await;
+    assert_eq!(hostile.state, "review");
+    env.wait_routed("review", 2).await;
+    let browser = driver.browser().await;
+
+    // The records officer: the queue, the item, a unit assigned. The
+    // language chosen once (Latvian) holds on every page after.
+    browser
+        .goto(&format!("{}/desk?lang=lv", env.base))
+        .await
+        .expect("desk");
+    browser
+        .wait()
+        .for_element(Locator::Id("username"))
+        .await
+        .expect("signing in is required first");
+    screenshot(&browser, "desk-login.png").await;
+    sign_in(&browser, &env.base, OFFICER).await;
+    assert_eq!(text_of(&browser, "queue-count").await, "2");
+    screenshot(&browser, "desk-review-queue.png").await;
+    browser
+        .find(Locator::LinkText(&coffee.registration_number))
+        .await
+        .expect("the unclassified item in the queue")
+        .click()
+        .await
+        .expect("open it");
+    assert_eq!(
+        text_of(&browser, "item-number").await,
+        coffee.registration_number
+    );
+    let reason = text_of(&browser, "item-reason").await;
+    assert!(reason.contains("no routing rule matched"), "{reason}");
+    let trace_rows = browser
+        .find_all(Locator::Css("#trace tbody tr"))
+        .await
+        .expect("the rules tried");
+    assert!(
+        trace_rows.len() > 10,
+        "every rule tried is explained: {}",
+        trace_rows.len()
+    );
+    browser
+        .find(Locator::Css("#assign-unit option[value='kanceleja']"))
+        .await
+        .expect("Kanceleja in the unit list")
+        .click()
+        .await
+        .expect("choose the unit");
+    screenshot(&browser, "desk-item.png").await;
+    let done = click_and_read(&browser, "assign-submit", "done").await;
+    assert!(done.contains(&coffee.registration_number), "{done}");
+    assert_eq!(text_of(&browser, "queue-count").await, "1");
+    let routed = env
+        .daemon
+        .registry
+        .find(&coffee.id)
+        .await
+        .expect("find")
+        .expect("item");
+    assert_eq!(routed.state, "routed");
+    assert_eq!(routed.unit_id.as_deref(), Some("kanceleja"));
+    assert_eq!(routed.routed_by.as_deref(), Some("Līga Ozola (liga)"));
+    assert!(routed.reply_due.is_some());
+    let notices = env.wait_routed("unit.kanceleja", 1).await;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].item_id, coffee.id);
+    assert_eq!(notices[0].state, "routed");
+    let history = env
+        .daemon
+        .registry
+        .audit_of(&coffee.id)
+        .await
+        .expect("audit");
+    assert!(
+        history
+            .iter()
+            .any(|(_, actor, action, _)| action == "assigned" && actor == "Līga Ozola (liga)"),
+        "{history:?}"
+    );
+
+    // A hostile HTML e-mail: shown sanitised, nothing of it runs.
+    browser
+        .goto(&format!("{}/desk/items/{}", env.base, hostile.id))
+        .await
+        .expect("the hostile mail");
+    let shown = text_of(&browser, "email-html").await;
+    assert!(shown.contains("Labdien, pielikumā dokuments."), "{shown}");
+    if let Ok(link) = browser.find(Locator::Id("evil-link")).await {
+        let _ = link.click().await;
+    }
+    let pwned = browser
+        .execute(
+            "return window.__pwned === undefined ? null : window.__pwned;",
+            vec![],
+        )
+        .await
+        .expect("run a probe");
+    assert_eq!(pwned, serde_json::Value::Null, "a script from the mail ran");
+    let title = browser.title().await.expect("title");
+    assert!(!title.contains("PWNED"), "{title}");
+    let markup = browser
+        .find(Locator::Id("email-html"))
+        .await
+        .expect("mail")
+        .html(true)
+        .await
+        .expect("markup");
+    for gone in ["<script", "onerror", "onmouseover", "javascript:", "<img"] {
+        assert!(!markup.contains(gone), "{gone} survived: {markup}");
+    }
+    screenshot(&browser, "desk-hostile-email.png").await;
+
+    // An officer cannot open the rules editor.
+    browser
+        .goto(&format!("{}/admin/rules", env.base))
+        .await
+        .expect("rules editor");
+    assert_eq!(
+        text_of(&browser, "message").await,
+        "Jūsu lomai šī lapa nav pieejama."
+    );
+    browser
+        .goto(&format!("{}/desk", env.base))
+        .await
+        .expect("desk");
+    sign_out(&browser).await;
+
+    // The administrator: an invalid edit is refused, the old rules stay.
+    sign_in(&browser, &env.base, ADMIN).await;
+    let file = "routing/90-kanceleja.toml";
+    browser
+        .goto(&format!(
+            "{}/admin/rules?file={}",
+            env.base,
+            file.replace('/', "%2F")
+        ))
+        .await
+        .expect("rules editor");
+    let version = text_of(&browser, "rules-version").await;
+    assert_eq!(version, env.daemon.rules.load().version);
+    let original = std::fs::read_to_string(env.rules_dir.join(file)).expect("rules file");
+    let set_text = |text: String| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .execute(
+                    "document.getElementById('rules-text').value = arguments[0];",
+                    vec![json!(text)],
+                )
+                .await
+                .expect("edit the text");
+        }
+    };
+    let broken = format!(
+        "{original}\n[[rule]]\nid = \"kanceleja-kafija\"\npriority = 120\n[rule.when]\nkeywords = [\"kafij*\"]\nsmell = [\"espresso\"]\n[rule.then]\nunit = \"kanceleja\"\n"
+    );
+    let bad_line = broken
+        .lines()
+        .position(|l| l.starts_with("smell"))
+        .expect("line")
+        + 1;
+    set_text(broken).await;
+    let problems = click_and_read(&browser, "rules-save", "rules-problems").await;
+    assert!(
+        problems.contains(&format!("{file}:{bad_line}")),
+        "line {bad_line}: {problems}"
+    );
+    assert_eq!(
+        env.daemon.rules.load().version,
+        version,
+        "old rules still in force"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.rules_dir.join(file)).expect("file"),
+        original
+    );
+    screenshot(&browser, "rules-editor-error.png").await;
+
+    // A valid edit: the dry run shows the coffee item would now go by rule.
+    let good = format!("{original}{COFFEE_RULE}");
+    set_text(good.clone()).await;
+    click_and_read(&browser, "rules-check", "dry-run").await;
+    assert_eq!(text_of(&browser, "dry-differences").await, "1");
+    let difference = text_of(&browser, "dry-table").await;
+    assert!(
+        difference.contains(&coffee.registration_number) && difference.contains("kanceleja-kafija"),
+        "{difference}"
+    );
+    screenshot(&browser, "rules-editor-dry-run.png").await;
+    let saved = click_and_read(&browser, "rules-save", "rules-message").await;
+    let new_version = env.daemon.rules.load().version.clone();
+    assert_ne!(new_version, version);
+    assert!(saved.contains(&new_version), "{saved}");
+    assert_eq!(
+        std::fs::read_to_string(env.rules_dir.join(file)).expect("file"),
+        good
+    );
+    let next = env
+        .submit_item("Kafija", "Lūdzu kafiju apmeklētājiem.")
+        .await;
+    assert_eq!(
+        (next.state.as_str(), next.rule_id.as_deref()),
+        ("routed", Some("kanceleja-kafija"))
+    );
+    assert_eq!(next.ruleset_version, new_version);
+    let history = text_of(&browser, "rules-history").await;
+    assert!(
+        history.contains("Admins Kārlis (admins)") && history.contains(file),
+        "{history}"
+    );
+
+    browser
+        .goto(&format!("{}/admin/channels", env.base))
+        .await
+        .expect("channels");
+    let web_form = text_of(&browser, "channel-iesniegums").await;
+    assert!(web_form.contains("web_form"), "{web_form}");
+    screenshot(&browser, "channels.png").await;
+    browser.close().await.expect("close browser");
     env.stop().await;
 }

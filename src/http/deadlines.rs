@@ -26,6 +26,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/items/{item}/deadline/pause", post(pause))
         .route("/api/v1/items/{item}/deadline/resume", post(resume))
         .route("/api/v1/items/{item}/close", post(close))
+        .route("/api/v1/items/{item}/return", post(return_item))
         .route("/api/v1/deadlines", get(due))
         .route("/api/v1/calendar/{year}", get(calendar_year))
         .route("/api/v1/calendar/holidays", post(add_holiday))
@@ -255,4 +256,45 @@ async fn add_holiday(
             ),
         ),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnBody {
+    actor: String,
+    /// The unit giving the item back: the one it is routed to.
+    unit: String,
+    reason: String,
+    /// The revision the unit saw (`item.revision`); default: the current one.
+    revision: Option<i64>,
+}
+
+/// `POST /api/v1/items/{item}/return`: a unit says "not ours"; the item
+/// goes back to the records officer's review queue with the reason.
+async fn return_item(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(item): Path<String>,
+    b: Result<Json<ReturnBody>, JsonRejection>,
+) -> Response {
+    let b = guarded!(s, headers, peer, body b);
+    let revision = match b.revision {
+        Some(r) => r,
+        None => match s.registry.find(&item).await {
+            Ok(Some(found)) => found.revision,
+            Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
+            Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        },
+    };
+    let decision = crate::registry::desk::Decision::Return {
+        unit: b.unit,
+        reason: b.reason,
+    };
+    let rules = s.rules.load_full();
+    action_result(
+        s.registry
+            .decide(&item, revision, &b.actor, &decision, &rules)
+            .await,
+    )
 }

@@ -39,6 +39,13 @@ pub struct HttpState {
     pub rules: crate::rules::watch::SharedRules,
     /// Working days ahead that count as "due soon".
     pub due_soon_working_days: u32,
+    /// Attachments and originals, for the desk's downloads and scan pages.
+    pub blobs: crate::blobs::BlobStore,
+    /// The configured channels (id, kind), for the channels overview.
+    pub channels: Vec<(String, String)>,
+    /// Sign-in attempts per username and client address.
+    pub login_limiter: Arc<crate::desk::auth::LoginLimiter>,
+    pub desk: crate::desk::DeskOptions,
 }
 
 impl HttpState {
@@ -70,6 +77,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/metrics", get(metrics))
         .merge(deadlines::routes())
         .merge(dashboard::routes())
+        .merge(crate::desk::routes(&state))
         .with_state(state);
     for ch in channels {
         if let Some(routes) = ch.clone().routes() {
@@ -80,7 +88,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+            HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
         ))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

@@ -153,6 +153,24 @@ impl Pix {
         Self::own(unsafe { lept::pixScale(self.0, factor, factor) })
     }
 
+    /// The image as PNG bytes (for showing a scanned page in the browser).
+    pub fn to_png(&self) -> Option<Vec<u8>> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: self.0 is live; on success Leptonica allocates `data` of
+        // `size` bytes, copied here and freed with its own allocator.
+        unsafe {
+            if lept::pixWriteMem(&mut data, &mut size, self.0, lept::IFF_PNG as c_int) != 0
+                || data.is_null()
+            {
+                return None;
+            }
+            let png = std::slice::from_raw_parts(data, size).to_vec();
+            lept::lept_free(data.cast());
+            Some(png)
+        }
+    }
+
     /// The grey values row by row (8-bit images only; others give none).
     pub fn grey_bytes(&self) -> Option<Vec<u8>> {
         // SAFETY: self.0 is live.

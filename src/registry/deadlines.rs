@@ -37,16 +37,16 @@ pub enum ActionError {
 }
 
 /// The deadline state of one item, as read before an action.
-struct DeadlineRow {
-    id: String,
-    number: String,
-    forwarding: bool,
-    basis: DeadlineBasis,
-    reply_due: Option<String>,
-    forward_due: Option<String>,
-    paused_since: Option<String>,
-    closed_at: Option<String>,
-    revision: i64,
+pub(super) struct DeadlineRow {
+    pub(super) id: String,
+    pub(super) number: String,
+    pub(super) forwarding: bool,
+    pub(super) basis: DeadlineBasis,
+    pub(super) reply_due: Option<String>,
+    pub(super) forward_due: Option<String>,
+    pub(super) paused_since: Option<String>,
+    pub(super) closed_at: Option<String>,
+    pub(super) revision: i64,
 }
 
 const DEADLINE_COLUMNS: &str = "id, registration_number, state, received_at, reply_working_days, \
@@ -86,7 +86,7 @@ impl DeadlineRow {
         }
     }
 
-    fn open(&self) -> Result<(), ActionError> {
+    pub(super) fn open(&self) -> Result<(), ActionError> {
         match &self.closed_at {
             Some(at) => Err(ActionError::Conflict {
                 item: self.number.clone(),
@@ -95,6 +95,39 @@ impl DeadlineRow {
             None => Ok(()),
         }
     }
+}
+
+/// Applies `set` (SQL assignments, parameters from $3 on) to the item's
+/// revision `revision` inside `tx`, bumping it; someone else's change in
+/// between is a [`ActionError::Conflict`].
+pub(super) async fn guarded_update(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    number: &str,
+    revision: i64,
+    set: &str,
+    binds: Vec<Option<String>>,
+    ctx: &str,
+) -> Result<(), ActionError> {
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE items SET {set}, revision = revision + 1 WHERE id = $1 AND revision = $2"
+    )))
+    .bind(id.to_string())
+    .bind(revision);
+    for b in binds {
+        update = update.bind(b);
+    }
+    let done = update
+        .execute(&mut **tx)
+        .await
+        .map_err(q(ctx.to_string()))?;
+    if done.rows_affected() == 0 {
+        return Err(ActionError::Conflict {
+            item: number.to_string(),
+            why: "someone else changed it at the same moment; reload it and try again".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Open items whose deadline has passed or comes soon, for one unit or all.
@@ -108,7 +141,7 @@ pub struct DueItems {
 }
 
 impl Registry {
-    async fn deadline_row(&self, item: &str) -> Result<DeadlineRow, ActionError> {
+    pub(super) async fn deadline_row(&self, item: &str) -> Result<DeadlineRow, ActionError> {
         let ctx = format!("deadline of item {item}");
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEADLINE_COLUMNS} FROM items WHERE id = $1 OR registration_number = $1"
@@ -140,21 +173,16 @@ impl Registry {
         }
         let ctx = format!("{action} of item {}", row.number);
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE items SET {set}, revision = revision + 1 WHERE id = $1 AND revision = $2"
-        )))
-        .bind(row.id.clone())
-        .bind(row.revision);
-        for b in binds {
-            update = update.bind(b);
-        }
-        let done = update.execute(&mut *tx).await.map_err(q(ctx.clone()))?;
-        if done.rows_affected() == 0 {
-            return Err(ActionError::Conflict {
-                item: row.number.clone(),
-                why: "someone else changed it at the same moment; reload it and try again".into(),
-            });
-        }
+        guarded_update(
+            &mut tx,
+            &row.id,
+            &row.number,
+            row.revision,
+            set,
+            binds,
+            &ctx,
+        )
+        .await?;
         insert_audit(&mut tx, &row.id, actor, action, &detail, &ctx).await?;
         super::dms::mark_dms_stale(&mut tx, &row.id, &ctx).await?;
         tx.commit().await.map_err(q(ctx))?;

@@ -7,6 +7,7 @@
 //! or not at all. The bus message is acknowledged only after that commit.
 
 pub mod deadlines;
+pub mod desk;
 pub mod dms;
 pub mod mailboxes;
 pub mod numbering;
@@ -93,6 +94,8 @@ pub enum ItemState {
     Review,
     /// Outside the municipality's competence: to be forwarded.
     Forwarding,
+    /// The records officer found it is spam or not a submission: kept, closed.
+    Discarded,
 }
 
 impl ItemState {
@@ -102,6 +105,7 @@ impl ItemState {
             ItemState::Routed => "routed",
             ItemState::Review => "review",
             ItemState::Forwarding => "forwarding",
+            ItemState::Discarded => "discarded",
         }
     }
 }
@@ -137,15 +141,19 @@ pub struct ItemSummary {
     pub sender_email: Option<String>,
     pub sender_phone: Option<String>,
     pub subject: Option<String>,
-    /// The item this one follows up (a sender's reply to our acknowledgement).
+    /// The item this one follows up (a sender's reply to our acknowledgement),
+    /// or that the records officer linked it to (same case).
     pub linked_item_id: Option<String>,
+    /// Bumped by every recorded action: an action names the revision it
+    /// was decided on, so a concurrent change is a conflict, not a loss.
+    pub revision: i64,
 }
 
 const SUMMARY_COLUMNS: &str = "i.id, i.registration_number, i.state, i.channel_kind, i.channel_instance, \
      i.received_at, i.registered_at, i.unit_id, i.service_id, i.rule_id, i.ruleset_version, \
      i.review_reason, i.priority, i.tags, i.reply_due, i.sender_name, i.sender_email, \
      i.sender_phone, i.subject, i.forward_due, i.routed_by, i.paused_since, i.closed_at, \
-     i.linked_item_id";
+     i.linked_item_id, i.revision";
 
 impl ItemSummary {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -175,6 +183,7 @@ impl ItemSummary {
             sender_phone: r.try_get("sender_phone")?,
             subject: r.try_get("subject")?,
             linked_item_id: r.try_get("linked_item_id")?,
+            revision: r.try_get("revision")?,
         })
     }
 }
@@ -225,6 +234,27 @@ pub struct RoutedNotice {
     pub forward_due: Option<String>,
     pub subject: Option<String>,
     pub review_reason: Option<String>,
+}
+
+impl RoutedNotice {
+    /// The notice for an item as it stands.
+    pub fn of(s: &ItemSummary) -> Self {
+        RoutedNotice {
+            item_id: s.id.clone(),
+            registration_number: s.registration_number.clone(),
+            state: s.state.clone(),
+            unit_id: s.unit_id.clone(),
+            service_id: s.service_id.clone(),
+            priority: s.priority.clone(),
+            tags: s.tags.clone(),
+            channel: s.channel_kind.clone(),
+            received_at: s.received_at.clone(),
+            reply_due: s.reply_due.clone(),
+            forward_due: s.forward_due.clone(),
+            subject: s.subject.clone(),
+            review_reason: s.review_reason.clone(),
+        }
+    }
 }
 
 /// `routed_by` of items a rule routed at registration.
@@ -681,8 +711,9 @@ impl FromStr for ItemState {
             "routed" => Ok(Self::Routed),
             "review" => Ok(Self::Review),
             "forwarding" => Ok(Self::Forwarding),
+            "discarded" => Ok(Self::Discarded),
             other => Err(format!(
-                "unknown state {other:?} (routed, review, forwarding)"
+                "unknown state {other:?} (routed, review, forwarding, discarded)"
             )),
         }
     }

@@ -224,6 +224,7 @@ pub(super) async fn register_batch_in(
             sender_phone: msg.sender.phone.clone(),
             subject: msg.subject.clone(),
             linked_item_id: msg.follow_up_of().map(|f| f.item_id),
+            revision: 0,
         };
         items.push(NewItem {
             msg,
@@ -472,21 +473,7 @@ async fn insert_audit_and_outbox(
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
     for n in items {
         let s = &n.summary;
-        let notice = RoutedNotice {
-            item_id: s.id.clone(),
-            registration_number: s.registration_number.clone(),
-            state: s.state.clone(),
-            unit_id: s.unit_id.clone(),
-            service_id: s.service_id.clone(),
-            priority: s.priority.clone(),
-            tags: s.tags.clone(),
-            channel: s.channel_kind.clone(),
-            received_at: s.received_at.clone(),
-            reply_due: s.reply_due.clone(),
-            forward_due: s.forward_due.clone(),
-            subject: s.subject.clone(),
-            review_reason: s.review_reason.clone(),
-        };
+        let notice = RoutedNotice::of(s);
         let destination = match (n.state, &s.unit_id) {
             (ItemState::Review, _) | (_, None) => "review".to_string(),
             (_, Some(u)) => format!("unit:{u}"),

@@ -6,6 +6,7 @@
 //! what to start (`scripts/test.sh` starts both).
 #![allow(dead_code)]
 
+pub mod desk;
 pub mod dovecot;
 pub mod mayan;
 pub mod smtp;

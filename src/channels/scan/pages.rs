@@ -159,6 +159,64 @@ pub async fn page(
     }
 }
 
+/// Page `n` (from 1) as a PNG at most `width` pixels wide, for showing a
+/// scan in the browser beside its text. The file was accepted by the scan
+/// channel, so its limits were checked then; pixel counts are checked again.
+pub async fn preview_png(
+    path: &Path,
+    bytes: Arc<Vec<u8>>,
+    n: u32,
+    width: u32,
+    max_pixels: u64,
+) -> Result<Vec<u8>, String> {
+    if n == 0 {
+        return Err("pages are counted from 1".into());
+    }
+    let kind = ScanKind::of(&bytes);
+    if kind == ScanKind::Pdf {
+        let page = n.to_string();
+        let args = ["-f", page.as_str(), "-l", page.as_str(), "-scale-to-x"];
+        let width_text = width.to_string();
+        let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        for a in [
+            width_text.as_str(),
+            "-scale-to-y",
+            "-1",
+            "-png",
+            "-singlefile",
+        ] {
+            argv.push(std::ffi::OsStr::new(a));
+        }
+        argv.push(path.as_os_str());
+        return run("pdftoppm", &argv).await;
+    }
+    tokio::task::spawn_blocking(move || {
+        let header = ocr::leptonica::Pix::header(&bytes).ok_or("not an image Leptonica reads")?;
+        if header.pixels() > max_pixels {
+            return Err(format!(
+                "the image has {} pixels, over the limit",
+                header.pixels()
+            ));
+        }
+        let pix = match kind {
+            ScanKind::Tiff => ocr::leptonica::Pix::decode_tiff_page(&bytes, n - 1),
+            _ if n == 1 => ocr::leptonica::Pix::decode(&bytes),
+            _ => None,
+        }
+        .ok_or_else(|| format!("page {n} cannot be read"))?;
+        let pix = if pix.width() > width {
+            pix.scaled(width as f32 / pix.width() as f32)
+                .ok_or("the page cannot be scaled")?
+        } else {
+            pix
+        };
+        pix.to_png()
+            .ok_or_else(|| "the page cannot be written as PNG".to_string())
+    })
+    .await
+    .map_err(|e| format!("page preview failed: {e}"))?
+}
+
 /// Runs a poppler tool (with a time limit) and returns its stdout.
 async fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
     let child = tokio::process::Command::new(tool)

@@ -1,0 +1,528 @@
+//! The records officer's review queue, the item page and the decisions
+//! taken on it. A decision names the item's revision as the page showed
+//! it; a colleague's decision in between is a conflict page, never a
+//! second registration or a lost change.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::auth::{Role, Viewer, viewer};
+use super::i18n::Lang;
+use super::original::{Original, original_of};
+use super::suggest::{Suggester, Suggestion};
+use super::{Nav, html, status_page};
+use crate::http::HttpState;
+use crate::registry::ItemSummary;
+use crate::registry::deadlines::ActionError;
+use crate::registry::desk::{Decision, ReviewFilter, reason_kind};
+use crate::rules::eval::RuleTrace;
+
+/// Officers' decisions the suggestion learns from, and how many it needs.
+const LEARN_FROM: i64 = 2000;
+const MIN_DECISIONS: usize = 5;
+
+#[derive(Deserialize, Default)]
+pub struct QueueQuery {
+    channel: Option<String>,
+    reason: Option<String>,
+    /// Received at least this many days ago.
+    age: Option<i64>,
+    lang: Option<String>,
+    /// A message after a decision (`assigned`, …) with its item's number.
+    done: Option<String>,
+    number: Option<String>,
+}
+
+/// One queue row.
+pub struct QueueRow {
+    pub item: ItemSummary,
+    pub reason: String,
+    pub received: String,
+    pub due: String,
+    pub overdue: bool,
+    pub suggestion: Option<Suggestion>,
+}
+
+#[derive(Template)]
+#[template(path = "desk/queue.html")]
+struct QueuePage {
+    l: Lang,
+    nav: Nav,
+    rows: Vec<QueueRow>,
+    channels: Vec<String>,
+    reasons: Vec<String>,
+    channel: String,
+    reason: String,
+    age: String,
+    done: Option<String>,
+}
+
+fn some(s: &Option<String>) -> Option<String> {
+    s.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Local time of a stored timestamp, to the minute.
+pub fn local_time(stored: &str) -> String {
+    crate::registry::parse_db_time(stored)
+        .map(|t| {
+            t.with_timezone(&chrono_tz::Europe::Riga)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|| stored.to_string())
+}
+
+async fn suggester(s: &HttpState) -> Suggester {
+    match s.registry.officer_decisions(LEARN_FROM).await {
+        Ok(d) => Suggester::train(d.iter().map(|(t, u)| (t.as_str(), u.as_str()))),
+        Err(e) => {
+            tracing::warn!("desk suggestion unavailable: {e}");
+            Suggester::default()
+        }
+    }
+}
+
+fn suggestion_for(sg: &Suggester, item: &ItemSummary, body: &str) -> Option<Suggestion> {
+    let text = format!("{}\n{body}", item.subject.as_deref().unwrap_or_default());
+    sg.suggest(&text, MIN_DECISIONS)
+}
+
+/// `GET /desk`: the review queue, oldest first.
+pub async fn queue(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<QueueQuery>,
+) -> Response {
+    let v = match viewer(&s, &session, &headers, q.lang.as_deref()).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let filter = ReviewFilter {
+        channel: some(&q.channel),
+        reason: some(&q.reason),
+        min_age_days: q.age.filter(|a| *a > 0),
+        limit: 500,
+    };
+    let all = ReviewFilter {
+        channel: None,
+        reason: None,
+        min_age_days: None,
+        limit: 5000,
+    };
+    let (items, everything) = match (
+        s.registry.review_queue(&filter).await,
+        s.registry.review_queue(&all).await,
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("review queue: {e}");
+            return status_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                v.lang,
+                v.lang.t("error.unavailable_title"),
+                v.lang.t("error.unavailable"),
+            );
+        }
+    };
+    let mut channels: Vec<String> = everything.iter().map(|i| i.channel_kind.clone()).collect();
+    channels.sort();
+    channels.dedup();
+    let mut reasons: Vec<String> = everything
+        .iter()
+        .map(|i| reason_kind(i.review_reason.as_deref()))
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    let sg = suggester(&s).await;
+    let today = crate::deadline::local_date(chrono::Utc::now()).to_string();
+    let mut rows = Vec::with_capacity(items.len());
+    for item in items {
+        let body = s
+            .registry
+            .item_message(&item.id)
+            .await
+            .map(|m| m.body)
+            .unwrap_or_default();
+        let due = item.due().unwrap_or_default().to_string();
+        rows.push(QueueRow {
+            reason: item
+                .review_reason
+                .clone()
+                .unwrap_or_else(|| reason_kind(None)),
+            received: local_time(&item.received_at),
+            overdue: !due.is_empty() && due < today,
+            due,
+            suggestion: suggestion_for(&sg, &item, &body),
+            item,
+        });
+    }
+    let done = match (some(&q.done), some(&q.number)) {
+        (Some(action), Some(number)) => Some(format!(
+            "{} {number}: {}",
+            v.lang.t("item.title"),
+            v.lang.t(&format!("history.{action}"))
+        )),
+        _ => None,
+    };
+    html(QueuePage {
+        l: v.lang,
+        nav: Nav::of(&v, "/desk"),
+        rows,
+        channels,
+        reasons,
+        channel: some(&q.channel).unwrap_or_default(),
+        reason: some(&q.reason).unwrap_or_default(),
+        age: q.age.map(|a| a.to_string()).unwrap_or_default(),
+        done,
+    })
+}
+
+/// A unit or service for the choice lists.
+pub struct Choice {
+    pub id: String,
+    pub name: String,
+    /// For services: their unit.
+    pub unit: String,
+}
+
+/// One audit line on the item page.
+pub struct HistoryLine {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "desk/item.html")]
+struct ItemPage {
+    l: Lang,
+    nav: Nav,
+    item_id: String,
+    state_label: String,
+    item: ItemSummary,
+    received: String,
+    unit_name: String,
+    original: Original,
+    attachments: Vec<(usize, String, String, u64)>,
+    has_original_file: bool,
+    trace: Vec<RuleTrace>,
+    explanation: String,
+    suggestion: Option<Suggestion>,
+    suggestion_name: String,
+    units: Vec<Choice>,
+    services: Vec<Choice>,
+    institutions: Vec<Choice>,
+    history: Vec<HistoryLine>,
+    can_decide: bool,
+    open: bool,
+    error: Option<String>,
+    sender_address: String,
+}
+
+fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
+    let rules = s.rules.load();
+    match id.and_then(|id| rules.units.get(id)) {
+        Some(u) => match (l, &u.name_en) {
+            (Lang::En, Some(en)) => en.clone(),
+            _ => u.name.clone(),
+        },
+        None => id.unwrap_or("—").to_string(),
+    }
+}
+
+async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String>) -> Response {
+    let l = v.lang;
+    let found = match s.registry.find(item).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return status_page(
+                StatusCode::NOT_FOUND,
+                l,
+                l.t("error.not_found_title"),
+                l.t("error.not_found"),
+            );
+        }
+        Err(e) => {
+            tracing::error!(%item, "desk: {e}");
+            return status_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                l,
+                l.t("error.unavailable_title"),
+                l.t("error.unavailable"),
+            );
+        }
+    };
+    let msg = match s.registry.item_message(&found.id).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(item = %found.id, "desk: stored message unreadable: {e}");
+            return status_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                l,
+                l.t("error.unavailable_title"),
+                &e.to_string(),
+            );
+        }
+    };
+    let original = original_of(s, &msg).await;
+    let (trace, explanation) = match crate::explain::explain(&s.registry, &found).await {
+        // The first line says where it went; the table below has the rest.
+        Ok(d) => (
+            d.trace.clone(),
+            d.explain().lines().next().unwrap_or_default().to_string(),
+        ),
+        Err(e) => (Vec::new(), e.to_string()),
+    };
+    let history = s
+        .registry
+        .audit_of(&found.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(at, actor, action, detail)| HistoryLine {
+            at: local_time(&at),
+            actor,
+            action: l.t(&format!("history.{action}")).to_string(),
+            detail,
+        })
+        .collect();
+    let rules = s.rules.load();
+    let name = |l: Lang, n: &str, en: &Option<String>| match (l, en) {
+        (Lang::En, Some(en)) => en.clone(),
+        _ => n.to_string(),
+    };
+    let units = rules
+        .units
+        .values()
+        .filter(|u| !u.external)
+        .map(|u| Choice {
+            id: u.id.clone(),
+            name: name(l, &u.name, &u.name_en),
+            unit: u.id.clone(),
+        })
+        .collect();
+    let institutions = rules
+        .units
+        .values()
+        .filter(|u| u.external)
+        .map(|u| Choice {
+            id: u.id.clone(),
+            name: name(l, &u.name, &u.name_en),
+            unit: u.id.clone(),
+        })
+        .collect();
+    let services = rules
+        .services
+        .values()
+        .map(|sv| Choice {
+            id: sv.id.clone(),
+            name: name(l, &sv.name, &sv.name_en),
+            unit: sv.unit.clone(),
+        })
+        .collect();
+    let suggestion = suggestion_for(&suggester(s).await, &found, &msg.body);
+    let suggestion_name = unit_name(s, l, suggestion.as_ref().map(|x| x.unit.as_str()));
+    let open = found.closed_at.is_none() && found.state != "discarded";
+    let has_original_file = ["email", "scan"].iter().any(|k| {
+        msg.metadata
+            .get(*k)
+            .and_then(|m| m.get("original"))
+            .is_some()
+    });
+    let page = ItemPage {
+        l,
+        nav: Nav::of(v, &format!("/desk/items/{}", found.id)),
+        received: local_time(&found.received_at),
+        unit_name: unit_name(s, l, found.unit_id.as_deref()),
+        original,
+        attachments: msg
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i, a.filename.clone(), a.content_type.clone(), a.size))
+            .collect(),
+        has_original_file,
+        trace,
+        explanation,
+        suggestion,
+        suggestion_name,
+        units,
+        services,
+        institutions,
+        history,
+        can_decide: v.role >= Role::Officer,
+        open,
+        sender_address: msg.sender.postal_address.clone().unwrap_or_default(),
+        error: error.clone(),
+        item_id: found.id.clone(),
+        state_label: l.t(&format!("state.{}", found.state)).to_string(),
+        item: found,
+    };
+    let status = if error.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    (status, html(page)).into_response()
+}
+
+/// Pages whose only parameter is `?lang=`.
+#[derive(Deserialize)]
+pub struct LangOnly {
+    lang: Option<String>,
+}
+
+impl LangOnly {
+    pub fn lang(&self) -> Option<&str> {
+        self.lang.as_deref()
+    }
+}
+
+/// `GET /desk/items/{id or number}`.
+pub async fn item_page(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(item): Path<String>,
+    Query(q): Query<LangOnly>,
+) -> Response {
+    match viewer(&s, &session, &headers, q.lang.as_deref()).await {
+        Ok(v) => match v.require(Role::ReadOnly) {
+            Ok(()) => render_item(&s, &v, &item, None).await,
+            Err(r) => r.into(),
+        },
+        Err(r) => r,
+    }
+}
+
+/// The decision form: `action` names the decision, the rest its fields.
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: String,
+    revision: i64,
+    action: String,
+    unit: Option<String>,
+    service: Option<String>,
+    institution: Option<String>,
+    reason: Option<String>,
+    note: Option<String>,
+    sender_name: Option<String>,
+    subject: Option<String>,
+    other: Option<String>,
+}
+
+impl DecisionForm {
+    fn decision(&self, l: Lang) -> Result<Decision, String> {
+        let need = |v: &Option<String>, what: &str| {
+            some(v).ok_or_else(|| format!("{}: {what}", l.t("error.missing")))
+        };
+        Ok(match self.action.as_str() {
+            "assign" => Decision::Assign {
+                unit: need(&self.unit, l.t("item.unit"))?,
+                service: some(&self.service),
+            },
+            "reroute" => Decision::Reroute {
+                unit: need(&self.unit, l.t("item.unit"))?,
+                service: some(&self.service),
+                reason: need(&self.reason, l.t("item.reason"))?,
+            },
+            "forward" => Decision::Forward {
+                unit: need(&self.institution, l.t("item.institution"))?,
+                note: some(&self.note).unwrap_or_default(),
+            },
+            "correct" => Decision::Correct {
+                sender_name: some(&self.sender_name),
+                subject: some(&self.subject),
+            },
+            "link" => Decision::Link {
+                other: need(&self.other, l.t("item.link_to"))?,
+            },
+            "spam" => Decision::Discard {
+                spam: true,
+                note: some(&self.note).unwrap_or_default(),
+            },
+            "not_submission" => Decision::Discard {
+                spam: false,
+                note: need(&self.note, l.t("item.note"))?,
+            },
+            other => return Err(format!("unknown action {other:?}")),
+        })
+    }
+}
+
+/// `POST /desk/items/{id}/decide`: records the decision; back to the queue
+/// (the next item is one key away) or, on a problem, the item page with it.
+pub async fn decide(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(item): Path<String>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    let v = match viewer(&s, &session, &headers, None).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(r) = v
+        .require(Role::Officer)
+        .and_then(|()| v.check_csrf(&f.csrf))
+    {
+        return r.into();
+    }
+    let decision = match f.decision(v.lang) {
+        Ok(d) => d,
+        Err(e) => return render_item(&s, &v, &item, Some(e)).await,
+    };
+    let rules = s.rules.load_full();
+    match s
+        .registry
+        .decide(&item, f.revision, &v.actor(), &decision, &rules)
+        .await
+    {
+        Ok(after) => {
+            let back_to_item = matches!(decision, Decision::Correct { .. } | Decision::Link { .. });
+            if back_to_item {
+                Redirect::to(&format!("/desk/items/{}", after.id)).into_response()
+            } else {
+                let number: String = percent_encoding::utf8_percent_encode(
+                    &after.registration_number,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string();
+                Redirect::to(&format!("/desk?done={}&number={number}", decision.action()))
+                    .into_response()
+            }
+        }
+        Err(ActionError::Conflict { why, .. }) => {
+            render_item(
+                &s,
+                &v,
+                &item,
+                Some(format!("{} {why}", v.lang.t("error.conflict"))),
+            )
+            .await
+        }
+        Err(
+            e
+            @ (ActionError::Invalid(_) | ActionError::NotFound(_) | ActionError::Extension { .. }),
+        ) => render_item(&s, &v, &item, Some(e.to_string())).await,
+        Err(ActionError::Registry(e)) => {
+            tracing::error!(%item, "decision not recorded: {e}");
+            status_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                v.lang,
+                v.lang.t("error.unavailable_title"),
+                v.lang.t("error.unavailable"),
+            )
+        }
+    }
+}

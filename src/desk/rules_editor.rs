@@ -1,0 +1,552 @@
+//! The administrators' rules editor. A draft of one rules file is checked
+//! by the very compiler the daemon loads `rules/` with (problems with file
+//! and line), tried against recent items (which would be routed
+//! differently), then written back to `rules/` (so files and browser never
+//! diverge), swapped in atomically and recorded with who changed what.
+//! Any earlier version can be brought back the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::auth::{Role, Viewer, viewer};
+use super::i18n::Lang;
+use super::{Nav, html};
+use crate::http::HttpState;
+use crate::registry::desk::RulesChange;
+use crate::rules::{RuleProblem, RuleSet, RuleSources};
+
+/// One save or roll-back at a time in this daemon; the base version check
+/// catches a colleague's save from another daemon.
+static SAVING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An item the draft would route differently.
+pub struct Difference {
+    pub id: String,
+    pub number: String,
+    pub subject: String,
+    pub now: String,
+    pub draft: String,
+}
+
+/// A dry run's outcome.
+pub struct DryRun {
+    pub compared: usize,
+    pub differences: Vec<Difference>,
+}
+
+#[derive(Template)]
+#[template(path = "desk/rules.html")]
+struct EditorPage {
+    l: Lang,
+    nav: Nav,
+    files: Vec<String>,
+    file: String,
+    text: String,
+    version: String,
+    items: i64,
+    problems: Vec<String>,
+    dry_run: Option<DryRun>,
+    message: Option<String>,
+    history: Vec<RulesChange>,
+}
+
+#[derive(Deserialize)]
+pub struct EditorQuery {
+    file: Option<String>,
+    lang: Option<String>,
+    saved: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct DraftForm {
+    csrf: String,
+    file: String,
+    text: String,
+    /// The version the draft was written against.
+    base_version: String,
+    items: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct RollbackForm {
+    csrf: String,
+    version: String,
+}
+
+async fn admin(
+    s: &HttpState,
+    session: &Session,
+    headers: &HeaderMap,
+    lang: Option<&str>,
+) -> Result<Viewer, Response> {
+    let v = viewer(s, session, headers, lang).await?;
+    v.require(Role::Admin)?;
+    Ok(v)
+}
+
+/// An administrator's form post: the role, then the session's CSRF token.
+async fn admin_posting(
+    s: &HttpState,
+    session: &Session,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Viewer, Response> {
+    let v = admin(s, session, headers, None).await?;
+    v.check_csrf(csrf)?;
+    Ok(v)
+}
+
+/// A rules file an editor may write: one the set has, or a new `routing/*.toml`.
+fn editable(current: &RuleSources, file: &str) -> bool {
+    if current.files.contains_key(file) {
+        return true;
+    }
+    file.strip_prefix("routing/")
+        .and_then(|n| n.strip_suffix(".toml"))
+        .is_some_and(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+fn problem_lines(problems: &[RuleProblem], dir: &FsPath) -> Vec<String> {
+    problems
+        .iter()
+        .map(|p| {
+            let file = p
+                .file
+                .strip_prefix(dir)
+                .unwrap_or(&p.file)
+                .display()
+                .to_string();
+            match p.line {
+                Some(line) => format!("{file}:{line}: {}", p.message),
+                None => format!("{file}: {}", p.message),
+            }
+        })
+        .collect()
+}
+
+/// The draft set: the rules in force with `file` replaced.
+fn draft_of(current: &RuleSet, file: &str, text: &str) -> Result<RuleSet, Vec<String>> {
+    let mut sources = (*current.sources).clone();
+    // Browsers send CRLF from a textarea; the files keep LF.
+    sources
+        .files
+        .insert(file.to_string(), text.replace("\r\n", "\n"));
+    RuleSet::from_sources(&current.dir, sources)
+        .map_err(|e| problem_lines(&e.problems, &current.dir))
+}
+
+fn describe(l: Lang, d: &crate::rules::eval::Decision) -> String {
+    let target = match (&d.unit, &d.review_reason) {
+        (_, Some(r)) => format!("{}: {r}", l.t("rules.to_review")),
+        (Some(u), None) => match &d.service {
+            Some(sv) => format!("{u} / {sv}"),
+            None => u.clone(),
+        },
+        (None, None) => l.t("rules.to_review").to_string(),
+    };
+    match &d.rule_id {
+        Some(rule) => format!("{target} ({rule})"),
+        None => target,
+    }
+}
+
+/// Evaluates the last `n` items under the rules in force and the draft.
+async fn dry_run(s: &HttpState, l: Lang, current: &RuleSet, draft: &RuleSet, n: i64) -> DryRun {
+    let items = s.registry.recent_items(n).await.unwrap_or_else(|e| {
+        tracing::error!("dry run: {e}");
+        Vec::new()
+    });
+    let mut out = DryRun {
+        compared: 0,
+        differences: Vec::new(),
+    };
+    for item in items {
+        let Ok(msg) = s.registry.item_message(&item.id).await else {
+            continue;
+        };
+        out.compared += 1;
+        let (now, then) = (current.evaluate(&msg), draft.evaluate(&msg));
+        let same = now.unit == then.unit
+            && now.service == then.service
+            && now.review_reason.is_some() == then.review_reason.is_some();
+        if !same {
+            out.differences.push(Difference {
+                id: item.id.clone(),
+                number: item.registration_number.clone(),
+                subject: item.subject.clone().unwrap_or_default(),
+                now: describe(l, &now),
+                draft: describe(l, &then),
+            });
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render(
+    s: &HttpState,
+    v: &Viewer,
+    file: &str,
+    text: Option<String>,
+    items: i64,
+    problems: Vec<String>,
+    dry: Option<DryRun>,
+    message: Option<String>,
+) -> Response {
+    let current = s.rules.load_full();
+    let files: Vec<String> = current.sources.files.keys().cloned().collect();
+    let text = text.unwrap_or_else(|| current.sources.files.get(file).cloned().unwrap_or_default());
+    let history = s.registry.rules_changes(50).await.unwrap_or_else(|e| {
+        tracing::error!("rules history: {e}");
+        Vec::new()
+    });
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = EditorPage {
+        l: v.lang,
+        nav: Nav::of(v, "/admin/rules"),
+        files,
+        file: file.to_string(),
+        text,
+        version: current.version.clone(),
+        items,
+        problems,
+        dry_run: dry,
+        message,
+        history,
+    };
+    (status, html(page)).into_response()
+}
+
+/// `GET /admin/rules?file=…`.
+pub async fn editor(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<EditorQuery>,
+) -> Response {
+    let v = match admin(&s, &session, &headers, q.lang.as_deref()).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let current = s.rules.load_full();
+    let file = q
+        .file
+        .filter(|f| current.sources.files.contains_key(f))
+        .or_else(|| {
+            current
+                .sources
+                .files
+                .keys()
+                .find(|k| k.starts_with("routing/"))
+                .cloned()
+        })
+        .unwrap_or_else(|| "units.toml".into());
+    let message = q
+        .saved
+        .map(|version| format!("{} {version}", v.lang.t("rules.saved")));
+    render(
+        &s,
+        &v,
+        &file,
+        None,
+        s.desk.dry_run_items,
+        Vec::new(),
+        None,
+        message,
+    )
+    .await
+}
+
+/// `POST /admin/rules/check`: validation, then the dry run.
+pub async fn check(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(f): Form<DraftForm>,
+) -> Response {
+    let v = match admin_posting(&s, &session, &headers, &f.csrf).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let items = f.items.unwrap_or(s.desk.dry_run_items).clamp(1, 10_000);
+    let current = s.rules.load_full();
+    if !editable(&current.sources, &f.file) {
+        let why = vec![format!("{}: {}", f.file, v.lang.t("rules.not_editable"))];
+        return render(&s, &v, &f.file, Some(f.text), items, why, None, None).await;
+    }
+    match draft_of(&current, &f.file, &f.text) {
+        Err(problems) => render(&s, &v, &f.file, Some(f.text), items, problems, None, None).await,
+        Ok(draft) => {
+            let dry = dry_run(&s, v.lang, &current, &draft, items).await;
+            let message = Some(format!("{} {}", v.lang.t("rules.valid"), draft.version));
+            render(
+                &s,
+                &v,
+                &f.file,
+                Some(f.text),
+                items,
+                Vec::new(),
+                Some(dry),
+                message,
+            )
+            .await
+        }
+    }
+}
+
+/// Writes `text` to `dir/file` so that a reader sees the old or the new
+/// file, never half of one (a synced temporary file renamed over it).
+fn write_atomically(dir: &FsPath, file: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let target: PathBuf = dir.join(file);
+    let parent = target.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".pietura-{}.tmp", uuid::Uuid::now_v7().simple()));
+    let mut out = std::fs::File::create(&tmp)?;
+    out.write_all(text.as_bytes())?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, &target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Writes `files` into the rules folder, removes `routing/` files not in
+/// them when `exact`, loads the folder and swaps it in if it compiles.
+fn write_and_activate(
+    s: &HttpState,
+    files: &BTreeMap<String, String>,
+    exact: bool,
+) -> Result<Arc<RuleSet>, String> {
+    let current = s.rules.load_full();
+    let dir = current.dir.clone();
+    for (file, text) in files {
+        if current.sources.files.get(file) != Some(text) {
+            write_atomically(&dir, file, text).map_err(|e| {
+                format!(
+                    "{}: {e} (is the rules folder writable by the daemon?)",
+                    dir.join(file).display()
+                )
+            })?;
+        }
+    }
+    if exact {
+        for old in current
+            .sources
+            .files
+            .keys()
+            .filter(|f| f.starts_with("routing/"))
+        {
+            if !files.contains_key(old) {
+                std::fs::remove_file(dir.join(old))
+                    .map_err(|e| format!("{}: {e}", dir.join(old).display()))?;
+            }
+        }
+    }
+    let loaded = RuleSet::load(&dir).map_err(|e| e.to_string())?;
+    let loaded = Arc::new(loaded);
+    s.rules.store(loaded.clone());
+    crate::metrics::rules_reloaded(true);
+    Ok(loaded)
+}
+
+/// `POST /admin/rules/save`.
+pub async fn save(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(f): Form<DraftForm>,
+) -> Response {
+    let v = match admin_posting(&s, &session, &headers, &f.csrf).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let items = f.items.unwrap_or(s.desk.dry_run_items);
+    let _one_at_a_time = SAVING.lock().await;
+    let current = s.rules.load_full();
+    if current.version != f.base_version {
+        let why = vec![format!(
+            "{} {} → {}",
+            v.lang.t("rules.changed_meanwhile"),
+            f.base_version,
+            current.version
+        )];
+        return render(&s, &v, &f.file, Some(f.text), items, why, None, None).await;
+    }
+    if !editable(&current.sources, &f.file) {
+        let why = vec![format!("{}: {}", f.file, v.lang.t("rules.not_editable"))];
+        return render(&s, &v, &f.file, Some(f.text), items, why, None, None).await;
+    }
+    let draft = match draft_of(&current, &f.file, &f.text) {
+        Ok(d) => d,
+        Err(problems) => {
+            return render(&s, &v, &f.file, Some(f.text), items, problems, None, None).await;
+        }
+    };
+    if draft.version == current.version {
+        let msg = Some(v.lang.t("rules.unchanged").to_string());
+        return render(&s, &v, &f.file, None, items, Vec::new(), None, msg).await;
+    }
+    let activated = match write_and_activate(&s, &draft.sources.files, false) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(file = %f.file, "rules edit not saved: {e}");
+            return render(&s, &v, &f.file, Some(f.text), items, vec![e], None, None).await;
+        }
+    };
+    let change = RulesChange {
+        at: crate::registry::db_time(chrono::Utc::now()),
+        actor: v.actor(),
+        action: "edit".into(),
+        file: Some(f.file.clone()),
+        from_version: current.version.clone(),
+        to_version: activated.version.clone(),
+        note: String::new(),
+    };
+    if let Err(e) = s
+        .registry
+        .record_rules_change(&current, &activated, &change)
+        .await
+    {
+        tracing::error!("rules edit saved and active, but its history line failed: {e}");
+    }
+    tracing::info!(actor = %change.actor, file = %f.file, from = %change.from_version, to = %change.to_version, "rules edited in the desk");
+    let file: String =
+        percent_encoding::utf8_percent_encode(&f.file, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    Redirect::to(&format!(
+        "/admin/rules?file={file}&saved={}",
+        activated.version
+    ))
+    .into_response()
+}
+
+/// `POST /admin/rules/rollback`: an earlier version back in force.
+pub async fn rollback(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(f): Form<RollbackForm>,
+) -> Response {
+    let v = match admin_posting(&s, &session, &headers, &f.csrf).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let _one_at_a_time = SAVING.lock().await;
+    let current = s.rules.load_full();
+    let first = current
+        .sources
+        .files
+        .keys()
+        .find(|k| k.starts_with("routing/"))
+        .cloned()
+        .unwrap_or_default();
+    let fail = |why: String| {
+        let s = s.clone();
+        let v = v.clone();
+        let first = first.clone();
+        async move {
+            render(
+                &s,
+                &v,
+                &first,
+                None,
+                s.desk.dry_run_items,
+                vec![why],
+                None,
+                None,
+            )
+            .await
+        }
+    };
+    let sources = match s.registry.ruleset_sources(&f.version).await {
+        Ok(Some(src)) => src,
+        Ok(None) => {
+            return fail(format!(
+                "{}: {}",
+                f.version,
+                v.lang.t("rules.unknown_version")
+            ))
+            .await;
+        }
+        Err(e) => return fail(e.to_string()).await,
+    };
+    if let Err(e) = RuleSet::from_sources(&current.dir, sources.clone()) {
+        return fail(e.to_string()).await;
+    }
+    let activated = match write_and_activate(&s, &sources.files, true) {
+        Ok(a) => a,
+        Err(e) => return fail(e).await,
+    };
+    let change = RulesChange {
+        at: crate::registry::db_time(chrono::Utc::now()),
+        actor: v.actor(),
+        action: "rollback".into(),
+        file: None,
+        from_version: current.version.clone(),
+        to_version: activated.version.clone(),
+        note: format!("back to {}", f.version),
+    };
+    if let Err(e) = s
+        .registry
+        .record_rules_change(&current, &activated, &change)
+        .await
+    {
+        tracing::error!("rules rolled back, but the history line failed: {e}");
+    }
+    Redirect::to(&format!("/admin/rules?saved={}", activated.version)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rules_files_are_editable() {
+        let mut sources = RuleSources::default();
+        sources.files.insert("units.toml".into(), String::new());
+        assert!(editable(&sources, "units.toml"));
+        assert!(editable(&sources, "routing/60-jauns.toml"));
+        for bad in [
+            "../etc/passwd",
+            "routing/../x.toml",
+            "routing/.toml",
+            "other.toml",
+            "routing/a b.toml",
+        ] {
+            assert!(!editable(&sources, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_atomically(dir.path(), "routing/10-a.toml", "x = 1\n").expect("write");
+        write_atomically(dir.path(), "routing/10-a.toml", "x = 2\n").expect("write again");
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("routing"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["10-a.toml"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("routing/10-a.toml")).expect("read"),
+            "x = 2\n"
+        );
+    }
+}
