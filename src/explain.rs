@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::message::IntakeMessage;
 use crate::registry::{ItemSummary, Registry, RegistryError};
 use crate::rules::eval::Decision;
 use crate::rules::{RuleSet, RulesError};
@@ -32,6 +33,16 @@ pub enum ExplainError {
 
 /// The decision for `item`, trace included, as its own rule-set version made it.
 pub async fn explain(registry: &Registry, item: &ItemSummary) -> Result<Decision, ExplainError> {
+    let message = registry.item_message(&item.id).await?;
+    explain_message(registry, item, &message).await
+}
+
+/// [`explain`] for a caller that has read the item's message already.
+pub async fn explain_message(
+    registry: &Registry,
+    item: &ItemSummary,
+    message: &IntakeMessage,
+) -> Result<Decision, ExplainError> {
     let version = item.ruleset_version.clone();
     let Some(mut sources) = registry.ruleset_sources(&version).await? else {
         return Err(ExplainError::UnknownVersion {
@@ -56,6 +67,5 @@ pub async fn explain(registry: &Registry, item: &ItemSummary) -> Result<Decision
         version: version.clone(),
         source,
     })?;
-    let message = registry.item_message(&item.id).await?;
-    Ok(rules.evaluate(&message))
+    Ok(rules.evaluate(message))
 }

@@ -150,3 +150,40 @@ async fn a_decompression_bomb_and_damaged_files_are_refused_with_a_reason() {
     // The pool still works afterwards.
     assert!(!read("letter_300.png").await.expect("read").text.is_empty());
 }
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    (be(16), be(20))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_desk_shows_pdf_tiff_and_image_pages_as_small_pngs() {
+    use pietura::channels::scan::pages::preview_png;
+    let preview = |name: &'static str, page: u32| async move {
+        let path = support::scan_fixtures().join(name);
+        preview_png(&path, bytes(name), page, 800, 40_000_000).await
+    };
+    let (w, h) = png_size(&preview("image_only.pdf", 2).await.expect("PDF page 2"));
+    assert_eq!(w, 800, "scaled to the width asked for");
+    assert!(h > w, "an A4 page stays upright: {w}×{h}");
+    let (w, _) = png_size(&preview("multipage.tif", 3).await.expect("TIFF page 3"));
+    assert!(w <= 800, "{w}");
+    let (w, _) = png_size(&preview("letter_300.png", 1).await.expect("a single image"));
+    assert!(w <= 800, "{w}");
+    for (name, page) in [
+        ("letter_300.png", 2),
+        ("multipage.tif", 9),
+        ("letter_300.png", 0),
+    ] {
+        assert!(
+            preview(name, page).await.is_err(),
+            "{name} page {page} does not exist"
+        );
+    }
+    let bomb = preview("bomb.png", 1)
+        .await
+        .expect_err("a decompression bomb");
+    assert!(bomb.contains("pixels"), "{bomb}");
+}

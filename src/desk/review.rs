@@ -25,6 +25,9 @@ use crate::rules::eval::RuleTrace;
 /// Officers' decisions the suggestion learns from, and how many it needs.
 const LEARN_FROM: i64 = 2000;
 const MIN_DECISIONS: usize = 5;
+/// Queue items read (the filter lists come from all of them) and shown.
+const QUEUE_READ: i64 = 5000;
+const QUEUE_SHOWN: usize = 500;
 
 #[derive(Deserialize, Default)]
 pub struct QueueQuery {
@@ -105,24 +108,9 @@ pub async fn queue(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let filter = ReviewFilter {
-        channel: some(&q.channel),
-        reason: some(&q.reason),
-        min_age_days: q.age.filter(|a| *a > 0),
-        limit: 500,
-    };
-    let all = ReviewFilter {
-        channel: None,
-        reason: None,
-        min_age_days: None,
-        limit: 5000,
-    };
-    let (items, everything) = match (
-        s.registry.review_queue(&filter).await,
-        s.registry.review_queue(&all).await,
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let everything = match s.registry.review_queue(QUEUE_READ).await {
+        Ok(items) => items,
+        Err(e) => {
             tracing::error!("review queue: {e}");
             return status_page(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -131,6 +119,11 @@ pub async fn queue(
                 v.lang.t("error.unavailable"),
             );
         }
+    };
+    let filter = ReviewFilter {
+        channel: some(&q.channel),
+        reason: some(&q.reason),
+        min_age_days: q.age.filter(|a| *a > 0),
     };
     let mut channels: Vec<String> = everything.iter().map(|i| i.channel_kind.clone()).collect();
     channels.sort();
@@ -141,16 +134,21 @@ pub async fn queue(
         .collect();
     reasons.sort();
     reasons.dedup();
+    let items: Vec<ItemSummary> = everything
+        .into_iter()
+        .filter(|i| filter.admits(i))
+        .take(QUEUE_SHOWN)
+        .collect();
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let messages = s.registry.item_messages(&ids).await.unwrap_or_else(|e| {
+        tracing::warn!("review queue: messages for the suggestion unavailable: {e}");
+        Default::default()
+    });
     let sg = suggester(&s).await;
     let today = crate::deadline::local_date(chrono::Utc::now()).to_string();
     let mut rows = Vec::with_capacity(items.len());
     for item in items {
-        let body = s
-            .registry
-            .item_message(&item.id)
-            .await
-            .map(|m| m.body)
-            .unwrap_or_default();
+        let body = messages.get(&item.id).map_or("", |m| m.body.as_str());
         let due = item.due().unwrap_or_default().to_string();
         rows.push(QueueRow {
             reason: item
@@ -160,7 +158,7 @@ pub async fn queue(
             received: local_time(&item.received_at),
             overdue: !due.is_empty() && due < today,
             due,
-            suggestion: suggestion_for(&sg, &item, &body),
+            suggestion: suggestion_for(&sg, &item, body),
             item,
         });
     }
@@ -274,14 +272,15 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         }
     };
     let original = original_of(s, &msg).await;
-    let (trace, explanation) = match crate::explain::explain(&s.registry, &found).await {
-        // The first line says where it went; the table below has the rest.
-        Ok(d) => (
-            d.trace.clone(),
-            d.explain().lines().next().unwrap_or_default().to_string(),
-        ),
-        Err(e) => (Vec::new(), e.to_string()),
-    };
+    let (trace, explanation) =
+        match crate::explain::explain_message(&s.registry, &found, &msg).await {
+            // The first line says where it went; the table below has the rest.
+            Ok(d) => (
+                d.trace.clone(),
+                d.explain().lines().next().unwrap_or_default().to_string(),
+            ),
+            Err(e) => (Vec::new(), e.to_string()),
+        };
     let history = s
         .registry
         .audit_of(&found.id)

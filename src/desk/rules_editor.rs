@@ -105,6 +105,17 @@ async fn admin_posting(
     Ok(v)
 }
 
+/// The file the editor opens with: the first routing file.
+fn default_file(current: &RuleSet) -> String {
+    current
+        .sources
+        .files
+        .keys()
+        .find(|k| k.starts_with("routing/"))
+        .cloned()
+        .unwrap_or_else(|| "units.toml".into())
+}
+
 /// A rules file an editor may write: one the set has, or a new `routing/*.toml`.
 fn editable(current: &RuleSources, file: &str) -> bool {
     if current.files.contains_key(file) {
@@ -165,20 +176,30 @@ fn describe(l: Lang, d: &crate::rules::eval::Decision) -> String {
 
 /// Evaluates the last `n` items under the rules in force and the draft.
 async fn dry_run(s: &HttpState, l: Lang, current: &RuleSet, draft: &RuleSet, n: i64) -> DryRun {
-    let items = s.registry.recent_items(n).await.unwrap_or_else(|e| {
+    let filter = crate::registry::ItemFilter {
+        state: None,
+        unit: None,
+        limit: n,
+    };
+    let items = s.registry.list(&filter).await.unwrap_or_else(|e| {
         tracing::error!("dry run: {e}");
         Vec::new()
+    });
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let messages = s.registry.item_messages(&ids).await.unwrap_or_else(|e| {
+        tracing::error!("dry run: {e}");
+        Default::default()
     });
     let mut out = DryRun {
         compared: 0,
         differences: Vec::new(),
     };
-    for item in items {
-        let Ok(msg) = s.registry.item_message(&item.id).await else {
+    for item in &items {
+        let Some(msg) = messages.get(&item.id) else {
             continue;
         };
         out.compared += 1;
-        let (now, then) = (current.evaluate(&msg), draft.evaluate(&msg));
+        let (now, then) = (current.evaluate(msg), draft.evaluate(msg));
         let same = now.unit == then.unit
             && now.service == then.service
             && now.review_reason.is_some() == then.review_reason.is_some();
@@ -249,15 +270,7 @@ pub async fn editor(
     let file = q
         .file
         .filter(|f| current.sources.files.contains_key(f))
-        .or_else(|| {
-            current
-                .sources
-                .files
-                .keys()
-                .find(|k| k.starts_with("routing/"))
-                .cloned()
-        })
-        .unwrap_or_else(|| "units.toml".into());
+        .unwrap_or_else(|| default_file(&current));
     let message = q
         .saved
         .map(|version| format!("{} {version}", v.lang.t("rules.saved")));
@@ -450,49 +463,28 @@ pub async fn rollback(
     };
     let _one_at_a_time = SAVING.lock().await;
     let current = s.rules.load_full();
-    let first = current
-        .sources
-        .files
-        .keys()
-        .find(|k| k.starts_with("routing/"))
-        .cloned()
-        .unwrap_or_default();
-    let fail = |why: String| {
-        let s = s.clone();
-        let v = v.clone();
-        let first = first.clone();
-        async move {
-            render(
-                &s,
-                &v,
-                &first,
-                None,
-                s.desk.dry_run_items,
-                vec![why],
-                None,
-                None,
-            )
-            .await
-        }
-    };
-    let sources = match s.registry.ruleset_sources(&f.version).await {
-        Ok(Some(src)) => src,
-        Ok(None) => {
-            return fail(format!(
-                "{}: {}",
-                f.version,
-                v.lang.t("rules.unknown_version")
-            ))
-            .await;
-        }
-        Err(e) => return fail(e.to_string()).await,
-    };
-    if let Err(e) = RuleSet::from_sources(&current.dir, sources.clone()) {
-        return fail(e.to_string()).await;
+    let restored = async {
+        let sources = match s.registry.ruleset_sources(&f.version).await {
+            Ok(Some(src)) => src,
+            Ok(None) => {
+                return Err(format!(
+                    "{}: {}",
+                    f.version,
+                    v.lang.t("rules.unknown_version")
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        RuleSet::from_sources(&current.dir, sources.clone()).map_err(|e| e.to_string())?;
+        write_and_activate(&s, &sources.files, true)
     }
-    let activated = match write_and_activate(&s, &sources.files, true) {
+    .await;
+    let activated = match restored {
         Ok(a) => a,
-        Err(e) => return fail(e).await,
+        Err(why) => {
+            let (file, items) = (default_file(&current), s.desk.dry_run_items);
+            return render(&s, &v, &file, None, items, vec![why], None, None).await;
+        }
     };
     let change = RulesChange {
         at: crate::registry::db_time(chrono::Utc::now()),

@@ -90,7 +90,7 @@ impl DeadlineRow {
         match &self.closed_at {
             Some(at) => Err(ActionError::Conflict {
                 item: self.number.clone(),
-                why: format!("closed at {at}; nothing more can be recorded on its deadline"),
+                why: format!("closed at {at}; nothing more can be recorded on it"),
             }),
             None => Ok(()),
         }

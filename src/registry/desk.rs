@@ -15,8 +15,7 @@ use uuid::Uuid;
 
 use super::deadlines::{ActionError, guarded_update};
 use super::{
-    ItemState, ItemSummary, Registry, RegistryError, RoutedNotice, SUMMARY_COLUMNS, db_time,
-    insert_audit, q,
+    ItemSummary, Registry, RegistryError, RoutedNotice, SUMMARY_COLUMNS, db_time, insert_audit, q,
 };
 use crate::rules::RuleSet;
 
@@ -67,14 +66,30 @@ impl Decision {
 }
 
 /// What the review queue is narrowed to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ReviewFilter {
     pub channel: Option<String>,
     /// A reason's kind, as [`reason_kind`] names it.
     pub reason: Option<String>,
     /// Only items received at least this many days ago.
     pub min_age_days: Option<i64>,
-    pub limit: i64,
+}
+
+impl ReviewFilter {
+    /// Whether `item` (from [`Registry::review_queue`]) passes the filter.
+    pub fn admits(&self, item: &ItemSummary) -> bool {
+        let oldest = self
+            .min_age_days
+            .map(|d| db_time(Utc::now() - chrono::Duration::days(d)));
+        self.channel
+            .as_ref()
+            .is_none_or(|c| &item.channel_kind == c)
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| &reason_kind(item.review_reason.as_deref()) == r)
+            && oldest.is_none_or(|o| item.received_at <= o)
+    }
 }
 
 /// The kind of a review reason, for filtering: the text before its first
@@ -161,18 +176,6 @@ impl Registry {
                     },
                 }
             };
-        let open = || -> Result<(), ActionError> {
-            if current.closed_at.is_some() || current.state == ItemState::Discarded.as_str() {
-                return Err(ActionError::Conflict {
-                    item: number.clone(),
-                    why: format!(
-                        "it is closed ({}); nothing more can be decided on it",
-                        current.state
-                    ),
-                });
-            }
-            Ok(())
-        };
         let now = db_time(Utc::now());
         let d = &rules.deadlines;
         // (SET clause, its binds from $3, audit detail, notice for a unit, re-send the sender's answer)
@@ -184,7 +187,7 @@ impl Registry {
             bool,
         ) = match decision {
             Decision::Assign { unit, service } | Decision::Reroute { unit, service, .. } => {
-                open()?;
+                row.open()?;
                 let reroute = matches!(decision, Decision::Reroute { .. });
                 match (reroute, current.state.as_str()) {
                     (false, "review") | (true, "routed") => {}
@@ -242,7 +245,7 @@ impl Registry {
                 )
             }
             Decision::Forward { unit, note } => {
-                open()?;
+                row.open()?;
                 if !unit_of(unit)?.external {
                     return Err(ActionError::Invalid(format!(
                         "item {number}: {unit} is one of our units; assign it instead of forwarding"
@@ -313,7 +316,7 @@ impl Registry {
                 )
             }
             Decision::Discard { spam, note } => {
-                open()?;
+                row.open()?;
                 let reason = if *spam {
                     "spam".to_string()
                 } else {
@@ -328,7 +331,7 @@ impl Registry {
                 )
             }
             Decision::Return { unit, reason } => {
-                open()?;
+                row.open()?;
                 if current.state != "routed" || current.unit_id.as_deref() != Some(unit.as_str()) {
                     return Err(ActionError::Conflict {
                         item: number.clone(),
@@ -410,35 +413,21 @@ impl Registry {
         Ok(after)
     }
 
-    /// Items waiting for the records officer, oldest first.
-    pub async fn review_queue(&self, f: &ReviewFilter) -> Result<Vec<ItemSummary>, RegistryError> {
-        let oldest = f
-            .min_age_days
-            .map(|d| db_time(Utc::now() - chrono::Duration::days(d)));
+    /// Items waiting for the records officer, oldest first (at most `limit`).
+    pub async fn review_queue(&self, limit: i64) -> Result<Vec<ItemSummary>, RegistryError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SUMMARY_COLUMNS} FROM items i \
              WHERE i.state = 'review' AND i.closed_at IS NULL \
-             AND ($1 IS NULL OR i.channel_kind = $1) AND ($2 IS NULL OR i.received_at <= $2) \
-             ORDER BY i.received_at, i.id LIMIT $3"
+             ORDER BY i.received_at, i.id LIMIT $1"
         )))
-        .bind(&f.channel)
-        .bind(oldest)
-        .bind(f.limit.clamp(1, 5000))
+        .bind(limit.clamp(1, 5000))
         .fetch_all(&self.pool)
         .await
         .map_err(q("review queue"))?;
-        let items: Vec<ItemSummary> = rows
-            .iter()
+        rows.iter()
             .map(ItemSummary::from_row)
             .collect::<Result<_, _>>()
-            .map_err(q("review queue"))?;
-        Ok(match &f.reason {
-            Some(kind) => items
-                .into_iter()
-                .filter(|i| &reason_kind(i.review_reason.as_deref()) == kind)
-                .collect(),
-            None => items,
-        })
+            .map_err(q("review queue"))
     }
 
     /// The officers' routing decisions, newest first: (subject and body, unit).
@@ -464,16 +453,6 @@ impl Registry {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(q("officers' decisions"))
-    }
-
-    /// The items most recently received, for a dry run of draft rules.
-    pub async fn recent_items(&self, limit: i64) -> Result<Vec<ItemSummary>, RegistryError> {
-        self.list(&super::ItemFilter {
-            state: None,
-            unit: None,
-            limit,
-        })
-        .await
     }
 
     /// Adds a local account (`pietura user add`); the username is unique.
@@ -720,7 +699,7 @@ impl Registry {
             .map_err(q("channel activity"))
     }
 
-    /// Routed notices not yet published, per destination (the units' backlog).
+    /// Routed notices not yet published to the unit and review queues.
     pub async fn outbox_backlog(&self) -> Result<i64, RegistryError> {
         sqlx::query("SELECT COUNT(*) FROM outbox")
             .fetch_one(&self.pool)

@@ -511,6 +511,40 @@ impl Registry {
         let json: String = row.try_get(0).map_err(q(ctx.clone()))?;
         IntakeMessage::decode(json.as_bytes()).map_err(|e| q(ctx)(sqlx::Error::Decode(Box::new(e))))
     }
+
+    /// The messages of several items in one query, by item id; an item
+    /// whose stored message no longer decodes is left out (and logged).
+    pub async fn item_messages(
+        &self,
+        item_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, IntakeMessage>, RegistryError> {
+        if item_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let ctx = format!("messages of {} items", item_ids.len());
+        let sql = format!(
+            "SELECT id, message_json FROM items WHERE id IN ({})",
+            register::numbered(1, item_ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in item_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(q(ctx.clone()))?;
+        let mut out = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0).map_err(q(ctx.clone()))?;
+            let json: String = row.try_get(1).map_err(q(ctx.clone()))?;
+            match IntakeMessage::decode(json.as_bytes()) {
+                Ok(m) => {
+                    out.insert(id, m);
+                }
+                Err(e) => tracing::error!(item = %id, "stored message does not decode: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
     /// The item a bus message (first or repeated delivery) ended up in.
     pub async fn find_by_message(
         &self,

@@ -174,19 +174,22 @@ pub async fn preview_png(
     }
     let kind = ScanKind::of(&bytes);
     if kind == ScanKind::Pdf {
-        let page = n.to_string();
-        let args = ["-f", page.as_str(), "-l", page.as_str(), "-scale-to-x"];
-        let width_text = width.to_string();
-        let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        for a in [
-            width_text.as_str(),
+        let (page, width) = (n.to_string(), width.to_string());
+        let mut argv: Vec<&std::ffi::OsStr> = [
+            "-f",
+            &page,
+            "-l",
+            &page,
+            "-scale-to-x",
+            &width,
             "-scale-to-y",
             "-1",
             "-png",
             "-singlefile",
-        ] {
-            argv.push(std::ffi::OsStr::new(a));
-        }
+        ]
+        .into_iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
         argv.push(path.as_os_str());
         return run("pdftoppm", &argv).await;
     }
