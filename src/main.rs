@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Check the daemon's configuration and channel files without starting.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print the JSON Schema of the message format.
     Schema,
     /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
@@ -104,6 +109,19 @@ enum RulesCommand {
         file: PathBuf,
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validates the configuration (--config or PIETURA_CONFIG, environment
+    /// included) and every channel file: `*.toml` as the daemon loads them,
+    /// and each `*.toml.example` on its own. Every problem as file:line or
+    /// key; exit 1 if any.
+    Check {
+        /// The channels folder (default: channels.dir from the configuration).
+        #[arg(long)]
+        channels: Option<PathBuf>,
     },
 }
 
@@ -199,19 +217,35 @@ macro_rules! outln {
     };
 }
 
+/// Whether a command may create the registry (`migrate`) or needs one that
+/// exists (every command that reads it or adds to it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Create,
+    Existing,
+}
+
 /// The configured registry, with its migrations applied.
-async fn open_registry(settings: &Settings) -> anyhow::Result<Registry> {
-    let registry = Registry::connect(
-        &settings.database_url().map_err(anyhow::Error::msg)?,
-        settings.database.max_connections,
-    )
-    .await?;
+async fn open_registry(settings: &Settings, open: Open) -> anyhow::Result<Registry> {
+    let url = settings.database_url().map_err(anyhow::Error::msg)?;
+    let max = settings.database.max_connections;
+    let registry = match open {
+        Open::Create => Registry::connect(&url, max).await?,
+        Open::Existing => Registry::connect_existing(&url, max).await?,
+    };
     registry.migrate().await?;
     Ok(registry)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
+    tracing::debug!(
+        config = %cli.config.as_deref().map_or("(embedded defaults)".into(), |c| c.display().to_string()),
+        data_dir = %settings.data_dir.display(),
+        rules = %settings.rules.dir.display(),
+        channels = %settings.channels.dir.display(),
+        "configuration loaded"
+    );
     match cli.command {
         Command::Run => {
             let daemon = pietura::daemon::Daemon::start(settings).await?;
@@ -229,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon.run_until_stopped().await;
         }
         Command::Migrate => {
-            open_registry(&settings).await?;
+            open_registry(&settings, Open::Create).await?;
             outln!("migrations applied");
         }
         Command::Rules {
@@ -263,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Items {
             command: ItemsCommand::Explain { item },
         } => {
-            let registry = open_registry(&settings).await?;
+            let registry = open_registry(&settings, Open::Existing).await?;
             let Some(found) = registry.find(&item).await? else {
                 bail!("no item has the number or id {item:?}; see `pietura items list`");
             };
@@ -286,7 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let registry = open_registry(&settings).await?;
+            let registry = open_registry(&settings, Open::Existing).await?;
             let items = registry.list(&ItemFilter { state, unit, limit }).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&items)?);
@@ -350,7 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let today = pietura::deadline::local_date(chrono::Utc::now());
             let period = pietura::stats::Period::quarter_or_current(quarter.as_deref(), today)
                 .map_err(anyhow::Error::msg)?;
-            let registry = open_registry(&settings).await?;
+            let registry = open_registry(&settings, Open::Existing).await?;
             let records = registry.stats_records(period, unit.as_deref()).await?;
             let report = pietura::stats::report(&records, period, today);
             if csv {
@@ -394,7 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            let registry = open_registry(&settings).await?;
+            let registry = open_registry(&settings, Open::Existing).await?;
             let display = name.unwrap_or_else(|| username.clone());
             let new = pietura::desk::auth::add_or_update_user(
                 &registry, &username, &display, &role, &password,
@@ -404,6 +438,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{} {username} ({role})",
                 if new { "added" } else { "updated" }
             );
+        }
+        Command::Config {
+            command: ConfigCommand::Check { channels },
+        } => {
+            let dir = channels.unwrap_or(settings.channels.dir);
+            let report = pietura::channels::check_dir(&dir);
+            for problem in &report.problems {
+                eprintln!("{problem}");
+            }
+            if !report.problems.is_empty() {
+                bail!(
+                    "{} problem(s) in {} channel file(s) of {}",
+                    report.problems.len(),
+                    report.files.len(),
+                    dir.display()
+                );
+            }
+            outln!(
+                "configuration: {}",
+                cli.config
+                    .as_deref()
+                    .map_or("embedded defaults".into(), |c| c.display().to_string())
+            );
+            for file in &report.files {
+                outln!("{}: ok", file.display());
+            }
         }
         Command::Schema => outln!(
             "{}",
@@ -484,13 +544,31 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The log filter: `PIETURA_LOG`, else `RUST_LOG`, else info (the
+/// database and broker clients at warn).
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    for var in ["PIETURA_LOG", "RUST_LOG"] {
+        let Ok(value) = std::env::var(var) else {
+            continue;
+        };
+        if value.trim().is_empty() {
+            continue;
+        }
+        match tracing_subscriber::EnvFilter::try_new(&value) {
+            Ok(filter) => return filter,
+            Err(e) => {
+                eprintln!("warning: {var} is not a log filter ({e}); logging at the default level");
+                break;
+            }
+        }
+    }
+    tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin=warn")
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PIETURA_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into()),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

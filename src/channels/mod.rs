@@ -113,14 +113,75 @@ pub struct ChannelFileError {
     pub message: String,
 }
 
-/// Reads every `*.toml` in the channels folder; all problems are returned together.
+/// Reads every `*.toml` in the channels folder; all problems are returned
+/// together. `*.toml.example` files are documentation, never loaded.
 pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>> {
     let mut problems = Vec::new();
     let mut configs: Vec<ChannelConfig> = Vec::new();
+    for file in files_in(dir, ".toml")? {
+        match read_file(&file) {
+            Ok(c) => {
+                if configs.iter().any(|o| o.id() == c.id()) {
+                    problems.push(ChannelFileError {
+                        file: file.clone(),
+                        line: None,
+                        message: format!("channel id {:?} is used by another file", c.id()),
+                    });
+                }
+                configs.push(c);
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(configs)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What `pietura config check` found in a channels folder.
+#[derive(Debug, Default)]
+pub struct DirCheck {
+    /// Every file checked: the `*.toml` the daemon loads, then the `*.toml.example`.
+    pub files: Vec<PathBuf>,
+    pub problems: Vec<ChannelFileError>,
+}
+
+/// Checks the channel files as the daemon would load them, and each
+/// `*.toml.example` on its own (an example is a template, so its id may
+/// repeat a configured one).
+pub fn check_dir(dir: &Path) -> DirCheck {
+    let mut check = DirCheck::default();
+    let (configured, examples) = match (files_in(dir, ".toml"), files_in(dir, ".toml.example")) {
+        (Ok(c), Ok(e)) => (c, e),
+        (Err(p), _) | (_, Err(p)) => {
+            check.problems = p;
+            return check;
+        }
+    };
+    if let Err(mut p) = load_dir(dir) {
+        check.problems.append(&mut p);
+    }
+    for file in &examples {
+        if let Err(mut p) = read_file(file) {
+            check.problems.append(&mut p);
+        }
+    }
+    check.files = configured.into_iter().chain(examples).collect();
+    check
+}
+
+/// The files in `dir` whose name ends with `suffix`, sorted.
+fn files_in(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Vec<ChannelFileError>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(suffix) && n.len() > suffix.len())
+            })
             .collect(),
         Err(e) => {
             return Err(vec![ChannelFileError {
@@ -131,59 +192,71 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ChannelConfig>, Vec<ChannelFileError>>
         }
     };
     files.sort();
-    for file in files {
-        let src = match std::fs::read_to_string(&file) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(ChannelFileError {
-                    file,
-                    line: None,
-                    message: format!("cannot read: {e}"),
-                });
-                continue;
-            }
-        };
-        match toml::from_str::<ChannelConfig>(&src) {
-            Ok(c) => {
-                let mut issues = Vec::new();
-                if !crate::rules::is_id(c.id()) {
-                    issues.push(format!(
-                        "id {:?} must be lowercase a-z, 0-9, - or _",
-                        c.id()
-                    ));
-                }
-                issues.extend(match &c {
-                    ChannelConfig::WebForm(w) => w.validate(),
-                    ChannelConfig::Sms(c) => c.validate(),
-                    ChannelConfig::Email(c) => c.validate(),
-                    ChannelConfig::Scan(c) => c.validate(),
-                });
-                for message in issues {
-                    problems.push(ChannelFileError {
-                        file: file.clone(),
-                        line: None,
-                        message,
-                    });
-                }
-                if configs.iter().any(|o| o.id() == c.id()) {
-                    problems.push(ChannelFileError {
-                        file: file.clone(),
-                        line: None,
-                        message: format!("channel id {:?} is used by another file", c.id()),
-                    });
-                }
-                configs.push(c);
-            }
-            Err(e) => problems.push(ChannelFileError {
-                line: e.span().map(|s| src[..s.start].matches('\n').count() + 1),
-                file,
-                message: e.message().trim().to_string(),
-            }),
-        }
+    Ok(files)
+}
+
+/// One channel file, parsed and validated; every problem with its file
+/// (and line, for syntax and unknown or misplaced keys).
+fn read_file(file: &Path) -> Result<ChannelConfig, Vec<ChannelFileError>> {
+    let problem = |line: Option<usize>, message: String| ChannelFileError {
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
+    let src = std::fs::read_to_string(file).map_err(|e| vec![problem(None, format!("cannot read: {e}"))])?;
+    let c = toml::from_str::<ChannelConfig>(&src).map_err(|e| {
+        let message = e.message().trim().to_string();
+        // The tagged enum loses the span of a misplaced key: found by name.
+        let line = e
+            .span()
+            .and_then(|s| src.get(..s.start))
+            .map(|before| before.matches('\n').count() + 1)
+            .or_else(|| unknown_key_line(&src, &message));
+        vec![problem(line, message)]
+    })?;
+    let mut issues = Vec::new();
+    if !crate::rules::is_id(c.id()) {
+        issues.push(format!(
+            "id {:?} must be lowercase a-z, 0-9, - or _",
+            c.id()
+        ));
     }
-    if problems.is_empty() {
-        Ok(configs)
+    issues.extend(match &c {
+        ChannelConfig::WebForm(w) => w.validate(),
+        ChannelConfig::Sms(c) => c.validate(),
+        ChannelConfig::Email(c) => c.validate(),
+        ChannelConfig::Scan(c) => c.validate(),
+    });
+    if issues.is_empty() {
+        Ok(c)
     } else {
-        Err(problems)
+        Err(issues.into_iter().map(|m| problem(None, m)).collect())
+    }
+}
+
+/// The line of the key an "unknown field `key`" message names (the first
+/// one set outside a comment).
+fn unknown_key_line(src: &str, message: &str) -> Option<usize> {
+    let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    src.lines().position(|line| {
+        line.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    })
+    .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misplaced_key_is_found_by_its_line() {
+        let src = "type = \"scan\"\n[ocr]\n# upload_token_env = \"X\"\nupload_token_env = \"X\"\n";
+        assert_eq!(
+            unknown_key_line(src, "unknown field `upload_token_env`, expected one of `languages`"),
+            Some(4)
+        );
+        assert_eq!(unknown_key_line(src, "missing field `folder`"), None);
     }
 }

@@ -52,6 +52,13 @@ pub enum RegistryError {
         "item {item} could not be registered after {attempts} attempts (concurrent registrations kept colliding)"
     )]
     Contention { item: Uuid, attempts: u32 },
+    /// A command that only reads or adds to a registry found none; only
+    /// `pietura run` and `pietura migrate` create one.
+    #[error(
+        "no registry at {}: nothing was created. Run the command where the daemon's data is, or point to it with --config FILE (or PIETURA_CONFIG) setting data_dir or database.url; `pietura migrate` creates a new registry",
+        .path.display()
+    )]
+    Missing { path: std::path::PathBuf },
 }
 
 impl RegistryError {
@@ -298,6 +305,18 @@ pub fn parse_db_day(s: &str) -> Option<chrono::NaiveDate> {
     chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
+/// The file of a `sqlite:` URL; None for other databases and in-memory SQLite.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest
+        .strip_prefix("//")
+        .unwrap_or(rest)
+        .split('?')
+        .next()
+        .unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 /// The registry handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -314,18 +333,11 @@ impl Registry {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let url_hint = url.split('@').next_back().unwrap_or(url).to_string();
-        if sqlite {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:")
-                .split('?')
-                .next()
-                .unwrap_or("");
-            if let Some(parent) = std::path::Path::new(path).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                let _ = std::fs::create_dir_all(parent);
-            }
+        if let Some(path) = sqlite_file(url)
+            && let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(parent);
         }
         // SQLite has one writer; one pooled connection avoids lock-upgrade
         // failures between concurrent transactions.
@@ -362,6 +374,24 @@ impl Registry {
             sqlite,
             stored_rulesets: Arc::default(),
         })
+    }
+
+    /// Connects to a registry that must already exist: a SQLite file that
+    /// is missing is an error naming it, and nothing is created (for the
+    /// commands that read the registry or add to it). A server database
+    /// exists or the connection fails.
+    pub async fn connect_existing(
+        url: &str,
+        max_connections: Option<u32>,
+    ) -> Result<Self, RegistryError> {
+        if let Some(path) = sqlite_file(url)
+            && !path.is_file()
+        {
+            return Err(RegistryError::Missing {
+                path: std::path::absolute(&path).unwrap_or(path),
+            });
+        }
+        Self::connect(url, max_connections).await
     }
 
     /// Applies the embedded migrations (idempotent).
