@@ -1,7 +1,9 @@
 //! The SMS channel against a real gateway: Kannel's bearerbox and smsbox with
 //! the fake SMSC of kannel-extras. A citizen's SMS in Latvian (UCS-2) goes
 //! fakesmsc → bearerbox → smsbox → our callback → registry and rules; our
-//! answer goes sendsms → smsbox → bearerbox → back to fakesmsc.
+//! answer goes sendsms → smsbox → bearerbox → back to fakesmsc, in as many
+//! concatenated parts as it needs (the `sendsms-user` group's `max-messages`
+//! defaults to 1, which cuts it silently). 8-bit data goes to review.
 
 mod support;
 
@@ -70,6 +72,8 @@ username = pietura
 password = sendsms-pw
 user-deny-ip = "*.*.*.*"
 user-allow-ip = "127.0.0.1"
+max-messages = 10
+concatenation = true
 
 group = sms-service
 keyword = default
@@ -102,20 +106,67 @@ get-url = "{get_url}"
         kannel
     }
 
-    /// Sends one mobile-originated SMS from fakesmsc and returns the first
-    /// message the phone gets back (decoded), waiting up to `wait`.
+    /// Sends one mobile-originated SMS from fakesmsc and returns the parts
+    /// of the first answer the phone gets back (decoded), waiting up to `wait`.
     fn text_and_wait_for_answer(
         &self,
         from: &str,
         to: &str,
         text: &str,
         wait: Duration,
-    ) -> Option<String> {
+    ) -> Option<Vec<MtPart>> {
         let ucs2: String = text
             .encode_utf16()
             .flat_map(u16::to_be_bytes)
             .map(|b| format!("%{b:02X}"))
             .collect();
+        let (mut child, rx) = self.fakesmsc(&format!("{from} {to} ucs2 {ucs2}"));
+        // The first answer part, then any further parts that follow it closely.
+        let mut deadline = std::time::Instant::now() + wait;
+        let mut parts: Vec<MtPart> = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("Got message") => {
+                    if let Some((_, m)) = line.split_once(": <") {
+                        parts.push(decode_mt(m.trim_end_matches('>')));
+                    }
+                    deadline = std::time::Instant::now() + Duration::from_millis(1500);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (!parts.is_empty()).then_some(parts)
+    }
+
+    /// Sends one message as fakesmsc writes it ("from to kind [udh] data")
+    /// and waits until it is on its way to bearerbox.
+    fn send_mo(&self, spec: &str) {
+        let (mut child, rx) = self.fakesmsc(spec);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut sent = false;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("sent message 1") => {
+                    sent = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        // bearerbox reads it from the open connection.
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(sent, "fakesmsc did not send {spec}");
+    }
+
+    /// fakesmsc connected to the fake SMSC with one message to send, and its
+    /// output lines.
+    fn fakesmsc(&self, spec: &str) -> (Child, mpsc::Receiver<String>) {
         let mut child = Command::new(FAKESMSC)
             .args([
                 "-H",
@@ -127,7 +178,7 @@ get-url = "{get_url}"
                 "-m",
                 "1",
             ])
-            .arg(format!("{from} {to} ucs2 {ucs2}"))
+            .arg(spec)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -154,31 +205,33 @@ get-url = "{get_url}"
                 }
             });
         }
-        // The first answer part, then any further parts that follow it closely.
-        let mut deadline = std::time::Instant::now() + wait;
-        let mut parts: Vec<String> = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("Got message") => {
-                    if let Some((_, m)) = line.split_once(": <") {
-                        parts.push(decode_mt(m.trim_end_matches('>')));
-                    }
-                    deadline = std::time::Instant::now() + Duration::from_millis(1500);
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        let answer = (!parts.is_empty()).then(|| parts.concat());
-        let _ = child.kill();
-        let _ = child.wait();
-        answer
+        (child, rx)
     }
 }
 
+/// One message the phone received: its concatenation header (if any) and text.
+#[derive(Debug)]
+struct MtPart {
+    udh: Option<Vec<u8>>,
+    text: String,
+}
+
+fn url_bytes(data: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(&data.replace('+', "%20")).collect()
+}
+
+fn utf16be(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
 /// fakesmsc's "from to type data": `ucs-2` data is URL-encoded UTF-16BE
-/// (`+` for the byte 0x20).
-fn decode_mt(line: &str) -> String {
+/// (`+` for the byte 0x20); a concatenated part is "udh <header> data
+/// <bytes>", the bytes UTF-16BE here, as every answer in these tests is UCS-2.
+fn decode_mt(line: &str) -> MtPart {
     let mut parts = line.splitn(4, ' ');
     let (_from, _to, kind, data) = (
         parts.next(),
@@ -187,16 +240,22 @@ fn decode_mt(line: &str) -> String {
         parts.next().unwrap_or(""),
     );
     match kind {
-        Some("ucs2" | "ucs-2") => {
-            let bytes: Vec<u8> =
-                percent_encoding::percent_decode_str(&data.replace('+', "%20")).collect();
-            let units: Vec<u16> = bytes
-                .chunks(2)
-                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
-                .collect();
-            String::from_utf16_lossy(&units)
+        Some("ucs2" | "ucs-2") => MtPart {
+            udh: None,
+            text: utf16be(&url_bytes(data)),
+        },
+        Some("udh") => {
+            let (udh, rest) = data.split_once(' ').unwrap_or((data, ""));
+            let payload = rest.strip_prefix("data ").unwrap_or(rest);
+            MtPart {
+                udh: Some(url_bytes(udh)),
+                text: utf16be(&url_bytes(payload)),
+            }
         }
-        _ => data.to_string(),
+        _ => MtPart {
+            udh: None,
+            text: data.to_string(),
+        },
     }
 }
 
@@ -209,10 +268,10 @@ impl Drop for Kannel {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_latvian_sms_through_kannel_is_registered_routed_and_answered() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let channels = dir.path().join("channels");
+/// A daemon with one Kannel SMS channel, and Kannel calling it with the
+/// documented get-url.
+async fn daemon_and_kannel(dir: &Path, backend: Backend) -> (TestEnv, Kannel, String) {
+    let channels = dir.join("channels");
     std::fs::create_dir_all(&channels).expect("channels dir");
     let sendsms_port = support::free_port();
     std::fs::write(
@@ -234,14 +293,21 @@ send_password = "sendsms-pw"
     .expect("channel file");
     let env = TestEnv::start(Options {
         channels_from: channels,
-        ..Options::new(Backend::Amqp)
+        ..Options::new(backend)
     })
     .await;
     let get_url = format!(
-        "{}/sms/sms/inbound?secret=kannel-callback-secret&id=%I&from=%p&to=%P&text=%b",
+        "{}/sms/sms/inbound?secret=kannel-callback-secret&id=%I&from=%p&to=%P&coding=%c&charset=%C&text=%b",
         env.base
     );
-    let kannel = Kannel::start(dir.path(), &get_url, sendsms_port);
+    let kannel = Kannel::start(dir, &get_url, sendsms_port);
+    (env, kannel, get_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latvian_sms_through_kannel_is_registered_routed_and_answered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (env, kannel, get_url) = daemon_and_kannel(dir.path(), Backend::Amqp).await;
 
     let answer = tokio::task::spawn_blocking(move || {
         let answer =
@@ -269,12 +335,38 @@ send_password = "sendsms-pw"
     let message = env.message_of(item).await;
     assert_eq!(message.body, TEXT, "the text arrived intact through UCS-2");
 
-    // The phone got the number, in Latvian, diacritics intact.
-    assert!(answer.contains(&item.registration_number), "{answer}");
-    assert!(
-        answer.contains("Reģistrēts") && answer.contains("līdz"),
-        "{answer}"
+    // The phone got the whole answer as the daemon rendered it, in its
+    // concatenated parts (reference, part i of n), diacritics intact.
+    let audit = env.daemon.registry.audit_of(&item.id).await.expect("audit");
+    let detail: serde_json::Value = audit
+        .iter()
+        .find(|a| a.2 == "replied")
+        .and_then(|a| serde_json::from_str(&a.3).ok())
+        .unwrap_or_else(|| panic!("no answer recorded: {audit:?}"));
+    let sent = detail["text"].as_str().expect("answer text");
+    assert_eq!(
+        (detail["encoding"].as_str(), detail["parts"].as_u64()),
+        (Some("Ucs2"), Some(2)),
+        "{detail}"
     );
+    let received: String = answer.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(
+        received,
+        sent,
+        "the phone got {} part(s): {answer:?}",
+        answer.len()
+    );
+    assert!(received.contains(&item.registration_number) && received.contains("Reģistrēts"));
+    assert_eq!(answer.len(), 2, "{answer:?}");
+    for (i, part) in answer.iter().enumerate() {
+        let udh = part.udh.as_deref().unwrap_or_default();
+        assert_eq!(
+            (udh.len(), udh.get(4), udh.get(5)),
+            (6, Some(&2), Some(&(i as u8 + 1))),
+            "concatenation header of part {}: {answer:?}",
+            i + 1
+        );
+    }
 
     // smsbox retrying the same callback (same Kannel id): still one item, one answer.
     let gateway_id = message.metadata["sms"]["gateway_id"]
@@ -285,6 +377,8 @@ send_password = "sendsms-pw"
         .replace("%I", &gateway_id)
         .replace("%p", "%2B37129123456")
         .replace("%P", "1888")
+        .replace("%c", "0")
+        .replace("%C", "UTF-8")
         .replace("%b", "L%C5%ABdzu+izsniegt+b%C5%ABvat%C4%BCauju");
     let status = env.http.get(retry).send().await.expect("retry").status();
     assert_eq!(status, 200);
@@ -296,6 +390,68 @@ send_password = "sendsms-pw"
         1,
         "{audit:?}"
     );
+    drop(kannel);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_8bit_concatenated_sms_through_kannel_goes_to_review_with_its_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (env, kannel, _) = daemon_and_kannel(dir.path(), Backend::Embedded).await;
+    // Two 8-bit parts (concatenation reference 0x7A); Kannel joins them
+    // and passes coding=1, charset=8-BIT.
+    let (first, second): (&[u8], &[u8]) =
+        (&[0x00, 0x01, 0x02, b'p', b'1'], &[0xFF, 0xFE, b'p', 0x0B]);
+    let hex = |b: &[u8]| b.iter().map(|b| format!("%{b:02X}")).collect::<String>();
+    let specs = [
+        format!(
+            "37129123456 1888 udh-data %05%00%03%7A%02%01 {}",
+            hex(first)
+        ),
+        format!(
+            "37129123456 1888 udh-data %05%00%03%7A%02%02 {}",
+            hex(second)
+        ),
+    ];
+    let kannel = tokio::task::spawn_blocking(move || {
+        for spec in &specs {
+            kannel.send_mo(spec);
+        }
+        kannel
+    })
+    .await
+    .expect("fakesmsc thread");
+    let registry = env.daemon.registry.clone();
+    support::wait_until(Duration::from_secs(30), "the 8-bit SMS registered", || {
+        let registry = registry.clone();
+        async move { registry.count().await.unwrap_or(0) == 1 }
+    })
+    .await;
+    let items = registry
+        .list(&pietura::registry::ItemFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("items");
+    let item = &items[0];
+    assert_eq!(item.state, "review", "{item:?}");
+    assert_eq!(item.unit_id, None);
+    assert!(
+        item.review_reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("binary SMS: 8-bit data"),
+        "{item:?}"
+    );
+    let message = env.message_of(item).await;
+    assert_eq!(message.body, "");
+    let kept = pietura::blobs::BlobStore::open(env.blob_dir())
+        .expect("blobs")
+        .get(&message.attachments[0].sha256)
+        .await
+        .expect("blob");
+    assert_eq!(kept, [first, second].concat(), "both parts, byte for byte");
     drop(kannel);
     env.stop().await;
 }

@@ -198,6 +198,92 @@ async fn kannel_and_json_callbacks_are_authenticated_and_checked() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kannel_text_is_decoded_by_its_coding_and_binary_or_empty_sms_go_to_review() {
+    let env = TestEnv::start(options(Backend::Embedded)).await;
+    let get = |id: &str, params: &str| {
+        let url = format!(
+            "{}/sms/sms-kannel/inbound?secret=kannel-secret&id={id}&from=37129123456&to=1888&{params}",
+            env.base
+        );
+        let http = env.http.clone();
+        async move {
+            let resp = http.get(url).send().await.expect("GET");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    // UCS-2 that mo-recode could not turn into UTF-8: UTF-16BE bytes.
+    let ucs2: String = "Būvatļauja klētij"
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .map(|b| format!("%{b:02X}"))
+        .collect();
+    let (status, body) = get("c2", &format!("coding=2&charset=UTF-16BE&text={ucs2}")).await;
+    assert_eq!(status, 200, "{body}");
+    let (item, message) = env.registered_message("sms:sms-kannel:c2").await;
+    assert_eq!(message.body, "Būvatļauja klētij");
+    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
+
+    // 8-bit data (concatenated parts Kannel joined), not valid UTF-8:
+    // registered, sent to review with the reason, the bytes kept exactly.
+    let bytes: &[u8] = &[0x05, 0x00, 0x03, 0xFF, 0x62, 0xC5, 0xAB, 0x76, 0x00, 0x01];
+    let data: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+    let (status, body) = get("c1", &format!("coding=1&charset=8-BIT&text={data}")).await;
+    assert_eq!(status, 200, "{body}");
+    let (item, message) = env.registered_message("sms:sms-kannel:c1").await;
+    assert_eq!(item.state, "review");
+    assert!(
+        item.review_reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("binary SMS: 8-bit data"),
+        "{item:?}"
+    );
+    assert_eq!(message.body, "");
+    assert_eq!(message.attachments.len(), 1, "{message:?}");
+    let kept = pietura::blobs::BlobStore::open(env.blob_dir())
+        .expect("blobs")
+        .get(&message.attachments[0].sha256)
+        .await
+        .expect("blob");
+    assert_eq!(kept, bytes);
+    assert_eq!(
+        message.attachments[0].content_type,
+        "application/octet-stream"
+    );
+
+    // An older get-url without the coding: control characters are not routed text.
+    let (status, body) = get("c0", "text=%01%02B%C5%ABvat%C4%BCauja%03").await;
+    assert_eq!(status, 200, "{body}");
+    let (item, message) = env.registered_message("sms:sms-kannel:c0").await;
+    assert_eq!(item.state, "review");
+    assert!(
+        item.review_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("coding=%c"),
+        "{item:?}"
+    );
+    assert_eq!(message.attachments.len(), 1);
+
+    // An empty SMS says so.
+    let (status, body) = get("e0", "coding=0&charset=UTF-8&text=").await;
+    assert_eq!(status, 200, "{body}");
+    let item = env.registered_key("sms:sms-kannel:e0").await;
+    assert_eq!(item.state, "review");
+    assert_eq!(
+        item.review_reason.as_deref(),
+        Some(pietura::channels::sms::REASON_EMPTY)
+    );
+    // A coding that does not exist is refused.
+    let (status, _) = get("x9", "coding=7&text=abc").await;
+    assert_eq!(status, 400);
+    env.stop().await;
+}
+
 async fn post_signed(env: &TestEnv, channel: &str, body: serde_json::Value) -> u16 {
     let body = body.to_string();
     env.http
@@ -314,8 +400,9 @@ async fn parts_and_messages_within_the_window_become_one_item() {
 type Captured = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
 /// A stand-in for the providers' sending APIs, built from their documented
-/// request shapes (Twilio's Messages resource; our signed JSON): it records
-/// each request and answers 201.
+/// request and answer shapes (Twilio's Messages resource with its
+/// `num_segments`; our signed JSON with `parts`): it records each request
+/// and answers 201, saying it sends one part.
 async fn fake_provider() -> (String, Captured) {
     use axum::extract::State;
     let captured: Captured = Default::default();
@@ -336,7 +423,7 @@ async fn fake_provider() -> (String, Captured) {
                     .push((uri.path().to_string(), auth, body));
                 (
                     axum::http::StatusCode::CREATED,
-                    "{\"sid\":\"SMxx\",\"status\":\"queued\"}",
+                    "{\"sid\":\"SMxx\",\"status\":\"queued\",\"num_segments\":\"1\",\"parts\":1}",
                 )
             },
         )
@@ -436,6 +523,27 @@ async fn answers_go_out_through_twilio_and_json_apis_within_the_per_number_limit
         "{sent}"
     );
 
+    // The JSON gateway says it sends one part of the answer's two: recorded
+    // on the answer (and warned); Twilio's one-part answer is whole.
+    let replied = |id: String| {
+        let registry = env.daemon.registry.clone();
+        async move {
+            registry
+                .audit_of(&id)
+                .await
+                .expect("audit")
+                .into_iter()
+                .find(|l| l.2 == "replied")
+                .map(|l| l.3)
+                .unwrap_or_default()
+        }
+    };
+    let detail = replied(json_item.id.clone()).await;
+    assert!(
+        detail.contains("\"gateway_parts\":1") && detail.contains("cut off"),
+        "{detail}"
+    );
+
     // The second Twilio item's answer is recorded as not sent, with why.
     let second = env.registered_key("sms:sms-twilio:SM2").await;
     let first = env.registered_key("sms:sms-twilio:SM1").await;
@@ -463,6 +571,16 @@ async fn answers_go_out_through_twilio_and_json_apis_within_the_per_number_limit
             .chain(b.iter())
             .any(|l| l.3.contains("max_per_number_per_day")),
         "the reason is recorded"
+    );
+    let whole = a
+        .iter()
+        .chain(b.iter())
+        .find(|l| l.2 == "replied")
+        .map(|l| l.3.clone())
+        .unwrap_or_default();
+    assert!(
+        whole.contains("\"gateway_parts\":1") && !whole.contains("cut off"),
+        "{whole}"
     );
     env.stop().await;
 }

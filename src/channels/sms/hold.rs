@@ -114,6 +114,7 @@ impl Sms {
                 to: first.to_address.clone(),
                 text,
                 part: None,
+                binary: None,
             };
             let mut msg = match self.normalise(&joined) {
                 Ok(m) => m,

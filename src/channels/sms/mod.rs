@@ -7,7 +7,10 @@
 //! Gateways (`gateway.kind` in the channel file):
 //! - `kannel`: smsbox `get-url`/`post-url` with a shared secret parameter,
 //!   accepted only from the listed source addresses. Kannel joins
-//!   concatenated parts itself (`sms-combine-concatenated-mo`).
+//!   concatenated parts itself (`sms-combine-concatenated-mo`). The text
+//!   (`%b`) is decoded by its data coding (`coding=%c`, `charset=%C`):
+//!   text (UTF-8 with `mo-recode`), UCS-2 (UTF-16BE), or 8-bit data, which is
+//!   not text: its bytes are kept as an attachment and the item goes to review.
 //! - `twilio`: Twilio-compatible form webhooks, `X-Twilio-Signature`
 //!   (HMAC-SHA1 over the public URL and the sorted parameters).
 //! - `json_hmac`: a JSON body signed with HMAC-SHA256 in `X-Signature-256`.
@@ -42,6 +45,15 @@ use super::{Channel, ChannelContext, ChannelError};
 use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::phone::SmsAddress;
+
+/// Review reason of an SMS with no text.
+pub const REASON_EMPTY: &str = "empty SMS: the message has no text";
+/// Review reason of 8-bit (binary) content; the bytes are an attachment.
+pub const REASON_BINARY: &str =
+    "binary SMS: 8-bit data, not text; the bytes are kept as an attachment";
+/// Review reason of a text with control characters, from a gateway that
+/// did not say the data coding.
+pub const REASON_CONTROL: &str = "binary SMS: the text has control characters (the gateway did not pass the data coding: add coding=%c&charset=%C to Kannel's get-url); the bytes are kept as an attachment";
 
 /// Longest text accepted by default: 255 concatenated parts of 153 characters.
 const DEFAULT_MAX_CHARS: usize = 39_015;
@@ -229,6 +241,9 @@ pub struct InboundSms {
     pub text: String,
     /// One part of a concatenated SMS the gateway did not join.
     pub part: Option<Part>,
+    /// The bytes of 8-bit data (data coding 1), which are not text; `text`
+    /// is then empty.
+    pub binary: Option<Vec<u8>>,
 }
 
 /// The concatenation header of one part (UDH reference, number, count).
@@ -264,27 +279,87 @@ impl Refusal {
     }
 }
 
+const NOT_UTF8: &str =
+    "a parameter is not valid UTF-8 (send the text as UTF-8: Kannel mo-recode = true)";
+
 /// `application/x-www-form-urlencoded` pairs; invalid UTF-8 is an error, not
 /// replacement characters in a citizen's text.
 pub fn form_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, String> {
+    form_pairs_raw(raw)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, String::from_utf8(v).map_err(|_| NOT_UTF8.to_string())?)))
+        .collect()
+}
+
+/// Form pairs whose values stay bytes (Kannel's `%b` of a UCS-2 or 8-bit
+/// SMS); the names must be UTF-8.
+fn form_pairs_raw(raw: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     raw.split(|b| *b == b'&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let mut it = pair.splitn(2, |b| *b == b'=');
-            let decode = |part: Option<&[u8]>| -> Result<String, String> {
+            let decode = |part: Option<&[u8]>| -> Vec<u8> {
                 let plus: Vec<u8> = part
                     .unwrap_or_default()
                     .iter()
                     .map(|b| if *b == b'+' { b' ' } else { *b })
                     .collect();
-                percent_encoding::percent_decode(&plus)
-                    .decode_utf8()
-                    .map(|s| s.into_owned())
-                    .map_err(|_| "a parameter is not valid UTF-8 (send the text as UTF-8: Kannel mo-recode = true)".to_string())
+                percent_encoding::percent_decode(&plus).collect()
             };
-            Ok((decode(it.next())?, decode(it.next())?))
+            let key = String::from_utf8(decode(it.next())).map_err(|_| NOT_UTF8.to_string())?;
+            Ok((key, decode(it.next())))
         })
         .collect()
+}
+
+/// Kannel's `%b` by its data coding (`%c`) and charset (`%C`): the text,
+/// or for 8-bit data the bytes. Without a coding (an older get-url) the
+/// text must be UTF-8, as `mo-recode = true` delivers it.
+fn kannel_text(
+    raw: Vec<u8>,
+    coding: Option<&str>,
+    charset: Option<&str>,
+) -> Result<(String, Option<Vec<u8>>), Refusal> {
+    let utf8 =
+        |raw: Vec<u8>| String::from_utf8(raw).map_err(|_| Refusal::Invalid(NOT_UTF8.to_string()));
+    let charset_is = |name: &str| charset.is_some_and(|c| c.trim().eq_ignore_ascii_case(name));
+    match coding.map(str::trim) {
+        None | Some("") | Some("0") => Ok((utf8(raw)?, None)),
+        // mo-recode turns UCS-2 into UTF-8 where it can; otherwise UTF-16BE.
+        Some("2") if charset_is("UTF-8") => Ok((utf8(raw)?, None)),
+        Some("2") => {
+            let units: Vec<u16> = raw
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))
+                .collect();
+            match String::from_utf16(&units) {
+                Ok(text) if raw.len() % 2 == 0 => Ok((text, None)),
+                // Not UTF-16 at all: kept as bytes, for a person to look at.
+                _ => Ok((String::new(), Some(raw))),
+            }
+        }
+        Some("1") => Ok((String::new(), Some(raw))),
+        Some(other) => Err(Refusal::Invalid(format!(
+            "coding {other:?} is not a data coding (0 text, 1 8-bit, 2 UCS-2)"
+        ))),
+    }
+}
+
+/// The bytes of an SMS that is not text, and why: 8-bit data, or text with
+/// control characters (8-bit data a gateway passed on as if it were text).
+fn binary_content(sms: &InboundSms) -> Option<(&[u8], &'static str)> {
+    match &sms.binary {
+        Some(bytes) => Some((bytes, REASON_BINARY)),
+        None if has_control_characters(&sms.text) => Some((sms.text.as_bytes(), REASON_CONTROL)),
+        None => None,
+    }
+}
+
+/// Control characters other than line breaks and tabs: what 8-bit data
+/// looks like when a gateway passes it on as if it were text.
+fn has_control_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }
 
 fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -400,23 +475,43 @@ impl Sms {
                         c.peer
                     )));
                 }
-                let mut pairs =
-                    form_pairs(c.uri.query().unwrap_or("").as_bytes()).map_err(Refusal::Invalid)?;
+                let mut raw = form_pairs_raw(c.uri.query().unwrap_or("").as_bytes())
+                    .map_err(Refusal::Invalid)?;
                 if c.method == Method::POST {
-                    pairs.extend(form_pairs(c.body).map_err(Refusal::Invalid)?);
+                    raw.extend(form_pairs_raw(c.body).map_err(Refusal::Invalid)?);
                 }
-                let given = param(&pairs, "secret").unwrap_or("");
-                if !same(given.as_bytes(), secret.as_bytes()) {
+                let given = raw
+                    .iter()
+                    .find(|(k, _)| k == "secret")
+                    .map_or(&[][..], |(_, v)| v.as_slice());
+                if !same(given, secret.as_bytes()) {
                     return Err(Refusal::Forbidden(
                         "wrong or missing secret parameter".into(),
                     ));
                 }
+                // The text is decoded by its coding; every other value is UTF-8.
+                let mut text = None;
+                let mut pairs = Vec::with_capacity(raw.len());
+                for (k, v) in raw {
+                    if k == "text" {
+                        text.get_or_insert(v);
+                    } else {
+                        let v = String::from_utf8(v)
+                            .map_err(|_| Refusal::Invalid(NOT_UTF8.to_string()))?;
+                        pairs.push((k, v));
+                    }
+                }
+                let text =
+                    text.ok_or_else(|| Refusal::Invalid("parameter \"text\" is missing".into()))?;
+                let (text, binary) =
+                    kannel_text(text, param(&pairs, "coding"), param(&pairs, "charset"))?;
                 Ok(InboundSms {
                     gateway_id: required(&pairs, "id")?,
                     from: required(&pairs, "from")?,
                     to: param(&pairs, "to").map(str::to_string),
-                    text: required(&pairs, "text")?,
+                    text,
                     part: None,
+                    binary,
                 })
             }
             GatewayConfig::Twilio { public_url, .. } => {
@@ -445,6 +540,7 @@ impl Sms {
                     to: param(&pairs, "To").map(str::to_string),
                     text: required(&pairs, "Body")?,
                     part: None,
+                    binary: None,
                 })
             }
             GatewayConfig::JsonHmac { .. } => {
@@ -476,6 +572,7 @@ impl Sms {
                     to: sms.to,
                     text: sms.text,
                     part: sms.concat,
+                    binary: None,
                 })
             }
         }
@@ -494,14 +591,17 @@ impl Sms {
                 sms.from
             ))
         })?;
-        let text: String = sms
-            .text
-            .replace("\r\n", "\n")
-            .replace(['\r'], "\n")
-            .replace('\0', "")
-            .trim()
-            .nfc()
-            .collect();
+        let binary = binary_content(sms);
+        let text: String = match binary {
+            Some(_) => String::new(),
+            None => sms
+                .text
+                .replace("\r\n", "\n")
+                .replace(['\r'], "\n")
+                .trim()
+                .nfc()
+                .collect(),
+        };
         if text.chars().count() > self.cfg.max_chars {
             return Err(Refusal::Invalid(format!(
                 "the text has {} characters, more than max_chars = {}",
@@ -520,6 +620,11 @@ impl Sms {
         if let SmsAddress::Number(n) = &from {
             msg.sender.phone = Some(n.clone());
         }
+        msg.review_reason = match &binary {
+            Some((_, reason)) => Some((*reason).to_string()),
+            None if msg.body.is_empty() => Some(REASON_EMPTY.to_string()),
+            None => None,
+        };
         let mut meta = BTreeMap::new();
         meta.insert("gateway", serde_json::json!(self.cfg.gateway.kind()));
         meta.insert("gateway_id", serde_json::json!(sms.gateway_id.trim()));
@@ -534,6 +639,9 @@ impl Sms {
             "answer_by_sms",
             serde_json::json!(from.can_reply() && self.cfg.reply.enabled),
         );
+        if let Some((bytes, _)) = &binary {
+            meta.insert("binary_bytes", serde_json::json!(bytes.len()));
+        }
         msg.metadata.insert(
             ChannelKind::Sms.as_str().into(),
             serde_json::to_value(meta).unwrap_or_default(),
@@ -545,8 +653,23 @@ impl Sms {
     /// comes only after the item is durably handed on.
     async fn receive(&self, c: Callback<'_>) -> Result<Accepted, Refusal> {
         let sms = self.parse(&c)?;
-        let msg = self.normalise(&sms)?;
-        if sms.part.is_some() || self.cfg.join_window_seconds > 0 {
+        let mut msg = self.normalise(&sms)?;
+        if let Some((bytes, _)) = binary_content(&sms) {
+            // Binary content is an item of its own, its bytes an attachment
+            // stored before the item is published.
+            let blob = self
+                .ctx
+                .blobs
+                .put(bytes)
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            msg.attachments.push(crate::message::AttachmentRef {
+                sha256: blob.sha256,
+                filename: "sms-8bit.bin".into(),
+                content_type: "application/octet-stream".into(),
+                size: blob.size,
+            });
+        } else if sms.part.is_some() || self.cfg.join_window_seconds > 0 {
             return self.hold(&sms, &msg).await;
         }
         let span =

@@ -139,9 +139,10 @@ fn transient(e: impl std::fmt::Display) -> ReplyError {
     ReplyError::Transient(e.to_string())
 }
 
-/// A gateway's HTTP answer as a reply outcome: 2xx sent, 400/422 refused
-/// for good, anything else worth another try.
-async fn outcome(resp: reqwest::Response, what: &str) -> Result<(), ReplyError> {
+/// A gateway's HTTP answer as a reply outcome: 2xx sent (with the number of
+/// parts the gateway says it sends, when it says), 400/422 refused for
+/// good, anything else worth another try.
+async fn outcome(resp: reqwest::Response, what: &str) -> Result<Option<usize>, ReplyError> {
     let status = resp.status();
     let body: String = resp
         .text()
@@ -151,12 +152,26 @@ async fn outcome(resp: reqwest::Response, what: &str) -> Result<(), ReplyError> 
         .take(300)
         .collect();
     if status.is_success() {
-        return Ok(());
+        return Ok(reported_parts(&body));
     }
     let why = format!("{what} answered {status}: {body}");
     match status.as_u16() {
         400 | 422 => Err(ReplyError::Permanent(why)),
         _ => Err(ReplyError::Transient(why)),
+    }
+}
+
+/// The parts a gateway's answer says it sends: Twilio's `num_segments`
+/// (a string in its Message resource) or `parts` from a JSON gateway.
+/// Kannel's sendsms answers ("0: Accepted for delivery", "Sent.") do not
+/// say: smsbox cuts a long answer to its `max-messages` without telling.
+fn reported_parts(body: &str) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let n = v.get("num_segments").or_else(|| v.get("parts"))?;
+    match n {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -179,7 +194,7 @@ impl Sms {
         text: &str,
         seg: &Segments,
         item: &str,
-    ) -> Result<(), ReplyError> {
+    ) -> Result<Option<usize>, ReplyError> {
         let from = self
             .cfg
             .reply
@@ -306,19 +321,45 @@ impl Replier for Sms {
             r.due.as_deref().unwrap_or("-"),
             &status_url,
         );
-        self.send(&r.address, &text, &seg, &r.item_id).await?;
-        Ok(ReplyOutcome::Sent(serde_json::json!({
+        let reported = self.send(&r.address, &text, &seg, &r.item_id).await?;
+        let mut detail = serde_json::json!({
             "to": r.address,
             "text": text,
             "encoding": format!("{:?}", seg.encoding),
             "parts": seg.parts,
-        })))
+        });
+        if let Some(n) = reported {
+            detail["gateway_parts"] = serde_json::json!(n);
+            if n < seg.parts {
+                let why = format!(
+                    "the gateway sends {n} of the answer's {} parts: the phone gets it cut off (raise the gateway's limit on parts per message)",
+                    seg.parts
+                );
+                tracing::warn!(channel = %self.cfg.id, "{why}");
+                detail["cut_off"] = serde_json::json!(why);
+            }
+        }
+        Ok(ReplyOutcome::Sent(detail))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateways_say_how_many_parts_they_send() {
+        assert_eq!(
+            reported_parts(r#"{"sid":"SM1","num_segments":"2","status":"queued"}"#),
+            Some(2)
+        );
+        assert_eq!(
+            reported_parts(r#"{"status":"accepted","parts":1}"#),
+            Some(1)
+        );
+        assert_eq!(reported_parts("0: Accepted for delivery"), None);
+        assert_eq!(reported_parts(r#"{"sid":"SM1"}"#), None);
+    }
 
     #[test]
     fn answers_stay_within_their_parts() {
