@@ -59,7 +59,11 @@ fn commands_that_read_the_registry_never_create_one() {
     assert!(data.join("pietura.db").is_file());
     let out = pietura(dir.path(), &["items", "list"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("number"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("number"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -67,15 +71,16 @@ fn config_check_validates_every_shipped_channel_example() {
     let channels = repo().join("channels");
     let out = pietura(
         &repo(),
-        &["config", "check", "--channels", &channels.display().to_string()],
+        &[
+            "config",
+            "check",
+            "--channels",
+            &channels.display().to_string(),
+        ],
         &[],
     );
     let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     // One example per channel kind, each checked.
     for kind in ["web_form", "email", "scan", "sms"] {
         let example = channels.join(format!("{kind}.toml.example"));
@@ -123,11 +128,7 @@ fn config_check_names_the_file_line_and_key_of_a_misplaced_key() {
         "type = \"sms\"\nid = \"sms\"\n[gateway]\nkind = \"kannel\"\nsecret = \"x\"\nallow_from = []\n[reply]\nenabled = false\n",
     )
     .expect("write");
-    let out = pietura(
-        dir.path(),
-        &["config", "check", "--channels", "."],
-        &[],
-    );
+    let out = pietura(dir.path(), &["config", "check", "--channels", "."], &[]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

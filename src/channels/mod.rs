@@ -203,7 +203,8 @@ fn read_file(file: &Path) -> Result<ChannelConfig, Vec<ChannelFileError>> {
         line,
         message,
     };
-    let src = std::fs::read_to_string(file).map_err(|e| vec![problem(None, format!("cannot read: {e}"))])?;
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| vec![problem(None, format!("cannot read: {e}"))])?;
     let c = toml::from_str::<ChannelConfig>(&src).map_err(|e| {
         let message = e.message().trim().to_string();
         // The tagged enum loses the span of a misplaced key: found by name.
@@ -238,12 +239,13 @@ fn read_file(file: &Path) -> Result<ChannelConfig, Vec<ChannelFileError>> {
 /// one set outside a comment).
 fn unknown_key_line(src: &str, message: &str) -> Option<usize> {
     let key = message.strip_prefix("unknown field `")?.split('`').next()?;
-    src.lines().position(|line| {
-        line.trim_start()
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-    .map(|i| i + 1)
+    src.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -254,7 +256,10 @@ mod tests {
     fn a_misplaced_key_is_found_by_its_line() {
         let src = "type = \"scan\"\n[ocr]\n# upload_token_env = \"X\"\nupload_token_env = \"X\"\n";
         assert_eq!(
-            unknown_key_line(src, "unknown field `upload_token_env`, expected one of `languages`"),
+            unknown_key_line(
+                src,
+                "unknown field `upload_token_env`, expected one of `languages`"
+            ),
             Some(4)
         );
         assert_eq!(unknown_key_line(src, "missing field `folder`"), None);
