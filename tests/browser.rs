@@ -367,7 +367,11 @@ async fn officer_assigns_and_administrator_edits_rules_in_chromium() {
         coffee.registration_number
     );
     let reason = text_of(&browser, "item-reason").await;
-    assert!(reason.contains("no routing rule matched"), "{reason}");
+    // In Latvian words, from the catalog (the API keeps the machine reason).
+    assert!(
+        reason.contains("Neviens maršrutēšanas noteikums neatbilst"),
+        "{reason}"
+    );
     let trace_rows = browser
         .find_all(Locator::Css("#trace tbody tr"))
         .await
@@ -552,7 +556,7 @@ async fn officer_assigns_and_administrator_edits_rules_in_chromium() {
         .await
         .expect("channels");
     let web_form = text_of(&browser, "channel-iesniegums").await;
-    assert!(web_form.contains("web_form"), "{web_form}");
+    assert!(web_form.contains("tīmekļa veidlapa"), "{web_form}");
     screenshot(&browser, "channels.png").await;
     browser.close().await.expect("close browser");
     env.stop().await;

@@ -462,3 +462,90 @@ async fn rules_edits_are_written_back_versioned_and_rolled_back() {
     assert_eq!(actions, ["rollback", "edit"]);
     env.stop().await;
 }
+
+/// A page's visible text: the markup (tags and their attributes) left out.
+fn visible(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    let mut in_tag = false;
+    for c in page.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The part of `page` from the element with `id` to the next `end`.
+fn section<'a>(page: &'a str, id: &str, end: &str) -> &'a str {
+    let start = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}:\n{page}"));
+    let rest = &page[start..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latvian_desk_shows_reasons_channels_and_rule_sets_in_words() {
+    let env = TestEnv::start(Options::new(Backend::Embedded)).await;
+    add_accounts(&env).await;
+    let item = env.submit_item("Sveiki", "Vai jums garšo kafija?").await;
+    assert_eq!(item.state, "review");
+    let officer = DeskClient::new(&env);
+    assert_eq!(officer.sign_in(OFFICER.0, OFFICER.1).await, 303);
+
+    let (status, queue) = officer.page("/desk?lang=lv").await;
+    assert_eq!(status, 200);
+    let words = visible(&queue);
+    for latvian in [
+        "tīmekļa veidlapa",
+        "Neviens maršrutēšanas noteikums neatbilst",
+    ] {
+        assert!(words.contains(latvian), "{latvian} missing: {words}");
+    }
+    for machine in ["no routing rule matched", "web_form"] {
+        assert!(!words.contains(machine), "{machine} shown: {words}");
+    }
+
+    let (status, page) = officer
+        .page(&format!("/desk/items/{}?lang=lv", item.id))
+        .await;
+    assert_eq!(status, 200);
+    let facts = visible(section(&page, "item-facts", "</table>"));
+    let summary = visible(section(&page, "explain-h", "</p>"));
+    assert!(
+        facts.contains("tīmekļa veidlapa")
+            && facts.contains("Neviens maršrutēšanas noteikums neatbilst"),
+        "{facts}"
+    );
+    assert!(summary.contains("Noteikumu versija"), "{summary}");
+    for machine in ["no routing rule matched", "web_form"] {
+        assert!(!facts.contains(machine), "{machine} shown: {facts}");
+    }
+    assert!(
+        !summary.contains("rule set") && !summary.contains("no routing rule matched"),
+        "{summary}"
+    );
+
+    // English from the other catalog.
+    let (_, queue) = officer.page("/desk?lang=en").await;
+    let words = visible(&queue);
+    assert!(
+        words.contains("web form") && words.contains("No routing rule matched"),
+        "{words}"
+    );
+
+    // The API keeps the machine words.
+    let api = env.get_json(&format!("/api/v1/items/{}", item.id)).await;
+    assert_eq!(
+        api["item"]["review_reason"], "no routing rule matched",
+        "{api}"
+    );
+    assert_eq!(api["item"]["channel_kind"], "web_form", "{api}");
+    env.stop().await;
+}

@@ -89,7 +89,7 @@ pub async fn overview(
                 in_review: seen.map_or(0, |a| a.in_review),
                 mailboxes: boxes,
                 id,
-                kind,
+                kind: v.lang.channel_kind(&kind),
                 running,
             }
         })

@@ -73,17 +73,59 @@ impl Lang {
 
     /// The text for `key`; the key itself when a catalog lacks it (visible, not fatal).
     pub fn t(self, key: &str) -> &str {
+        self.get(key).unwrap_or(key)
+    }
+
+    fn get(self, key: &str) -> Option<&'static str> {
         let catalog = match self {
             Lang::Lv => &*LV,
             Lang::En => &*EN,
         };
-        match catalog.get(key) {
-            // The catalogs live for the whole program.
-            Some(text) => text.as_str(),
-            None => key,
+        catalog.get(key).map(String::as_str)
+    }
+
+    /// A channel kind in words (`web_form`: "tīmekļa veidlapa"); an unknown
+    /// kind as it is.
+    pub fn channel_kind(self, kind: &str) -> String {
+        self.get(&format!("channel_kind.{kind}"))
+            .unwrap_or(kind)
+            .to_string()
+    }
+
+    /// A review reason in words. The registry and the API keep the machine
+    /// reason; the reasons the channels, the rules engine and the desk give
+    /// are in the catalogs by their head, anything else (a rule's own
+    /// `review_reason`, in the office's words) is shown as it is.
+    pub fn reason(self, reason: Option<&str>) -> String {
+        let reason = reason.unwrap_or(crate::rules::eval::NO_RULE_REASON);
+        if let Some(rest) = reason.strip_prefix("returned by ") {
+            // "returned by <unit>: <the unit's note>"
+            let (unit, note) = rest.split_once(':').unwrap_or((rest, ""));
+            let note = note.trim();
+            let head = format!("{} ({})", self.t("reason.returned"), unit.trim());
+            return if note.is_empty() {
+                head
+            } else {
+                format!("{head}: {note}")
+            };
         }
+        REASONS
+            .iter()
+            .find(|(head, _)| reason.starts_with(head))
+            .map_or_else(|| reason.to_string(), |(_, key)| self.t(key).to_string())
     }
 }
+
+/// Machine reasons by their head, and their catalog keys.
+const REASONS: &[(&str, &str)] = &[
+    (crate::rules::eval::NO_RULE_REASON, "reason.no_rule"),
+    ("empty SMS", "reason.sms_empty"),
+    ("binary SMS", "reason.sms_binary"),
+    ("oversized e-mail", "reason.email_oversized"),
+    ("malformed e-mail", "reason.email_malformed"),
+    ("no text recognised", "reason.scan_no_text"),
+    ("OCR confidence", "reason.scan_low_confidence"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -106,6 +148,28 @@ mod tests {
         }
         assert_eq!(Lang::Lv.t("queue.title"), "Izskatāmie dokumenti");
         assert_eq!(Lang::En.t("queue.title"), "Review queue");
+    }
+
+    #[test]
+    fn reasons_and_channel_kinds_are_words_in_both_languages() {
+        for (head, key) in REASONS {
+            assert_ne!(Lang::Lv.t(key), *key, "{key} missing");
+            assert_ne!(Lang::Lv.reason(Some(head)), *head);
+            assert_ne!(Lang::En.reason(Some(head)), *head);
+        }
+        assert_eq!(Lang::Lv.reason(None), Lang::Lv.t("reason.no_rule"));
+        assert_eq!(
+            Lang::Lv.reason(Some("returned by buvvalde: nav mūsu")),
+            format!("{} (buvvalde): nav mūsu", Lang::Lv.t("reason.returned"))
+        );
+        assert_eq!(
+            Lang::Lv.reason(Some("Pārbaudīt personīgi")),
+            "Pārbaudīt personīgi"
+        );
+        for kind in ["web_form", "email", "scan", "sms"] {
+            assert_ne!(Lang::Lv.channel_kind(kind), kind);
+            assert_ne!(Lang::En.channel_kind(kind), kind);
+        }
     }
 
     #[test]

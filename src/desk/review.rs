@@ -44,7 +44,9 @@ pub struct QueueQuery {
 /// One queue row.
 pub struct QueueRow {
     pub item: ItemSummary,
+    /// The reason and the channel kind in the desk's language.
     pub reason: String,
+    pub channel: String,
     pub received: String,
     pub due: String,
     pub overdue: bool,
@@ -57,8 +59,9 @@ struct QueuePage {
     l: Lang,
     nav: Nav,
     rows: Vec<QueueRow>,
-    channels: Vec<String>,
-    reasons: Vec<String>,
+    /// (value, label) of the filters' choices.
+    channels: Vec<(String, String)>,
+    reasons: Vec<(String, String)>,
     channel: String,
     reason: String,
     age: String,
@@ -128,12 +131,26 @@ pub async fn queue(
     let mut channels: Vec<String> = everything.iter().map(|i| i.channel_kind.clone()).collect();
     channels.sort();
     channels.dedup();
+    let channels = channels
+        .into_iter()
+        .map(|c| {
+            let label = v.lang.channel_kind(&c);
+            (c, label)
+        })
+        .collect();
     let mut reasons: Vec<String> = everything
         .iter()
         .map(|i| reason_kind(i.review_reason.as_deref()))
         .collect();
     reasons.sort();
     reasons.dedup();
+    let reasons = reasons
+        .into_iter()
+        .map(|r| {
+            let label = v.lang.reason(Some(&r));
+            (r, label)
+        })
+        .collect();
     let items: Vec<ItemSummary> = everything
         .into_iter()
         .filter(|i| filter.admits(i))
@@ -151,10 +168,8 @@ pub async fn queue(
         let body = messages.get(&item.id).map_or("", |m| m.body.as_str());
         let due = item.due().unwrap_or_default().to_string();
         rows.push(QueueRow {
-            reason: item
-                .review_reason
-                .clone()
-                .unwrap_or_else(|| reason_kind(None)),
+            reason: v.lang.reason(item.review_reason.as_deref()),
+            channel: v.lang.channel_kind(&item.channel_kind),
             received: local_time(&item.received_at),
             overdue: !due.is_empty() && due < today,
             due,
@@ -208,6 +223,9 @@ struct ItemPage {
     state_label: String,
     item: ItemSummary,
     received: String,
+    /// The channel kind and the review reason in the desk's language.
+    channel: String,
+    reason: Option<String>,
     unit_name: String,
     original: Original,
     attachments: Vec<(usize, String, String, u64)>,
@@ -274,11 +292,23 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
     let original = original_of(s, &msg).await;
     let (trace, explanation) =
         match crate::explain::explain_message(&s.registry, &found, &msg).await {
-            // The first line says where it went; the table below has the rest.
-            Ok(d) => (
-                d.trace.clone(),
-                d.explain().lines().next().unwrap_or_default().to_string(),
-            ),
+            // Which rule set decided and what; the table below has the rest.
+            Ok(d) => {
+                let outcome = match (&d.rule_id, &d.unit) {
+                    (Some(rule), Some(unit)) => format!(
+                        "{} {rule} → {}",
+                        l.t("explain.rule"),
+                        unit_name(s, l, Some(unit))
+                    ),
+                    _ => l.reason(d.review_reason.as_deref()),
+                };
+                let summary = format!(
+                    "{} {}: {outcome}",
+                    l.t("explain.ruleset"),
+                    d.ruleset_version
+                );
+                (d.trace, summary)
+            }
             Err(e) => (Vec::new(), e.to_string()),
         };
     let history = s
@@ -341,6 +371,8 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         l,
         nav: Nav::of(v, &format!("/desk/items/{}", found.id)),
         received: local_time(&found.received_at),
+        channel: l.channel_kind(&found.channel_kind),
+        reason: found.review_reason.as_deref().map(|r| l.reason(Some(r))),
         unit_name: unit_name(s, l, found.unit_id.as_deref()),
         original,
         attachments: msg

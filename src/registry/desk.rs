@@ -95,7 +95,7 @@ impl ReviewFilter {
 /// The kind of a review reason, for filtering: the text before its first
 /// `:` or `(` ("OCR confidence 41 % below 70 %" stays whole).
 pub fn reason_kind(reason: Option<&str>) -> String {
-    let r = reason.unwrap_or("no routing rule matched");
+    let r = reason.unwrap_or(crate::rules::eval::NO_RULE_REASON);
     r.split([':', '('])
         .next()
         .unwrap_or(r)

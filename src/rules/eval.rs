@@ -10,6 +10,10 @@ use super::text::{Keyword, Words};
 use super::{Condition, Priority, Rule, RuleSet};
 use crate::message::IntakeMessage;
 
+/// The review reason of an item no rule routed (machine-readable; the
+/// desk shows it in words).
+pub const NO_RULE_REASON: &str = "no routing rule matched";
+
 /// The `rule_id` of an item routed because it follows up a registered item.
 pub const FOLLOW_UP_RULE: &str = "follow-up";
 
@@ -306,7 +310,7 @@ impl RuleSet {
             d.review_reason = Some(reason.clone());
         }
         if d.unit.is_none() && d.review_reason.is_none() {
-            d.review_reason = Some("no routing rule matched".into());
+            d.review_reason = Some(NO_RULE_REASON.into());
         }
         d
     }
