@@ -569,6 +569,8 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
+        // Colours only on a terminal, never in a journal or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

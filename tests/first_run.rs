@@ -53,6 +53,19 @@ fn commands_that_read_the_registry_never_create_one() {
         );
         assert!(!data.exists(), "{args:?} created {}", data.display());
     }
+    // Pointed elsewhere by the environment: that path is named, nothing made.
+    let elsewhere = dir.path().join("elsewhere");
+    let out = pietura(
+        dir.path(),
+        &["items", "list"],
+        &[("PIETURA__DATA_DIR", &elsewhere.display().to_string())],
+    );
+    assert!(
+        text(&out.stderr).contains(&elsewhere.join("pietura.db").display().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!elsewhere.exists());
     // `migrate` creates it; then the same commands read it.
     let out = pietura(dir.path(), &["migrate"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -178,4 +191,15 @@ fn the_log_level_comes_from_pietura_log_then_rust_log() {
         !run(&[("PIETURA_LOG", "info"), ("RUST_LOG", "debug")]),
         "PIETURA_LOG comes first"
     );
+    // The folders come from the configuration, the environment included.
+    let channels = repo().join("channels").display().to_string();
+    let out = pietura(
+        Path::new("/"),
+        &["config", "check"],
+        &[("PIETURA__CHANNELS__DIR", &channels), ("RUST_LOG", "debug")],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("channels={channels}")), "{err}");
+    assert!(text(&out.stdout).contains("sms.toml.example: ok"));
 }
