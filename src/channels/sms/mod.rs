@@ -333,7 +333,7 @@ fn kannel_text(
                 .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))
                 .collect();
             match String::from_utf16(&units) {
-                Ok(text) if raw.len() % 2 == 0 => Ok((text, None)),
+                Ok(text) if raw.len().is_multiple_of(2) => Ok((text, None)),
                 // Not UTF-16 at all: kept as bytes, for a person to look at.
                 _ => Ok((String::new(), Some(raw))),
             }
