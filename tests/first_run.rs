@@ -152,6 +152,26 @@ fn config_check_names_the_file_line_and_key_of_a_misplaced_key() {
         err.contains("sms.toml.example") && err.contains("gateway.allow_from"),
         "{err}"
     );
+    // The daemon's own configuration is checked too, with its keys.
+    std::fs::write(dir.path().join("pietura.toml"), "[bus]\nprefetch = 0\n").expect("write");
+    let out = pietura(
+        dir.path(),
+        &[
+            "--config",
+            "pietura.toml",
+            "config",
+            "check",
+            "--channels",
+            ".",
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pietura.toml") && err.contains("bus.prefetch"),
+        "{err}"
+    );
 }
 
 #[test]
