@@ -53,7 +53,7 @@ pub const REASON_BINARY: &str =
     "binary SMS: 8-bit data, not text; the bytes are kept as an attachment";
 /// Review reason of a text with control characters, from a gateway that
 /// did not say the data coding.
-pub const REASON_CONTROL: &str = "binary SMS: the text has control characters (the gateway did not pass the data coding: add coding=%c&charset=%C to Kannel's get-url); the bytes are kept as an attachment";
+pub const REASON_CONTROL: &str = "binary SMS: the text has control characters, 8-bit data passed on as text (Kannel: add coding=%c&charset=%C to get-url); the bytes are kept as an attachment";
 
 /// Longest text accepted by default: 255 concatenated parts of 153 characters.
 const DEFAULT_MAX_CHARS: usize = 39_015;
