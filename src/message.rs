@@ -259,6 +259,28 @@ impl IntakeMessage {
         }
     }
 
+    /// Why no answer goes back on the channel, when none does: the
+    /// channel's own reason (`metadata.email.no_acknowledgement`: an
+    /// auto-reply, a list, one of our addresses…), else what the channel
+    /// cannot do. `None` when an answer is due ([`Self::reply_address`]).
+    pub fn why_no_reply(&self) -> Option<String> {
+        if self.reply_address().is_some() {
+            return None;
+        }
+        let stated = self
+            .channel_metadata()
+            .and_then(|m| m.get("no_acknowledgement"))
+            .and_then(serde_json::Value::as_str);
+        Some(match (self.channel.kind, stated) {
+            (ChannelKind::Email, Some(why)) => why.to_string(),
+            (ChannelKind::Email, None) => "no sender address".into(),
+            (ChannelKind::Sms, _) => {
+                "the sender cannot receive an SMS answer, or the channel sends none".into()
+            }
+            (kind, _) => format!("the {} channel sends no answers", kind.as_str()),
+        })
+    }
+
     /// The registered item this message follows up, if its channel found one.
     pub fn follow_up_of(&self) -> Option<FollowUp> {
         let v = self.channel_metadata()?.get("follow_up_of")?;

@@ -258,7 +258,8 @@ async fn api_item(
 }
 
 /// `GET /api/v1/items/{id or number}`: the item, where its answer to the
-/// sender stands (waiting with the last error, sent, not sent and why),
+/// sender stands (`state`: waiting with the last error, sent, or not_sent
+/// with the `reason`, also when none was queued at intake),
 /// where its external DMS registration stands (pending with the last error,
 /// or the DMS's id and link), and its history.
 async fn show_item(
@@ -271,7 +272,18 @@ async fn show_item(
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    let answer = s.registry.answer_state(&found.id).await;
+    let answer = match s.registry.answer_state(&found.id).await {
+        Ok(Some(a)) => Ok(serde_json::to_value(a).unwrap_or_default()),
+        // No answer was queued at intake: say why (an auto-reply, a list…).
+        Ok(None) => s.registry.item_message(&found.id).await.map(|m| {
+            serde_json::json!({
+                "state": "not_sent",
+                "reason": m.why_no_reply(),
+                "channel_instance": m.channel.instance,
+            })
+        }),
+        Err(e) => Err(e),
+    };
     let dms = s.registry.dms_state(&found.id).await;
     let history = s.registry.audit_of(&found.id).await;
     match (answer, dms, history) {

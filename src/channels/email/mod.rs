@@ -134,7 +134,9 @@ pub struct EmailConfig {
     #[serde(default = "default_batch_mails")]
     pub batch_mails: usize,
     /// Our own addresses: mail from them is never acknowledged (the IMAP
-    /// user and the acknowledgement sender are added).
+    /// user and the acknowledgement sender are added). Each is an address
+    /// (`dokumenti@novads.lv`), a whole domain (`@novads.example.lv`) or a
+    /// pattern with `*` and `?` (`*@*.novads.lv`).
     #[serde(default)]
     pub our_addresses: Vec<String>,
     /// The acknowledgement with the registration number; none when absent.
@@ -188,6 +190,11 @@ impl EmailConfig {
         }
         if self.max_message_bytes < 1024 {
             issues.push("max_message_bytes must be at least 1024".into());
+        }
+        for (i, a) in self.our_addresses.iter().enumerate() {
+            if let Some(why) = normalise::our_address_problem(a) {
+                issues.push(format!("our_addresses[{i}] {a:?} {why}"));
+            }
         }
         if let Some(a) = &self.acknowledgement {
             issues.extend(a.validate());
