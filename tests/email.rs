@@ -744,6 +744,136 @@ async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     env.stop().await;
 }
 
+/// Log lines written while the returned guard lives, on this thread (the
+/// test runs on one thread, so every daemon task logs here).
+fn capture_logs() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    #[derive(Clone)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Sink(buf.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,pietura=info"))
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    (buf, tracing::subscriber::set_default(subscriber))
+}
+
+/// The mailbox's lease as stored: holder and until.
+async fn lease_of(env: &TestEnv) -> Option<(String, chrono::DateTime<Utc>)> {
+    env.daemon
+        .registry
+        .mailbox_statuses()
+        .await
+        .expect("statuses")
+        .into_iter()
+        .find(|m| m.channel_instance == INSTANCE)
+        .and_then(|m| {
+            let until = m
+                .lease_until
+                .as_deref()
+                .and_then(pietura::registry::parse_db_time)?;
+            Some((m.lease_holder?, until))
+        })
+}
+
+// One thread: the log capture sees every daemon task.
+#[tokio::test(flavor = "current_thread")]
+async fn a_crashed_daemons_mailbox_is_taken_over_within_the_short_lease() {
+    let (logs, _guard) = capture_logs();
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "");
+    let mut env = start(dir.path()).await;
+    let mut first = None;
+    wait_until(LONG_WAIT, "the first daemon holds the mailbox", || {
+        let env = &env;
+        async move { lease_of(env).await.is_some() }
+    })
+    .await;
+    if let Some((holder, until)) = lease_of(&env).await {
+        // The lease runs at most LEASE_TTL (30 s) ahead, not minutes.
+        let ttl = chrono::Duration::from_std(pietura::channels::email::LEASE_TTL).expect("ttl");
+        assert!(
+            until <= Utc::now() + ttl + chrono::Duration::seconds(5),
+            "the lease runs until {until}, more than {ttl} ahead"
+        );
+        first = Some(holder);
+    }
+    let first = first.expect("first holder");
+
+    // A second daemon waits, and says at INFO whom for and until when.
+    let second = env.another_daemon().await;
+    let said = || String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    wait_until(LONG_WAIT, "the waiting daemon names the holder", || {
+        std::future::ready(said().lines().any(|l| {
+            l.contains(" INFO ")
+                && l.contains("mailbox leased by another daemon")
+                && l.contains(&first)
+        }))
+    })
+    .await;
+
+    // The first daemon dies without releasing its lease (its tasks are
+    // dropped, as a killed process's would stop).
+    let crashed = std::mem::replace(&mut env.daemon, second);
+    drop(crashed);
+    let raw = mail(
+        "Jānis <janis@example.com>",
+        "Pēc avārijas",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    dovecot.deliver(&raw);
+    let key = key_of(&raw);
+    // Within the short lease (and one renewal), far below the old ~150 s.
+    wait_until(
+        LONG_WAIT,
+        "the mail registered by the second daemon",
+        || {
+            let env = &env;
+            let key = key.clone();
+            async move {
+                env.daemon
+                    .registry
+                    .find_by_key(&key)
+                    .await
+                    .expect("lookup")
+                    .is_some()
+            }
+        },
+    )
+    .await;
+    let (holder, _) = lease_of(&env).await.expect("a lease");
+    assert_ne!(holder, first, "the dead daemon's lease was taken over");
+
+    // A clean shutdown gives the lease up at once.
+    let third = env.another_daemon().await;
+    let second = std::mem::replace(&mut env.daemon, third);
+    second.shutdown().await;
+    let now_held = lease_of(&env).await.map(|(h, _)| h);
+    assert_ne!(
+        now_held.as_deref(),
+        Some(holder.as_str()),
+        "not released at shutdown"
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_is_read_over_tls_and_starttls_with_a_private_ca() {
     let dovecot = Dovecot::start_with_tls();
