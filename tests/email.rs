@@ -422,6 +422,127 @@ async fn oversized_and_malformed_mail_is_registered_for_review() {
     env.stop().await;
 }
 
+/// The subject of a received mail, decoded.
+fn subject_of(raw: &str) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .expect("subject")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_ups_acknowledgement_has_one_re_and_its_own_number_only() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = SmtpServer::start(&maildir);
+    let dir = channels(&dovecot, Some(&smtp), "");
+    let env = start(dir.path()).await;
+    let first = mail(
+        "Jānis <janis@example.com>",
+        "Iesniegums par būvatļauju",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let item = hand_in(&env, &dovecot, &first).await;
+    let ack = acknowledgement_to(&maildir, "janis@example.com").await;
+    let ack_subject = subject_of(&ack.raw);
+    assert_eq!(
+        ack_subject,
+        format!(
+            "Re: Iesniegums par būvatļauju [Nr. {}]",
+            item.registration_number
+        )
+    );
+    // The citizen answers our acknowledgement (their client adds "Re: ").
+    let ack_id = header(&ack.raw, "Message-ID")
+        .expect("our Message-ID")
+        .to_string();
+    let reply = mail(
+        "Jānis <janis@example.com>",
+        &format!("Re: {ack_subject}"),
+        "Pievienoju plānu.",
+        &format!("In-Reply-To: {ack_id}\r\nReferences: {ack_id}\r\n"),
+    );
+    let follow = hand_in(&env, &dovecot, &reply).await;
+    assert_eq!(follow.linked_item_id.as_deref(), Some(item.id.as_str()));
+    let mut second = None;
+    wait_until(LONG_WAIT, "the follow-up's acknowledgement", || {
+        second = SmtpServer::messages(&maildir)
+            .into_iter()
+            .find(|m| m.contains(&follow.registration_number));
+        std::future::ready(second.is_some())
+    })
+    .await;
+    assert_eq!(
+        subject_of(&second.expect("found")),
+        format!(
+            "Re: Iesniegums par būvatļauju [Nr. {}]",
+            follow.registration_number
+        ),
+        "one Re:, one number tag: the follow-up's"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colleagues_forwards_are_not_acknowledged_and_the_item_api_says_why() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = SmtpServer::start(&maildir);
+    let dir = channels(
+        &dovecot,
+        Some(&smtp),
+        "our_addresses = [\"@novads.example.lv\", \"*@*.novads.lv\"]",
+    );
+    let env = start(dir.path()).await;
+    // A clerk forwards a citizen's mail; another from a unit's subdomain.
+    let forward = mail(
+        "Ilze Kalna <ilze.kalna@novads.example.lv>",
+        "Fwd: Iesniegums par būvatļauju",
+        "---------- Forwarded message ----------\r\nNo: Jānis <janis@example.com>\r\nLūdzu būvatļauju.",
+        "",
+    );
+    let unit = mail(
+        "Anna <anna@buvvalde.novads.lv>",
+        "Fwd: iesniegums",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let citizen = mail(
+        "Pēteris <peteris@example.com>",
+        "Iesniegums",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let oof = fixture("auto-reply.eml");
+    let forwarded = hand_in(&env, &dovecot, &forward).await;
+    let from_unit = hand_in(&env, &dovecot, &unit).await;
+    hand_in(&env, &dovecot, &citizen).await;
+    let auto = hand_in(&env, &dovecot, &oof).await;
+    acknowledgement_to(&maildir, "peteris@example.com").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = SmtpServer::messages(&maildir);
+    assert_eq!(sent.len(), 1, "only the citizen is acknowledged: {sent:?}");
+
+    // The item API says the answer was not sent, and why.
+    for (item, why) in [
+        (&forwarded, "our own addresses"),
+        (&from_unit, "our own addresses"),
+        (&auto, "Auto-Submitted"),
+    ] {
+        let shown = env.get_json(&format!("/api/v1/items/{}", item.id)).await;
+        let answer = &shown["answer"];
+        assert_eq!(answer["state"], "not_sent", "{shown}");
+        assert!(
+            answer["reason"].as_str().is_some_and(|r| r.contains(why)),
+            "{why}: {shown}"
+        );
+    }
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_registration() {
     let dovecot = Dovecot::start();

@@ -786,6 +786,23 @@ mod tests {
     }
 
     #[test]
+    fn our_addresses_are_checked() {
+        let c = config(
+            "id = \"e\"\nour_addresses = [\"@novads.lv\", \"*@*.novads.lv\", \"novads.lv\", \"a@\"]\n[imap]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nusername = \"u\"\npassword_env = \"X\"\n",
+        );
+        let issues = c.validate();
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        assert!(
+            issues[0].starts_with("our_addresses[2] \"novads.lv\""),
+            "{issues:?}"
+        );
+        assert!(
+            issues[1].starts_with("our_addresses[3] \"a@\""),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
     fn xoauth2_is_the_documented_sasl_string() {
         assert_eq!(
             imap::xoauth2_response(
