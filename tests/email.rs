@@ -865,6 +865,52 @@ async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edoc_signers_are_shown_as_not_verified_on_the_desk_and_in_the_api() {
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "");
+    let env = start(dir.path()).await;
+    let item = hand_in(&env, &dovecot, &fixture("edoc.eml")).await;
+
+    let shown = env.get_json(&format!("/api/v1/items/{}", item.id)).await;
+    let listed = &shown["signed_containers"][0];
+    assert_eq!(listed["attachment"], "iesniegums.edoc", "{shown}");
+    assert_eq!(listed["container"]["files"][0], "iesniegums.pdf", "{shown}");
+    assert_eq!(
+        listed["container"]["signers"][0]["name"], "ANNA BĒRZIŅA",
+        "{shown}"
+    );
+    assert_eq!(listed["container"]["verified"], false, "{shown}");
+
+    support::desk::add_accounts(&env).await;
+    let reader = support::desk::DeskClient::new(&env);
+    let (user, password) = support::desk::READER;
+    assert_eq!(reader.sign_in(user, password).await, 303);
+    for (lang, not_verified) in [("lv", "nav pārbaudīts"), ("en", "not verified")] {
+        let (status, page) = reader
+            .page(&format!("/desk/items/{}?lang={lang}", item.id))
+            .await;
+        assert_eq!(status, 200);
+        let section = page
+            .split("id=\"signed-containers\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no signed containers on the {lang} page: {page}"));
+        let section = section.split("</ul>").next().unwrap_or_default();
+        for expected in [
+            "iesniegums.edoc",
+            "iesniegums.pdf",
+            "ANNA BĒRZIŅA",
+            not_verified,
+        ] {
+            assert!(
+                section.contains(expected),
+                "{lang}: {expected:?} missing in {section}"
+            );
+        }
+    }
+    env.stop().await;
+}
+
 /// Log lines written while the returned guard lives, on this thread (the
 /// test runs on one thread, so every daemon task logs here).
 fn capture_logs() -> (
