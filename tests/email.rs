@@ -809,6 +809,23 @@ async fn the_daily_answer_limit_holds_when_daemons_race() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_measured_by_the_database_clock_on_postgresql_and_sqlite() {
+    for backend in [Backend::Amqp, Backend::Embedded] {
+        let env = TestEnv::start(Options::new(backend)).await;
+        let r = &env.daemon.registry;
+        let before = Utc::now() - chrono::Duration::seconds(2);
+        let clock = r.clock().await.expect("the database's clock");
+        let after = Utc::now() + chrono::Duration::seconds(2);
+        assert!(
+            before <= clock && clock <= after,
+            "sqlite {}: {clock} not between {before} and {after}",
+            r.is_sqlite()
+        );
+        env.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     let env = TestEnv::start(Options::new(Backend::Amqp)).await;
     let r = &env.daemon.registry;
