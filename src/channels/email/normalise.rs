@@ -422,7 +422,7 @@ fn lenient_base64(raw: &[u8]) -> (Vec<u8>, bool) {
         .copied()
         .filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
         .collect();
-    let incomplete = (chars.len() + padding) % 4 != 0;
+    let incomplete = !(chars.len() + padding).is_multiple_of(4);
     if chars.len() % 4 == 1 {
         chars.pop();
     }
@@ -512,13 +512,14 @@ fn damaged_structure(m: &Message<'_>) -> Vec<String> {
             continue;
         }
         let body_text = m.text_body.contains(&(i as u32)) || m.html_body.contains(&(i as u32));
-        if body_text && !m.attachments.contains(&(i as u32)) {
-            if let (_, Some(problem)) = part_bytes(m, part) {
-                found.push(format!(
-                    "the text of the mail ({ct}, part {}) is {problem}",
-                    i + 1
-                ));
-            }
+        if body_text
+            && !m.attachments.contains(&(i as u32))
+            && let (_, Some(problem)) = part_bytes(m, part)
+        {
+            found.push(format!(
+                "the text of the mail ({ct}, part {}) is {problem}",
+                i + 1
+            ));
         }
     }
     found
