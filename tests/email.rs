@@ -544,6 +544,73 @@ async fn colleagues_forwards_are_not_acknowledged_and_the_item_api_says_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_cut_off_mid_stream_goes_to_review_with_its_bytes_as_they_came() {
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "");
+    let env = start(dir.path()).await;
+    let blobs = pietura::blobs::BlobStore::open(env.blob_dir()).expect("blob store");
+    // Its subject would route it to the building board: it is reviewed instead.
+    let cut = hand_in(&env, &dovecot, &fixture("truncated-base64.eml")).await;
+    assert_eq!(cut.state, "review", "{cut:?}");
+    assert!(
+        cut.review_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("cut off")),
+        "{cut:?}"
+    );
+    let msg = env.message_of(&cut).await;
+    assert!(
+        msg.body.contains("Lūdzu izsniegt būvatļauju"),
+        "{}",
+        msg.body
+    );
+    let problems = msg.metadata["email"]["problems"].to_string();
+    assert!(problems.contains("plans.pdf"), "{problems}");
+
+    // IMAP cannot carry every byte (Dovecot turns bare LF into CRLF and NUL
+    // into 0x80), so the mail as fetched is the reference: the attachment
+    // is the part's bytes exactly as they are in it, not UTF-8-mended.
+    dovecot.deliver(&fixture("unterminated-binary.eml"));
+    wait_items(&env, 2).await;
+    let listed = env.get_json("/api/v1/items?state=review").await;
+    let id = listed
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["subject"] == "Pielikums"))
+        .and_then(|i| i["id"].as_str())
+        .unwrap_or_else(|| panic!("the binary mail in review: {listed}"))
+        .to_string();
+    let binary = env
+        .daemon
+        .registry
+        .find(&id)
+        .await
+        .expect("find")
+        .expect("item");
+    let msg = env.message_of(&binary).await;
+    let original = msg.metadata["email"]["original"]["sha256"]
+        .as_str()
+        .expect("original");
+    let raw = blobs.get(original).await.expect("raw mail kept");
+    let marker = b"Content-Transfer-Encoding: binary\r\n\r\n";
+    let start = raw
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the binary part")
+        + marker.len();
+    let stored = blobs
+        .get(&msg.attachments[0].sha256)
+        .await
+        .expect("attachment kept");
+    assert_eq!(stored, raw[start..], "the part's bytes, byte for byte");
+    assert!(stored.len() >= 258, "{}", stored.len());
+    assert!(
+        !stored.windows(3).any(|w| w == "\u{fffd}".as_bytes()),
+        "replacement characters in the attachment"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_registration() {
     let dovecot = Dovecot::start();
     let mail_dir = tempfile::tempdir().expect("temp dir");
