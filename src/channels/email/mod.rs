@@ -312,7 +312,7 @@ pub struct Email {
 
 /// How long a mailbox lease lasts unless renewed: a daemon that dies
 /// without releasing it holds the mailbox up at most this long.
-pub const LEASE_TTL: Duration = Duration::from_secs(30);
+const LEASE_TTL: Duration = Duration::from_secs(30);
 /// How often the holder renews its lease (IDLE re-issued, poll sleeps cut).
 const LEASE_RENEW: Duration = Duration::from_secs(10);
 
