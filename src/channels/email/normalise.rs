@@ -436,7 +436,8 @@ fn lenient_base64(raw: &[u8]) -> (Vec<u8>, bool) {
 }
 
 /// A part's body exactly as its transfer encoding gives it, read from the
-/// raw mail (never through text), and what is wrong with it, if anything:
+/// raw mail (never through text, whatever its charset), and what is wrong
+/// with it, if anything:
 /// cut off before its boundary, or base64 ending in an incomplete group.
 fn part_bytes(m: &Message<'_>, part: &MessagePart<'_>) -> (Vec<u8>, Option<&'static str>) {
     let start = part.offset_body as usize;
@@ -467,8 +468,11 @@ fn part_bytes(m: &Message<'_>, part: &MessagePart<'_>) -> (Vec<u8>, Option<&'sta
     } else {
         None
     };
-    // An intact part: the parser's own decoding.
-    if problem.is_none() && !part.is_encoding_problem {
+    // An intact binary part: the parser's own decoding. A text part the
+    // parser turned into UTF-8 (from its charset) is kept as its transfer
+    // encoding gives it instead: an attachment is a file, not text.
+    let binary = matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_));
+    if problem.is_none() && !part.is_encoding_problem && binary {
         return (part.contents().to_vec(), None);
     }
     (bytes, problem)
@@ -1034,6 +1038,20 @@ mod tests {
         let p = parse(whole.into_bytes(), None, &[]);
         assert_eq!(p.review_reason, None, "{:?}", p.problems);
         assert_eq!(p.parts[0].blob.bytes, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn text_attachments_are_kept_as_their_bytes_not_converted_to_utf8() {
+        // "Bērziņš;Rīga" in windows-1257, quoted-printable; then 8-bit bytes
+        // that are not UTF-8 at all.
+        let mut raw = b"From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/csv; charset=windows-1257\r\nContent-Disposition: attachment; filename=saraksts.csv\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nB=E7rzi=F2=F0;R=EEga\r\n--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=dati.txt\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+        raw.extend_from_slice(b"\xff\xfe\x80ok");
+        raw.extend_from_slice(b"\r\n--b--\r\n");
+        let p = parse(raw, None, &[]);
+        assert_eq!(p.parts.len(), 2);
+        assert_eq!(p.parts[0].blob.bytes, b"B\xe7rzi\xf2\xf0;R\xeega");
+        assert_eq!(p.parts[1].blob.bytes, b"\xff\xfe\x80ok");
+        assert_eq!(p.review_reason, None, "{:?}", p.problems);
     }
 
     #[test]
