@@ -317,6 +317,26 @@ mod tests {
     }
 
     #[test]
+    fn why_no_answer_is_sent_is_said() {
+        let mut m = sample();
+        m.channel.kind = ChannelKind::Email;
+        assert_eq!(m.why_no_reply().as_deref(), Some("no sender address"));
+        m.sender.email = Some("a@example.com".into());
+        m.metadata.insert(
+            "email".into(),
+            serde_json::json!({ "acknowledge": false, "no_acknowledgement": "mailing-list mail" }),
+        );
+        assert_eq!(m.why_no_reply().as_deref(), Some("mailing-list mail"));
+        m.metadata
+            .insert("email".into(), serde_json::json!({ "acknowledge": true }));
+        assert_eq!(m.why_no_reply(), None, "an answer is due");
+        assert_eq!(
+            sample().why_no_reply().as_deref(),
+            Some("the web_form channel sends no answers")
+        );
+    }
+
+    #[test]
     fn round_trips_through_the_bus_encoding() {
         let m = sample();
         assert_eq!(IntakeMessage::decode(&m.encode()).unwrap(), m);
