@@ -259,6 +259,28 @@ impl IntakeMessage {
         }
     }
 
+    /// Why no answer goes back on the channel, when none does: the
+    /// channel's own reason (`metadata.email.no_acknowledgement`: an
+    /// auto-reply, a list, one of our addresses…), else what the channel
+    /// cannot do. `None` when an answer is due ([`Self::reply_address`]).
+    pub fn why_no_reply(&self) -> Option<String> {
+        if self.reply_address().is_some() {
+            return None;
+        }
+        let stated = self
+            .channel_metadata()
+            .and_then(|m| m.get("no_acknowledgement"))
+            .and_then(serde_json::Value::as_str);
+        Some(match (self.channel.kind, stated) {
+            (ChannelKind::Email, Some(why)) => why.to_string(),
+            (ChannelKind::Email, None) => "no sender address".into(),
+            (ChannelKind::Sms, _) => {
+                "the sender cannot receive an SMS answer, or the channel sends none".into()
+            }
+            (kind, _) => format!("the {} channel sends no answers", kind.as_str()),
+        })
+    }
+
     /// The registered item this message follows up, if its channel found one.
     pub fn follow_up_of(&self) -> Option<FollowUp> {
         let v = self.channel_metadata()?.get("follow_up_of")?;
@@ -292,6 +314,26 @@ mod tests {
             "web_form:iesniegums:token-1".into(),
             "Lūdzu būvatļauju".into(),
         )
+    }
+
+    #[test]
+    fn why_no_answer_is_sent_is_said() {
+        let mut m = sample();
+        m.channel.kind = ChannelKind::Email;
+        assert_eq!(m.why_no_reply().as_deref(), Some("no sender address"));
+        m.sender.email = Some("a@example.com".into());
+        m.metadata.insert(
+            "email".into(),
+            serde_json::json!({ "acknowledge": false, "no_acknowledgement": "mailing-list mail" }),
+        );
+        assert_eq!(m.why_no_reply().as_deref(), Some("mailing-list mail"));
+        m.metadata
+            .insert("email".into(), serde_json::json!({ "acknowledge": true }));
+        assert_eq!(m.why_no_reply(), None, "an answer is due");
+        assert_eq!(
+            sample().why_no_reply().as_deref(),
+            Some("the web_form channel sends no answers")
+        );
     }
 
     #[test]

@@ -422,6 +422,194 @@ async fn oversized_and_malformed_mail_is_registered_for_review() {
     env.stop().await;
 }
 
+/// The subject of a received mail, decoded.
+fn subject_of(raw: &str) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .expect("subject")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_ups_acknowledgement_has_one_re_and_its_own_number_only() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = SmtpServer::start(&maildir);
+    let dir = channels(&dovecot, Some(&smtp), "");
+    let env = start(dir.path()).await;
+    let first = mail(
+        "Jānis <janis@example.com>",
+        "Iesniegums par būvatļauju",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let item = hand_in(&env, &dovecot, &first).await;
+    let ack = acknowledgement_to(&maildir, "janis@example.com").await;
+    let ack_subject = subject_of(&ack.raw);
+    assert_eq!(
+        ack_subject,
+        format!(
+            "Re: Iesniegums par būvatļauju [Nr. {}]",
+            item.registration_number
+        )
+    );
+    // The citizen answers our acknowledgement (their client adds "Re: ").
+    let ack_id = header(&ack.raw, "Message-ID")
+        .expect("our Message-ID")
+        .to_string();
+    let reply = mail(
+        "Jānis <janis@example.com>",
+        &format!("Re: {ack_subject}"),
+        "Pievienoju plānu.",
+        &format!("In-Reply-To: {ack_id}\r\nReferences: {ack_id}\r\n"),
+    );
+    let follow = hand_in(&env, &dovecot, &reply).await;
+    assert_eq!(follow.linked_item_id.as_deref(), Some(item.id.as_str()));
+    let mut second = None;
+    wait_until(LONG_WAIT, "the follow-up's acknowledgement", || {
+        second = SmtpServer::messages(&maildir)
+            .into_iter()
+            .find(|m| m.contains(&follow.registration_number));
+        std::future::ready(second.is_some())
+    })
+    .await;
+    assert_eq!(
+        subject_of(&second.expect("found")),
+        format!(
+            "Re: Iesniegums par būvatļauju [Nr. {}]",
+            follow.registration_number
+        ),
+        "one Re:, one number tag: the follow-up's"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colleagues_forwards_are_not_acknowledged_and_the_item_api_says_why() {
+    let dovecot = Dovecot::start();
+    let mail_dir = tempfile::tempdir().expect("temp dir");
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = SmtpServer::start(&maildir);
+    let dir = channels(
+        &dovecot,
+        Some(&smtp),
+        "our_addresses = [\"@novads.example.lv\", \"*@*.novads.lv\"]",
+    );
+    let env = start(dir.path()).await;
+    // A clerk forwards a citizen's mail; another from a unit's subdomain.
+    let forward = mail(
+        "Ilze Kalna <ilze.kalna@novads.example.lv>",
+        "Fwd: Iesniegums par būvatļauju",
+        "---------- Forwarded message ----------\r\nNo: Jānis <janis@example.com>\r\nLūdzu būvatļauju.",
+        "",
+    );
+    let unit = mail(
+        "Anna <anna@buvvalde.novads.lv>",
+        "Fwd: iesniegums",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let citizen = mail(
+        "Pēteris <peteris@example.com>",
+        "Iesniegums",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    let oof = fixture("auto-reply.eml");
+    let forwarded = hand_in(&env, &dovecot, &forward).await;
+    let from_unit = hand_in(&env, &dovecot, &unit).await;
+    hand_in(&env, &dovecot, &citizen).await;
+    let auto = hand_in(&env, &dovecot, &oof).await;
+    acknowledgement_to(&maildir, "peteris@example.com").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = SmtpServer::messages(&maildir);
+    assert_eq!(sent.len(), 1, "only the citizen is acknowledged: {sent:?}");
+
+    // The item API says the answer was not sent, and why.
+    for (item, why) in [
+        (&forwarded, "our own addresses"),
+        (&from_unit, "our own addresses"),
+        (&auto, "Auto-Submitted"),
+    ] {
+        let shown = env.get_json(&format!("/api/v1/items/{}", item.id)).await;
+        let answer = &shown["answer"];
+        assert_eq!(answer["state"], "not_sent", "{shown}");
+        assert!(
+            answer["reason"].as_str().is_some_and(|r| r.contains(why)),
+            "{why}: {shown}"
+        );
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_cut_off_mid_stream_goes_to_review_with_its_bytes_as_they_came() {
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "");
+    let env = start(dir.path()).await;
+    let blobs = pietura::blobs::BlobStore::open(env.blob_dir()).expect("blob store");
+    // Its subject would route it to the building board: it is reviewed instead.
+    let cut = hand_in(&env, &dovecot, &fixture("truncated-base64.eml")).await;
+    assert_eq!(cut.state, "review", "{cut:?}");
+    assert!(
+        cut.review_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("cut off")),
+        "{cut:?}"
+    );
+    let msg = env.message_of(&cut).await;
+    assert!(
+        msg.body.contains("Lūdzu izsniegt būvatļauju"),
+        "{}",
+        msg.body
+    );
+    let problems = msg.metadata["email"]["problems"].to_string();
+    assert!(problems.contains("plans.pdf"), "{problems}");
+
+    // IMAP cannot carry every byte (Dovecot turns bare LF into CRLF and NUL
+    // into 0x80), so the mail as fetched is the reference: the attachment
+    // is the part's bytes exactly as they are in it, not UTF-8-mended.
+    dovecot.deliver(&fixture("unterminated-binary.eml"));
+    wait_items(&env, 2).await;
+    let listed = env.get_json("/api/v1/items?state=review").await;
+    let id = listed
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["subject"] == "Pielikums"))
+        .and_then(|i| i["id"].as_str())
+        .unwrap_or_else(|| panic!("the binary mail in review: {listed}"))
+        .to_string();
+    let binary = env
+        .daemon
+        .registry
+        .find(&id)
+        .await
+        .expect("find")
+        .expect("item");
+    let msg = env.message_of(&binary).await;
+    let original = msg.metadata["email"]["original"]["sha256"]
+        .as_str()
+        .expect("original");
+    let raw = blobs.get(original).await.expect("raw mail kept");
+    let marker = b"Content-Transfer-Encoding: binary\r\n\r\n";
+    let start = raw
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the binary part")
+        + marker.len();
+    let stored = blobs
+        .get(&msg.attachments[0].sha256)
+        .await
+        .expect("attachment kept");
+    assert_eq!(stored, raw[start..], "the part's bytes, byte for byte");
+    assert!(stored.len() >= 258, "{}", stored.len());
+    assert!(
+        !stored.windows(3).any(|w| w == "\u{fffd}".as_bytes()),
+        "replacement characters in the attachment"
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_waits_for_a_relay_that_is_down_without_holding_registration() {
     let dovecot = Dovecot::start();
@@ -688,6 +876,23 @@ async fn the_daily_answer_limit_holds_when_daemons_race() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_measured_by_the_database_clock_on_postgresql_and_sqlite() {
+    for backend in [Backend::Amqp, Backend::Embedded] {
+        let env = TestEnv::start(Options::new(backend)).await;
+        let r = &env.daemon.registry;
+        let before = Utc::now() - chrono::Duration::seconds(2);
+        let clock = r.clock().await.expect("the database's clock");
+        let after = Utc::now() + chrono::Duration::seconds(2);
+        assert!(
+            before <= clock && clock <= after,
+            "sqlite {}: {clock} not between {before} and {after}",
+            r.is_sqlite()
+        );
+        env.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     let env = TestEnv::start(Options::new(Backend::Amqp)).await;
     let r = &env.daemon.registry;
@@ -740,6 +945,182 @@ async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
         r.lease_mailbox("x", "INBOX", "a", later, ttl)
             .await
             .expect("lease")
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edoc_signers_are_shown_as_not_verified_on_the_desk_and_in_the_api() {
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "");
+    let env = start(dir.path()).await;
+    let item = hand_in(&env, &dovecot, &fixture("edoc.eml")).await;
+
+    let shown = env.get_json(&format!("/api/v1/items/{}", item.id)).await;
+    let listed = &shown["signed_containers"][0];
+    assert_eq!(listed["attachment"], "iesniegums.edoc", "{shown}");
+    assert_eq!(listed["container"]["files"][0], "iesniegums.pdf", "{shown}");
+    assert_eq!(
+        listed["container"]["signers"][0]["name"], "ANNA BĒRZIŅA",
+        "{shown}"
+    );
+    assert_eq!(listed["container"]["verified"], false, "{shown}");
+
+    support::desk::add_accounts(&env).await;
+    let reader = support::desk::DeskClient::new(&env);
+    let (user, password) = support::desk::READER;
+    assert_eq!(reader.sign_in(user, password).await, 303);
+    for (lang, not_verified) in [("lv", "nav pārbaudīts"), ("en", "not verified")] {
+        let (status, page) = reader
+            .page(&format!("/desk/items/{}?lang={lang}", item.id))
+            .await;
+        assert_eq!(status, 200);
+        let section = page
+            .split("id=\"signed-containers\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no signed containers on the {lang} page: {page}"));
+        let section = section.split("</ul>").next().unwrap_or_default();
+        for expected in [
+            "iesniegums.edoc",
+            "iesniegums.pdf",
+            "ANNA BĒRZIŅA",
+            not_verified,
+        ] {
+            assert!(
+                section.contains(expected),
+                "{lang}: {expected:?} missing in {section}"
+            );
+        }
+    }
+    env.stop().await;
+}
+
+/// Log lines written while the returned guard lives, on this thread (the
+/// test runs on one thread, so every daemon task logs here).
+fn capture_logs() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    #[derive(Clone)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Sink(buf.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,pietura=info"))
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    (buf, tracing::subscriber::set_default(subscriber))
+}
+
+/// The mailbox's lease as stored: holder and until.
+async fn lease_of(env: &TestEnv) -> Option<(String, chrono::DateTime<Utc>)> {
+    env.daemon
+        .registry
+        .mailbox_statuses()
+        .await
+        .expect("statuses")
+        .into_iter()
+        .find(|m| m.channel_instance == INSTANCE)
+        .and_then(|m| {
+            let until = m
+                .lease_until
+                .as_deref()
+                .and_then(pietura::registry::parse_db_time)?;
+            Some((m.lease_holder?, until))
+        })
+}
+
+// One thread: the log capture sees every daemon task.
+#[tokio::test(flavor = "current_thread")]
+async fn a_crashed_daemons_mailbox_is_taken_over_within_the_short_lease() {
+    let (logs, _guard) = capture_logs();
+    let dovecot = Dovecot::start();
+    let dir = channels(&dovecot, None, "");
+    let mut env = start(dir.path()).await;
+    let mut first = None;
+    wait_until(LONG_WAIT, "the first daemon holds the mailbox", || {
+        let env = &env;
+        async move { lease_of(env).await.is_some() }
+    })
+    .await;
+    if let Some((holder, until)) = lease_of(&env).await {
+        // The lease runs at most 30 s ahead (the README's figure), not minutes.
+        let ttl = chrono::Duration::seconds(30);
+        assert!(
+            until <= Utc::now() + ttl + chrono::Duration::seconds(5),
+            "the lease runs until {until}, more than {ttl} ahead"
+        );
+        first = Some(holder);
+    }
+    let first = first.expect("first holder");
+
+    // A second daemon waits, and says at INFO whom for and until when.
+    let second = env.another_daemon().await;
+    let said = || String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    wait_until(LONG_WAIT, "the waiting daemon names the holder", || {
+        std::future::ready(said().lines().any(|l| {
+            l.contains(" INFO ")
+                && l.contains("mailbox leased by another daemon")
+                && l.contains(&first)
+        }))
+    })
+    .await;
+
+    // The first daemon dies without releasing its lease (its tasks are
+    // dropped, as a killed process's would stop).
+    let crashed = std::mem::replace(&mut env.daemon, second);
+    drop(crashed);
+    let raw = mail(
+        "Jānis <janis@example.com>",
+        "Pēc avārijas",
+        "Lūdzu būvatļauju.",
+        "",
+    );
+    dovecot.deliver(&raw);
+    let key = key_of(&raw);
+    // Within the short lease (and one renewal), far below the old ~150 s.
+    wait_until(
+        LONG_WAIT,
+        "the mail registered by the second daemon",
+        || {
+            let env = &env;
+            let key = key.clone();
+            async move {
+                env.daemon
+                    .registry
+                    .find_by_key(&key)
+                    .await
+                    .expect("lookup")
+                    .is_some()
+            }
+        },
+    )
+    .await;
+    let (holder, _) = lease_of(&env).await.expect("a lease");
+    assert_ne!(holder, first, "the dead daemon's lease was taken over");
+
+    // A clean shutdown gives the lease up at once.
+    let third = env.another_daemon().await;
+    let second = std::mem::replace(&mut env.daemon, third);
+    second.shutdown().await;
+    let now_held = lease_of(&env).await.map(|(h, _)| h);
+    assert_ne!(
+        now_held.as_deref(),
+        Some(holder.as_str()),
+        "not released at shutdown"
     );
     env.stop().await;
 }

@@ -242,6 +242,8 @@ struct ItemPage {
     open: bool,
     error: Option<String>,
     sender_address: String,
+    /// Signed containers (.edoc…) with their files and signers, not verified.
+    signed: Vec<crate::channels::email::edoc::ListedContainer>,
 }
 
 fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
@@ -393,6 +395,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         can_decide: v.role >= Role::Officer,
         open,
         sender_address: msg.sender.postal_address.clone().unwrap_or_default(),
+        signed: crate::channels::email::edoc::listed_in(&msg),
         error: error.clone(),
         item_id: found.id.clone(),
         state_label: l.t(&format!("state.{}", found.state)).to_string(),

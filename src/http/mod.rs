@@ -258,7 +258,9 @@ async fn api_item(
 }
 
 /// `GET /api/v1/items/{id or number}`: the item, where its answer to the
-/// sender stands (waiting with the last error, sent, not sent and why),
+/// sender stands (`state`: waiting with the last error, sent, or not_sent
+/// with the `reason`, also when none was queued at intake), the signed
+/// containers it came with (files, signers, `verified: false`),
 /// where its external DMS registration stands (pending with the last error,
 /// or the DMS's id and link), and its history.
 async fn show_item(
@@ -271,7 +273,22 @@ async fn show_item(
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    let answer = s.registry.answer_state(&found.id).await;
+    let msg = match s.registry.item_message(&found.id).await {
+        Ok(m) => m,
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let answer = match s.registry.answer_state(&found.id).await {
+        Ok(Some(a)) => Ok(serde_json::to_value(a).unwrap_or_default()),
+        // No answer was queued at intake: say why (an auto-reply, a list…).
+        Ok(None) => Ok(serde_json::json!({
+            "state": "not_sent",
+            "reason": msg.why_no_reply(),
+            "channel_instance": msg.channel.instance,
+        })),
+        Err(e) => Err(e),
+    };
+    // Signed containers (.edoc…): files and signers, never verified here.
+    let signed = crate::channels::email::edoc::listed_in(&msg);
     let dms = s.registry.dms_state(&found.id).await;
     let history = s.registry.audit_of(&found.id).await;
     match (answer, dms, history) {
@@ -288,8 +305,14 @@ async fn show_item(
                     })
                 })
                 .collect();
-            Json(serde_json::json!({ "item": found, "answer": answer, "dms": dms, "history": history }))
-                .into_response()
+            Json(serde_json::json!({
+                "item": found,
+                "answer": answer,
+                "signed_containers": signed,
+                "dms": dms,
+                "history": history,
+            }))
+            .into_response()
         }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())

@@ -95,6 +95,49 @@ impl Registry {
         Ok(won == 1)
     }
 
+    /// The database's clock: the one clock every daemon's leases are
+    /// measured by, whatever their own machines' clocks say.
+    pub async fn clock(&self) -> Result<DateTime<Utc>, RegistryError> {
+        let sql = if self.is_sqlite() {
+            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+        } else {
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        };
+        let ctx = "the database's clock";
+        let row = sqlx::query(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q(ctx))?;
+        let text: String = row.try_get(0).map_err(q(ctx))?;
+        super::parse_db_time(&text).ok_or_else(|| {
+            q(ctx)(sqlx::Error::Decode(
+                format!("time {text:?} is not RFC 3339").into(),
+            ))
+        })
+    }
+
+    /// Who holds the mailbox's lease and until when (as stored), if anyone.
+    pub async fn mailbox_lease(
+        &self,
+        channel: &str,
+        mailbox: &str,
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        let ctx = format!("lease of mailbox {mailbox} of channel {channel}");
+        let row = sqlx::query(
+            "SELECT lease_holder, lease_until FROM mailbox_state \
+             WHERE channel_instance = $1 AND mailbox = $2",
+        )
+        .bind(channel)
+        .bind(mailbox)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q(ctx.clone()))?;
+        let Some(row) = row else { return Ok(None) };
+        let holder: Option<String> = row.try_get(0).map_err(q(ctx.clone()))?;
+        let until: Option<String> = row.try_get(1).map_err(q(ctx))?;
+        Ok(holder.map(|h| (h, until.unwrap_or_default())))
+    }
+
     /// Gives the lease up (on shutdown), so another daemon need not wait for it to expire.
     pub async fn release_mailbox(
         &self,

@@ -24,6 +24,11 @@ pub struct PendingReply {
 /// last error and the next attempt), sent, or not sent and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AnswerState {
+    /// `waiting`, `sent` or `not_sent`.
+    pub state: &'static str,
+    /// Why it was not sent (suppressed or refused), when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub channel_instance: String,
     pub address: String,
     pub attempts: i64,
@@ -150,13 +155,24 @@ impl Registry {
         let Some(r) = row else { return Ok(None) };
         let done_at: Option<String> = r.try_get("done_at").map_err(q(ctx.clone()))?;
         let next: String = r.try_get("next_attempt_at").map_err(q(ctx.clone()))?;
+        let outcome: Option<String> = r.try_get("outcome").map_err(q(ctx.clone()))?;
+        let (state, reason) = match (&done_at, outcome.as_deref()) {
+            (None, _) => ("waiting", None),
+            (Some(_), Some("sent")) => ("sent", None),
+            (Some(_), other) => (
+                "not_sent",
+                other.map(|o| o.split_once(": ").map_or(o, |(_, why)| why).to_string()),
+            ),
+        };
         Ok(Some(AnswerState {
+            state,
+            reason,
             channel_instance: r.try_get("channel_instance").map_err(q(ctx.clone()))?,
             address: r.try_get("address").map_err(q(ctx.clone()))?,
             attempts: r.try_get("attempts").map_err(q(ctx.clone()))?,
             last_error: r.try_get("last_error").map_err(q(ctx.clone()))?,
             next_attempt_at: done_at.is_none().then_some(next),
-            outcome: r.try_get("outcome").map_err(q(ctx))?,
+            outcome,
             done_at,
         }))
     }

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::Security;
-use super::normalise::{acknowledgement_id, subject_tag};
+use super::normalise::{acknowledgement_id, reply_subject, subject_tag};
 use crate::channels::ChannelContext;
 use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
@@ -271,10 +271,11 @@ impl Acknowledger {
             AckLv { view: &view }.render()
         }
         .map_err(|e| ReplyError::Permanent(format!("acknowledgement template: {e}")))?;
-        let lead = match (&item.subject, english) {
-            (Some(s), _) => format!("Re: {s}"),
-            (None, false) => "Jūsu iesniegums saņemts".into(),
-            (None, true) => "Your submission was received".into(),
+        let number = &item.registration_number;
+        let subject = match (&item.subject, english) {
+            (Some(s), _) => reply_subject(s, number),
+            (None, false) => format!("Jūsu iesniegums saņemts {}", subject_tag(number)),
+            (None, true) => format!("Your submission was received {}", subject_tag(number)),
         };
         let to = match item.sender_name.as_deref() {
             Some(name) => format!("{} <{}>", quote_name(name), reply.address),
@@ -290,7 +291,7 @@ impl Acknowledger {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(format!("{lead} {}", subject_tag(&item.registration_number)))
+            .subject(subject)
             .message_id(Some(message_id.clone()))
             .header(ContentType::TEXT_PLAIN);
         let original_id = original
@@ -342,7 +343,7 @@ impl Replier for Acknowledger {
 
     async fn reply(&self, reply: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
         let address = reply.address.to_lowercase();
-        if self.ours.contains(&address) {
+        if super::normalise::is_ours(&self.ours, &address) {
             return Ok(ReplyOutcome::Suppressed(
                 "the address is one of our own".into(),
             ));

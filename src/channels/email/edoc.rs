@@ -9,7 +9,7 @@ use std::io::{Cursor, Read};
 
 use base64::Engine as _;
 use quick_xml::events::Event;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The media type an ASiC-E container's `mimetype` entry holds.
 const ASIC_E: &str = "application/vnd.etsi.asic-e+zip";
@@ -18,7 +18,7 @@ const MAX_ENTRIES: usize = 1000;
 const MAX_SIGNATURE_XML: u64 = 2 * 1024 * 1024;
 
 /// What a signed container holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedContainer {
     /// `asic-e`, or `legacy-edoc` for the pre-2010 E-ME layout (flagged, not read).
     pub format: String,
@@ -32,11 +32,35 @@ pub struct SignedContainer {
 /// One signature: the signer's name from the certificate's subject and the
 /// claimed signing time. The personal code in the certificate's serial
 /// number is personal data and is not copied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signer {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_time: Option<String>,
+}
+
+/// A signed container as an item's message lists it
+/// (`metadata.email.signed_containers`): what it holds and who signed it,
+/// or why it could not be read. Shown on the desk's item page and by the
+/// item API, always as not verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedContainer {
+    /// The attachment's display name.
+    pub attachment: String,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<SignedContainer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The signed containers a stored message lists (none for other channels).
+pub fn listed_in(msg: &crate::message::IntakeMessage) -> Vec<ListedContainer> {
+    msg.metadata
+        .get("email")
+        .and_then(|m| m.get("signed_containers"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// Whether the bytes look like a ZIP and the name or `mimetype` like ASiC-E.

@@ -134,7 +134,9 @@ pub struct EmailConfig {
     #[serde(default = "default_batch_mails")]
     pub batch_mails: usize,
     /// Our own addresses: mail from them is never acknowledged (the IMAP
-    /// user and the acknowledgement sender are added).
+    /// user and the acknowledgement sender are added). Each is an address
+    /// (`dokumenti@novads.lv`), a whole domain (`@novads.example.lv`) or a
+    /// pattern with `*` and `?` (`*@*.novads.lv`).
     #[serde(default)]
     pub our_addresses: Vec<String>,
     /// The acknowledgement with the registration number; none when absent.
@@ -188,6 +190,11 @@ impl EmailConfig {
         }
         if self.max_message_bytes < 1024 {
             issues.push("max_message_bytes must be at least 1024".into());
+        }
+        for (i, a) in self.our_addresses.iter().enumerate() {
+            if let Some(why) = normalise::our_address_problem(a) {
+                issues.push(format!("our_addresses[{i}] {a:?} {why}"));
+            }
         }
         if let Some(a) = &self.acknowledgement {
             issues.extend(a.validate());
@@ -299,7 +306,15 @@ pub struct Email {
     acknowledger: Option<Arc<ack::Acknowledger>>,
     /// Names this daemon in the mailbox lease.
     holder: String,
+    /// The other holder last reported (reported again when it changes).
+    lease_seen: std::sync::Mutex<Option<String>>,
 }
+
+/// How long a mailbox lease lasts unless renewed: a daemon that dies
+/// without releasing it holds the mailbox up at most this long.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How often the holder renews its lease (IDLE re-issued, poll sleeps cut).
+const LEASE_RENEW: Duration = Duration::from_secs(10);
 
 impl Email {
     /// Builds the channel from its file.
@@ -324,34 +339,57 @@ impl Email {
             ours,
             acknowledger,
             holder,
+            lease_seen: std::sync::Mutex::new(None),
         })
     }
 
-    /// How long one wait for mail lasts: short enough to renew the lease.
+    /// How long one wait for mail lasts: IDLE is re-issued (and the lease
+    /// renewed) every [`LEASE_RENEW`]; polling sleeps `poll_seconds`,
+    /// renewing the lease meanwhile.
     fn wait(&self) -> Duration {
         if self.cfg.imap.idle {
-            Duration::from_secs(30)
+            LEASE_RENEW
         } else {
             Duration::from_secs(self.cfg.imap.poll_seconds)
         }
     }
 
-    fn lease_ttl(&self) -> chrono::Duration {
-        chrono::Duration::seconds(self.wait().as_secs() as i64 * 3 + 60)
-    }
-
+    /// Takes or renews the mailbox's lease, measured by the database's clock.
     async fn lease(&self) -> Result<bool, RoundEnd> {
-        Ok(self
-            .ctx
-            .registry
+        let registry = &self.ctx.registry;
+        let now = registry.clock().await?;
+        let won = registry
             .lease_mailbox(
                 &self.cfg.id,
                 &self.cfg.mailbox,
                 &self.holder,
-                Utc::now(),
-                self.lease_ttl(),
+                now,
+                chrono::Duration::seconds(LEASE_TTL.as_secs() as i64),
             )
-            .await?)
+            .await?;
+        if won {
+            *self.lease_seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        } else {
+            // Said at INFO once per holder: a standby daemon, or one waiting
+            // out a crashed daemon's lease, says whom it waits for.
+            let lease = registry
+                .mailbox_lease(&self.cfg.id, &self.cfg.mailbox)
+                .await?;
+            if let Some((holder, until)) = lease {
+                let mut seen = self.lease_seen.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.as_deref() != Some(holder.as_str()) {
+                    tracing::info!(
+                        channel = %self.cfg.id,
+                        mailbox = %self.cfg.mailbox,
+                        holder = %holder,
+                        until = %until,
+                        "mailbox leased by another daemon until {until}; taking over when it is released or runs out"
+                    );
+                    *seen = Some(holder);
+                }
+            }
+        }
+        Ok(won)
     }
 
     /// One connection's life: connect, read what waits, wait for more.
@@ -424,7 +462,7 @@ impl Email {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                if renewed.elapsed() > self.wait() {
+                if renewed.elapsed() > LEASE_RENEW {
                     if !self.lease().await? {
                         mb.logout().await;
                         return Err(RoundEnd::NotOurs);
@@ -444,10 +482,23 @@ impl Email {
                 mb.logout().await;
                 return Ok(());
             }
-            mb = mb.wait_for_mail(self.wait(), shutdown).await?;
-            if shutdown.is_cancelled() {
-                mb.logout().await;
-                return Ok(());
+            // Wait for mail, renewing the lease at least every LEASE_RENEW.
+            let mut waited = Duration::ZERO;
+            loop {
+                let step = (self.wait() - waited).min(LEASE_RENEW);
+                mb = mb.wait_for_mail(step, shutdown).await?;
+                if shutdown.is_cancelled() {
+                    mb.logout().await;
+                    return Ok(());
+                }
+                waited += step;
+                if mb.features.idle || waited >= self.wait() {
+                    break;
+                }
+                if !self.lease().await? {
+                    mb.logout().await;
+                    return Err(RoundEnd::NotOurs);
+                }
             }
         }
     }
@@ -683,10 +734,7 @@ impl Channel for Email {
             waiting_for = None;
             let pause = match self.round(&shutdown, &mut backoff).await {
                 RoundEnd::Stopped => break,
-                RoundEnd::NotOurs => {
-                    tracing::debug!(channel = %self.cfg.id, "mailbox held by another daemon");
-                    self.wait()
-                }
+                RoundEnd::NotOurs => LEASE_RENEW,
                 RoundEnd::Failed(e) => {
                     crate::metrics::mailbox_error(&self.cfg.id);
                     tracing::warn!(channel = %self.cfg.id, mailbox = %self.cfg.mailbox, "mailbox: {e}; trying again in {backoff:?}");
@@ -735,6 +783,23 @@ mod tests {
         );
         assert!(c.validate().is_empty(), "{:?}", c.validate());
         assert_eq!(c.after, AfterHandOff::default());
+    }
+
+    #[test]
+    fn our_addresses_are_checked() {
+        let c = config(
+            "id = \"e\"\nour_addresses = [\"@novads.lv\", \"*@*.novads.lv\", \"novads.lv\", \"a@\"]\n[imap]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nusername = \"u\"\npassword_env = \"X\"\n",
+        );
+        let issues = c.validate();
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        assert!(
+            issues[0].starts_with("our_addresses[2] \"novads.lv\""),
+            "{issues:?}"
+        );
+        assert!(
+            issues[1].starts_with("our_addresses[3] \"a@\""),
+            "{issues:?}"
+        );
     }
 
     #[test]

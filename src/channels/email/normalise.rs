@@ -9,8 +9,9 @@
 
 use std::sync::LazyLock;
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use mail_parser::{Message, MessageParser, MimeHeaders};
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use regex::Regex;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -99,12 +100,89 @@ pub fn subject_tag(number: &str) -> String {
     format!("[Nr. {number}]")
 }
 
+/// Reply and forward prefixes as mail clients write them (English, German,
+/// Nordic, Latvian…), with Outlook's counters (`Re[2]:`).
+static REPLY_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:re|aw|sv|vs|antw|odp|fw|fwd|wg|tr|rv|atb|pārs|pars)\.?(?:\s*\[\d+\])?\s*[:：]\s*")
+        .expect("static regex")
+});
+
+/// The subject of our answer to a mail: one `Re:`, the item's own number
+/// tag, and the sender's subject without the reply prefixes and `[Nr. …]`
+/// tags it piled up (a follow-up's subject already carries the first
+/// item's tag).
+pub fn reply_subject(subject: &str, number: &str) -> String {
+    let mut s = SUBJECT_NUMBER.replace_all(subject, " ").into_owned();
+    loop {
+        let trimmed = REPLY_PREFIX.replace(&s, "").into_owned();
+        if trimmed == s {
+            break;
+        }
+        s = trimmed;
+    }
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        format!("Re: {}", subject_tag(number))
+    } else {
+        format!("Re: {s} {}", subject_tag(number))
+    }
+}
+
 static ACK_ID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.ack@")
         .expect("static regex")
 });
 static SUBJECT_NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[Nr\.\s*([^\]\s][^\]]{0,40}?)\s*\]").expect("static regex"));
+
+/// An RFC 2047 encoded word in base64 (`=?charset?B?…?=`).
+static B_WORD: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+    regex::bytes::Regex::new(r"=\?([^?\s]+)\?([Bb])\?([A-Za-z0-9+/]+)\?=").expect("static regex")
+});
+
+/// The mail with every base64 encoded word that lacks its `=` padding
+/// padded, as mail clients read them (`mail-parser` drops the last group
+/// of `=?utf-8?B?bm90LWJhc2U2NA?=`). Only header lines are touched; the
+/// raw mail is kept as it came.
+fn pad_encoded_words(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !B_WORD.is_match(raw) {
+        return raw.into();
+    }
+    let mut out = Vec::with_capacity(raw.len() + 16);
+    let mut in_header = true;
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        let content = line.trim_ascii_end();
+        // A header line (`Name: …`, or its folded continuation) of the mail
+        // or of a MIME part; a blank line ends a header block, a boundary
+        // line starts one.
+        if content.is_empty() {
+            in_header = false;
+        } else if content.starts_with(b"--") {
+            in_header = true;
+        }
+        let header_like = content.first().is_some_and(|c| *c == b' ' || *c == b'\t')
+            || content.iter().position(|c| *c == b':').is_some_and(|i| {
+                i > 0
+                    && content[..i]
+                        .iter()
+                        .all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            });
+        if !(in_header || header_like) {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let padded = B_WORD.replace_all(line, |c: &regex::bytes::Captures<'_>| {
+            let pad: &[u8] = match c[3].len() % 4 {
+                2 => b"==",
+                3 => b"=",
+                _ => b"",
+            };
+            [b"=?", &c[1], b"?", &c[2], b"?", &c[3], pad, b"?="].concat()
+        });
+        out.extend_from_slice(&padded);
+    }
+    out.into()
+}
 
 fn ack_ids_in(text: &str) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = ACK_ID
@@ -200,6 +278,40 @@ fn header_text(m: &Message<'_>, name: &str) -> Option<String> {
     m.header_raw(name).map(|v| v.trim().to_string())
 }
 
+/// Whether `address` (lowercase) is one of ours: `ours` holds addresses
+/// (`dokumenti@novads.lv`), whole domains (`@novads.example.lv`) and
+/// patterns where `*` stands for any run of characters and `?` for one
+/// (`*@*.novads.lv`), lowercase, as `our_addresses` gives them.
+pub fn is_ours(ours: &[String], address: &str) -> bool {
+    ours.iter().any(|o| {
+        if o.contains(['*', '?']) {
+            let pattern = regex::escape(o).replace(r"\*", ".*").replace(r"\?", ".");
+            Regex::new(&format!("^{pattern}$")).is_ok_and(|r| r.is_match(address))
+        } else if let Some(domain) = o.strip_prefix('@') {
+            address.rsplit_once('@').is_some_and(|(_, d)| d == domain)
+        } else {
+            o == address
+        }
+    })
+}
+
+/// Why an `our_addresses` entry cannot be used, or `None`.
+pub fn our_address_problem(entry: &str) -> Option<String> {
+    let e = entry.trim();
+    if e.is_empty() || e.chars().any(char::is_whitespace) {
+        return Some("must be an address, @domain or pattern without spaces".into());
+    }
+    if e.matches('@').count() != 1 {
+        return Some(
+            "needs exactly one @ (an address, @domain or a pattern such as *@*.novads.lv)".into(),
+        );
+    }
+    if e.ends_with('@') || e.contains("@.") || e.ends_with('.') {
+        return Some("has no domain after the @".into());
+    }
+    None
+}
+
 /// Why a mail must not be answered automatically (RFC 3834 and the usual
 /// signs of robots, lists and bounces), or `None`.
 fn why_not_acknowledge(m: &Message<'_>, from: Option<&str>, ours: &[String]) -> Option<String> {
@@ -248,7 +360,7 @@ fn why_not_acknowledge(m: &Message<'_>, from: Option<&str>, ours: &[String]) -> 
     {
         return Some(format!("robot sender ({local})"));
     }
-    if ours.iter().any(|o| o == from) {
+    if is_ours(ours, from) {
         return Some("sent from one of our own addresses".into());
     }
     None
@@ -262,6 +374,8 @@ struct Walk {
     forwarded: usize,
     /// What could not be read (kept as it came), for the records officer.
     problems: Vec<String>,
+    /// How many of the problems are parts cut off or damaged in transit.
+    damaged: usize,
 }
 
 /// Outlook's rich-text mail carries its attachments inside `winmail.dat`
@@ -297,7 +411,128 @@ fn unpack_tnef(bytes: &[u8], first: usize) -> Result<Vec<Part>, String> {
         .collect())
 }
 
+/// Base64 as mail clients decode a damaged or cut-off part: whatever is
+/// not of the alphabet skipped, up to the padding; an incomplete last group
+/// decoded as far as it goes. True when that last group was incomplete.
+fn lenient_base64(raw: &[u8]) -> (Vec<u8>, bool) {
+    let end = raw.iter().position(|c| *c == b'=').unwrap_or(raw.len());
+    let padding = raw[end..].iter().filter(|c| **c == b'=').count().min(2);
+    let mut chars: Vec<u8> = raw[..end]
+        .iter()
+        .copied()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        .collect();
+    let incomplete = !(chars.len() + padding).is_multiple_of(4);
+    if chars.len() % 4 == 1 {
+        chars.pop();
+    }
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    (engine.decode(&chars).unwrap_or_default(), incomplete)
+}
+
+/// A part's body exactly as its transfer encoding gives it, read from the
+/// raw mail (never through text, whatever its charset), and what is wrong
+/// with it, if anything:
+/// cut off before its boundary, or base64 ending in an incomplete group.
+fn part_bytes(m: &Message<'_>, part: &MessagePart<'_>) -> (Vec<u8>, Option<&'static str>) {
+    let start = part.offset_body as usize;
+    let end = (part.offset_end as usize).min(m.raw_message.len());
+    let raw = m.raw_message.get(start..end).unwrap_or_default();
+    let base64 = part.encoding == Encoding::Base64
+        || part
+            .content_transfer_encoding()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"));
+    let cut_off = part.is_encoding_problem && end == m.raw_message.len();
+    let (bytes, incomplete) = if base64 {
+        lenient_base64(raw)
+    } else if part
+        .content_transfer_encoding()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("quoted-printable"))
+    {
+        let decoded = mail_parser::decoders::quoted_printable::quoted_printable_decode(raw);
+        (decoded.unwrap_or_else(|| raw.to_vec()), false)
+    } else {
+        (raw.to_vec(), false)
+    };
+    let problem = if cut_off {
+        Some("cut off: the mail ends inside it, before its closing MIME boundary")
+    } else if incomplete {
+        Some("cut off: its base64 ends in an incomplete group")
+    } else if part.is_encoding_problem {
+        Some("damaged: its transfer encoding could not be read")
+    } else {
+        None
+    };
+    // An intact binary part: the parser's own decoding. A text part the
+    // parser turned into UTF-8 (from its charset) is kept as its transfer
+    // encoding gives it instead: an attachment is a file, not text.
+    let binary = matches!(part.body, PartType::Binary(_) | PartType::InlineBinary(_));
+    if problem.is_none() && !part.is_encoding_problem && binary {
+        return (part.contents().to_vec(), None);
+    }
+    (bytes, problem)
+}
+
+fn content_type_of(part: &MessagePart<'_>) -> String {
+    part.content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+        .to_lowercase()
+}
+
+/// The damage `walk` does not meet part by part: a multipart without its
+/// closing delimiter (the mail was cut off), a body text whose base64 ends
+/// in an incomplete group.
+fn damaged_structure(m: &Message<'_>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, part) in m.parts.iter().enumerate() {
+        if matches!(part.body, PartType::Message(_)) {
+            continue;
+        }
+        let ct = content_type_of(part);
+        if ct.starts_with("multipart/") {
+            let boundary = part.content_type().and_then(|c| c.attribute("boundary"));
+            if let Some(b) = boundary {
+                let closing = [b"--".as_slice(), b.as_bytes(), b"--"].concat();
+                let rest = m
+                    .raw_message
+                    .get(part.offset_body as usize..)
+                    .unwrap_or_default();
+                if !rest.windows(closing.len()).any(|w| w == closing.as_slice()) {
+                    found.push(format!(
+                        "{ct} (part {}) has no closing boundary: the mail was cut off",
+                        i + 1
+                    ));
+                }
+            }
+            continue;
+        }
+        let body_text = m.text_body.contains(&(i as u32)) || m.html_body.contains(&(i as u32));
+        if body_text
+            && !m.attachments.contains(&(i as u32))
+            && let (_, Some(problem)) = part_bytes(m, part)
+        {
+            found.push(format!(
+                "the text of the mail ({ct}, part {}) is {problem}",
+                i + 1
+            ));
+        }
+    }
+    found
+}
+
 fn walk(m: &Message<'_>, depth: usize, w: &mut Walk) {
+    let damaged = damaged_structure(m);
+    w.damaged += damaged.len();
+    w.problems.extend(damaged);
     let mut texts = Vec::new();
     for i in 0..m.text_body_count() {
         if let Some(t) = m.body_text(i) {
@@ -307,18 +542,40 @@ fn walk(m: &Message<'_>, depth: usize, w: &mut Walk) {
     w.has_html |= m.html_body_count() > 0 && m.html_bodies().any(|p| p.is_text_html());
     w.body.push(texts.join("\n\n"));
     for part in m.attachments() {
-        let content_type = part
-            .content_type()
-            .map(|ct| match ct.subtype() {
-                Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                None => ct.ctype().to_string(),
-            })
-            .unwrap_or_else(|| "application/octet-stream".into())
-            .to_lowercase();
+        let content_type = content_type_of(part);
         let filename = clean_filename(part.attachment_name(), w.parts.len() + 1, &content_type);
         let inline = part.content_disposition().is_some_and(|d| d.is_inline())
             || (part.content_id().is_some() && part.content_disposition().is_none());
-        let bytes = part.contents().to_vec();
+        let (bytes, damage) = match part.message() {
+            Some(_) => (part.contents().to_vec(), None),
+            None => part_bytes(m, part),
+        };
+        if let Some(problem) = damage {
+            w.damaged += 1;
+            w.problems.push(format!(
+                "{filename} ({content_type}) is {problem}; kept as far as it came"
+            ));
+            // The mail's own text, cut off: read as text, not kept as a file.
+            let is_attachment = part
+                .content_disposition()
+                .is_some_and(|d| d.is_attachment())
+                || part.attachment_name().is_some();
+            if !is_attachment && (content_type == "text/plain" || content_type == "text/html") {
+                let charset = part.content_type().and_then(|c| c.attribute("charset"));
+                let text = match charset.and_then(|c| {
+                    mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes())
+                }) {
+                    Some(decode) => decode(&bytes),
+                    None => String::from_utf8_lossy(&bytes).into_owned(),
+                };
+                w.body.push(if content_type == "text/html" {
+                    mail_parser::decoders::html::html_to_text(&text)
+                } else {
+                    text
+                });
+                continue;
+            }
+        }
         if let Some(nested) = part.message() {
             w.forwarded += 1;
             w.parts.push(Part {
@@ -373,7 +630,8 @@ fn walk(m: &Message<'_>, depth: usize, w: &mut Walk) {
 pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -> ParsedMail {
     // A mail has at least one standard header (From, Date, Received…);
     // bytes that yield only unknown "headers" are not a mail.
-    let parsed = MessageParser::default().parse(&raw).filter(|m| {
+    let padded = pad_encoded_words(&raw);
+    let parsed = MessageParser::default().parse(padded.as_ref()).filter(|m| {
         m.headers()
             .iter()
             .any(|h| !matches!(h.name, mail_parser::HeaderName::Other(_)))
@@ -423,6 +681,7 @@ pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -
         has_html: false,
         forwarded: 0,
         problems: Vec::new(),
+        damaged: 0,
     };
     let review_reason = match original_size {
         Some((size, limit)) => {
@@ -435,7 +694,12 @@ pub fn parse(raw: Vec<u8>, original_size: Option<(u64, u64)>, ours: &[String]) -
         }
         None => {
             walk(m, 0, &mut w);
-            None
+            (w.damaged > 0).then(|| {
+                format!(
+                    "e-mail cut off or damaged in transit: {} MIME part(s) incomplete (listed in the problems); the raw message is kept",
+                    w.damaged
+                )
+            })
         }
     };
     let body = clean_text(&w.body.join("\n\n"));
@@ -633,6 +897,35 @@ mod tests {
     }
 
     #[test]
+    fn our_addresses_are_addresses_domains_and_patterns() {
+        let ours: Vec<String> = [
+            "dokumenti@example.lv",
+            "@novads.example.lv",
+            "*@*.novads.lv",
+            "kanc?@x.lv",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(is_ours(&ours, "dokumenti@example.lv"));
+        assert!(!is_ours(&ours, "janis@example.lv"));
+        assert!(is_ours(&ours, "ilze.kalna@novads.example.lv"));
+        assert!(
+            !is_ours(&ours, "ilze@citsnovads.example.lv"),
+            "a domain is matched whole"
+        );
+        assert!(is_ours(&ours, "anna@buvvalde.novads.lv"));
+        assert!(!is_ours(&ours, "anna@novads.lv.example.com"));
+        assert!(is_ours(&ours, "kanc1@x.lv"));
+        assert!(!is_ours(&ours, "kanc12@x.lv"));
+        for good in ["a@b.lv", "@novads.lv", "*@*.novads.lv"] {
+            assert_eq!(our_address_problem(good), None, "{good}");
+        }
+        for bad in ["", "novads.lv", "a@b@c", "a@", "@", "a b@c.lv", "a@.lv"] {
+            assert!(our_address_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn references_to_our_acknowledgements_and_subject_numbers_are_found() {
         let id = "01937b2c-0000-7000-8000-000000000001";
         let raw = format!(
@@ -647,6 +940,29 @@ mod tests {
             vec![Uuid::parse_str(id).expect("uuid")]
         );
         assert!(!p.is_report);
+    }
+
+    #[test]
+    fn an_answer_subject_has_one_re_and_one_number() {
+        assert_eq!(
+            reply_subject("Re: Re: [Nr. 4/2026/1] Iesniegums", "4/2026/2"),
+            "Re: Iesniegums [Nr. 4/2026/2]"
+        );
+        assert_eq!(
+            reply_subject("AW: Fwd: RE[2]: Iesniegums [Nr. 4/2026/1]", "4/2026/3"),
+            "Re: Iesniegums [Nr. 4/2026/3]"
+        );
+        assert_eq!(
+            reply_subject("Atb.: Pārs: Par būvatļauju", "7"),
+            "Re: Par būvatļauju [Nr. 7]"
+        );
+        assert_eq!(reply_subject("Iesniegums", "1"), "Re: Iesniegums [Nr. 1]");
+        assert_eq!(reply_subject("Re: [Nr. 1]", "2"), "Re: [Nr. 2]");
+        assert_eq!(
+            reply_subject("Reģistrācija: dzīvesvieta", "3"),
+            "Re: Reģistrācija: dzīvesvieta [Nr. 3]",
+            "a word that starts like a prefix is kept"
+        );
     }
 
     #[test]
@@ -675,6 +991,83 @@ mod tests {
                 .any(|m| m.contains("winmail.dat (TNEF) could not be unpacked")),
             "{:?}",
             p.problems
+        );
+    }
+
+    #[test]
+    fn a_text_cut_off_mid_stream_is_read_and_sent_to_review() {
+        // The mail's only text, in base64, ends mid-group with no boundary.
+        let raw = "From: a@example.com\r\nSubject: buvatlauja\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nTMWrZHp1IGl6c25pZWd0IGLFq3ZhdMS8YXVqdS4=\r\nTMWrZ";
+        let p = parse(raw.as_bytes().to_vec(), None, &[]);
+        assert!(
+            p.body.starts_with("Lūdzu izsniegt būvatļauju."),
+            "{:?}",
+            p.body
+        );
+        assert!(p.parts.is_empty(), "the text is the body, not a file");
+        assert!(
+            p.review_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("cut off"))
+        );
+        assert!(
+            p.problems.iter().any(|m| m.contains("no closing boundary")),
+            "{:?}",
+            p.problems
+        );
+    }
+
+    #[test]
+    fn base64_ending_in_an_incomplete_group_is_a_problem_even_with_its_boundary() {
+        let raw = "From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\nBgc\r\n--b--\r\n";
+        let p = parse(raw.as_bytes().to_vec(), None, &[]);
+        assert_eq!(p.parts.len(), 1);
+        assert_eq!(
+            p.parts[0].blob.bytes,
+            [0, 1, 2, 3, 4, 5, 6, 7],
+            "decoded as far as it goes"
+        );
+        assert!(p.review_reason.is_some());
+        assert!(
+            p.problems.iter().any(|m| m.contains("incomplete group")),
+            "{:?}",
+            p.problems
+        );
+        // Whole groups: nothing to say.
+        let whole = raw.replace("Bgc\r\n", "BgcI\r\n");
+        let p = parse(whole.into_bytes(), None, &[]);
+        assert_eq!(p.review_reason, None, "{:?}", p.problems);
+        assert_eq!(p.parts[0].blob.bytes, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn text_attachments_are_kept_as_their_bytes_not_converted_to_utf8() {
+        // "Bērziņš;Rīga" in windows-1257, quoted-printable; then 8-bit bytes
+        // that are not UTF-8 at all.
+        let mut raw = b"From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/csv; charset=windows-1257\r\nContent-Disposition: attachment; filename=saraksts.csv\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nB=E7rzi=F2=F0;R=EEga\r\n--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=dati.txt\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+        raw.extend_from_slice(b"\xff\xfe\x80ok");
+        raw.extend_from_slice(b"\r\n--b--\r\n");
+        let p = parse(raw, None, &[]);
+        assert_eq!(p.parts.len(), 2);
+        assert_eq!(p.parts[0].blob.bytes, b"B\xe7rzi\xf2\xf0;R\xeega");
+        assert_eq!(p.parts[1].blob.bytes, b"\xff\xfe\x80ok");
+        assert_eq!(p.review_reason, None, "{:?}", p.problems);
+    }
+
+    #[test]
+    fn unpadded_encoded_words_are_read_whole_and_bodies_untouched() {
+        let raw = "From: a@example.com\r\nSubject: =?utf-8?B?bm90LWJhc2U2NA?=\r\n\r\nliteral =?utf-8?B?bm90LWJhc2U2NA?= stays\r\n";
+        let p = parse(raw.as_bytes().to_vec(), None, &[]);
+        assert_eq!(p.subject.as_deref(), Some("not-base64"));
+        assert!(
+            p.body.contains("=?utf-8?B?bm90LWJhc2U2NA?= stays"),
+            "{}",
+            p.body
+        );
+        assert_eq!(
+            p.raw.bytes,
+            raw.as_bytes(),
+            "the raw mail is kept as it came"
         );
     }
 

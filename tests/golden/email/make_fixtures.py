@@ -302,3 +302,69 @@ I am out of the office until 30 November.
 # 8. Not an e-mail at all: kept raw for review.
 with open(os.path.join(HERE, "malformed.eml"), "wb") as f:
     f.write(b"\x00\x01\x02 this is not a mail \xff\xfe\r\n\r\nno headers here\r\n")
+
+# 9. Cut off mid-stream: a PDF in base64 ends in the middle of a line, no
+# closing boundary. The subject would match a rule: it goes to review.
+pdf_b64 = b64(b"%PDF-1.4\n" + bytes(range(200)) + b"\n%%EOF\n")
+write(
+    "truncated-base64.eml",
+    f"""From: Jānis Bērziņš <janis.berzins@example.com>
+To: dokumenti@example.lv
+Subject: Iesniegums par būvatļauju
+Date: Mon, 23 Nov 2026 09:00:00 +0200
+Message-ID: <truncated-b64@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="cut"
+
+--cut
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 8bit
+
+Lūdzu izsniegt būvatļauju, pielikumā plāns.
+--cut
+Content-Type: application/pdf; name="plans.pdf"
+Content-Disposition: attachment; filename="plans.pdf"
+Content-Transfer-Encoding: base64
+
+{pdf_b64[:150]}""",
+)
+
+# 10. An unterminated binary part: 258 bytes that are not UTF-8, no closing
+# boundary; the bytes must be stored as they came.
+write(
+    "unterminated-binary.eml",
+    """From: Ilze Kalna <ilze@example.com>
+To: dokumenti@example.lv
+Subject: Pielikums
+Date: Mon, 23 Nov 2026 09:05:00 +0200
+Message-ID: <unterminated-bin@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="bin"
+
+--bin
+Content-Type: text/plain; charset=utf-8
+
+Pielikumā dati.
+--bin
+Content-Type: application/octet-stream; name="dati.bin"
+Content-Disposition: attachment; filename="dati.bin"
+Content-Transfer-Encoding: binary
+
+""",
+    bytes(range(256)) + b"\xff\xfe",
+)
+
+# 11. Encoded words without their base64 padding, as some mailers send them.
+write(
+    "unpadded-words.eml",
+    """From: =?utf-8?B?QW5uYSBCxJNyemnFhmE?= <anna@example.com>
+To: dokumenti@example.lv
+Subject: =?utf-8?B?bm90LWJhc2U2NA?=
+Date: Mon, 23 Nov 2026 09:10:00 +0200
+Message-ID: <unpadded@example.com>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+Labdien, lūdzu informāciju.
+""",
+)
