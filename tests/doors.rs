@@ -120,6 +120,25 @@ async fn reused_keys_with_other_content_are_refused(backend: Backend) {
         "one accepted, one refused: {a:?} {b:?}"
     );
 
+    // The same content twice at once (a client retrying before the first
+    // answer): one item, and both answers lead to it.
+    let same = submission("Suns", "Kaimiņu suns rej naktīs.");
+    let (a, b) = tokio::join!(
+        api(&env, Some("portal-19"), &same),
+        api(&env, Some("portal-19"), &same),
+    );
+    assert!(
+        matches!(a.0, 201 | 202) && matches!(b.0, 201 | 202),
+        "{a:?} {b:?}"
+    );
+    let item_a = env
+        .registered(a.1["tracking_id"].as_str().expect("id"))
+        .await;
+    let item_b = env
+        .registered(b.1["tracking_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(item_a.id, item_b.id);
+
     // A form page submitted again (Back, edit, submit) with other content.
     let token = env.form_token().await;
     let (s4, r4) = env
@@ -158,12 +177,13 @@ async fn reused_keys_with_other_content_are_refused(backend: Backend) {
         json!(first_form.registration_number)
     );
 
-    // Three items: portal-17, the winner of portal-18, the form page.
-    support::wait_until(support::WAIT, "three items", || async {
-        env.daemon.registry.count().await.expect("count") >= 3
+    // Four items: portal-17, the winner of portal-18, portal-19, the form page.
+    support::wait_until(support::WAIT, "four items", || async {
+        env.daemon.registry.count().await.expect("count") >= 4
     })
     .await;
-    assert_eq!(env.daemon.registry.count().await.expect("count"), 3);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(env.daemon.registry.count().await.expect("count"), 4);
     let (_, msg) = env
         .registered_message("web_form:iesniegums:api:portal-17")
         .await;

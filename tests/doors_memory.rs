@@ -27,6 +27,9 @@ fn status_kb(key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} not in /proc/self/status"))
 }
 
+/// Literal bytes, then optionally `len` bytes of one filler byte.
+type Piece = (Vec<u8>, Option<(u8, usize)>);
+
 /// Streams `len` bytes of `fill` without ever holding them.
 async fn write_fill(conn: &mut tokio::net::TcpStream, fill: u8, len: usize) -> bool {
     let chunk = vec![fill; 64 * 1024];
@@ -48,9 +51,8 @@ async fn post(host: String, multipart: bool, i: usize) -> (bool, Option<u16>, St
         .await
         .expect("connect");
     let token = uuid::Uuid::now_v7();
-    let head;
-    let mut parts: Vec<(Vec<u8>, Option<(u8, usize)>)> = Vec::new();
-    if multipart {
+    let mut parts: Vec<Piece> = Vec::new();
+    let head = if multipart {
         let b = "XmemX";
         let mut text = format!(
             "--{b}\r\nContent-Disposition: form-data; name=\"form_token\"\r\n\r\n{token}\r\n--{b}\r\nContent-Disposition: form-data; name=\"vards\"\r\n\r\nAnna Kalniņa\r\n--{b}\r\nContent-Disposition: form-data; name=\"temats\"\r\n\r\nBūvprojekts\r\n--{b}\r\nContent-Disposition: form-data; name=\"teksts\"\r\n\r\nPielikumā būvprojekts {i}.\r\n"
@@ -70,17 +72,17 @@ async fn post(host: String, multipart: bool, i: usize) -> (bool, Option<u16>, St
             .iter()
             .map(|(t, f)| t.len() + f.map_or(0, |f| f.1))
             .sum();
-        head = format!(
+        format!(
             "POST /forms/iesniegums HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nContent-Type: multipart/form-data; boundary={b}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
-        );
+        )
     } else {
         let text = format!("form_token={token}&vards=Anna&temats=Garš&teksts=");
         let total = text.len() + POST_BYTES;
         parts.push((text.into_bytes(), Some((b'a', POST_BYTES))));
-        head = format!(
+        format!(
             "POST /forms/iesniegums HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
-        );
-    }
+        )
+    };
     let mut sent = conn.write_all(head.as_bytes()).await.is_ok();
     for (text, fill) in &parts {
         sent = sent && conn.write_all(text).await.is_ok();
