@@ -367,6 +367,18 @@ async fn api_errors_are_json_the_api_wants_json_and_names_lose_bidi_controls() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(json_of(&body)["status"], "refused");
 
+    // The form takes form encodings only.
+    let resp = env
+        .http
+        .post(format!("{}/forms/iesniegums", env.base))
+        .header("accept", "application/json")
+        .header("content-type", "text/plain")
+        .body("vards=Anna&temats=T&teksts=Teksts")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status().as_u16(), 415);
+
     // The JSON API wants JSON.
     let resp = env
         .http

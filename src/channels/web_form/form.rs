@@ -207,10 +207,18 @@ impl WebForm {
         req: Request,
         lang: Lang,
     ) -> Result<Submission, Refusal> {
-        let is_multipart = headers
+        let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("multipart/form-data"));
+            .and_then(|c| c.split(';').next())
+            .map(|c| c.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let is_multipart = content_type == "multipart/form-data";
+        if !is_multipart && content_type != "application/x-www-form-urlencoded" {
+            return Err(Refusal::Unsupported(format!(
+                "the form is sent as multipart/form-data or application/x-www-form-urlencoded, not {content_type:?}"
+            )));
+        }
         let limit = if is_multipart {
             self.cfg.multipart_limit()
         } else {
