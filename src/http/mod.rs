@@ -245,7 +245,7 @@ async fn api_errors_as_json(req: axum::extract::Request, next: axum::middleware:
     parts.headers.remove(header::CONTENT_LENGTH);
     let mut json = json_error(status, text);
     for (name, value) in parts.headers.iter() {
-        json.headers_mut().insert(name.clone(), value.clone());
+        json.headers_mut().append(name.clone(), value.clone());
     }
     json
 }
