@@ -45,6 +45,8 @@ pub struct BlobWriter {
     hasher: Sha256,
     size: u64,
     limit: u64,
+    /// Moved to its address: nothing to clean up.
+    done: bool,
 }
 
 impl BlobStore {
@@ -86,6 +88,7 @@ impl BlobStore {
             hasher: Sha256::new(),
             size: 0,
             limit,
+            done: false,
         })
     }
 
@@ -130,7 +133,7 @@ impl BlobWriter {
     pub async fn finish(mut self) -> Result<StoredBlob, BlobError> {
         self.file.flush().await.map_err(|e| self.store.io(e))?;
         self.file.sync_all().await.map_err(|e| self.store.io(e))?;
-        let sha256 = hex::encode(self.hasher.finalize());
+        let sha256 = hex::encode(self.hasher.finalize_reset());
         let dest = self.store.path_of(&sha256)?;
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent)
@@ -140,6 +143,7 @@ impl BlobWriter {
         tokio::fs::rename(&self.tmp, &dest)
             .await
             .map_err(|e| self.store.io(e))?;
+        self.done = true;
         if let Some(parent) = dest.parent()
             && let Ok(d) = tokio::fs::File::open(parent).await
         {
@@ -149,6 +153,16 @@ impl BlobWriter {
             sha256,
             size: self.size,
         })
+    }
+}
+
+/// An upload given up half-way (refused, the sender went away) leaves no
+/// temporary file behind.
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -170,5 +184,10 @@ mod tests {
             Err(BlobError::TooLarge { limit: 4 })
         ));
         assert!(store.path_of("../../etc/passwd").is_err());
+        let mut w = store.writer(100).await.unwrap();
+        w.write(b"half an upload").await.unwrap();
+        drop(w);
+        let left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        assert_eq!(left, 0, "an abandoned upload leaves no temporary file");
     }
 }

@@ -173,10 +173,17 @@ impl IntakeMessage {
         }
     }
 
-    /// Decodes and checks a message taken from the bus.
+    /// Decodes and checks a message taken from the bus (or the registry);
+    /// attachment names come out fit for display ([`display_filename`]),
+    /// whichever channel produced them.
     pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
-        let msg: IntakeMessage = serde_json::from_slice(bytes)?;
+        let mut msg: IntakeMessage = serde_json::from_slice(bytes)?;
         msg.check()?;
+        for a in &mut msg.attachments {
+            if a.filename.chars().any(hidden_in_names) {
+                a.filename = display_filename(&a.filename);
+            }
+        }
         Ok(msg)
     }
 
@@ -296,6 +303,28 @@ impl IntakeMessage {
     }
 }
 
+/// Characters that change how a name reads without being seen: control
+/// characters and the bidirectional formatting ones (U+202A–U+202E
+/// embeddings and overrides, U+2066–U+2069 isolates, U+200E/U+200F marks,
+/// U+061C) that make `līgums\u{202E}fdp.exe` show as `līgumsexe.pdf`.
+fn hidden_in_names(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
+}
+
+/// An attachment's name as every channel shows it: without control and
+/// bidirectional formatting characters, at most 200 characters. Display
+/// only: the blob keeps the sender's bytes, and a name is never a path.
+pub fn display_filename(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !hidden_in_names(*c))
+        .take(200)
+        .collect()
+}
+
 /// The JSON Schema of [`IntakeMessage`], as published under `docs/`.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(IntakeMessage)).unwrap_or_default()
@@ -354,5 +383,37 @@ mod tests {
         m.metadata.insert("fax".into(), serde_json::json!({}));
         assert!(IntakeMessage::decode(&m.encode()).is_err());
         assert!(IntakeMessage::decode(b"{\"schema_version\":1").is_err());
+    }
+
+    #[test]
+    fn bidi_controls_never_reach_an_attachment_name() {
+        let mut m = sample();
+        for (i, name) in [
+            "līgums\u{202E}fdp.exe",
+            "\u{2066}rēķins\u{2069}\u{200F}.pdf\u{061C}",
+            "a\u{202A}b\u{202B}c\u{202C}d\u{202D}e\u{200E}f\u{2067}g\u{2068}.png",
+            "tab\there.pdf",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            m.attachments.push(AttachmentRef {
+                sha256: format!("{i:064}"),
+                filename: name.into(),
+                content_type: "application/pdf".into(),
+                size: 1,
+            });
+        }
+        let names: Vec<String> = IntakeMessage::decode(&m.encode())
+            .unwrap()
+            .attachments
+            .into_iter()
+            .map(|a| a.filename)
+            .collect();
+        assert_eq!(
+            names,
+            ["līgumsfdp.exe", "rēķins.pdf", "abcdefg.png", "tabhere.pdf"]
+        );
+        assert_eq!(display_filename("Iesniegums (1).pdf"), "Iesniegums (1).pdf");
     }
 }

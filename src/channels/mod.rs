@@ -5,6 +5,7 @@
 //! Adding a kind means one module plus one variant here.
 
 pub mod email;
+pub mod form_data;
 pub mod scan;
 pub mod sms;
 pub mod web_form;
@@ -57,6 +58,12 @@ pub trait Channel: Send + Sync {
     /// HTTP routes the channel serves (forms, webhooks); merged into the daemon's server.
     fn routes(self: Arc<Self>) -> Option<Router> {
         None
+    }
+
+    /// Whether the channel's routes enforce request body limits of their
+    /// own (then the daemon-wide `http.max_body_bytes` does not apply to them).
+    fn limits_own_bodies(&self) -> bool {
+        false
     }
 
     /// How the channel answers the sender after registration, if it does.

@@ -78,14 +78,22 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .merge(deadlines::routes())
         .merge(dashboard::routes())
         .merge(crate::desk::routes(&state))
-        .with_state(state);
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes));
     for ch in channels {
         if let Some(routes) = ch.clone().routes() {
-            app = app.merge(routes);
+            // A web form's limit follows from its own fields and attachments.
+            app = app.merge(if ch.limits_own_bodies() {
+                routes
+            } else {
+                routes
+                    .layer(DefaultBodyLimit::max(max_body_bytes))
+                    .layer(RequestBodyLimitLayer::new(max_body_bytes))
+            });
         }
     }
-    app.layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+    app.layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -206,6 +214,40 @@ fn api_allowed(s: &HttpState, headers: &HeaderMap, peer: IpAddr) -> bool {
 /// The item API's error shape: `{"error": "…"}`.
 fn json_error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": text.into() }))).into_response()
+}
+
+/// Every error under `/api/` is JSON with an `error` text, whoever answered
+/// it: the body limit (413), an extractor's rejection (400, 415, 422), an
+/// unknown path or method. Answers that are JSON already pass unchanged.
+async fn api_errors_as_json(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut json = json_error(status, text);
+    for (name, value) in parts.headers.iter() {
+        json.headers_mut().append(name.clone(), value.clone());
+    }
+    json
 }
 
 fn unauthorized() -> Response {

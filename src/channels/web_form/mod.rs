@@ -1,0 +1,504 @@
+//! Web forms: an accessible HTML page per configured form (Latvian and
+//! English), `POST` as multipart or urlencoded, and a JSON API for the
+//! municipality's own portal. The citizen gets a 2xx only after the bus
+//! confirmed the message; the answer carries the registration number if it
+//! is ready within a short wait, otherwise a tracking link.
+//!
+//! `config` (the TOML and the body limits it implies), `page` (form and
+//! receipt pages), `validate`, `form` (the HTML form's POST, attachments
+//! streamed to the blob store) and `api` (the JSON API).
+
+mod api;
+mod config;
+mod form;
+mod page;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secrecy::SecretString;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tracing::Instrument;
+use unicode_normalization::UnicodeNormalization;
+
+pub use config::{FieldConfig, FieldKind, FieldRole, WebFormConfig};
+
+use super::{Channel, ChannelContext, ChannelError};
+use crate::bus::publish_intake;
+use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
+use crate::phone::normalise_phone;
+use crate::registry::claims::KeyClaim;
+use crate::registry::{ItemSummary, RegistryError};
+
+/// The hidden field a bot fills in and a person never sees.
+const HONEYPOT: &str = "website";
+/// The hidden per-page token that makes a double submit idempotent.
+const TOKEN: &str = "form_token";
+/// How long a submission waits for a free upload slot before 503.
+const UPLOAD_WAIT: Duration = Duration::from_secs(3);
+/// `Retry-After` (seconds) when the form is busy or the bus is away.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// A problem to show: the field it is about (if one) and the message.
+type Problem = (Option<String>, String);
+
+/// A running web form.
+pub struct WebForm {
+    cfg: WebFormConfig,
+    ctx: ChannelContext,
+    api_key: Option<SecretString>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Submissions being read and stored now (the page and the API together).
+    uploads: Semaphore,
+}
+
+impl WebForm {
+    /// Builds the form; the API key is read from its environment variable now.
+    pub fn new(cfg: WebFormConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let api_key = match &cfg.api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(v) if v.len() >= 16 => Some(SecretString::from(v)),
+                Ok(_) => {
+                    return Err(ChannelError {
+                        channel: cfg.id.clone(),
+                        message: format!("{var} must hold an API key of at least 16 characters"),
+                    });
+                }
+                Err(_) => {
+                    tracing::info!(channel = %cfg.id, "{var} is not set: the JSON API of this form is off");
+                    None
+                }
+            },
+            None => None,
+        };
+        let per_minute =
+            NonZeroU32::new(ctx.settings.http.submissions_per_minute).unwrap_or(NonZeroU32::MIN);
+        let uploads = Semaphore::new(cfg.uploads_in_flight.max(1));
+        Ok(Self {
+            cfg,
+            ctx,
+            api_key,
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            uploads,
+        })
+    }
+
+    /// A slot for reading a submission's body, waiting briefly for one.
+    async fn upload_slot(&self) -> Result<SemaphorePermit<'_>, Refusal> {
+        match tokio::time::timeout(UPLOAD_WAIT, self.uploads.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::warn!(channel = %self.cfg.id, "all {} upload slots busy: submission refused with 503", self.cfg.uploads_in_flight);
+                Err(Refusal::Busy)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Channel for WebForm {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::WebForm
+    }
+
+    fn limits_own_bodies(&self) -> bool {
+        true
+    }
+
+    fn routes(self: Arc<Self>) -> Option<Router> {
+        let id = self.cfg.id.clone();
+        let limit = usize::try_from(self.cfg.multipart_limit()).unwrap_or(usize::MAX);
+        Some(
+            Router::new()
+                .route(
+                    &format!("/forms/{id}"),
+                    get(page::show_form).post(form::submit_form),
+                )
+                .route(
+                    &format!("/api/v1/forms/{id}/submissions"),
+                    post(api::submit_json),
+                )
+                .layer(DefaultBodyLimit::max(limit))
+                .with_state(self),
+        )
+    }
+}
+
+/// Page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Lv,
+    En,
+}
+
+impl Lang {
+    fn pick(query: Option<&str>, headers: &HeaderMap) -> Self {
+        match query {
+            Some("en") => Lang::En,
+            Some("lv") => Lang::Lv,
+            _ => {
+                let accept = headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if accept.trim_start().starts_with("en") {
+                    Lang::En
+                } else {
+                    Lang::Lv
+                }
+            }
+        }
+    }
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Lv => "lv",
+            Lang::En => "en",
+        }
+    }
+    fn t(self, lv: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Lv => lv,
+            Lang::En => en,
+        }
+    }
+}
+
+/// A submission after parsing, before validation.
+struct Submission {
+    values: BTreeMap<String, String>,
+    attachments: Vec<AttachmentRef>,
+}
+
+/// Why a submission was refused; each maps to one status and one clear message.
+#[derive(Debug)]
+enum Refusal {
+    Invalid(Vec<Problem>),
+    /// Not readable as sent: bytes that are not UTF-8, JSON that does not parse.
+    BadRequest(Vec<Problem>),
+    TooLarge(String),
+    Unsupported(String),
+    /// The idempotency key (page token, `Idempotency-Key`) was used for other content.
+    Conflict {
+        api: bool,
+    },
+    RateLimited,
+    Bot,
+    Unauthorized,
+    /// The JSON API of this form is off (no key configured).
+    NotEnabled,
+    /// Every upload slot is taken.
+    Busy,
+    Unavailable,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::BadRequest(_) | Refusal::Bot => StatusCode::BAD_REQUEST,
+            Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Conflict { .. } => StatusCode::CONFLICT,
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::NotEnabled => StatusCode::NOT_FOUND,
+            Refusal::Busy | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn messages(&self, lang: Lang) -> Vec<Problem> {
+        let one = |m: String| vec![(None, m)];
+        match self {
+            Refusal::Invalid(list) | Refusal::BadRequest(list) => list.clone(),
+            Refusal::TooLarge(m) | Refusal::Unsupported(m) => one(m.clone()),
+            Refusal::Conflict { api: true } => one("this Idempotency-Key was already used for a submission with different content; nothing was registered for this request (send new content with a new key)".into()),
+            Refusal::Conflict { api: false } => one(lang.t("Šī veidlapa jau tika iesniegta ar citu saturu; tas, ko nosūtījāt tagad, netika reģistrēts. Lai to reģistrētu kā jaunu iesniegumu, iesniedziet vēlreiz.", "This form page was already submitted with different content; what you sent now was not registered. To register it as a new submission, submit it again.").into()),
+            Refusal::RateLimited => one(lang.t("Pārāk daudz iesniegumu no jūsu adreses; lūdzu, mēģiniet pēc minūtes.", "Too many submissions from your address; please try again in a minute.").into()),
+            Refusal::Bot => one(lang.t("Slēptais lauks „website” ir aizpildīts, tāpēc iesniegums netika pieņemts. Ja esat cilvēks, atstājiet to tukšu un iesniedziet vēlreiz.", "The hidden field \"website\" was filled in, so the submission was not accepted. If you are a person, leave it empty and submit again.").into()),
+            Refusal::Unauthorized => one("missing or wrong API key (Authorization: Bearer <key>)".into()),
+            Refusal::NotEnabled => one("the JSON API of this form is not enabled (set its api_key_env)".into()),
+            Refusal::Busy => one(lang.t("Šobrīd tiek saņemts pārāk daudz iesniegumu; nekas netika reģistrēts. Lūdzu, mēģiniet vēlreiz pēc dažām sekundēm.", "Too many submissions are arriving right now; nothing was registered. Please try again in a few seconds.").into()),
+            Refusal::Unavailable => one(lang.t("Iesniegumu šobrīd nevar pieņemt; nekas netika reģistrēts. Lūdzu, mēģiniet vēlreiz pēc brīža.", "Your submission cannot be accepted right now; nothing was registered. Please try again shortly.").into()),
+        }
+    }
+
+    /// Sets `Retry-After` where trying again later helps.
+    fn with_retry_after(&self, mut resp: Response) -> Response {
+        if matches!(self, Refusal::Busy | Refusal::Unavailable) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
+    }
+
+    /// The JSON answer of both POST endpoints: `status`, every problem in
+    /// `errors` (with its field), and `error`, the item API's one text.
+    fn json(&self, lang: Lang) -> Response {
+        let problems = self.messages(lang);
+        let error = problems
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let errors: Vec<serde_json::Value> = problems
+            .into_iter()
+            .map(|(f, m)| serde_json::json!({"field": f, "message": m}))
+            .collect();
+        self.with_retry_after(
+            (
+                self.status(),
+                Json(serde_json::json!({ "status": "refused", "error": error, "errors": errors })),
+            )
+                .into_response(),
+        )
+    }
+}
+
+impl WebForm {
+    /// Claims the key for this content, publishes (with confirm) and waits
+    /// briefly for the registration number. The same key with the same
+    /// content is the earlier submission; with other content it is refused
+    /// before anything is published.
+    async fn accept(
+        &self,
+        idempotency_key: String,
+        sub: Submission,
+        lang: Lang,
+        api: bool,
+    ) -> Result<Outcome, Refusal> {
+        let mut msg = normalise(
+            &self.cfg,
+            idempotency_key,
+            &sub.values,
+            sub.attachments,
+            lang.code(),
+        );
+        let content = content_sha256(&msg);
+        let unavailable = |e: RegistryError| {
+            tracing::error!(channel = %self.cfg.id, "submission refused, its key could not be checked: {e}");
+            Refusal::Unavailable
+        };
+        let registry = &self.ctx.registry;
+        let key = msg.idempotency_key.clone();
+        match registry
+            .claim_key(&key, &content, &msg.id.to_string())
+            .await
+            .map_err(unavailable)?
+        {
+            KeyClaim::Held { content_sha256, .. } if content_sha256 != content => {
+                return Err(Refusal::Conflict { api });
+            }
+            KeyClaim::Held { message_id, .. } => {
+                // The same submission again: a double click, a client's retry.
+                if let Some(item) = registry.find_by_key(&key).await.map_err(unavailable)? {
+                    return Ok(Outcome::Registered(Box::new(item)));
+                }
+                // On its way, or its publishing failed: publish it again
+                // under the first tracking id; the engine registers it once.
+                if let Ok(id) = uuid::Uuid::parse_str(&message_id) {
+                    msg.id = id;
+                }
+            }
+            KeyClaim::New => {
+                // An item registered before keys were claimed.
+                if let Some(item) = registry.find_by_key(&key).await.map_err(unavailable)? {
+                    let earlier = registry.item_message(&item.id).await.map_err(unavailable)?;
+                    return if content_sha256(&earlier) == content {
+                        Ok(Outcome::Registered(Box::new(item)))
+                    } else {
+                        Err(Refusal::Conflict { api })
+                    };
+                }
+            }
+        }
+        let span = tracing::info_span!("item", id = %msg.id, channel = "web_form", instance = %self.cfg.id);
+        if let Err(e) = publish_intake(self.ctx.bus.as_ref(), &msg)
+            .instrument(span.clone())
+            .await
+        {
+            tracing::error!(parent: &span, "not accepted, the citizen was told to retry: {e}");
+            return Err(Refusal::Unavailable);
+        }
+        tracing::info!(parent: &span, "accepted");
+        let wait = Duration::from_millis(self.ctx.settings.http.registration_wait_ms);
+        let message_id = msg.id.to_string();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            if let Ok(Some(item)) = self.ctx.registry.find_by_message(&message_id).await {
+                return Ok(Outcome::Registered(Box::new(item)));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Ok(Outcome::Pending {
+                    tracking_id: message_id,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    fn status_url(&self, tracking_id: &str) -> String {
+        format!(
+            "{}/status/{tracking_id}",
+            self.ctx.settings.http.public_url.trim_end_matches('/')
+        )
+    }
+}
+
+/// What "the same submission" means for an idempotency key: the SHA-256 of
+/// the normalised field values (`metadata.web_form.fields`: NFC, trimmed,
+/// `\n` line ends) and the attachments (content hash, name, type).
+fn content_sha256(msg: &IntakeMessage) -> String {
+    let fields = msg.channel_metadata().and_then(|m| m.get("fields"));
+    let attachments: Vec<[&str; 3]> = msg
+        .attachments
+        .iter()
+        .map(|a| {
+            [
+                a.sha256.as_str(),
+                a.filename.as_str(),
+                a.content_type.as_str(),
+            ]
+        })
+        .collect();
+    let canonical = serde_json::json!({ "fields": fields, "attachments": attachments });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Turns a form's field values into the one message format. Pure, so the
+/// golden-file tests pin it down: text is NFC with `\n` line ends, the
+/// phone E.164, the subject falls back to the form's title, and every field
+/// but the honeypot and page token is kept under `metadata.web_form.fields`.
+pub fn normalise(
+    cfg: &WebFormConfig,
+    idempotency_key: String,
+    values: &BTreeMap<String, String>,
+    attachments: Vec<AttachmentRef>,
+    lang: &str,
+) -> IntakeMessage {
+    let clean = |v: &str| -> String {
+        v.replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .replace('\0', "")
+            .trim()
+            .nfc()
+            .collect()
+    };
+    let role_value = |role: FieldRole| {
+        cfg.fields
+            .iter()
+            .filter(|f| f.role == role)
+            .filter_map(|f| values.get(&f.name))
+            .map(|v| clean(v))
+            .find(|v| !v.is_empty())
+    };
+    let body = cfg
+        .fields
+        .iter()
+        .filter(|f| f.role == FieldRole::Body)
+        .filter_map(|f| values.get(&f.name))
+        .map(|v| clean(v))
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let mut msg = IntakeMessage::new(
+        ChannelRef {
+            kind: ChannelKind::WebForm,
+            instance: cfg.id.clone(),
+        },
+        idempotency_key,
+        body,
+    );
+    msg.sender.name = role_value(FieldRole::SenderName);
+    msg.sender.email = role_value(FieldRole::SenderEmail).map(|e| e.to_lowercase());
+    msg.sender.phone = role_value(FieldRole::SenderPhone).and_then(|p| normalise_phone(&p));
+    msg.sender.postal_address = role_value(FieldRole::SenderAddress);
+    msg.subject = role_value(FieldRole::Subject).or_else(|| Some(cfg.title.clone()));
+    msg.language = Some(lang.into());
+    msg.attachments = attachments;
+    let fields: BTreeMap<&String, String> = values
+        .iter()
+        .filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang")
+        .map(|(k, v)| (k, clean(v)))
+        .collect();
+    msg.metadata.insert(
+        ChannelKind::WebForm.as_str().into(),
+        serde_json::json!({ "form_id": cfg.id, "fields": fields }),
+    );
+    msg
+}
+
+/// What the citizen is told after a successful hand-off.
+enum Outcome {
+    Registered(Box<ItemSummary>),
+    Pending { tracking_id: String },
+}
+
+/// The JSON answer of both POST endpoints.
+#[derive(Serialize)]
+struct Receipt {
+    status: &'static str,
+    registration_number: Option<String>,
+    reply_due: Option<String>,
+    tracking_id: String,
+    status_url: String,
+}
+
+impl WebForm {
+    fn receipt(&self, outcome: Outcome) -> (StatusCode, Receipt) {
+        match outcome {
+            Outcome::Registered(item) => (
+                StatusCode::CREATED,
+                Receipt {
+                    status: "registered",
+                    reply_due: item.due().map(str::to_string),
+                    registration_number: Some(item.registration_number),
+                    status_url: self.status_url(&item.id),
+                    tracking_id: item.id,
+                },
+            ),
+            Outcome::Pending { tracking_id } => (
+                StatusCode::ACCEPTED,
+                Receipt {
+                    status: "accepted",
+                    registration_number: None,
+                    reply_due: None,
+                    status_url: self.status_url(&tracking_id),
+                    tracking_id,
+                },
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_file_names_never_become_paths() {
+        assert_eq!(form::display_name("../../etc/passwd"), "passwd");
+        assert_eq!(
+            form::display_name("C:\\Users\\x\\iesniegums.pdf"),
+            "iesniegums.pdf"
+        );
+        assert_eq!(form::display_name("līgums\u{202E}fdp.exe"), "līgumsfdp.exe");
+    }
+}
