@@ -8,7 +8,6 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::{BlobError, BlobStore};
@@ -20,6 +19,7 @@ use crate::registry::numbering::Pattern;
 use crate::registry::{Registry, RegistryError};
 use crate::rules::watch::SharedRules;
 use crate::rules::{RuleSet, RulesError};
+use crate::supervise::{Components, Supervisor};
 
 /// Why the daemon could not start; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub struct Daemon {
     /// The outcome of the last rules reload (the watcher's reports).
     pub rules_status: tokio::sync::watch::Receiver<crate::rules::watch::ReloadStatus>,
     shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: Supervisor,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by daemons in tests).
@@ -97,7 +97,7 @@ impl Daemon {
         bus.declare_units(&units).await?;
 
         let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+        let mut tasks = Supervisor::new(shutdown.clone());
         let dms = match &settings.dms {
             Some(d) => Some((d.build()?, d)),
             None => None,
@@ -116,11 +116,8 @@ impl Daemon {
         for ch in &running {
             let ch = ch.clone();
             let stop = shutdown.clone();
-            tasks.spawn(async move {
-                let id = ch.id().to_string();
-                if let Err(e) = ch.run(stop).await {
-                    tracing::error!(channel = %id, "channel stopped: {e}");
-                }
+            tasks.spawn(format!("channel:{}", ch.id()), move || {
+                ch.clone().run(stop.clone())
             });
         }
 
@@ -128,12 +125,15 @@ impl Daemon {
             .iter()
             .filter_map(|ch| ch.clone().replier().map(|r| (ch.id().to_string(), r)))
             .collect();
-        tasks.spawn(crate::replies::run(
-            registry.clone(),
-            repliers,
-            std::time::Duration::from_secs(1),
-            shutdown.clone(),
-        ));
+        let (reg, stop) = (registry.clone(), shutdown.clone());
+        tasks.spawn("replies", move || {
+            crate::replies::run(
+                reg.clone(),
+                repliers.clone(),
+                std::time::Duration::from_secs(1),
+                stop.clone(),
+            )
+        });
 
         let wake = Arc::new(Notify::new());
         let engine = Arc::new(Engine {
@@ -148,51 +148,71 @@ impl Daemon {
             dispatch_wake: wake.clone(),
         });
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = engine.run(stop).await {
-                tracing::error!("rules engine stopped: {e}");
-            }
+        tasks.spawn("engine", move || engine.clone().run(stop.clone()));
+        let (reg, b, stop) = (registry.clone(), bus.clone(), shutdown.clone());
+        tasks.spawn("dispatch", move || {
+            crate::dispatch::run(reg.clone(), b.clone(), wake.clone(), stop.clone())
         });
-        tasks.spawn(crate::dispatch::run(
-            registry.clone(),
-            bus.clone(),
-            wake,
-            shutdown.clone(),
-        ));
         if let Some((connector, d)) = dms {
             tracing::info!(
                 dms = connector.kind(),
                 "items are registered in the external DMS too"
             );
-            let worker = crate::dms::DmsWorker {
-                registry: registry.clone(),
-                blobs,
-                rules: rules.clone(),
-                connector,
-                retry_max: std::time::Duration::from_secs(d.retry_max_seconds),
-                concurrency: d.concurrency,
-            };
-            tasks.spawn(worker.run(shutdown.clone()));
+            let (reg, r, stop) = (registry.clone(), rules.clone(), shutdown.clone());
+            let (retry_max, concurrency) = (
+                std::time::Duration::from_secs(d.retry_max_seconds),
+                d.concurrency,
+            );
+            tasks.spawn("dms", move || {
+                crate::dms::DmsWorker {
+                    registry: reg.clone(),
+                    blobs: blobs.clone(),
+                    rules: r.clone(),
+                    connector: connector.clone(),
+                    retry_max,
+                    concurrency,
+                }
+                .run(stop.clone())
+            });
         }
         let (status_tx, rules_status) = crate::rules::watch::status_channel(&rules);
         if settings.rules.watch {
             match crate::rules::watch::RulesWatcher::new(&rules) {
-                Ok(watcher) => {
-                    tasks.spawn(watcher.run(rules.clone(), status_tx, shutdown.clone()));
+                Ok(first) => {
+                    // A restart sets up a new watch on the folder.
+                    let mut first = Some(first);
+                    let (r, stop) = (rules.clone(), shutdown.clone());
+                    tasks.spawn("rules-watch", move || {
+                        let watcher = first
+                            .take()
+                            .map_or_else(|| crate::rules::watch::RulesWatcher::new(&r), Ok);
+                        let (r, status_tx, stop) = (r.clone(), status_tx.clone(), stop.clone());
+                        async move {
+                            watcher?.run(r, status_tx, stop).await;
+                            Ok::<(), notify::Error>(())
+                        }
+                    });
                 }
                 Err(e) => tracing::error!("rules are not watched, changes need a restart: {e}"),
             }
         }
-        tasks.spawn(
+        let (reg, r, deadlines, status, stop) = (
+            registry.clone(),
+            rules.clone(),
+            settings.deadlines.clone(),
+            rules_status.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn("keeper", move || {
             crate::keeper::Keeper {
-                registry: registry.clone(),
-                rules: rules.clone(),
-                settings: settings.deadlines.clone(),
-                status: rules_status.clone(),
+                registry: reg.clone(),
+                rules: r.clone(),
+                settings: deadlines.clone(),
+                status: status.clone(),
                 tick: std::time::Duration::from_secs(60),
             }
-            .run(shutdown.clone()),
-        );
+            .run(stop.clone())
+        });
 
         let state = crate::http::HttpState {
             registry: registry.clone(),
@@ -211,6 +231,7 @@ impl Daemon {
                 .iter()
                 .map(|c| (c.id().to_string(), c.kind().as_str().to_string()))
                 .collect(),
+            components: tasks.components(),
             login_limiter: crate::desk::auth::LoginLimiter::new(
                 settings.desk.login_attempts_per_minute,
             ),
@@ -234,15 +255,24 @@ impl Daemon {
             addr: settings.http.listen,
             source,
         })?;
+        // A restarted server listens on the same socket.
+        let listener = listener.into_std().map_err(|source| StartError::Listen {
+            addr: settings.http.listen,
+            source,
+        })?;
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!("HTTP server stopped: {e}");
+        tasks.spawn("http", move || {
+            let (app, stop) = (app.clone(), stop.clone());
+            let listener = listener
+                .try_clone()
+                .and_then(tokio::net::TcpListener::from_std);
+            async move {
+                axum::serve(
+                    listener?,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
             }
         });
         tracing::info!(%addr, rules = %rules.load().version, "pietura is running");
@@ -262,10 +292,27 @@ impl Daemon {
         self.shutdown.clone()
     }
 
+    /// Every supervised component's state.
+    pub fn components(&self) -> Components {
+        self.tasks.components()
+    }
+
+    /// Runs one more long-running task as component `name` under the
+    /// daemon's supervisor (restarted after a failure, stopped with the
+    /// daemon); `start` gets a fresh run going.
+    pub fn supervise<F, Fut>(&mut self, name: impl Into<String>, start: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: crate::supervise::Outcome,
+    {
+        self.tasks.spawn(name, start);
+    }
+
     /// Stops every task and waits for them.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.join().await;
     }
 
     /// Waits until the token is cancelled, then shuts down.

@@ -35,6 +35,8 @@
 //!   with the officer's decisions, rules editor with dry run and versions,
 //!   channels overview, accounts (argon2), sessions and CSRF.
 //! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
+//! - [`supervise`]: every long-running task restarted with backoff, component states
+//!   for `/readyz`, `/metrics` and the desk; parsers of outside data contained.
 //! - [`explain`]: an item's routing explained again from its stored rule-set version.
 //! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
 //!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
@@ -64,3 +66,4 @@ pub mod registry;
 pub mod replies;
 pub mod rules;
 pub mod stats;
+pub mod supervise;

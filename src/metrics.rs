@@ -95,3 +95,18 @@ pub fn dms_pending(items: i64) {
 pub fn dms_up(up: bool) {
     gauge!("pietura_dms_up").set(if up { 1.0 } else { 0.0 });
 }
+
+/// A supervised component is running (1) or not (0).
+pub fn component_up(component: &str, up: bool) {
+    gauge!("pietura_component_up", "component" => component.to_string()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// A supervised component was started again after a failure.
+pub fn component_restarted(component: &str) {
+    counter!("pietura_component_restarts_total", "component" => component.to_string())
+        .increment(1);
+}

@@ -1,7 +1,8 @@
 //! The channels overview for administrators: each configured channel with
 //! what the registry saw of it (last item, the day's count, items waiting
 //! in review), each mailbox's reader and last error, and the backlogs
-//! between the stages (dead letters, unpublished notices, DMS queue).
+//! between the stages (dead letters, unpublished notices, DMS queue), and
+//! every supervised component's state (running, restarting since, restarts).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -15,6 +16,7 @@ use super::review::{LangOnly, local_time};
 use super::{Nav, html};
 use crate::http::HttpState;
 use crate::registry::mailboxes::MailboxStatus;
+use crate::supervise::{ComponentState, Phase};
 
 /// One channel's row.
 pub struct ChannelRow {
@@ -28,6 +30,41 @@ pub struct ChannelRow {
     pub mailboxes: Vec<MailboxStatus>,
     /// A mailbox error, shown in the state column.
     pub error: Option<String>,
+    /// The channel's task when it is not running (restarting after a failure).
+    pub component: Option<ComponentRow>,
+}
+
+/// One supervised component's row.
+#[derive(Clone)]
+pub struct ComponentRow {
+    pub name: String,
+    pub running: bool,
+    /// The state's i18n key.
+    pub state: &'static str,
+    pub since: String,
+    pub restarts: u64,
+    pub last_error: String,
+}
+
+impl ComponentRow {
+    fn of(name: &str, c: &ComponentState) -> ComponentRow {
+        ComponentRow {
+            name: name.to_string(),
+            running: c.state == Phase::Running,
+            state: match c.state {
+                Phase::Running => "channels.running",
+                Phase::Restarting => "channels.restarting",
+                Phase::Stopped => "channels.stopped",
+            },
+            since: c
+                .since
+                .with_timezone(&chrono_tz::Europe::Riga)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            restarts: c.restarts,
+            last_error: c.last_error.clone().unwrap_or_else(|| "—".into()),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -36,6 +73,7 @@ struct ChannelsPage {
     l: Lang,
     nav: Nav,
     rows: Vec<ChannelRow>,
+    components: Vec<ComponentRow>,
     dead_letters: String,
     outbox: String,
     dms_pending: String,
@@ -61,6 +99,12 @@ pub async fn overview(
         Vec::new()
     });
     let mailboxes = s.registry.mailbox_statuses().await.unwrap_or_default();
+    let components: Vec<ComponentRow> = s
+        .components
+        .snapshot()
+        .iter()
+        .map(|(name, c)| ComponentRow::of(name, c))
+        .collect();
     let mut rows: Vec<ChannelRow> = s
         .channels
         .iter()
@@ -79,6 +123,10 @@ pub async fn overview(
                 .cloned()
                 .collect();
             ChannelRow {
+                component: components
+                    .iter()
+                    .find(|c| !c.running && c.name == format!("channel:{id}"))
+                    .cloned(),
                 error: boxes.iter().find_map(|m| m.last_error.clone()),
                 last_item: seen
                     .and_then(|a| a.last_received.as_deref())
@@ -103,6 +151,7 @@ pub async fn overview(
         l: v.lang,
         nav: Nav::of(&v, "/admin/channels"),
         rows,
+        components,
         dead_letters: shown(
             s.bus
                 .dead_letter_count()

@@ -43,6 +43,8 @@ pub struct HttpState {
     pub blobs: crate::blobs::BlobStore,
     /// The configured channels (id, kind), for the channels overview.
     pub channels: Vec<(String, String)>,
+    /// The supervised tasks' states.
+    pub components: crate::supervise::Components,
     /// Sign-in attempts per username and client address.
     pub login_limiter: Arc<crate::desk::auth::LoginLimiter>,
     pub desk: crate::desk::DeskOptions,
@@ -388,17 +390,25 @@ async fn explain_item(
     }
 }
 
+/// Ready when the database and the bus answer and every supervised
+/// component runs; the JSON names what is not.
 async fn ready(State(s): State<HttpState>) -> Response {
     let db = s.registry.ping().await.is_ok();
     let bus = s.bus.ready().await;
-    let status = if db && bus {
+    let not_running = s.components.not_running();
+    let status = if db && bus && not_running.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(serde_json::json!({ "database": db, "bus": bus })),
+        Json(serde_json::json!({
+            "database": db,
+            "bus": bus,
+            "not_running": not_running,
+            "components": s.components.snapshot(),
+        })),
     )
         .into_response()
 }

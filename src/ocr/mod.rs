@@ -283,7 +283,14 @@ impl OcrPool {
                             Err(_) => return,
                         };
                         let Ok((page, answer)) = job else { return };
-                        let _ = answer.send(worker.read(&page, &settings));
+                        // A decoder panicking on one page fails that page, not the thread.
+                        let read = crate::supervise::contain(|| worker.read(&page, &settings))
+                            .unwrap_or_else(|_| {
+                                Err(OcrError::Unreadable(
+                                    "the image decoder failed on this page".into(),
+                                ))
+                            });
+                        let _ = answer.send(read);
                     }
                 })
                 .map_err(|e| OcrError::Setup(format!("cannot start an OCR thread: {e}")))?;
