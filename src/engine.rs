@@ -258,7 +258,10 @@ enum RegisterOutcome {
 }
 
 /// Sleeps `backoff` (then doubles it, up to 30 s); false if shutdown came first.
-pub(crate) async fn pause_before_retry(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+pub(crate) async fn pause_before_retry(
+    backoff: &mut Duration,
+    shutdown: &CancellationToken,
+) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => return false,
         _ = tokio::time::sleep(*backoff) => {}

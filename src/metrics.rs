@@ -107,6 +107,5 @@ pub fn component_up(component: &str, up: bool) {
 
 /// A supervised component was started again after a failure.
 pub fn component_restarted(component: &str) {
-    counter!("pietura_component_restarts_total", "component" => component.to_string())
-        .increment(1);
+    counter!("pietura_component_restarts_total", "component" => component.to_string()).increment(1);
 }

@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The first pause before a restart (then doubled, up to the engine's cap).
@@ -60,7 +61,10 @@ pub struct Components(Arc<Mutex<BTreeMap<String, ComponentState>>>);
 impl Components {
     /// A copy of every component's state, by name.
     pub fn snapshot(&self) -> BTreeMap<String, ComponentState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The names of the components that are not running.
@@ -171,9 +175,7 @@ impl Supervisor {
                         .unwrap_or_else(|| "returned before shutdown".to_string()),
                     Err(_) => PANICKED.to_string(),
                 };
-                if began.elapsed() >= HEALTHY_RUN {
-                    pause = FIRST_PAUSE;
-                }
+                pause = pause_after(pause, began.elapsed());
                 tracing::error!(component = %name, "stopped: {why}; restarting in {pause:?}");
                 components.update(&name, |c| {
                     c.state = Phase::Restarting;
@@ -201,6 +203,16 @@ impl Supervisor {
     }
 }
 
+/// The pause before the next restart: back to the first after a run of
+/// [`HEALTHY_RUN`] or more, else the one the backoff reached.
+fn pause_after(pause: Duration, ran: Duration) -> Duration {
+    if ran >= HEALTHY_RUN {
+        FIRST_PAUSE
+    } else {
+        pause
+    }
+}
+
 /// A parser of outside data panicked on one item.
 #[derive(Debug, thiserror::Error)]
 #[error("the parser panicked")]
@@ -217,6 +229,14 @@ pub fn contain<T>(parse: impl FnOnce() -> T) -> Result<T, ParserPanicked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_healthy_run_starts_the_backoff_over() {
+        let long = Duration::from_secs(30);
+        assert_eq!(pause_after(long, Duration::from_secs(5)), long);
+        assert_eq!(pause_after(long, HEALTHY_RUN), FIRST_PAUSE);
+        assert_eq!(pause_after(long, Duration::from_secs(3600)), FIRST_PAUSE);
+    }
 
     #[test]
     fn a_panicking_parser_costs_its_item_only() {

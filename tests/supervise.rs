@@ -143,7 +143,10 @@ async fn an_erring_and_a_panicking_task_are_restarted_and_shown_until_they_run()
         not_running.contains(&erring.as_str()) && not_running.contains(&panicking.as_str()),
         "{seen}"
     );
-    assert!(runs.load(Ordering::SeqCst) >= 2, "the erring task ran again");
+    assert!(
+        runs.load(Ordering::SeqCst) >= 2,
+        "the erring task ran again"
+    );
 
     let text = metrics(&env).await;
     for name in [&erring, &panicking] {
