@@ -123,6 +123,7 @@ const REASONS: &[(&str, &str)] = &[
     ("binary SMS", "reason.sms_binary"),
     ("oversized e-mail", "reason.email_oversized"),
     ("malformed e-mail", "reason.email_malformed"),
+    ("e-mail cut off", "reason.email_cut_off"),
     ("no text recognised", "reason.scan_no_text"),
     ("OCR confidence", "reason.scan_low_confidence"),
 ];
