@@ -207,7 +207,7 @@ impl DmsWorker {
             }
             let claimed = match worker
                 .registry
-                .claim_dms(Utc::now(), worker.concurrency as i64)
+                .claim_dms(worker.concurrency as i64)
                 .await
             {
                 Ok(c) => c,
@@ -266,7 +266,8 @@ impl DmsWorker {
             Err(e) => {
                 crate::metrics::dms_failed();
                 let pause = backoff(task.attempts, self.retry_max);
-                let next = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+                let after = chrono::Duration::from_std(pause).unwrap_or_default();
+                let next = Utc::now() + after;
                 let why = format!("item {}: {e}", task.registration_number);
                 match e {
                     DmsError::Unavailable(_) => {
@@ -274,7 +275,7 @@ impl DmsWorker {
                     }
                     _ => tracing::error!(%next, "DMS registration failed, will retry: {why}"),
                 }
-                self.registry.dms_failed(task, &e.to_string(), next).await
+                self.registry.dms_failed(task, &e.to_string(), after).await
             }
         };
         if let Err(e) = recorded {
