@@ -19,8 +19,8 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::registry::{Registry, lease};
 use crate::registry::replies::PendingReply;
+use crate::registry::{Registry, lease};
 
 /// What became of one answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +150,9 @@ async fn serve_channel(
             if shutdown.is_cancelled() {
                 let left: Vec<_> = batch[i..].iter().map(|r| r.lease.clone()).collect();
                 if let Err(e) = registry.release(&lease::REPLIES, &left).await {
-                    tracing::warn!("answer claims not given back (they run out by themselves): {e}");
+                    tracing::warn!(
+                        "answer claims not given back (they run out by themselves): {e}"
+                    );
                 }
                 return;
             }
@@ -273,7 +275,10 @@ async fn send_one(
         }
         Err(ReplyError::Transient(why)) => {
             let after = backoff(reply.attempts);
-            tracing::warn!(retry_in_secs = after.num_seconds(), "answer not sent, will retry: {why}");
+            tracing::warn!(
+                retry_in_secs = after.num_seconds(),
+                "answer not sent, will retry: {why}"
+            );
             registry.reply_failed(reply, &why, after).await
         }
     };

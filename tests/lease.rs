@@ -15,7 +15,7 @@ use futures::StreamExt;
 use pietura::registry::lease::{Lease, REPLIES};
 use pietura::registry::replies::PendingReply;
 use pietura::registry::{Registry, RegistryError};
-use pietura::replies::{ReplyError, ReplyOutcome, ReplyTiming, Replier};
+use pietura::replies::{Replier, ReplyError, ReplyOutcome, ReplyTiming};
 use support::{Backend, Options, TestEnv, WAIT, wait_until};
 
 const CHANNEL: &str = "t-lease";
@@ -25,7 +25,9 @@ const CHANNEL: &str = "t-lease";
 async fn items_with_answers(env: &TestEnv, n: usize, channel: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let item = env.submit_item(&format!("Atbilde {i}"), "Lūdzu atbildi.").await;
+        let item = env
+            .submit_item(&format!("Atbilde {i}"), "Lūdzu atbildi.")
+            .await;
         queue_answer(env, &item.id, channel, "2000-01-01T00:00:00.000000Z").await;
         ids.push(item.id);
     }
@@ -74,24 +76,45 @@ async fn claims_are_disjoint_expire_and_fence(backend: Backend) {
         "both claimed some: {got_a:?} {got_b:?}"
     );
     let all: HashSet<String> = ids.iter().cloned().collect();
-    assert_eq!(keys(&got_a).union(&keys(&got_b)).cloned().collect::<HashSet<_>>(), all);
+    assert_eq!(
+        keys(&got_a)
+            .union(&keys(&got_b))
+            .cloned()
+            .collect::<HashSet<_>>(),
+        all
+    );
     assert!(
-        a.claim(&REPLIES, Some(CHANNEL), 20, 60).await.expect("claim").is_empty(),
+        a.claim(&REPLIES, Some(CHANNEL), 20, 60)
+            .await
+            .expect("claim")
+            .is_empty(),
         "a claimed row was claimed again before its claim ran out"
     );
     assert!(
-        a.claim(&REPLIES, Some("another-channel"), 20, 60).await.expect("claim").is_empty(),
+        a.claim(&REPLIES, Some("another-channel"), 20, 60)
+            .await
+            .expect("claim")
+            .is_empty(),
         "the scope was not applied"
     );
 
     // A's claim runs out (0 s) and B takes the row over.
     let first = got_a[0].clone();
-    a.release(&REPLIES, std::slice::from_ref(&first)).await.expect("release");
+    a.release(&REPLIES, std::slice::from_ref(&first))
+        .await
+        .expect("release");
     let stale = a.claim(&REPLIES, Some(CHANNEL), 5, 0).await.expect("claim");
     assert_eq!(keys(&stale), HashSet::from([first.key.clone()]));
     let stale = stale[0].clone();
-    let taken = b.claim(&REPLIES, Some(CHANNEL), 5, 60).await.expect("claim");
-    assert_eq!(keys(&taken), HashSet::from([first.key.clone()]), "the run-out claim was not taken over");
+    let taken = b
+        .claim(&REPLIES, Some(CHANNEL), 5, 60)
+        .await
+        .expect("claim");
+    assert_eq!(
+        keys(&taken),
+        HashSet::from([first.key.clone()]),
+        "the run-out claim was not taken over"
+    );
     let taken = taken[0].clone();
     assert!(taken.token > stale.token, "{taken:?} after {stale:?}");
 
@@ -100,10 +123,20 @@ async fn claims_are_disjoint_expire_and_fence(backend: Backend) {
         a.complete(&REPLIES, &stale).await,
         a.renew(&REPLIES, &stale, 60).await,
     ] {
-        assert!(matches!(refused, Err(RegistryError::LeaseLost { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(RegistryError::LeaseLost { .. })),
+            "{refused:?}"
+        );
     }
-    a.release(&REPLIES, std::slice::from_ref(&stale)).await.expect("release");
-    assert!(a.claim(&REPLIES, Some(CHANNEL), 5, 60).await.expect("claim").is_empty());
+    a.release(&REPLIES, std::slice::from_ref(&stale))
+        .await
+        .expect("release");
+    assert!(
+        a.claim(&REPLIES, Some(CHANNEL), 5, 60)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
     b.renew(&REPLIES, &taken, 60).await.expect("B renews");
     b.complete(&REPLIES, &taken).await.expect("B completes");
 
@@ -113,15 +146,41 @@ async fn claims_are_disjoint_expire_and_fence(backend: Backend) {
     assert_eq!(stalled.len(), 1, "{stalled:?}");
     let fresh = b.claim_replies(CHANNEL, 5, 60).await.expect("claim");
     assert_eq!(fresh.len(), 1, "{fresh:?}");
-    b.reply_done(&fresh[0], "sent", serde_json::json!({})).await.expect("B records");
-    let late = a.reply_done(&stalled[0], "sent", serde_json::json!({})).await;
-    assert!(matches!(late, Err(RegistryError::LeaseLost { .. })), "{late:?}");
-    let late = a.reply_failed(&stalled[0], "late", chrono::Duration::seconds(15)).await;
-    assert!(matches!(late, Err(RegistryError::LeaseLost { .. })), "{late:?}");
-    let audit = env.daemon.registry.audit_of(&first.key).await.expect("audit");
-    let replied = audit.iter().filter(|(_, _, action, _)| action == "replied").count();
+    b.reply_done(&fresh[0], "sent", serde_json::json!({}))
+        .await
+        .expect("B records");
+    let late = a
+        .reply_done(&stalled[0], "sent", serde_json::json!({}))
+        .await;
+    assert!(
+        matches!(late, Err(RegistryError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    let late = a
+        .reply_failed(&stalled[0], "late", chrono::Duration::seconds(15))
+        .await;
+    assert!(
+        matches!(late, Err(RegistryError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    let audit = env
+        .daemon
+        .registry
+        .audit_of(&first.key)
+        .await
+        .expect("audit");
+    let replied = audit
+        .iter()
+        .filter(|(_, _, action, _)| action == "replied")
+        .count();
     assert_eq!(replied, 1, "{audit:?}");
-    let state = env.daemon.registry.answer_state(&first.key).await.expect("state").expect("answer");
+    let state = env
+        .daemon
+        .registry
+        .answer_state(&first.key)
+        .await
+        .expect("state")
+        .expect("answer");
     assert_eq!(state.outcome.as_deref(), Some("sent"));
     env.stop().await;
 }
@@ -167,7 +226,10 @@ async fn one_hung_channel_does_not_hold_up_another() {
     let sent = Arc::new(AtomicUsize::new(0));
     let repliers: HashMap<String, Arc<dyn Replier>> = HashMap::from([
         ("t-smtp".to_string(), Arc::new(Hung) as Arc<dyn Replier>),
-        ("t-sms".to_string(), Arc::new(Counting(sent.clone())) as Arc<dyn Replier>),
+        (
+            "t-sms".to_string(),
+            Arc::new(Counting(sent.clone())) as Arc<dyn Replier>,
+        ),
     ]);
     let stop = tokio_util::sync::CancellationToken::new();
     let timing = ReplyTiming {
@@ -180,15 +242,31 @@ async fn one_hung_channel_does_not_hold_up_another() {
         timing,
         stop.clone(),
     ));
-    wait_until(WAIT, "the SMS answer sent while the SMTP relay hangs", || {
-        let sent = sent.clone();
-        async move { sent.load(Ordering::SeqCst) == 1 }
-    })
+    wait_until(
+        WAIT,
+        "the SMS answer sent while the SMTP relay hangs",
+        || {
+            let sent = sent.clone();
+            async move { sent.load(Ordering::SeqCst) == 1 }
+        },
+    )
     .await;
-    let state = env.daemon.registry.answer_state(&sms.id).await.expect("state").expect("answer");
+    let state = env
+        .daemon
+        .registry
+        .answer_state(&sms.id)
+        .await
+        .expect("state")
+        .expect("answer");
     assert_eq!(state.outcome.as_deref(), Some("sent"));
     for id in &hung {
-        let state = env.daemon.registry.answer_state(id).await.expect("state").expect("answer");
+        let state = env
+            .daemon
+            .registry
+            .answer_state(id)
+            .await
+            .expect("state")
+            .expect("answer");
         assert_eq!(state.done_at, None, "{state:?}");
     }
     stop.cancel();
@@ -253,9 +331,15 @@ async fn three_daemons_publish_each_unit_notice_once() {
     let count = notices_by_item(&env).await;
     let total: usize = count.values().sum();
     let twice = count.values().filter(|&&n| n > 1).count();
-    eprintln!("{N} items, {} with a notice, {total} notices, {twice} items published more than once", count.len());
+    eprintln!(
+        "{N} items, {} with a notice, {total} notices, {twice} items published more than once",
+        count.len()
+    );
     assert_eq!(count.len(), N, "not every item's notice was delivered");
-    assert_eq!(total, N, "{twice} items' notices were published more than once");
+    assert_eq!(
+        total, N,
+        "{twice} items' notices were published more than once"
+    );
     second.shutdown().await;
     third.shutdown().await;
     env.stop().await;
@@ -293,5 +377,8 @@ async fn submit_at(env: &TestEnv, base: &str, i: usize) -> String {
     let status = resp.status().as_u16();
     let receipt: serde_json::Value = resp.json().await.expect("receipt");
     assert!(status == 201 || status == 202, "{status}: {receipt}");
-    receipt["tracking_id"].as_str().expect("tracking id").to_string()
+    receipt["tracking_id"]
+        .as_str()
+        .expect("tracking id")
+        .to_string()
 }

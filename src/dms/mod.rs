@@ -205,11 +205,7 @@ impl DmsWorker {
                 }
                 healthy = Some(now.is_ok());
             }
-            let claimed = match worker
-                .registry
-                .claim_dms(worker.concurrency as i64)
-                .await
-            {
+            let claimed = match worker.registry.claim_dms(worker.concurrency as i64).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("DMS registrations cannot be read: {e}");

@@ -224,7 +224,11 @@ impl Registry {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(q(format!("release of {} {} rows", leases.len(), queue.name)))
+            .map_err(q(format!(
+                "release of {} {} rows",
+                leases.len(),
+                queue.name
+            )))
     }
 
     /// Completes one claim with nothing else to record (the row stays,

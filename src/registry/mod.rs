@@ -699,7 +699,10 @@ impl Registry {
                     destination: r.try_get("destination")?,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
-                    lease: lease::Lease { key: id.clone(), token },
+                    lease: lease::Lease {
+                        key: id.clone(),
+                        token,
+                    },
                     id,
                 })
             })
