@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use pietura::registry::lease::{Lease, REPLIES};
+use pietura::registry::lease::{DMS, Lease, REPLIES};
 use pietura::registry::replies::PendingReply;
 use pietura::registry::{Registry, RegistryError};
 use pietura::replies::{Replier, ReplyError, ReplyOutcome, ReplyTiming};
@@ -217,6 +217,57 @@ impl Replier for Counting {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_outcome_of_a_taken_over_claim_is_refused() {
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let item = env.submit_item("DMS", "Lūdzu reģistrēt.").await;
+    sqlx::query(
+        "INSERT INTO dms_registrations (item_id, connector, created_at, attempts, next_attempt_at) \
+         VALUES ($1, 'paperless', $2, 0, $2)",
+    )
+    .bind(&item.id)
+    .bind("2000-01-01T00:00:00.000000Z")
+    .execute(env.daemon.registry.pool())
+    .await
+    .expect("queue a DMS registration");
+    let (a, b) = (holder(&env).await, holder(&env).await);
+    // A claims and its claim runs out at once; B takes the item over.
+    let stale = a.claim(&DMS, None, 5, 0).await.expect("claim");
+    assert_eq!(keys(&stale), HashSet::from([item.id.clone()]));
+    let tasks = b.claim_dms(5).await.expect("claim");
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].attempts, 1, "each claim counts as an attempt");
+    let mut late = tasks[0].clone();
+    late.lease = stale[0].clone();
+    let refused = a
+        .dms_failed(&late, "late", chrono::Duration::seconds(5))
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::LeaseLost { .. })),
+        "{refused:?}"
+    );
+    let refused = a.dms_done(&late, "doc-a", None).await;
+    assert!(
+        matches!(refused, Err(RegistryError::LeaseLost { .. })),
+        "{refused:?}"
+    );
+    b.dms_done(&tasks[0], "doc-b", None)
+        .await
+        .expect("B records");
+    let state = env
+        .daemon
+        .registry
+        .dms_state(&item.id)
+        .await
+        .expect("state")
+        .expect("row");
+    assert_eq!(
+        (state.state, state.external_id.as_deref()),
+        ("registered", Some("doc-b"))
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hung_channel_does_not_hold_up_another() {
     let env = TestEnv::start(Options::new(Backend::Embedded)).await;
     // The hung channel's answers are due first.
@@ -234,6 +285,7 @@ async fn one_hung_channel_does_not_hold_up_another() {
     let stop = tokio_util::sync::CancellationToken::new();
     let timing = ReplyTiming {
         poll: std::time::Duration::from_millis(100),
+        send_limit: std::time::Duration::from_secs(1),
         ..ReplyTiming::default()
     };
     let task = tokio::spawn(pietura::replies::run(
@@ -259,16 +311,28 @@ async fn one_hung_channel_does_not_hold_up_another() {
         .expect("state")
         .expect("answer");
     assert_eq!(state.outcome.as_deref(), Some("sent"));
-    for id in &hung {
-        let state = env
-            .daemon
-            .registry
-            .answer_state(id)
-            .await
-            .expect("state")
-            .expect("answer");
-        assert_eq!(state.done_at, None, "{state:?}");
-    }
+    // The hung sends are cut off (well inside their claims) and retried later.
+    let registry = &env.daemon.registry;
+    wait_until(WAIT, "the hung sends cut off", || async {
+        let mut cut = 0;
+        for id in &hung {
+            let state = registry
+                .answer_state(id)
+                .await
+                .expect("state")
+                .expect("answer");
+            assert_eq!(state.done_at, None, "{state:?}");
+            if state
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("did not finish within 1 s"))
+            {
+                cut += 1;
+            }
+        }
+        cut == hung.len()
+    })
+    .await;
     stop.cancel();
     task.abort();
     env.stop().await;
