@@ -102,25 +102,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let running: Vec<String> = repliers.keys().cloned().collect();
-    let mut senders: Vec<_> = repliers
-        .into_iter()
-        .map(|(channel, replier)| {
-            tokio::spawn(serve_channel(
-                registry.clone(),
-                channel,
-                replier,
-                timing,
-                shutdown.clone(),
-            ))
-        })
-        .collect();
-    senders.push(tokio::spawn(watch_unserved(
-        registry,
-        running,
-        shutdown.clone(),
-    )));
-    for sender in senders {
-        if let Err(e) = sender.await {
+    // Dropped with this task, so the senders stop with it.
+    let mut senders = tokio::task::JoinSet::new();
+    for (channel, replier) in repliers {
+        senders.spawn(serve_channel(
+            registry.clone(),
+            channel,
+            replier,
+            timing,
+            shutdown.clone(),
+        ));
+    }
+    senders.spawn(watch_unserved(registry, running, shutdown));
+    while let Some(done) = senders.join_next().await {
+        if let Err(e) = done {
             tracing::error!("answer sender stopped: {e}");
         }
     }
