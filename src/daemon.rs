@@ -131,7 +131,7 @@ impl Daemon {
         tasks.spawn(crate::replies::run(
             registry.clone(),
             repliers,
-            std::time::Duration::from_secs(1),
+            crate::replies::ReplyTiming::default(),
             shutdown.clone(),
         ));
 
