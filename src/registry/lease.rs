@@ -91,6 +91,25 @@ pub(super) fn db_now_plus(sqlite: bool, secs: i64) -> String {
     }
 }
 
+impl Registry {
+    /// The database's clock: the one clock every daemon's leases are
+    /// measured by, whatever their own machines' clocks say.
+    pub async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, RegistryError> {
+        let ctx = "the database's clock";
+        let sql = format!("SELECT {}", db_now_plus(self.is_sqlite(), 0));
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q(ctx))?;
+        let text: String = row.try_get(0).map_err(q(ctx))?;
+        super::parse_db_time(&text).ok_or_else(|| {
+            q(ctx)(sqlx::Error::Decode(
+                format!("time {text:?} is not RFC 3339").into(),
+            ))
+        })
+    }
+}
+
 /// `(key = $a AND lease_token = $b) OR …` for `n` leases from `$first`.
 fn fenced(queue: &Queue, first: usize, n: usize) -> String {
     (0..n)
