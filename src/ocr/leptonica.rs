@@ -96,6 +96,82 @@ impl Pix {
         Self::own(unsafe { lept::pixReadMem(bytes.as_ptr(), bytes.len()) })
     }
 
+    /// How many pages (directories) a TIFF has, counted by libtiff from
+    /// its directory chain without decoding any page; none when the bytes
+    /// are no TIFF.
+    pub fn tiff_page_count(bytes: &[u8]) -> Option<u32> {
+        quiet();
+        // SAFETY: the slice outlives the stream, which is closed here; the
+        // count is written to a local.
+        unsafe {
+            let fp = lept::fopenReadFromMemory(bytes.as_ptr(), bytes.len());
+            if fp.is_null() {
+                return None;
+            }
+            let mut n: c_int = 0;
+            let failed = lept::tiffGetCount(fp, &mut n);
+            lept::fclose(fp);
+            (failed == 0 && n > 0).then_some(n as u32)
+        }
+    }
+
+    /// What page `n` (from 0) of a TIFF declares, read from its directory
+    /// without decoding it.
+    pub fn tiff_page_header(bytes: &[u8], n: u32) -> Option<Header> {
+        quiet();
+        let mut v: [c_int; 7] = [0; 7];
+        let [w, h, bps, spp, res, cmap, format] = &mut v;
+        // SAFETY: the slice is valid for its length; the out-pointers are locals.
+        let failed = unsafe {
+            lept::readHeaderMemTiff(
+                bytes.as_ptr(),
+                bytes.len(),
+                n as c_int,
+                w,
+                h,
+                bps,
+                spp,
+                res,
+                cmap,
+                format,
+            )
+        };
+        (failed == 0 && *w > 0 && *h > 0).then_some(Header {
+            width: *w as u32,
+            height: *h as u32,
+            format: *format,
+        })
+    }
+
+    /// An 8-bit grey image from `grey` (`width` × `height` bytes, row by
+    /// row), e.g. a page another decoder read.
+    pub fn from_grey(width: u32, height: u32, grey: &[u8], dpi: Option<u32>) -> Option<Pix> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 || grey.len() != w.checked_mul(h)? {
+            return None;
+        }
+        // SAFETY: pixCreate has no preconditions; a null result is checked.
+        let pix = Self::own(unsafe { lept::pixCreate(width as c_int, height as c_int, 8) })?;
+        // SAFETY: a new 8-bit Pix holds h rows of wpl 32-bit words, zeroed.
+        let (data, wpl) = unsafe { (lept::pixGetData(pix.0), lept::pixGetWpl(pix.0) as usize) };
+        if data.is_null() || wpl * 4 < w {
+            return None;
+        }
+        for (y, row) in grey.chunks_exact(w).enumerate() {
+            // SAFETY: row y lies within the h × wpl words of the image.
+            let words = unsafe { std::slice::from_raw_parts_mut(data.add(y * wpl), wpl) };
+            for (x, v) in row.iter().enumerate() {
+                // Byte 0 of a row goes in the most significant bits of word 0.
+                words[x / 4] |= u32::from(*v) << (24 - 8 * (x % 4));
+            }
+        }
+        if let Some(dpi) = dpi {
+            // SAFETY: pix is live.
+            unsafe { lept::pixSetResolution(pix.0, dpi as c_int, dpi as c_int) };
+        }
+        Some(pix)
+    }
+
     /// Decodes page `n` (from 0) of a TIFF; none past the last page.
     pub fn decode_tiff_page(bytes: &[u8], n: u32) -> Option<Pix> {
         // SAFETY: as for decode.

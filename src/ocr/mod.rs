@@ -9,6 +9,7 @@
 //! - [`leptonica`]: images (decode, header, turns, deskew).
 //! - [`tesseract`]: the engine.
 
+pub mod convert;
 pub mod leptonica;
 pub mod tesseract;
 
@@ -108,6 +109,26 @@ pub fn check_header(bytes: &[u8], max_pixels: u64) -> Result<leptonica::Header, 
     let header = Pix::header(bytes).ok_or_else(|| {
         OcrError::Unreadable("not an image Pietura reads (PNG, JPEG, TIFF, PNM), or damaged".into())
     })?;
+    within_limit(header, max_pixels)
+}
+
+/// The header of page `n` (from 0) of a TIFF, refused over `max_pixels`
+/// before the page is decoded.
+pub fn check_tiff_page_header(
+    bytes: &[u8],
+    n: u32,
+    max_pixels: u64,
+) -> Result<leptonica::Header, OcrError> {
+    let header = Pix::tiff_page_header(bytes, n).ok_or_else(|| {
+        OcrError::Unreadable(format!(
+            "page {} of the TIFF has no directory Pietura can read",
+            n + 1
+        ))
+    })?;
+    within_limit(header, max_pixels)
+}
+
+fn within_limit(header: leptonica::Header, max_pixels: u64) -> Result<leptonica::Header, OcrError> {
     if header.pixels() > max_pixels {
         return Err(OcrError::TooLarge(format!(
             "the image declares {}×{} pixels, over the limit of {max_pixels} (ocr.max_page_pixels); refused without decoding",
@@ -125,14 +146,27 @@ struct Worker {
 
 impl Worker {
     fn read(&mut self, page: &PageImage, s: &OcrSettings) -> Result<PageText, OcrError> {
-        let header = check_header(&page.bytes, s.max_page_pixels)?;
-        let pix = match page.tiff_page {
-            Some(n) => Pix::decode_tiff_page(&page.bytes, n),
-            None => Pix::decode(&page.bytes),
-        }
-        .ok_or_else(|| {
-            OcrError::Unreadable("the image data is damaged and cannot be decoded".into())
-        })?;
+        let (header, pix) = match page.tiff_page {
+            Some(n) => {
+                let header = check_tiff_page_header(&page.bytes, n, s.max_page_pixels)?;
+                // What Leptonica cannot decode (16-bit grey with alpha…)
+                // is read by the tiff crate and handed over as 8-bit grey.
+                let pix = match Pix::decode_tiff_page(&page.bytes, n) {
+                    Some(pix) => pix,
+                    None => convert::tiff_page_grey(&page.bytes, n).map_err(|e| {
+                        OcrError::Unreadable(format!("the page cannot be decoded: {e}"))
+                    })?,
+                };
+                (header, pix)
+            }
+            None => {
+                let header = check_header(&page.bytes, s.max_page_pixels)?;
+                let pix = Pix::decode(&page.bytes).ok_or_else(|| {
+                    OcrError::Unreadable("the image data is damaged and cannot be decoded".into())
+                })?;
+                (header, pix)
+            }
+        };
         let declared_dpi = pix.declared_dpi().filter(|d| (70..=1200).contains(d));
         let grey = pix
             .to_grey()
