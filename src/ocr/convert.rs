@@ -37,7 +37,12 @@ pub fn tiff_page_grey(bytes: &[u8], n: u32) -> Result<Pix, String> {
 fn to_grey(samples: &[f32], colour: ColorType) -> Option<Vec<u8>> {
     let (channels, pixel): (usize, fn(&[f32]) -> f32) = match colour {
         ColorType::Gray(8 | 16) => (1, |p| p[0]),
-        ColorType::GrayA(8 | 16) => (2, |p| p[0] * p[1] + (1.0 - p[1])),
+        // The tiff crate gives grey with an extra (alpha) sample as two bands.
+        ColorType::GrayA(8 | 16)
+        | ColorType::Multiband {
+            bit_depth: 8 | 16,
+            num_samples: 2,
+        } => (2, |p| p[0] * p[1] + (1.0 - p[1])),
         ColorType::RGB(8 | 16) => (3, |p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]),
         ColorType::RGBA(8 | 16) => (4, |p| {
             (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]) * p[3] + (1.0 - p[3])
@@ -82,6 +87,14 @@ mod tests {
         // Black at full alpha, black at no alpha, mid grey at half alpha.
         let grey = to_grey(&[0.0, 1.0, 0.0, 0.0, 0.5, 0.5], ColorType::GrayA(16)).expect("grey");
         assert_eq!(grey, vec![0, 255, 191]);
+        let two_bands = ColorType::Multiband {
+            bit_depth: 16,
+            num_samples: 2,
+        };
+        assert_eq!(
+            to_grey(&[0.0, 1.0, 0.0, 0.0], two_bands),
+            Some(vec![0, 255])
+        );
         // Full black ink in CMYK; no ink.
         let cmyk = to_grey(
             &[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
