@@ -57,6 +57,7 @@ async fn a_clean_letter_is_read_with_at_most_two_percent_character_errors() {
     assert!(page.text.contains("būvatļauj"), "{}", page.text);
     assert!(!page.blank && page.rotated_by == 0);
     assert!(page.confidence >= 80, "{}", page.confidence);
+    assert!(!page.osd, "an upright page needs no OSD");
 
     let page = read("letter_150.png").await.expect("read");
     let rate = cer(&page, "letter_150", 1);
@@ -72,9 +73,18 @@ async fn a_clean_letter_is_read_with_at_most_two_percent_character_errors() {
 async fn turned_and_skewed_pages_are_set_right_before_reading() {
     let page = read("rotated_180.png").await.expect("read");
     assert_eq!(page.rotated_by, 180, "{page:?}");
+    assert!(!page.osd, "Leptonica's quick test is sure of this one");
     assert!(cer(&page, "rotated_180", 1) <= 0.03, "{page:?}");
 
+    eprintln!(
+        "rotated_180.png: CER {:.2} %",
+        cer(&page, "rotated_180", 1) * 100.0
+    );
     let page = read("rotated_90.png").await.expect("read");
+    eprintln!(
+        "rotated_90.png: CER {:.2} %",
+        cer(&page, "rotated_90", 1) * 100.0
+    );
     assert!(matches!(page.rotated_by, 90 | 270), "{page:?}");
     assert!(cer(&page, "rotated_90", 1) <= 0.03, "{}", page.text);
 
@@ -177,6 +187,7 @@ async fn blank_and_illegible_pages_are_told_apart_from_letters() {
         poor.confidence, good.confidence
     );
     assert!(!poor.blank);
+    assert!(poor.osd, "no quick answer on a blurred page: OSD decides");
     assert!(
         poor.confidence + 15 < good.confidence,
         "poor {} vs good {}",

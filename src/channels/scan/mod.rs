@@ -365,6 +365,7 @@ impl Scan {
                     ink_ratio: 0.0,
                     rotated_by: 0,
                     skew_degrees: 0.0,
+                    osd: false,
                     width: 0,
                     height: 0,
                     separator: false,
