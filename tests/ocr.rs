@@ -86,6 +86,7 @@ async fn turned_and_skewed_pages_are_set_right_before_reading() {
         cer(&page, "rotated_90", 1) * 100.0
     );
     assert!(matches!(page.rotated_by, 90 | 270), "{page:?}");
+    assert!(!page.osd, "nor of this one");
     assert!(cer(&page, "rotated_90", 1) <= 0.03, "{}", page.text);
 
     let page = read("skewed_noisy.jpg").await.expect("read");
