@@ -125,6 +125,7 @@ const REASONS: &[(&str, &str)] = &[
     ("malformed e-mail", "reason.email_malformed"),
     ("e-mail cut off", "reason.email_cut_off"),
     ("no text recognised", "reason.scan_no_text"),
+    ("unreadable scan page", "reason.scan_unreadable_page"),
     ("OCR confidence", "reason.scan_low_confidence"),
 ];
 

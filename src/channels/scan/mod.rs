@@ -436,7 +436,7 @@ impl Scan {
                 size: original.size,
             });
             Some(format!(
-                "{} of {name} could not be read: see the attached original scan",
+                "unreadable scan page: {} of {name} could not be read; see the attached original scan",
                 unreadable.join(", ")
             ))
         } else if msg.body.chars().filter(|c| c.is_alphabetic()).count() < 20 {
