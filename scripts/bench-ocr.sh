@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The OCR benchmark: pages/minute through Pietura's OCR pool beside the plain
-# `tesseract` command, page after page, on the same rendered test scans
-# (tests/fixtures/scan/render.py), in one run.
+# The OCR benchmark: pages/minute and CPU-seconds per page through Pietura's
+# OCR pool beside the plain `tesseract` command, page after page, on the same
+# rendered test scans (tests/fixtures/scan/render.py), in one run.
 #
 #   scripts/bench-ocr.sh        # 2 rounds over the page images
 #   scripts/bench-ocr.sh 5

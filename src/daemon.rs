@@ -130,7 +130,7 @@ impl Daemon {
             crate::replies::run(
                 reg.clone(),
                 repliers.clone(),
-                std::time::Duration::from_secs(1),
+                crate::replies::ReplyTiming::default(),
                 stop.clone(),
             )
         });

@@ -1,7 +1,8 @@
-//! Drains the outbox: routed notices committed with their items are published
-//! to unit and review queues with confirms, then deleted. A failed publish
-//! leaves the row for the next round, so a broker outage delays routing
-//! notices but never loses them.
+//! Drains the outbox: routed notices committed with their items are claimed
+//! (leased, so several daemons draining one outbox publish each notice once),
+//! published to unit and review queues with confirms, then deleted. A failed
+//! publish leaves the row for the next round, so a broker outage delays
+//! routing notices but never loses them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,10 @@ use crate::bus::{Bus, Route};
 use crate::registry::{OutboxEntry, Registry};
 
 const BATCH: i64 = 200;
+/// How long a claimed batch is this daemon's: far longer than publishing
+/// with confirms takes. A daemon stalled past it finds its deletion refused
+/// (logged) and the batch published again by whoever claimed it next.
+const CLAIM_SECS: i64 = 60;
 
 /// Publishes outbox rows until `shutdown`.
 pub async fn run(
@@ -63,13 +68,13 @@ async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Res
     }
 }
 
-/// Publishes one batch (confirms awaited together) and removes the
-/// delivered rows in one transaction; returns how many were delivered. A
-/// crash between the two publishes a notice again: units see the item id
-/// and must treat a repeat as the same item.
+/// Claims and publishes one batch (confirms awaited together) and removes
+/// the delivered rows in one transaction; returns how many were delivered.
+/// A crash between the two publishes a notice again once its claim runs
+/// out: units see the item id and must treat a repeat as the same item.
 pub async fn drain_once(registry: &Registry, bus: &dyn Bus) -> Result<usize, String> {
     let pending = registry
-        .outbox_pending(BATCH)
+        .outbox_claim(BATCH, CLAIM_SECS)
         .await
         .map_err(|e| e.to_string())?;
     let results = join_all(pending.iter().map(|e| publish_one(registry, bus, e))).await;

@@ -1,9 +1,14 @@
 //! Answers on the channel an item came by. Registration writes a row to
 //! `replies` in the same transaction as the item; this task hands each row
-//! to its channel's [`Replier`] and records the outcome. A gateway that is
-//! down is tried again with backoff; nothing is sent twice by two daemons
-//! (rows are leased), and a crash after the gateway accepted but before the
-//! row was marked sends that one answer again (at least once).
+//! to its channel's [`Replier`] and records the outcome. Each channel is
+//! served on its own (a hung SMTP relay does not hold up SMS answers). A
+//! gateway that is down is tried again with backoff. Two daemons never send
+//! the same answer: a few rows at a time are claimed on the database's clock
+//! (`registry::lease`), each claim renewed before its send, and one send is
+//! cut off well before its claim could run out, so a slow gateway never
+//! outlives a claim; an outcome whose claim was taken over is refused. A
+//! crash after the gateway accepted but before the row was marked sends that
+//! one answer again (at least once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +19,8 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
+use crate::registry::{Registry, lease};
 
 /// What became of one answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,48 +68,141 @@ fn backoff(attempts: i64) -> chrono::Duration {
     chrono::Duration::seconds(secs.min(3600))
 }
 
-/// Sends due answers until `shutdown`; `repliers` by channel instance.
+/// How answers are claimed and how long one send may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyTiming {
+    /// Rows claimed at once per channel.
+    pub batch: i64,
+    /// Seconds (database clock) a claim runs from its last renewal.
+    pub claim_secs: i64,
+    /// One send is abandoned (and retried later) after this: shorter than
+    /// the claim, so a slow gateway never outlives it.
+    pub send_limit: Duration,
+    /// Pause when a channel has nothing due.
+    pub poll: Duration,
+}
+
+impl Default for ReplyTiming {
+    fn default() -> Self {
+        Self {
+            batch: 5,
+            claim_secs: 180,
+            send_limit: Duration::from_secs(120),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Sends due answers until `shutdown`, each channel instance of `repliers`
+/// on its own.
 pub async fn run(
     registry: Registry,
     repliers: HashMap<String, Arc<dyn Replier>>,
-    poll: Duration,
+    timing: ReplyTiming,
+    shutdown: CancellationToken,
+) {
+    let running: Vec<String> = repliers.keys().cloned().collect();
+    // Dropped with this task, so the senders stop with it.
+    let mut senders = tokio::task::JoinSet::new();
+    for (channel, replier) in repliers {
+        senders.spawn(serve_channel(
+            registry.clone(),
+            channel,
+            replier,
+            timing,
+            shutdown.clone(),
+        ));
+    }
+    senders.spawn(watch_unserved(registry, running, shutdown));
+    while let Some(done) = senders.join_next().await {
+        if let Err(e) = done {
+            tracing::error!("answer sender stopped: {e}");
+        }
+    }
+}
+
+/// Answers of one channel instance, a few claimed at a time.
+async fn serve_channel(
+    registry: Registry,
+    channel: String,
+    replier: Arc<dyn Replier>,
+    timing: ReplyTiming,
     shutdown: CancellationToken,
 ) {
     loop {
-        match registry.claim_replies(Utc::now(), 50).await {
-            Ok(batch) => {
-                for reply in batch {
-                    let span = tracing::info_span!("reply", item = %reply.item_id, number = %reply.registration_number, channel = %reply.channel_instance);
-                    send_one(&registry, &repliers, &reply)
-                        .instrument(span)
-                        .await;
-                }
+        let batch = match registry
+            .claim_replies(&channel, timing.batch, timing.claim_secs)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(channel = %channel, "replies: {e}");
+                Vec::new()
             }
-            Err(e) => tracing::warn!("replies: {e}"),
+        };
+        let full = batch.len() as i64 >= timing.batch;
+        for (i, reply) in batch.iter().enumerate() {
+            if shutdown.is_cancelled() {
+                let left: Vec<_> = batch[i..].iter().map(|r| r.lease.clone()).collect();
+                if let Err(e) = registry.release(&lease::REPLIES, &left).await {
+                    tracing::warn!(
+                        "answer claims not given back (they run out by themselves): {e}"
+                    );
+                }
+                return;
+            }
+            let span = tracing::info_span!("reply", item = %reply.item_id, number = %reply.registration_number, channel = %reply.channel_instance);
+            // The claim runs its full time from here, whatever the answers
+            // before this one took.
+            if let Err(e) = registry
+                .renew(&lease::REPLIES, &reply.lease, timing.claim_secs)
+                .await
+            {
+                span.in_scope(|| tracing::warn!("answer skipped: {e}"));
+                continue;
+            }
+            send_one(&registry, replier.as_ref(), reply, timing.send_limit)
+                .instrument(span)
+                .await;
+        }
+        if !full {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(timing.poll) => {}
+            }
+        }
+    }
+}
+
+/// Says (once a change) which channels have answers waiting that no sender
+/// of this daemon serves: another daemon may run them, or none does.
+async fn watch_unserved(registry: Registry, running: Vec<String>, shutdown: CancellationToken) {
+    let mut said: Vec<String> = Vec::new();
+    loop {
+        if let Ok(waiting) = registry.replies_due_elsewhere(&running).await
+            && waiting != said
+        {
+            for channel in waiting.iter().filter(|c| !said.contains(c)) {
+                tracing::warn!(
+                    channel = %channel,
+                    "answers of channel {channel} wait: it is not running on this daemon"
+                );
+            }
+            said = waiting;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
     }
 }
 
 async fn send_one(
     registry: &Registry,
-    repliers: &HashMap<String, Arc<dyn Replier>>,
+    replier: &dyn Replier,
     reply: &PendingReply,
+    send_limit: Duration,
 ) {
-    let Some(replier) = repliers.get(&reply.channel_instance) else {
-        // The channel is not configured here (any more): keep the row.
-        let next = Utc::now() + backoff(reply.attempts);
-        let why = format!(
-            "channel {} is not running on this daemon",
-            reply.channel_instance
-        );
-        tracing::warn!("answer waits: {why}");
-        let _ = registry.reply_failed(reply, &why, next).await;
-        return;
-    };
     // The limit is taken before sending and given back when nothing was sent.
     let today = Utc::now()
         .with_timezone(&chrono_tz::Europe::Riga)
@@ -130,14 +228,21 @@ async fn send_one(
                 return;
             }
             Err(e) => {
-                let next = Utc::now() + backoff(reply.attempts);
                 tracing::warn!("answer waits, its daily limit cannot be checked: {e}");
-                let _ = registry.reply_failed(reply, &e.to_string(), next).await;
+                let _ = registry
+                    .reply_failed(reply, &e.to_string(), backoff(reply.attempts))
+                    .await;
                 return;
             }
         },
     };
-    let result = replier.reply(reply).await;
+    let result = match tokio::time::timeout(send_limit, replier.reply(reply)).await {
+        Ok(result) => result,
+        Err(_) => Err(ReplyError::Transient(format!(
+            "the gateway did not finish within {} s; abandoned before this daemon's claim ran out (it may have gone out)",
+            send_limit.as_secs()
+        ))),
+    };
     if quota.is_some()
         && !matches!(result, Ok(ReplyOutcome::Sent(_)))
         && let Err(e) = registry.return_reply_quota(&reply.address, today).await
@@ -164,14 +269,17 @@ async fn send_one(
                 .await
         }
         Err(ReplyError::Transient(why)) => {
-            let next = Utc::now() + backoff(reply.attempts);
-            tracing::warn!(next = %next, "answer not sent, will retry: {why}");
-            registry.reply_failed(reply, &why, next).await
+            let after = backoff(reply.attempts);
+            tracing::warn!(
+                retry_in_secs = after.num_seconds(),
+                "answer not sent, will retry: {why}"
+            );
+            registry.reply_failed(reply, &why, after).await
         }
     };
     if let Err(e) = recorded {
         tracing::error!(
-            "answer outcome not recorded (the lease expires and it is tried again): {e}"
+            "answer outcome not recorded (unless another daemon took it over, it is tried again when the claim runs out): {e}"
         );
     }
 }

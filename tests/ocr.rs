@@ -57,6 +57,7 @@ async fn a_clean_letter_is_read_with_at_most_two_percent_character_errors() {
     assert!(page.text.contains("būvatļauj"), "{}", page.text);
     assert!(!page.blank && page.rotated_by == 0);
     assert!(page.confidence >= 80, "{}", page.confidence);
+    assert!(!page.osd, "an upright page needs no OSD");
 
     let page = read("letter_150.png").await.expect("read");
     let rate = cer(&page, "letter_150", 1);
@@ -72,10 +73,20 @@ async fn a_clean_letter_is_read_with_at_most_two_percent_character_errors() {
 async fn turned_and_skewed_pages_are_set_right_before_reading() {
     let page = read("rotated_180.png").await.expect("read");
     assert_eq!(page.rotated_by, 180, "{page:?}");
+    assert!(!page.osd, "Leptonica's quick test is sure of this one");
     assert!(cer(&page, "rotated_180", 1) <= 0.03, "{page:?}");
 
+    eprintln!(
+        "rotated_180.png: CER {:.2} %",
+        cer(&page, "rotated_180", 1) * 100.0
+    );
     let page = read("rotated_90.png").await.expect("read");
+    eprintln!(
+        "rotated_90.png: CER {:.2} %",
+        cer(&page, "rotated_90", 1) * 100.0
+    );
     assert!(matches!(page.rotated_by, 90 | 270), "{page:?}");
+    assert!(!page.osd, "nor of this one");
     assert!(cer(&page, "rotated_90", 1) <= 0.03, "{}", page.text);
 
     let page = read("skewed_noisy.jpg").await.expect("read");
@@ -120,6 +131,53 @@ async fn every_page_of_a_multipage_tiff_is_read() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tiff_pages_in_layouts_leptonica_cannot_decode_are_read_too() {
+    // 16-bit grey, 16-bit grey with alpha (Leptonica refuses it), 8-bit
+    // grey with alpha, CMYK, a palette, 16-bit RGBA: letter A on each.
+    let tiff = bytes("odd_pages.tif");
+    assert_eq!(
+        ocr::leptonica::Pix::tiff_page_count(&tiff),
+        Some(6),
+        "counted from the directory"
+    );
+    assert!(
+        ocr::leptonica::Pix::decode_tiff_page(&tiff, 1).is_none(),
+        "page 2 is one Leptonica cannot decode; the test proves nothing otherwise"
+    );
+    for n in 0..6 {
+        let page = pool()
+            .read(PageImage {
+                bytes: tiff.clone(),
+                tiff_page: Some(n),
+                dpi: None,
+                separator_qr: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("page {}: {e}", n + 1));
+        let rate = cer(&page, "odd_pages", n + 1);
+        eprintln!("odd_pages.tif page {}: CER {:.2} %", n + 1, rate * 100.0);
+        assert!(rate <= 0.02, "page {}: CER {rate}:\n{}", n + 1, page.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_letter_signed_only_at_the_bottom_names_its_signer() {
+    use pietura::channels::scan::extract::extract;
+    let page = read("signed_bottom.png").await.expect("read");
+    let facts = extract(&page.text);
+    let signer = facts.signer.expect("the signature is found");
+    assert_eq!(signer.value, "Mārtiņš Zariņš", "{}", page.text);
+    let sender = facts.sender_name.expect("the sender, from the signature");
+    assert_eq!(sender.value, "Mārtiņš Zariņš");
+    assert!(sender.confidence >= 0.7, "{}", sender.confidence);
+    // A letter with its sender's block on top and the same name signed.
+    let page = read("letter_300.png").await.expect("read");
+    let sender = extract(&page.text).sender_name.expect("sender");
+    assert_eq!(sender.value, "Anna Bērziņa");
+    assert!(sender.confidence >= 0.9, "{}", sender.confidence);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn blank_and_illegible_pages_are_told_apart_from_letters() {
     let blank = read("blank.png").await.expect("read");
     assert!(blank.blank && blank.text.is_empty(), "{blank:?}");
@@ -130,6 +188,7 @@ async fn blank_and_illegible_pages_are_told_apart_from_letters() {
         poor.confidence, good.confidence
     );
     assert!(!poor.blank);
+    assert!(poor.osd, "no quick answer on a blurred page: OSD decides");
     assert!(
         poor.confidence + 15 < good.confidence,
         "poor {} vs good {}",

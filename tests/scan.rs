@@ -215,6 +215,84 @@ async fn scans_become_routed_items_split_checked_and_never_registered_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_tiff_page_is_accounted_for_converted_or_kept_for_review() {
+    let folder = tempfile::tempdir().expect("scan folder");
+    let channels = channel_dir(folder.path());
+    let mut opts = Options::new(Backend::Amqp);
+    opts.channels_from = channels.path().to_path_buf();
+    let env = TestEnv::start(opts).await;
+    // mixed_depth.tif: A, blank, C as 16-bit grey with alpha (Leptonica
+    // cannot decode it). unreadable_page.tif: A, A's enclosure in JPEG 2000
+    // (nothing here decodes it), blank, C.
+    drop_in(folder.path(), "mixed_depth.tif");
+    drop_in(folder.path(), "unreadable_page.tif");
+    let processed = folder.path().join("processed");
+    let failed = folder.path().join("failed");
+    let n = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    wait_until(LONG_WAIT, "both TIFFs processed", || async {
+        n(&processed) + n(&failed) == 2
+    })
+    .await;
+    assert_eq!(n(&failed), 0, "nothing set aside");
+    wait_until(LONG_WAIT, "4 letters registered", || async {
+        items(&env).await.len() >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let registered = items(&env).await;
+    assert_eq!(registered.len(), 4, "{registered:#?}");
+    let mut letters = Vec::new();
+    for item in &registered {
+        let msg = env.message_of(item).await;
+        let meta = msg.metadata["scan"].clone();
+        letters.push((
+            meta["file"].as_str().unwrap_or_default().to_string(),
+            meta["pages"].to_string(),
+            item.clone(),
+            msg,
+            meta,
+        ));
+    }
+    letters.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let found: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|(f, p, ..)| (f.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("mixed_depth.tif", "[1,1]"),
+            ("mixed_depth.tif", "[3,3]"),
+            ("unreadable_page.tif", "[1,2]"),
+            ("unreadable_page.tif", "[4,4]"),
+        ]
+    );
+    // The 16-bit page was converted and read like any other.
+    let (_, _, c, _, _) = &letters[1];
+    assert_eq!(c.unit_id.as_deref(), Some("socialais"), "{c:?}");
+    assert_eq!(c.sender_name.as_deref(), Some("Ilze Kalniņa"));
+    // The letter with the undecodable page: registered with what could be
+    // read, the original attached, in review naming the page.
+    let (_, _, a, msg, meta) = &letters[2];
+    assert_eq!(a.state, "review", "{a:?}");
+    let reason = a.review_reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("page 2") && reason.contains("unreadable_page.tif"),
+        "{reason}"
+    );
+    assert!(msg.body.contains("būvatļauj"), "page 1's text is kept");
+    assert_eq!(msg.attachments.len(), 1, "{:?}", msg.attachments);
+    assert_eq!(
+        msg.attachments[0].sha256,
+        meta["original"]["sha256"].as_str().unwrap_or("")
+    );
+    assert!(meta["page_details"][1]["unreadable"].is_string(), "{meta}");
+    let (_, _, c, _, _) = &letters[3];
+    assert_eq!(c.unit_id.as_deref(), Some("socialais"), "{c:?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_daemon_stopped_mid_stack_registers_no_letter_twice_after_restart() {
     let folder = tempfile::tempdir().expect("scan folder");
     let channels = channel_dir(folder.path());
@@ -344,4 +422,99 @@ async fn a_scanner_uploads_over_http_with_its_token_and_the_letter_is_registered
         1
     );
     env.stop().await;
+}
+
+/// CPU seconds (user + system, all threads) the process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command name (which may hold spaces): state is 3rd,
+    // utime the 14th and stime the 15th of the whole line.
+    let after = stat.rsplit_once(')').expect("stat format").1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let hz = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    ticks / hz
+}
+
+/// Kills the daemon when the test ends, passed or not.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_scan_folder_costs_no_cpu_and_a_new_file_still_wakes_it() {
+    // The daemon as a process of its own (embedded bus on SQLite), so its
+    // CPU time is its own and not the other tests'.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = dir.path().join("scans");
+    std::fs::create_dir_all(&folder).expect("scan folder");
+    // Polling once an hour: a file found quickly was found by its file event.
+    let channels = dir.path().join("channels");
+    std::fs::create_dir_all(&channels).expect("channels");
+    std::fs::write(
+        channels.join("pasts.toml"),
+        format!(
+            "type = \"scan\"\nid = \"pasts\"\nfolder = \"{}\"\npoll_seconds = 3600\nstable_seconds = 1\n[ocr]\nworkers = 1\n",
+            folder.display()
+        ),
+    )
+    .expect("channel file");
+    let port = support::free_port();
+    let daemon = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pietura"))
+            .arg("run")
+            .env("PIETURA__DATA_DIR", dir.path().join("data"))
+            .env("PIETURA__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("PIETURA__CHANNELS__DIR", &channels)
+            .env("PIETURA__RULES__DIR", support::repo_path("rules"))
+            .env("PIETURA_LOG", "warn")
+            .env("OMP_THREAD_LIMIT", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start pietura run"),
+    );
+    let pid = daemon.0.id();
+    wait_until(Duration::from_secs(60), "the daemon listening", || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    // Start-up (engines loading, migrations) is over after a moment.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle = cpu_seconds(pid) - before;
+    eprintln!("idle daemon with a scan channel: {idle:.3} CPU-s in 10 s");
+    assert!(
+        idle < 0.2,
+        "an empty scan folder cost {idle:.2} CPU-seconds in 10 s of idling"
+    );
+
+    // Not a scan: set aside at once, found through its file event.
+    let part = folder.join(".junk.png.part");
+    std::fs::write(&part, b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    std::fs::rename(&part, folder.join("junk.png")).expect("rename");
+    let note = folder.join("failed").join("junk.png.error.txt");
+    wait_until(Duration::from_secs(30), "junk.png set aside", || async {
+        note.exists()
+    })
+    .await;
+    drop(daemon);
 }

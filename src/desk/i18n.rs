@@ -123,7 +123,9 @@ const REASONS: &[(&str, &str)] = &[
     ("binary SMS", "reason.sms_binary"),
     ("oversized e-mail", "reason.email_oversized"),
     ("malformed e-mail", "reason.email_malformed"),
+    ("e-mail cut off", "reason.email_cut_off"),
     ("no text recognised", "reason.scan_no_text"),
+    ("unreadable scan page", "reason.scan_unreadable_page"),
     ("OCR confidence", "reason.scan_low_confidence"),
 ];
 

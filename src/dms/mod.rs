@@ -205,11 +205,7 @@ impl DmsWorker {
                 }
                 healthy = Some(now.is_ok());
             }
-            let claimed = match worker
-                .registry
-                .claim_dms(Utc::now(), worker.concurrency as i64)
-                .await
-            {
+            let claimed = match worker.registry.claim_dms(worker.concurrency as i64).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("DMS registrations cannot be read: {e}");
@@ -266,7 +262,8 @@ impl DmsWorker {
             Err(e) => {
                 crate::metrics::dms_failed();
                 let pause = backoff(task.attempts, self.retry_max);
-                let next = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+                let after = chrono::Duration::from_std(pause).unwrap_or_default();
+                let next = Utc::now() + after;
                 let why = format!("item {}: {e}", task.registration_number);
                 match e {
                     DmsError::Unavailable(_) => {
@@ -274,7 +271,7 @@ impl DmsWorker {
                     }
                     _ => tracing::error!(%next, "DMS registration failed, will retry: {why}"),
                 }
-                self.registry.dms_failed(task, &e.to_string(), next).await
+                self.registry.dms_failed(task, &e.to_string(), after).await
             }
         };
         if let Err(e) = recorded {

@@ -96,6 +96,82 @@ impl Pix {
         Self::own(unsafe { lept::pixReadMem(bytes.as_ptr(), bytes.len()) })
     }
 
+    /// How many pages (directories) a TIFF has, counted by libtiff from
+    /// its directory chain without decoding any page; none when the bytes
+    /// are no TIFF.
+    pub fn tiff_page_count(bytes: &[u8]) -> Option<u32> {
+        quiet();
+        // SAFETY: the slice outlives the stream, which is closed here; the
+        // count is written to a local.
+        unsafe {
+            let fp = lept::fopenReadFromMemory(bytes.as_ptr(), bytes.len());
+            if fp.is_null() {
+                return None;
+            }
+            let mut n: c_int = 0;
+            let failed = lept::tiffGetCount(fp, &mut n);
+            lept::fclose(fp);
+            (failed == 0 && n > 0).then_some(n as u32)
+        }
+    }
+
+    /// What page `n` (from 0) of a TIFF declares, read from its directory
+    /// without decoding it.
+    pub fn tiff_page_header(bytes: &[u8], n: u32) -> Option<Header> {
+        quiet();
+        let mut v: [c_int; 7] = [0; 7];
+        let [w, h, bps, spp, res, cmap, format] = &mut v;
+        // SAFETY: the slice is valid for its length; the out-pointers are locals.
+        let failed = unsafe {
+            lept::readHeaderMemTiff(
+                bytes.as_ptr(),
+                bytes.len(),
+                n as c_int,
+                w,
+                h,
+                bps,
+                spp,
+                res,
+                cmap,
+                format,
+            )
+        };
+        (failed == 0 && *w > 0 && *h > 0).then_some(Header {
+            width: *w as u32,
+            height: *h as u32,
+            format: *format,
+        })
+    }
+
+    /// An 8-bit grey image from `grey` (`width` × `height` bytes, row by
+    /// row), e.g. a page another decoder read.
+    pub fn from_grey(width: u32, height: u32, grey: &[u8], dpi: Option<u32>) -> Option<Pix> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 || grey.len() != w.checked_mul(h)? {
+            return None;
+        }
+        // SAFETY: pixCreate has no preconditions; a null result is checked.
+        let pix = Self::own(unsafe { lept::pixCreate(width as c_int, height as c_int, 8) })?;
+        // SAFETY: a new 8-bit Pix holds h rows of wpl 32-bit words, zeroed.
+        let (data, wpl) = unsafe { (lept::pixGetData(pix.0), lept::pixGetWpl(pix.0) as usize) };
+        if data.is_null() || wpl * 4 < w {
+            return None;
+        }
+        for (y, row) in grey.chunks_exact(w).enumerate() {
+            // SAFETY: row y lies within the h × wpl words of the image.
+            let words = unsafe { std::slice::from_raw_parts_mut(data.add(y * wpl), wpl) };
+            for (x, v) in row.iter().enumerate() {
+                // Byte 0 of a row goes in the most significant bits of word 0.
+                words[x / 4] |= u32::from(*v) << (24 - 8 * (x % 4));
+            }
+        }
+        if let Some(dpi) = dpi {
+            // SAFETY: pix is live.
+            unsafe { lept::pixSetResolution(pix.0, dpi as c_int, dpi as c_int) };
+        }
+        Some(pix)
+    }
+
     /// Decodes page `n` (from 0) of a TIFF; none past the last page.
     pub fn decode_tiff_page(bytes: &[u8], n: u32) -> Option<Pix> {
         // SAFETY: as for decode.
@@ -131,6 +207,41 @@ impl Pix {
         // SAFETY: self.0 is live; the result is a new Pix (or a copy) we own.
         let p = unsafe { lept::pixFindSkewAndDeskew(self.0, 0, &mut angle, &mut conf) };
         Self::own(p).map(|p| (p, angle, conf))
+    }
+
+    /// Leptonica's quick orientation test for Latin text (ascenders against
+    /// descenders on a 1-bit copy near 150 dpi, a few milliseconds): the
+    /// clockwise quarter turns that set the page upright, or none when it
+    /// cannot tell (little text, poor print, another script).
+    pub fn quick_orientation(&self, dpi: u32) -> Option<u8> {
+        let small;
+        let page = if dpi >= 225 {
+            small = self.scaled(150.0 / dpi as f32)?;
+            &small
+        } else {
+            self
+        };
+        // SAFETY: page is live; the result is a new 1-bit Pix we own.
+        let bits = Self::own(unsafe { lept::pixConvertTo1(page.0, 128) })?;
+        let (mut up, mut left) = (0.0_f32, 0.0_f32);
+        let mut decision: c_int = 0;
+        // SAFETY: bits is live; the out-pointers are locals. Zeros ask for
+        // Leptonica's default counts and thresholds.
+        let failed = unsafe {
+            lept::pixOrientDetect(bits.0, &mut up, &mut left, 0, 0) != 0
+                || lept::makeOrientDecision(up, left, 0.0, 0.0, &mut decision, 0) != 0
+        };
+        if failed {
+            return None;
+        }
+        match decision as u32 {
+            lept::L_TEXT_ORIENT_UP => Some(0),
+            // Text turned to the left (counter-clockwise): a quarter turn clockwise.
+            lept::L_TEXT_ORIENT_LEFT => Some(1),
+            lept::L_TEXT_ORIENT_DOWN => Some(2),
+            lept::L_TEXT_ORIENT_RIGHT => Some(3),
+            _ => None,
+        }
     }
 
     /// The resolution the file declares (pixels per inch), if any.

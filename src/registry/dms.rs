@@ -4,10 +4,11 @@
 //! missing here; the DMS task claims them with a lease and records each
 //! outcome, so "pending registration" is visible on the item meanwhile.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::lease::{self, Lease};
 use super::{Registry, RegistryError, db_time, insert_audit, q};
 
 /// One item the DMS task has claimed.
@@ -24,6 +25,8 @@ pub struct DmsTask {
     pub registered: bool,
     /// The change this update answers; cleared only if nothing changed since.
     pub stale_since: Option<String>,
+    /// The worker's claim on the item.
+    pub lease: Lease,
 }
 
 /// Where an item stands in the DMS, for the item view.
@@ -45,58 +48,45 @@ pub struct DmsState {
 const LEASE: i64 = 900;
 
 impl Registry {
-    /// Claims up to `limit` items whose DMS registration or update is due.
-    pub async fn claim_dms(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<DmsTask>, RegistryError> {
+    /// Claims up to `limit` items whose DMS registration or update is due
+    /// ([`lease::DMS`], on the database's clock).
+    pub async fn claim_dms(&self, limit: i64) -> Result<Vec<DmsTask>, RegistryError> {
         let ctx = "DMS registrations due";
-        let now_text = db_time(now);
-        let rows = sqlx::query(
+        let leases = self.claim(&lease::DMS, None, limit, LEASE).await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
             "SELECT d.item_id, i.registration_number, d.connector, d.attempts, d.external_id, \
-             d.registered_at, d.stale_since, d.lease_until \
+             d.registered_at, d.stale_since \
              FROM dms_registrations d JOIN items i ON i.id = d.item_id \
-             WHERE d.next_attempt_at <= $1 AND (d.registered_at IS NULL OR d.stale_since IS NOT NULL) \
-             AND (d.lease_until IS NULL OR d.lease_until < $1) \
-             ORDER BY d.next_attempt_at LIMIT $2",
-        )
-        .bind(&now_text)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q(ctx))?;
-        let lease = db_time(now + Duration::seconds(LEASE));
-        let mut claimed = Vec::new();
+             WHERE d.item_id IN ({}) ORDER BY d.next_attempt_at",
+            super::register::numbered(1, leases.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for l in &leases {
+            query = query.bind(l.key.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(q(ctx))?;
+        let mut claimed = Vec::with_capacity(rows.len());
         for r in &rows {
             let item_id: String = r.try_get("item_id").map_err(q(ctx))?;
-            let seen: Option<String> = r.try_get("lease_until").map_err(q(ctx))?;
-            // The lease seen must still be there: one daemon wins.
-            let won = sqlx::query(
-                "UPDATE dms_registrations SET lease_until = $2, attempts = attempts + 1 \
-                 WHERE item_id = $1 \
-                 AND (lease_until = $3 OR (lease_until IS NULL AND $3 IS NULL))",
-            )
-            .bind(&item_id)
-            .bind(&lease)
-            .bind(&seen)
-            .execute(&self.pool)
-            .await
-            .map_err(q(ctx))?
-            .rows_affected()
-                == 1;
-            if won {
-                let registered: Option<String> = r.try_get("registered_at").map_err(q(ctx))?;
-                claimed.push(DmsTask {
-                    item_id,
-                    registration_number: r.try_get("registration_number").map_err(q(ctx))?,
-                    connector: r.try_get("connector").map_err(q(ctx))?,
-                    attempts: r.try_get("attempts").map_err(q(ctx))?,
-                    external_id: r.try_get("external_id").map_err(q(ctx))?,
-                    registered: registered.is_some(),
-                    stale_since: r.try_get("stale_since").map_err(q(ctx))?,
-                });
-            }
+            let Some(lease) = leases.iter().find(|l| l.key == item_id).cloned() else {
+                continue;
+            };
+            let registered: Option<String> = r.try_get("registered_at").map_err(q(ctx))?;
+            // The claim counted this attempt already.
+            let attempts: i64 = r.try_get("attempts").map_err(q(ctx))?;
+            claimed.push(DmsTask {
+                item_id,
+                registration_number: r.try_get("registration_number").map_err(q(ctx))?,
+                connector: r.try_get("connector").map_err(q(ctx))?,
+                attempts: attempts - 1,
+                external_id: r.try_get("external_id").map_err(q(ctx))?,
+                registered: registered.is_some(),
+                stale_since: r.try_get("stale_since").map_err(q(ctx))?,
+                lease,
+            });
         }
         Ok(claimed)
     }
@@ -111,11 +101,12 @@ impl Registry {
         let ctx = format!("DMS registration of item {}", task.registration_number);
         let now = db_time(Utc::now());
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        lease::fence_one(&mut tx, &lease::DMS, &task.lease).await?;
         // A change made while this attempt ran keeps the row stale.
         sqlx::query(
             "UPDATE dms_registrations SET external_id = $2, external_url = $3, \
              registered_at = COALESCE(registered_at, $4), attempts = 0, last_error = NULL, \
-             lease_until = NULL, next_attempt_at = $4, \
+             next_attempt_at = $4, \
              stale_since = CASE WHEN stale_since = $5 THEN NULL ELSE stale_since END \
              WHERE item_id = $1",
         )
@@ -141,43 +132,36 @@ impl Registry {
         tx.commit().await.map_err(q(ctx))
     }
 
-    /// Records a failed attempt; the item is tried again at `next`.
+    /// Records a failed attempt and ends the claim; the item is tried
+    /// again `after` from now (database clock). Refused when the claim was
+    /// taken over since.
     pub async fn dms_failed(
         &self,
         task: &DmsTask,
         error: &str,
-        next: DateTime<Utc>,
+        after: Duration,
     ) -> Result<(), RegistryError> {
-        sqlx::query(
-            "UPDATE dms_registrations SET last_error = $2, next_attempt_at = $3, \
-             lease_until = NULL WHERE item_id = $1",
-        )
+        let ctx = format!("DMS registration of item {}", task.registration_number);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        lease::fence_one(&mut tx, &lease::DMS, &task.lease).await?;
+        let next = lease::db_now_plus(self.sqlite, after.num_seconds());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE dms_registrations SET last_error = $2, next_attempt_at = {next} \
+             WHERE item_id = $1"
+        )))
         .bind(&task.item_id)
         .bind(error)
-        .bind(db_time(next))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(|_| ())
-        .map_err(q(format!(
-            "DMS registration of item {}",
-            task.registration_number
-        )))
+        .map_err(q(ctx.clone()))?;
+        tx.commit().await.map_err(q(ctx))
     }
 
-    /// Gives back the leases of attempts abandoned at shutdown, so the next
+    /// Gives back the claims of attempts abandoned at shutdown, so the next
     /// start takes them up at once instead of after the lease.
     pub async fn dms_release(&self, tasks: &[DmsTask]) -> Result<(), RegistryError> {
-        for task in tasks {
-            sqlx::query("UPDATE dms_registrations SET lease_until = NULL WHERE item_id = $1")
-                .bind(&task.item_id)
-                .execute(&self.pool)
-                .await
-                .map_err(q(format!(
-                    "DMS registration of item {}",
-                    task.registration_number
-                )))?;
-        }
-        Ok(())
+        let leases: Vec<Lease> = tasks.iter().map(|t| t.lease.clone()).collect();
+        self.release(&lease::DMS, &leases).await
     }
 
     /// Where the item stands in the DMS; none when no DMS was configured

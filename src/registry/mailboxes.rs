@@ -95,27 +95,6 @@ impl Registry {
         Ok(won == 1)
     }
 
-    /// The database's clock: the one clock every daemon's leases are
-    /// measured by, whatever their own machines' clocks say.
-    pub async fn clock(&self) -> Result<DateTime<Utc>, RegistryError> {
-        let sql = if self.is_sqlite() {
-            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-        } else {
-            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        };
-        let ctx = "the database's clock";
-        let row = sqlx::query(sql)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(q(ctx))?;
-        let text: String = row.try_get(0).map_err(q(ctx))?;
-        super::parse_db_time(&text).ok_or_else(|| {
-            q(ctx)(sqlx::Error::Decode(
-                format!("time {text:?} is not RFC 3339").into(),
-            ))
-        })
-    }
-
     /// Who holds the mailbox's lease and until when (as stored), if anyone.
     pub async fn mailbox_lease(
         &self,

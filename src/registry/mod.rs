@@ -10,6 +10,7 @@ pub mod claims;
 pub mod deadlines;
 pub mod desk;
 pub mod dms;
+pub mod lease;
 pub mod mailboxes;
 pub mod numbering;
 mod register;
@@ -60,6 +61,14 @@ pub enum RegistryError {
         .path.display()
     )]
     Missing { path: std::path::PathBuf },
+    /// A claim ran out and another daemon claimed the row since: this
+    /// daemon's outcome is refused (see [`lease`]).
+    #[error("{what} {key}: claim {token} ran out and was taken over by another daemon")]
+    LeaseLost {
+        what: &'static str,
+        key: String,
+        token: i64,
+    },
 }
 
 impl RegistryError {
@@ -81,7 +90,7 @@ impl RegistryError {
                 // unique violations (integrity) are about the data.
                 !(code.starts_with("22") || (code.starts_with("23") && !e.is_unique_violation()))
             }
-            RegistryError::Migrate(_) => false,
+            RegistryError::Migrate(_) | RegistryError::LeaseLost { .. } => false,
             _ => true,
         }
     }
@@ -223,6 +232,8 @@ pub struct OutboxEntry {
     pub destination: String,
     pub payload: String,
     pub attempts: i64,
+    /// This daemon's claim on the entry.
+    pub lease: lease::Lease,
 }
 
 /// The notice a unit (or the review desk) receives for a registered item.
@@ -323,6 +334,8 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 pub struct Registry {
     pool: AnyPool,
     sqlite: bool,
+    /// Names this daemon in the leases it holds ([`lease`]).
+    holder: Arc<str>,
     /// Rule-set versions known to be in `ruleset_versions`, so each is
     /// written once, not with every batch.
     stored_rulesets: Arc<Mutex<HashSet<String>>>,
@@ -370,9 +383,12 @@ impl Registry {
                 })?;
             }
         }
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "pietura".into());
+        let holder = format!("{host}:{}:{}", std::process::id(), Uuid::now_v7());
         Ok(Self {
             pool,
             sqlite,
+            holder: holder.into(),
             stored_rulesets: Arc::default(),
         })
     }
@@ -651,23 +667,44 @@ impl Registry {
             .map_err(q("item count"))
     }
 
-    /// Oldest outbox entries first.
-    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxEntry>, RegistryError> {
-        let rows = sqlx::query(
-            "SELECT id, item_id, destination, payload, attempts FROM outbox ORDER BY id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("outbox"))?;
+    /// Claims up to `limit` outbox entries for this daemon for `ttl_secs`
+    /// ([`lease::OUTBOX`]), oldest first: another daemon draining the same
+    /// outbox takes other entries.
+    pub async fn outbox_claim(
+        &self,
+        limit: i64,
+        ttl_secs: i64,
+    ) -> Result<Vec<OutboxEntry>, RegistryError> {
+        let leases = self.claim(&lease::OUTBOX, None, limit, ttl_secs).await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, item_id, destination, payload, attempts FROM outbox WHERE id IN ({}) \
+             ORDER BY id",
+            register::numbered(1, leases.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for l in &leases {
+            query = query.bind(l.key.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(q("outbox"))?;
+        let tokens: std::collections::HashMap<&str, i64> =
+            leases.iter().map(|l| (l.key.as_str(), l.token)).collect();
         rows.iter()
             .map(|r| {
+                let id: String = r.try_get("id")?;
+                let token = tokens.get(id.as_str()).copied().unwrap_or_default();
                 Ok(OutboxEntry {
-                    id: r.try_get("id")?,
                     item_id: r.try_get("item_id")?,
                     destination: r.try_get("destination")?,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
+                    lease: lease::Lease {
+                        key: id.clone(),
+                        token,
+                    },
+                    id,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -675,20 +712,24 @@ impl Registry {
     }
 
     /// Removes delivered outbox entries and notes each routing in the audit
-    /// log, in one transaction.
+    /// log, in one transaction. An entry whose claim was taken over by
+    /// another daemon is left to it (refused by the fence, and logged).
     pub async fn outbox_delivered(&self, entries: &[&OutboxEntry]) -> Result<(), RegistryError> {
         let ctx = format!("outbox ({} delivered notices)", entries.len());
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
         let now = db_time(Utc::now());
-        // A row already gone was delivered by an earlier round: no second
-        // 'published' line for it.
+        let leases: Vec<lease::Lease> = entries.iter().map(|e| e.lease.clone()).collect();
+        let held = lease::fence(&mut tx, &lease::OUTBOX, &leases).await?;
+        if held.is_empty() {
+            return tx.commit().await.map_err(q(ctx));
+        }
         let sql = format!(
             "DELETE FROM outbox WHERE id IN ({}) RETURNING item_id, destination",
-            register::numbered(1, entries.len())
+            register::numbered(1, held.len())
         );
         let mut delete = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in entries {
-            delete = delete.bind(e.id.clone());
+        for l in &held {
+            delete = delete.bind(l.key.clone());
         }
         let gone = delete.fetch_all(&mut *tx).await.map_err(q(ctx.clone()))?;
         if !gone.is_empty() {
@@ -715,15 +756,20 @@ impl Registry {
         tx.commit().await.map_err(q(ctx))
     }
 
-    /// Records a failed publish attempt; the entry stays for the next try.
+    /// Records a failed publish attempt and gives the claim back; the entry
+    /// stays for the next try.
     pub async fn outbox_failed(&self, e: &OutboxEntry, error: &str) -> Result<(), RegistryError> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-            .bind(&e.id)
-            .bind(error)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(q(format!("item {} outbox {}", e.item_id, e.id)))
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $3, lease_holder = NULL, \
+             lease_until = NULL WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(&e.id)
+        .bind(e.lease.token)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(q(format!("item {} outbox {}", e.item_id, e.id)))
     }
 
     /// The audit history of one item, oldest first: (at, actor, action, detail).

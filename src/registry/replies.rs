@@ -1,11 +1,13 @@
 //! The replies table: answers waiting to go back on the channel an item came
-//! by. A replier claims a row with a lease (so two daemons never send the
-//! same answer at once), then marks it done or schedules the next attempt.
+//! by. A replier claims rows of its channel ([`lease::REPLIES`], so two
+//! daemons never send the same answer at once), then marks each done or
+//! schedules its next attempt, both refused when its claim was taken over.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::lease::{self, Lease};
 use super::{Registry, RegistryError, db_time, insert_audit, q};
 
 /// An answer to send.
@@ -18,6 +20,9 @@ pub struct PendingReply {
     pub attempts: i64,
     /// The deadline the answer names: forwarding, else reply.
     pub due: Option<String>,
+    /// The sender's claim on the answer.
+    #[serde(skip)]
+    pub lease: Lease,
 }
 
 /// Where an item's answer stands, for the item view: waiting (with the
@@ -38,58 +43,75 @@ pub struct AnswerState {
     pub outcome: Option<String>,
 }
 
-/// How long a claimed reply is left to its sender before another may try.
-const LEASE: i64 = 300;
-
 impl Registry {
-    /// Claims up to `limit` replies whose time has come.
+    /// Claims up to `limit` due answers of one channel instance for
+    /// `ttl_secs` (database clock).
     pub async fn claim_replies(
         &self,
-        now: DateTime<Utc>,
+        channel_instance: &str,
         limit: i64,
+        ttl_secs: i64,
     ) -> Result<Vec<PendingReply>, RegistryError> {
         let ctx = "replies due";
-        let rows = sqlx::query(
+        let leases = self
+            .claim(&lease::REPLIES, Some(channel_instance), limit, ttl_secs)
+            .await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
             "SELECT r.item_id, i.registration_number, r.channel_instance, r.address, r.attempts, \
-             r.next_attempt_at, COALESCE(i.forward_due, i.reply_due) AS due \
+             COALESCE(i.forward_due, i.reply_due) AS due \
              FROM replies r JOIN items i ON i.id = r.item_id \
-             WHERE r.done_at IS NULL AND r.next_attempt_at <= $1 \
-             ORDER BY r.next_attempt_at LIMIT $2",
-        )
-        .bind(db_time(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q(ctx))?;
-        let lease = db_time(now + Duration::seconds(LEASE));
-        let mut claimed = Vec::new();
+             WHERE r.item_id IN ({}) ORDER BY r.next_attempt_at",
+            super::register::numbered(1, leases.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for l in &leases {
+            query = query.bind(l.key.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(q(ctx))?;
+        let mut claimed = Vec::with_capacity(rows.len());
         for r in &rows {
             let item_id: String = r.try_get("item_id").map_err(q(ctx))?;
-            let seen: String = r.try_get("next_attempt_at").map_err(q(ctx))?;
-            let won = sqlx::query(
-                "UPDATE replies SET next_attempt_at = $3 \
-                 WHERE item_id = $1 AND next_attempt_at = $2 AND done_at IS NULL",
-            )
-            .bind(&item_id)
-            .bind(&seen)
-            .bind(&lease)
-            .execute(&self.pool)
-            .await
-            .map_err(q(ctx))?
-            .rows_affected()
-                == 1;
-            if won {
-                claimed.push(PendingReply {
-                    item_id,
-                    registration_number: r.try_get("registration_number").map_err(q(ctx))?,
-                    channel_instance: r.try_get("channel_instance").map_err(q(ctx))?,
-                    address: r.try_get("address").map_err(q(ctx))?,
-                    attempts: r.try_get("attempts").map_err(q(ctx))?,
-                    due: r.try_get("due").map_err(q(ctx))?,
-                });
-            }
+            let Some(lease) = leases.iter().find(|l| l.key == item_id).cloned() else {
+                continue;
+            };
+            claimed.push(PendingReply {
+                item_id,
+                registration_number: r.try_get("registration_number").map_err(q(ctx))?,
+                channel_instance: r.try_get("channel_instance").map_err(q(ctx))?,
+                address: r.try_get("address").map_err(q(ctx))?,
+                attempts: r.try_get("attempts").map_err(q(ctx))?,
+                due: r.try_get("due").map_err(q(ctx))?,
+                lease,
+            });
         }
         Ok(claimed)
+    }
+
+    /// Channel instances with answers due that are not in `running`: no
+    /// sender on this daemon claims them.
+    pub async fn replies_due_elsewhere(
+        &self,
+        running: &[String],
+    ) -> Result<Vec<String>, RegistryError> {
+        let now = lease::db_now_plus(self.sqlite, 0);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT channel_instance FROM replies \
+             WHERE done_at IS NULL AND next_attempt_at <= {now}"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("replies due"))?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let channel: String = r.try_get(0).map_err(q("replies due"))?;
+            if !running.contains(&channel) {
+                out.push(channel);
+            }
+        }
+        Ok(out)
     }
 
     /// Records the answer as sent, or as not sent and why (`outcome`), with
@@ -102,6 +124,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let ctx = format!("reply to item {}", reply.registration_number);
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        lease::fence_one(&mut tx, &lease::REPLIES, &reply.lease).await?;
         sqlx::query(
             "UPDATE replies SET done_at = $2, outcome = $3, attempts = attempts + 1 \
              WHERE item_id = $1 AND done_at IS NULL",
@@ -121,24 +144,29 @@ impl Registry {
         tx.commit().await.map_err(q(ctx))
     }
 
-    /// Records a failed attempt; the reply is tried again at `next`.
+    /// Records a failed attempt and ends the claim; the reply is tried
+    /// again `after` from now (database clock). Refused when the claim was
+    /// taken over since.
     pub async fn reply_failed(
         &self,
         reply: &PendingReply,
         error: &str,
-        next: DateTime<Utc>,
+        after: Duration,
     ) -> Result<(), RegistryError> {
-        sqlx::query(
-            "UPDATE replies SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 \
-             WHERE item_id = $1 AND done_at IS NULL",
-        )
+        let ctx = format!("reply to item {}", reply.registration_number);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        lease::fence_one(&mut tx, &lease::REPLIES, &reply.lease).await?;
+        let next = lease::db_now_plus(self.sqlite, after.num_seconds());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE replies SET attempts = attempts + 1, last_error = $2, \
+             next_attempt_at = {next} WHERE item_id = $1 AND done_at IS NULL"
+        )))
         .bind(&reply.item_id)
         .bind(error)
-        .bind(db_time(next))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(|_| ())
-        .map_err(q(format!("reply to item {}", reply.registration_number)))
+        .map_err(q(ctx.clone()))?;
+        tx.commit().await.map_err(q(ctx))
     }
 
     /// The answer of one item, if its channel answers.

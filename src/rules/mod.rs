@@ -117,8 +117,9 @@ pub enum Condition {
 }
 
 /// The facts channels extract (`metadata.<channel>.extracted`), by name.
-pub const EXTRACTED_FACTS: [&str; 7] = [
+pub const EXTRACTED_FACTS: [&str; 8] = [
     "sender_name",
+    "signer",
     "postal_address",
     "date",
     "personas_kods",

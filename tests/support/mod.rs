@@ -365,6 +365,11 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("second daemon did not start: {e}"))
     }
 
+    /// The registry's URL, for a test that connects as another daemon would.
+    pub fn database_url(&self) -> String {
+        self.settings.database_url().expect("database URL")
+    }
+
     /// Where the daemon keeps blobs (attachments, raw mail).
     pub fn blob_dir(&self) -> PathBuf {
         self.settings.blob_dir()

@@ -24,6 +24,9 @@ fn found<T>(value: T, confidence: f32) -> Option<Found<T>> {
 pub struct Extracted {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_name: Option<Found<String>>,
+    /// The name signed under the closing ("Ar cieņu, / Anna Bērziņa").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Found<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postal_address: Option<Found<String>>,
     /// ISO date of the letter.
@@ -58,6 +61,17 @@ static DATE_DIGITS: LazyLock<Regex> =
 static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*((?:iesniegums|sūdzība|lūgums|priekšlikums)\s+par\s+.+|par\s+.+)$")
         .expect("subject regex")
+});
+
+/// A Latvian letter's closing, after which it is signed ("Ar cieņu,", "Ar
+/// patiesu cieņu", "Cieņā", "Ar sveicieniem"), or the submitter's label
+/// ("Iesniedzējs:"); what follows on the same line is kept. OCR sometimes
+/// loses the cedilla (`cienu`) or adds a macron (`Ār`).
+static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^(?:[aā]r\s+(?:patiesu\s+|dziļu\s+|lielu\s+)?cie[ņn]u|cie[ņn]ā|[aā]r\s+(?:labiem\s+|labākajiem\s+)?(?:sveicieniem|(?:no)?vēlējumiem)|iesniedzēj[sa]\s*:)\s*[,.;:]?\s*(.*)$",
+    )
+    .expect("closing regex")
 });
 
 /// Latvian month names as they appear after a day ("16. novembrī"), by stem.
@@ -124,10 +138,21 @@ pub fn extract(text: &str) -> Extracted {
     let is_contact = |l: &str| {
         EMAIL.is_match(l) || PHONE.is_match(l) || PERSONAS_KODS.is_match(l) || date_in(l).is_some()
     };
+    out.signer = signer(&lines);
     if let Some(first) = lines.first()
         && looks_like_name(first)
     {
-        out.sender_name = found(first.to_string(), 0.6);
+        // The same name at the top and under the closing: surely the sender.
+        let confirmed = out
+            .signer
+            .as_ref()
+            .is_some_and(|s| same_name(&s.value, first));
+        let confidence = match (&out.signer, confirmed) {
+            (_, true) => 0.9,
+            (Some(_), false) => 0.5,
+            (None, _) => 0.6,
+        };
+        out.sender_name = found(first.to_string(), confidence);
         let address: Vec<&str> = lines
             .iter()
             .skip(1)
@@ -147,7 +172,41 @@ pub fn extract(text: &str) -> Extracted {
             out.postal_address = found(address.join(", "), if has_postcode { 0.8 } else { 0.5 });
         }
     }
+    if out.sender_name.is_none() {
+        // No sender's block at the top: the letter is known by its signature.
+        out.sender_name = out
+            .signer
+            .as_ref()
+            .and_then(|s| found(s.value.clone(), 0.75));
+    }
     out
+}
+
+/// The name signed at the end: the last closing formula, then the name on
+/// its own line or on one of the next three (a "(paraksts)" mark, a line of
+/// underscores or a stray scribble may come between).
+fn signer(lines: &[&str]) -> Option<Found<String>> {
+    let at = lines.iter().rposition(|l| CLOSING.is_match(l))?;
+    let rest = CLOSING
+        .captures(lines[at])
+        .and_then(|c| c.get(1))
+        .map_or("", |m| m.as_str());
+    std::iter::once(rest)
+        .chain(lines.iter().skip(at + 1).take(3).copied())
+        .map(|l| l.trim_matches(|c: char| c == '_' || c == '/' || c.is_whitespace() || c == ','))
+        .find(|l| looks_like_name(l))
+        .and_then(|l| found(l.to_string(), 0.8))
+}
+
+/// The same name, whatever the case and spacing.
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    norm(a) == norm(b)
 }
 
 /// Two to four capitalised words, no digits: a person's or firm's name.
@@ -232,6 +291,73 @@ mod tests {
             Some("Par ielu apgaismojuma remontu")
         );
         assert!(x.email.is_none() && x.personas_kods.is_none());
+    }
+
+    #[test]
+    fn a_letter_signed_only_at_the_bottom_is_known_by_its_signer() {
+        let x = extract(
+            "Augšdaugavas novada pašvaldībai\nIlūkstē, 2026. gada 3. decembrī\nPar koplietošanas ceļa uzturēšanu\nLūdzu novērst bedres ceļā.\nAr cieņu,\n(paraksts)\nMārtiņš Zariņš\n",
+        );
+        let name = x.sender_name.expect("sender from the signature");
+        assert_eq!(name.value, "Mārtiņš Zariņš");
+        assert!((name.confidence - 0.75).abs() < 1e-6, "{}", name.confidence);
+        assert_eq!(x.signer.map(|f| f.value).as_deref(), Some("Mārtiņš Zariņš"));
+        assert!(x.postal_address.is_none());
+    }
+
+    #[test]
+    fn the_same_name_at_the_top_and_signed_is_surer() {
+        let x = extract(&format!("{LETTER}Ar cieņu,\nAnna Bērziņa\n"));
+        let name = x.sender_name.expect("sender");
+        assert_eq!(name.value, "Anna Bērziņa");
+        assert!((name.confidence - 0.9).abs() < 1e-6, "{}", name.confidence);
+        // Without the signature, the top alone is a guess.
+        let top = extract(LETTER).sender_name.expect("sender");
+        assert!((top.confidence - 0.6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn closings_on_one_line_other_formulas_and_no_closing() {
+        let signer = |t: &str| extract(t).signer.map(|f| f.value);
+        assert_eq!(
+            signer("Lūdzu atbildēt.\nAr cieņu, Jānis Kļaviņš\n").as_deref(),
+            Some("Jānis Kļaviņš")
+        );
+        assert_eq!(
+            signer("Lūdzu atbildēt.\nAr patiesu cieņu\n________\nA. Bērziņa\n2026-12-01\n")
+                .as_deref(),
+            Some("A. Bērziņa")
+        );
+        assert_eq!(
+            signer("Iesniedzējs: Pēteris Ozoliņš\n").as_deref(),
+            Some("Pēteris Ozoliņš")
+        );
+        // OCR without the cedilla, with a macron too many.
+        assert_eq!(
+            signer("Ār cienu,\nIlze Kalniņa\n").as_deref(),
+            Some("Ilze Kalniņa")
+        );
+        assert_eq!(
+            signer("Lūdzu atbildēt.\nIlze Kalniņa\n"),
+            None,
+            "no closing"
+        );
+        assert_eq!(
+            signer("Ar cieņu,\nlūdzu atbildēt pēc iespējas ātrāk\n"),
+            None,
+            "no name under the closing"
+        );
+    }
+
+    #[test]
+    fn a_firm_at_the_top_keeps_the_sender_and_the_person_signs() {
+        let x = extract(
+            "SIA Zaļais Dārzs\nRīgas iela 5, Daugavpils, LV-5401\nPar koku zāģēšanu\nLūdzam atļauju.\nAr cieņu,\nvaldes loceklis\nKārlis Liepa\n",
+        );
+        let sender = x.sender_name.expect("sender");
+        assert_eq!(sender.value, "SIA Zaļais Dārzs");
+        assert!(sender.confidence < 0.6, "{}", sender.confidence);
+        assert_eq!(x.signer.map(|f| f.value).as_deref(), Some("Kārlis Liepa"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tracing::Instrument;
 use super::{Channel, ChannelContext, ChannelError};
 use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
-use crate::ocr::{OcrPool, OcrSettings, PageText};
+use crate::ocr::{OcrError, OcrPool, OcrSettings, PageText};
 use pages::{Page, ScanKind};
 
 /// What to do with a file once all its letters are handed on.
@@ -309,12 +309,16 @@ impl Scan {
                         pages::page(path, kind, &bytes, n, self.cfg.pdf_dpi, separator).await?;
                     match page {
                         Page::Text(text) => Ok(PageRead::text_layer(text)),
-                        Page::Image(img) => self
-                            .pool
-                            .read(img)
-                            .await
-                            .map(PageRead::Ocr)
-                            .map_err(|e| format!("page {n}: {e}")),
+                        Page::Image(img) => match self.pool.read(img).await {
+                            Ok(text) => Ok(PageRead::Ocr(text)),
+                            // A page no decoder reads, in a file of several, is
+                            // still a page of its letter: the letter goes to
+                            // review with the original attached.
+                            Err(OcrError::Unreadable(why)) if total > 1 => {
+                                Ok(PageRead::Unreadable(why))
+                            }
+                            Err(e) => Err(format!("page {n}: {e}")),
+                        },
                     }
                 }
             })
@@ -339,6 +343,13 @@ impl Scan {
             }
             current.push((n, page));
         }
+        // Every page counted in the directory must have been read (into a
+        // letter, or as a blank or separator page) before the file may leave.
+        if n != total {
+            return Err(format!(
+                "{name}: only {n} of its {total} pages could be taken apart"
+            ));
+        }
         if !current.is_empty() {
             self.publish(name, &original, content_type, current).await?;
             letters += 1;
@@ -354,6 +365,7 @@ impl Scan {
                     ink_ratio: 0.0,
                     rotated_by: 0,
                     skew_degrees: 0.0,
+                    osd: false,
                     width: 0,
                     height: 0,
                     separator: false,
@@ -383,7 +395,18 @@ impl Scan {
             .map(|(_, p)| p.text())
             .collect::<Vec<_>>()
             .join("\n\n");
-        let read: Vec<&PageRead> = pages.iter().map(|(_, p)| p).collect();
+        let read: Vec<&PageRead> = pages
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| !matches!(p, PageRead::Unreadable(_)))
+            .collect();
+        let unreadable: Vec<String> = pages
+            .iter()
+            .filter_map(|(n, p)| match p {
+                PageRead::Unreadable(why) => Some(format!("page {n} ({why})")),
+                _ => None,
+            })
+            .collect();
         let confidence = if read.is_empty() {
             0
         } else {
@@ -404,7 +427,19 @@ impl Scan {
         msg.sender.postal_address = facts.postal_address.as_ref().map(|f| f.value.clone());
         msg.sender.email = facts.email.as_ref().map(|f| f.value.clone());
         msg.sender.phone = facts.phone.as_ref().map(|f| f.value.clone());
-        msg.review_reason = if msg.body.chars().filter(|c| c.is_alphabetic()).count() < 20 {
+        msg.review_reason = if !unreadable.is_empty() {
+            // The page is in the original scan, attached for the officer.
+            msg.attachments.push(crate::message::AttachmentRef {
+                sha256: original.sha256.clone(),
+                filename: name.to_string(),
+                content_type: content_type.to_string(),
+                size: original.size,
+            });
+            Some(format!(
+                "unreadable scan page: {} of {name} could not be read; see the attached original scan",
+                unreadable.join(", ")
+            ))
+        } else if msg.body.chars().filter(|c| c.is_alphabetic()).count() < 20 {
             Some(format!(
                 "no text recognised on pages {first}–{last} of {name} (blank or illegible)"
             ))
@@ -421,6 +456,9 @@ impl Scan {
             .map(|(n, p)| match p {
                 PageRead::TextLayer(t) => {
                     serde_json::json!({ "page": n, "text_layer": true, "text": t.trim() })
+                }
+                PageRead::Unreadable(why) => {
+                    serde_json::json!({ "page": n, "unreadable": why })
                 }
                 PageRead::Ocr(t) => serde_json::json!({
                     "page": n, "confidence": t.confidence, "rotated_by": t.rotated_by,
@@ -456,10 +494,12 @@ impl Scan {
     }
 }
 
-/// A page as read: from the PDF's text layer or by OCR.
+/// A page as read: from the PDF's text layer or by OCR, or a page of a
+/// multi-page file that cannot be decoded (why).
 enum PageRead {
     TextLayer(String),
     Ocr(PageText),
+    Unreadable(String),
 }
 
 impl PageRead {
@@ -470,12 +510,14 @@ impl PageRead {
         match self {
             PageRead::TextLayer(t) => t.trim(),
             PageRead::Ocr(p) => p.text.trim(),
+            PageRead::Unreadable(_) => "",
         }
     }
     fn confidence(&self) -> i32 {
         match self {
             PageRead::TextLayer(_) => 100,
             PageRead::Ocr(p) => p.confidence,
+            PageRead::Unreadable(_) => 0,
         }
     }
     fn blank(&self) -> bool {
@@ -617,6 +659,20 @@ async fn write_upload(
     Ok(size)
 }
 
+/// True for the file events that can bring a new or grown scan (created,
+/// written, renamed in, closed after writing). Opening, reading and closing
+/// the folder or a file, which the loop itself does, are not among them.
+fn brings_a_file(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    match kind {
+        EventKind::Create(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
+    }
+}
+
 /// Moves `file` into `dir` (a name taken there gets a time suffix).
 async fn move_into(file: &Path, dir: &Path) -> Result<(), String> {
     let name = file.file_name().ok_or("no file name")?;
@@ -657,8 +713,12 @@ impl Channel for Scan {
         let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
         let _watcher = {
             use notify::Watcher;
-            notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-                let _ = wake_tx.try_send(());
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Only what can bring a scan; the loop's own listing of the
+                // folder (open, read, close) must not wake it again.
+                if event.is_ok_and(|e| brings_a_file(&e.kind)) {
+                    let _ = wake_tx.try_send(());
+                }
             })
             .and_then(|mut w| w.watch(&self.cfg.folder, notify::RecursiveMode::NonRecursive).map(|()| w))
             .map_err(|e| tracing::info!(channel = %self.cfg.id, "no file events for the scan folder ({e}); polling every {} s", self.cfg.poll_seconds))
@@ -694,5 +754,34 @@ impl Channel for Scan {
         let pool = self.pool.clone();
         let _ = tokio::task::spawn_blocking(move || pool.stop()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brings_a_file;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, EventKind, MetadataKind, ModifyKind, RenameMode,
+    };
+
+    #[test]
+    fn only_events_that_can_bring_a_scan_wake_the_folder_loop() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(brings_a_file(&kind), "{kind:?} should wake the loop");
+        }
+        // The loop's own listing of the folder and reading of a file.
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+        ] {
+            assert!(!brings_a_file(&kind), "{kind:?} must not wake the loop");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! A scan file taken apart into pages, one at a time (a 200-page PDF never
 //! sits in memory as images): PDFs through poppler (`pdfinfo`, `pdftotext`
 //! for a page's text layer, `pdftoppm` to rasterise a page without one),
-//! multi-page TIFFs through Leptonica, PNG and JPEG as one page.
+//! multi-page TIFFs counted from their directory chain (libtiff through
+//! Leptonica), PNG and JPEG as one page.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -61,19 +62,24 @@ pub async fn count(
     match kind {
         ScanKind::Image => Ok(1),
         ScanKind::Tiff => {
-            // Leptonica reads pages in turn; count the ones it can decode headers of.
-            let mut n = 0;
-            while ocr::leptonica::Pix::decode_tiff_page(bytes, n).is_some() {
-                n += 1;
-                if n > 10_000 {
-                    break;
+            // From the directory chain, not by decoding until a page fails:
+            // a page no decoder reads is still a page of the letter.
+            let n = ocr::leptonica::Pix::tiff_page_count(bytes)
+                .ok_or("the TIFF's page directory is damaged: no page can be found")?;
+            // Each page's size, from its directory, before anything is decoded.
+            for page in 0..n.min(MAX_PAGES_CHECKED) {
+                if let Some(h) = ocr::leptonica::Pix::tiff_page_header(bytes, page)
+                    && h.pixels() > max_pixels
+                {
+                    return Err(format!(
+                        "page {} is {} × {} pixels, over ocr.max_page_pixels = {max_pixels}",
+                        page + 1,
+                        h.width,
+                        h.height
+                    ));
                 }
             }
-            if n == 0 {
-                Err("the TIFF has no page Pietura can read".into())
-            } else {
-                Ok(n)
-            }
+            Ok(n)
         }
         ScanKind::Pdf => {
             let out = run("pdfinfo", &[path.as_os_str()]).await?;
@@ -111,6 +117,9 @@ pub async fn count(
         }
     }
 }
+
+/// Past this many pages a file is refused by `max_pages` anyway.
+const MAX_PAGES_CHECKED: u32 = 10_000;
 
 /// Page `n` (from 1).
 pub async fn page(
