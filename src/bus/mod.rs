@@ -29,6 +29,9 @@ pub enum BusError {
     NotConfirmed { message_id: String, reason: String },
     #[error("bus error: {0}")]
     Other(String),
+    /// Refused before publishing: the door answers 400 naming the field.
+    #[error("message refused before publishing: {0}")]
+    Refused(#[from] crate::message::MessageError),
 }
 
 /// Where a message goes.
@@ -117,8 +120,20 @@ pub trait Bus: Send + Sync {
     }
 }
 
-/// Publishes a channel's message to the engine (the common case).
+/// Publishes a channel's message to the engine (the common case), after
+/// the one normalisation and validation ([`IntakeMessage::prepare`]) the
+/// engine runs too: what the engine would refuse is refused here, before
+/// the door answers 2xx ([`BusError::Refused`]).
 pub async fn publish_intake(bus: &dyn Bus, msg: &IntakeMessage) -> Result<(), BusError> {
+    let prepared;
+    let msg = if msg.check().is_ok() {
+        msg
+    } else {
+        let mut m = msg.clone();
+        m.prepare()?;
+        prepared = m;
+        &prepared
+    };
     let payload = msg.encode();
     bus.publish(Route::Intake(msg), &payload, &msg.id.to_string())
         .await?;
