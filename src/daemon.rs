@@ -153,6 +153,11 @@ impl Daemon {
                 tracing::error!("rules engine stopped: {e}");
             }
         });
+        tasks.spawn(crate::parked::run(
+            registry.clone(),
+            bus.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::dispatch::run(
             registry.clone(),
             bus.clone(),

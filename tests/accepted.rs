@@ -145,3 +145,168 @@ async fn awkward_text_is_registered_at_every_door_on_amqp_postgres() {
 async fn awkward_text_is_registered_at_every_door_on_embedded_sqlite() {
     awkward_text_is_registered_at_every_door(Backend::Embedded).await;
 }
+
+/// A message as a channel would publish it.
+fn form_message(text: &str) -> pietura::message::IntakeMessage {
+    let mut m = pietura::message::IntakeMessage::new(
+        pietura::message::ChannelRef {
+            kind: pietura::message::ChannelKind::WebForm,
+            instance: "iesniegums".into(),
+        },
+        format!("web_form:iesniegums:parked-{}", uuid::Uuid::now_v7()),
+        text.into(),
+    );
+    m.subject = Some("Parked".into());
+    m
+}
+
+/// What the bus does with a message the engine refused: it lands in the
+/// dead-letter queue (`<prefix>.dead` with RabbitMQ's reason header; the
+/// embedded bus's dead row).
+async fn dead_letter(env: &TestEnv, payload: &[u8]) {
+    match env.backend {
+        Backend::Amqp => {
+            use lapin::types::{AMQPValue, FieldTable};
+            let conn = lapin::Connection::connect(
+                &support::amqp_url(),
+                lapin::ConnectionProperties::default(),
+            )
+            .await
+            .expect("connect RabbitMQ");
+            let ch = conn.create_channel().await.expect("channel");
+            ch.confirm_select(Default::default())
+                .await
+                .expect("confirms");
+            let mut headers = FieldTable::default();
+            headers.insert(
+                "x-first-death-reason".into(),
+                AMQPValue::LongString("rejected".into()),
+            );
+            ch.basic_publish(
+                format!("{}.dead", env.prefix).as_str().into(),
+                "".into(),
+                Default::default(),
+                payload,
+                lapin::BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+            let _ = conn.close(200, "done".into()).await;
+        }
+        Backend::Embedded => {
+            sqlx::query(
+                "INSERT INTO bus_messages (id, queue, payload, deliveries, visible_at, created_at, \
+                 dead_reason) VALUES ($1, 'intake', $2, 1, 0, $3, 'refused by the test')",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(std::str::from_utf8(payload).expect("JSON"))
+            .bind(pietura::registry::db_time(chrono::Utc::now()))
+            .execute(env.daemon.registry.pool())
+            .await
+            .expect("dead row");
+        }
+    }
+}
+
+async fn status_of(env: &TestEnv, id: &str) -> (String, String) {
+    let json = env
+        .http
+        .get(format!("{}/status/{id}", env.base))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("status")
+        .json::<Value>()
+        .await
+        .expect("status JSON");
+    let page = env
+        .http
+        .get(format!("{}/status/{id}", env.base))
+        .send()
+        .await
+        .expect("status page")
+        .text()
+        .await
+        .expect("page");
+    (json["status"].as_str().unwrap_or("").to_string(), page)
+}
+
+async fn a_dead_letter_is_parked_and_registered_once_by_retry(backend: Backend) {
+    let env = TestEnv::start(Options::new(backend)).await;
+    let msg = form_message("Lūdzu reģistrēt pēc dead letter");
+    let id = msg.id.to_string();
+    dead_letter(&env, &msg.encode()).await;
+    let registry = env.daemon.registry.clone();
+    support::wait_until(support::WAIT, "the dead letter is parked", || {
+        let (registry, id) = (registry.clone(), id.clone());
+        async move { registry.parked_item(&id).await.expect("parked").is_some() }
+    })
+    .await;
+    let parked = registry
+        .parked_item(&id)
+        .await
+        .expect("parked")
+        .expect("row");
+    assert_eq!(parked.payload, msg.encode(), "the raw bytes are kept");
+    assert!(!parked.transient, "{parked:?}");
+    assert_eq!(parked.message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        env.daemon
+            .bus
+            .dead_letter_count()
+            .await
+            .expect("dead count"),
+        0,
+        "the dead letter left the queue once parked"
+    );
+    // The citizen is told the item is held, not "accepted".
+    let (status, page) = status_of(&env, &id).await;
+    assert_eq!(status, "parked");
+    assert!(page.contains("id=\"parked\""), "{page}");
+    assert_eq!(registry.count().await.expect("count"), 0);
+
+    // A permanent reason is not retried by itself; `parked retry` does it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        registry.count().await.expect("count"),
+        0,
+        "not retried unasked"
+    );
+    pietura::parked::retry_id(&registry, env.daemon.bus.as_ref(), &id)
+        .await
+        .expect("retry");
+    let item = env.registered(&id).await;
+    // A second retry (an operator's --all) registers nothing twice.
+    if registry.parked_item(&id).await.expect("parked").is_some() {
+        pietura::parked::retry_id(&registry, env.daemon.bus.as_ref(), &id)
+            .await
+            .expect("retry again");
+    }
+    support::wait_until(
+        support::WAIT,
+        "the registered item is no longer parked",
+        || {
+            let (registry, id) = (registry.clone(), id.clone());
+            async move { !registry.is_parked(&id).await.expect("parked") }
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(registry.count().await.expect("count"), 1, "registered once");
+    let (status, page) = status_of(&env, &id).await;
+    assert_eq!(status, "registered");
+    assert!(page.contains(&item.registration_number), "{page}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_parked_and_registered_once_by_retry_on_amqp_postgres() {
+    a_dead_letter_is_parked_and_registered_once_by_retry(Backend::Amqp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_parked_and_registered_once_by_retry_on_embedded_sqlite() {
+    a_dead_letter_is_parked_and_registered_once_by_retry(Backend::Embedded).await;
+}

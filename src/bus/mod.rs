@@ -50,7 +50,18 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// How many times this message has been delivered before, if the bus knows.
     pub previous_deliveries: u32,
+    /// Why the bus dead-lettered it (deliveries from [`Bus::consume_dead`]).
+    pub dead_reason: Option<DeadReason>,
     acker: Box<dyn Acker>,
+}
+
+/// Why a message is in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadReason {
+    pub reason: String,
+    /// The delivery limit was reached (restarts, a failing registry): it may
+    /// pass by itself, unlike a message the engine refused.
+    pub transient: bool,
 }
 
 impl Delivery {
@@ -59,6 +70,17 @@ impl Delivery {
         Self {
             payload,
             previous_deliveries,
+            dead_reason: None,
+            acker,
+        }
+    }
+
+    /// A delivery from the dead-letter queue, with why it is there.
+    pub fn dead(payload: Vec<u8>, reason: DeadReason, acker: Box<dyn Acker>) -> Self {
+        Self {
+            payload,
+            previous_deliveries: 0,
+            dead_reason: Some(reason),
             acker,
         }
     }
@@ -110,6 +132,10 @@ pub trait Bus: Send + Sync {
 
     /// Readiness: can we publish right now?
     async fn ready(&self) -> bool;
+
+    /// Starts consuming the dead-letter queue (`<prefix>.dead`; the embedded
+    /// bus's dead rows); acknowledging a delivery removes the dead letter.
+    async fn consume_dead(&self) -> Result<Box<dyn Consumer>, BusError>;
 
     /// Messages currently in the dead-letter queue.
     async fn dead_letter_count(&self) -> Result<u64, BusError>;

@@ -37,6 +37,7 @@ struct ChannelsPage {
     nav: Nav,
     rows: Vec<ChannelRow>,
     dead_letters: String,
+    parked: String,
     outbox: String,
     dms_pending: String,
     rules_version: String,
@@ -106,6 +107,13 @@ pub async fn overview(
         dead_letters: shown(
             s.bus
                 .dead_letter_count()
+                .await
+                .map(|n| n as i64)
+                .map_err(|e| e.to_string()),
+        ),
+        parked: shown(
+            s.registry
+                .parked_count()
                 .await
                 .map(|n| n as i64)
                 .map_err(|e| e.to_string()),
