@@ -163,7 +163,7 @@ fn form_message(text: &str) -> pietura::message::IntakeMessage {
 /// What the bus does with a message the engine refused: it lands in the
 /// dead-letter queue (`<prefix>.dead` with RabbitMQ's reason header; the
 /// embedded bus's dead row).
-async fn dead_letter(env: &TestEnv, payload: &[u8]) {
+async fn dead_letter(env: &TestEnv, payload: &[u8], limit: bool) {
     match env.backend {
         Backend::Amqp => {
             use lapin::types::{AMQPValue, FieldTable};
@@ -180,7 +180,7 @@ async fn dead_letter(env: &TestEnv, payload: &[u8]) {
             let mut headers = FieldTable::default();
             headers.insert(
                 "x-first-death-reason".into(),
-                AMQPValue::LongString("rejected".into()),
+                AMQPValue::LongString(if limit { "delivery_limit" } else { "rejected" }.into()),
             );
             ch.basic_publish(
                 format!("{}.dead", env.prefix).as_str().into(),
@@ -198,11 +198,16 @@ async fn dead_letter(env: &TestEnv, payload: &[u8]) {
         Backend::Embedded => {
             sqlx::query(
                 "INSERT INTO bus_messages (id, queue, payload, deliveries, visible_at, created_at, \
-                 dead_reason) VALUES ($1, 'intake', $2, 1, 0, $3, 'refused by the test')",
+                 dead_reason) VALUES ($1, 'intake', $2, 1, 0, $3, $4)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(std::str::from_utf8(payload).expect("JSON"))
             .bind(pietura::registry::db_time(chrono::Utc::now()))
+            .bind(if limit {
+                "delivery limit of 5 reached"
+            } else {
+                "refused by the test"
+            })
             .execute(env.daemon.registry.pool())
             .await
             .expect("dead row");
@@ -237,7 +242,7 @@ async fn a_dead_letter_is_parked_and_registered_once_by_retry(backend: Backend) 
     let env = TestEnv::start(Options::new(backend)).await;
     let msg = form_message("Lūdzu reģistrēt pēc dead letter");
     let id = msg.id.to_string();
-    dead_letter(&env, &msg.encode()).await;
+    dead_letter(&env, &msg.encode(), false).await;
     let registry = env.daemon.registry.clone();
     support::wait_until(support::WAIT, "the dead letter is parked", || {
         let (registry, id) = (registry.clone(), id.clone());
@@ -309,4 +314,115 @@ async fn a_dead_letter_is_parked_and_registered_once_by_retry_on_amqp_postgres()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_is_parked_and_registered_once_by_retry_on_embedded_sqlite() {
     a_dead_letter_is_parked_and_registered_once_by_retry(Backend::Embedded).await;
+}
+
+/// (c) The number counters locked (a registry stall) while items are
+/// accepted and the daemon is restarted more often than the delivery limit
+/// (5): once the lock is gone, every accepted item is registered once, and
+/// nothing was dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_during_a_registry_stall_never_burn_the_delivery_limit() {
+    use futures::future::join_all;
+    let mut env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let mut lock = env
+        .daemon
+        .registry
+        .pool()
+        .acquire()
+        .await
+        .expect("connection")
+        .detach();
+    sqlx::query("BEGIN")
+        .execute(&mut lock)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE registration_counters IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .expect("lock the number counters");
+
+    const ITEMS: usize = 12;
+    let receipts = join_all((0..ITEMS).map(|i| {
+        let env = &env;
+        async move {
+            let token = env.form_token().await;
+            env.submit(&token, &format!("Stall {i}"), "Lūdzu reģistrēt")
+                .await
+        }
+    }))
+    .await;
+    let mut tracking = Vec::new();
+    for (status, receipt) in receipts {
+        assert_eq!(status, 202, "accepted, not yet registered: {receipt}");
+        tracking.push(receipt["tracking_id"].as_str().expect("id").to_string());
+    }
+    for round in 0..6 {
+        env = tokio::time::timeout(std::time::Duration::from_secs(60), env.restart())
+            .await
+            .unwrap_or_else(|_| panic!("restart {round} hung on the stalled registry"));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_eq!(env.daemon.registry.count().await.expect("count"), 0);
+    // Not one delivery limit burned: nothing dead-lettered, nothing parked.
+    assert_eq!(env.daemon.bus.dead_letter_count().await.expect("dead"), 0);
+    assert_eq!(env.daemon.registry.parked_count().await.expect("parked"), 0);
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("release the lock");
+
+    let mut numbers = std::collections::HashSet::new();
+    for id in &tracking {
+        numbers.insert(env.registered(id).await.registration_number);
+    }
+    assert_eq!(
+        numbers.len(),
+        ITEMS,
+        "every accepted item, each its own number"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        env.daemon.registry.count().await.expect("count"),
+        ITEMS as i64,
+        "registered once"
+    );
+    assert_eq!(
+        env.daemon.bus.dead_letter_count().await.expect("dead"),
+        0,
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        env.daemon.registry.parked_count().await.expect("parked"),
+        0,
+        "nothing parked"
+    );
+    env.stop().await;
+}
+
+/// A dead letter whose reason may pass by itself (the delivery limit) is
+/// parked, then retried by the consumer, without anyone asking.
+async fn a_delivery_limit_dead_letter_is_retried_by_itself(backend: Backend) {
+    let env = TestEnv::start(Options::new(backend)).await;
+    let msg = form_message("Lūdzu reģistrēt pēc restartiem");
+    let id = msg.id.to_string();
+    dead_letter(&env, &msg.encode(), true).await;
+    env.registered(&id).await;
+    let registry = env.daemon.registry.clone();
+    support::wait_until(support::WAIT, "no longer parked once registered", || {
+        let (registry, id) = (registry.clone(), id.clone());
+        async move { !registry.is_parked(&id).await.expect("parked") }
+    })
+    .await;
+    assert_eq!(registry.count().await.expect("count"), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_limit_dead_letter_is_retried_by_itself_on_amqp_postgres() {
+    a_delivery_limit_dead_letter_is_retried_by_itself(Backend::Amqp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_limit_dead_letter_is_retried_by_itself_on_embedded_sqlite() {
+    a_delivery_limit_dead_letter_is_retried_by_itself(Backend::Embedded).await;
 }
