@@ -426,3 +426,46 @@ async fn a_delivery_limit_dead_letter_is_retried_by_itself_on_amqp_postgres() {
 async fn a_delivery_limit_dead_letter_is_retried_by_itself_on_embedded_sqlite() {
     a_delivery_limit_dead_letter_is_retried_by_itself(Backend::Embedded).await;
 }
+
+/// `pietura parked list` and `pietura parked retry ID|--all`, the built
+/// binary on the daemon's registry (embedded: its data folder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parked_commands_list_and_retry() {
+    let env = TestEnv::start(Options::new(Backend::Embedded)).await;
+    let msg = form_message("Lūdzu reģistrēt ar komandu");
+    let id = msg.id.to_string();
+    dead_letter(&env, &msg.encode(), false).await;
+    let registry = env.daemon.registry.clone();
+    support::wait_until(support::WAIT, "the dead letter is parked", || {
+        let (registry, id) = (registry.clone(), id.clone());
+        async move { registry.is_parked(&id).await.expect("parked") }
+    })
+    .await;
+    let data_dir = env.blob_dir().parent().expect("data dir").to_path_buf();
+    let pietura = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pietura"))
+            .args(args)
+            .env("PIETURA__DATA_DIR", &data_dir)
+            .env_remove("PIETURA_CONFIG")
+            .output()
+            .expect("run pietura");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {text}{err}");
+        text
+    };
+    let list = pietura(&["parked", "list"]);
+    assert!(
+        list.contains(&id) && list.contains("refused by the test"),
+        "{list}"
+    );
+    assert_eq!(registry.count().await.expect("count"), 0);
+    let out = pietura(&["parked", "retry", &id]);
+    assert!(out.contains("1 parked item(s) retried"), "{out}");
+    env.registered(&id).await;
+    // --all again, before or after the row is tidied: nothing twice.
+    pietura(&["parked", "retry", "--all"]);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(registry.count().await.expect("count"), 1, "registered once");
+    env.stop().await;
+}
