@@ -517,6 +517,38 @@ mod tests {
     }
 
     #[test]
+    fn the_check_reads_values_not_the_serialised_json() {
+        // The six characters `\u0000` and backslashes are text like any other.
+        let mut m = sample();
+        m.body = "C:\\u0000 un \\\\u0000".into();
+        m.metadata.insert(
+            "web_form".into(),
+            serde_json::json!({ "fields": { "teksts": "\\u0000" } }),
+        );
+        assert!(m.check().is_ok(), "{:?}", m.check());
+        assert_eq!(IntakeMessage::decode(&m.encode()).unwrap(), m);
+        // A NUL is named by its field, and the normalisation removes it.
+        let mut m = sample();
+        m.metadata.insert(
+            "sms".into(),
+            serde_json::json!({ "to": "18\u{0}88", "parts": ["a\u{0}"] }),
+        );
+        assert_eq!(
+            m.check().unwrap_err().field(),
+            Some("metadata.sms.parts[0]")
+        );
+        m.sender.name = Some("An\u{0}na".into());
+        assert_eq!(m.check().unwrap_err().field(), Some("sender.name"));
+        m.prepare().unwrap();
+        assert_eq!(m.sender.name.as_deref(), Some("Anna"));
+        assert_eq!(m.metadata["sms"]["to"], "1888");
+        // The engine takes a producer's NUL as the door would have.
+        let mut raw = sample();
+        raw.body = "a\u{0}b".into();
+        assert_eq!(IntakeMessage::decode(&raw.encode()).unwrap().body, "ab");
+    }
+
+    #[test]
     fn round_trips_through_the_bus_encoding() {
         let m = sample();
         assert_eq!(IntakeMessage::decode(&m.encode()).unwrap(), m);

@@ -460,6 +460,14 @@ async fn the_parked_commands_list_and_retry() {
         "{list}"
     );
     assert_eq!(registry.count().await.expect("count"), 0);
+    // The administrators' channels page shows it with the backlogs.
+    support::desk::add_accounts(&env).await;
+    let admin = support::desk::DeskClient::new(&env);
+    let (user, password) = support::desk::ADMIN;
+    assert_eq!(admin.sign_in(user, password).await, 303);
+    let (status, page) = admin.page("/admin/channels").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<td id=\"parked\">1</td>"), "{page}");
     let out = pietura(&["parked", "retry", &id]);
     assert!(out.contains("1 parked item(s) retried"), "{out}");
     env.registered(&id).await;
