@@ -459,6 +459,10 @@ async fn the_parked_commands_list_and_retry() {
         list.contains(&id) && list.contains("refused by the test"),
         "{list}"
     );
+    let listed: Value =
+        serde_json::from_str(&pietura(&["parked", "list", "--json"])).expect("JSON");
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed[0]["transient"], false, "{listed}");
     assert_eq!(registry.count().await.expect("count"), 0);
     // The administrators' channels page shows it with the backlogs.
     support::desk::add_accounts(&env).await;
