@@ -199,7 +199,10 @@ pub async fn run(registry: Registry, bus: Arc<dyn Bus>, shutdown: CancellationTo
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            // Only while the registry answers: a retry into a failing
+            if registry.parked_count().await.is_ok_and(|n| n == 0) {
+                continue;
+            }
+            // Only while the registry can register: a retry into a failing
             // registry would only burn the delivery limit again.
             if !crate::engine::registry_can_register(&registry).await {
                 continue;
