@@ -153,6 +153,10 @@ impl Daemon {
         tasks.spawn("dispatch", move || {
             crate::dispatch::run(reg.clone(), b.clone(), wake.clone(), stop.clone())
         });
+        let (reg, b, stop) = (registry.clone(), bus.clone(), shutdown.clone());
+        tasks.spawn("parked", move || {
+            crate::parked::run(reg.clone(), b.clone(), stop.clone())
+        });
         if let Some((connector, d)) = dms {
             tracing::info!(
                 dms = connector.kind(),

@@ -2,12 +2,18 @@
 //! it (one transaction, outbox included) and only then acknowledge it.
 //!
 //! Failure handling per item: an undecodable message is dead-lettered at
-//! once (poison); a registry outage keeps the delivery unacknowledged and
-//! retries in place, so waiting for the database never burns the delivery
-//! limit; a crash mid-item means redelivery, which the idempotency key turns
-//! into a no-op.
+//! once (poison, then parked: [`crate::parked`]); a registry outage keeps
+//! the delivery unacknowledged and retries in place; a crash mid-item means
+//! redelivery, which the idempotency key turns into a no-op.
+//!
+//! A restart while the registry is failing must not burn the bus's delivery
+//! limit: the engine consumes only once [`registry_can_register`] says the
+//! registry can take a registration, stops taking new deliveries while
+//! registrations fail, and leaves a stalled batch unacknowledged on
+//! shutdown. What still reaches the limit is parked and retried.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -39,6 +45,62 @@ pub struct Engine {
     pub dispatch_wake: Arc<Notify>,
 }
 
+/// Whether the registry can take a registration now: it answers, and (on
+/// PostgreSQL) the number counters can be locked for writing within 2 s, as
+/// each registration does. False while the counters are locked by someone
+/// else or the database fails.
+pub async fn registry_can_register(registry: &Registry) -> bool {
+    if registry.is_sqlite() {
+        return registry.ping().await.is_ok();
+    }
+    let probe = async {
+        let mut tx = registry.pool().begin().await?;
+        sqlx::query("SET LOCAL lock_timeout = '2s'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL statement_timeout = '4s'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("LOCK TABLE registration_counters IN ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        tx.rollback().await
+    };
+    match tokio::time::timeout(Duration::from_secs(6), probe).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!("registry cannot register now: {e}");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits until [`registry_can_register`]; false if shutdown came first.
+async fn wait_for_registry(registry: &Registry, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(500);
+    let mut said = false;
+    loop {
+        if registry_can_register(registry).await {
+            if said {
+                tracing::info!("the registry can register again; consuming");
+            }
+            return true;
+        }
+        if !said {
+            tracing::warn!(
+                "the registry cannot register now; not taking deliveries until it can (the bus's delivery limit is not burned)"
+            );
+            said = true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
 impl Engine {
     /// Consumes until `shutdown`, then waits for items in flight.
     ///
@@ -46,11 +108,26 @@ impl Engine {
     /// is waiting there (up to `batch_max`) and registers it in one
     /// transaction, so a burst costs one commit per batch, not per item.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BusError> {
+        // Deliveries taken while the registry cannot register would each
+        // count against the delivery limit at the next restart.
+        if !wait_for_registry(&self.registry, &shutdown).await {
+            return Ok(());
+        }
         let mut consumer = self.bus.consume_intake().await?;
         let (tx, mut rx) = mpsc::channel::<Delivery>(self.batch_max);
         let stop = shutdown.clone();
+        // Set while registrations fail for a transient reason: no new
+        // deliveries are taken until the registry can register again.
+        let registry_failing = Arc::new(AtomicBool::new(false));
+        let (registry, failing) = (self.registry.clone(), registry_failing.clone());
         let feeder = tokio::spawn(async move {
             loop {
+                if failing.load(Ordering::Relaxed) {
+                    if !wait_for_registry(&registry, &stop).await {
+                        return;
+                    }
+                    failing.store(false, Ordering::Relaxed);
+                }
                 let next = tokio::select! {
                     _ = stop.cancelled() => return,
                     d = consumer.next() => d,
@@ -80,8 +157,9 @@ impl Engine {
             }
             let engine = self.clone();
             let stop = shutdown.clone();
+            let failing = registry_failing.clone();
             tokio::spawn(async move {
-                engine.handle_batch(batch, &stop).await;
+                engine.handle_batch(batch, &stop, &failing).await;
                 drop(permit);
             });
         }
@@ -103,7 +181,14 @@ impl Engine {
     }
 
     /// Processes deliveries to their end: acked, dead-lettered, or left for redelivery.
-    pub async fn handle_batch(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
+    /// `registry_failing` is set while the registry fails, cleared when it
+    /// registers again.
+    pub async fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+        shutdown: &CancellationToken,
+        registry_failing: &AtomicBool,
+    ) {
         let mut items = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match IntakeMessage::decode(&delivery.payload) {
@@ -129,16 +214,23 @@ impl Engine {
             items.iter().map(|(m, _)| m).zip(&decisions).collect();
         let mut backoff = Duration::from_millis(200);
         let registrations = loop {
-            match self
-                .registry
-                .register_batch(&pairs, &self.policy(&rules))
-                .await
-            {
-                Ok(r) => break Some(r),
+            // A stalled registry must not hold a shutdown: the batch stays
+            // unacknowledged and is delivered again.
+            let policy = self.policy(&rules);
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.registry.register_batch(&pairs, &policy) => r,
+            };
+            match attempt {
+                Ok(r) => {
+                    registry_failing.store(false, Ordering::Relaxed);
+                    break Some(r);
+                }
                 // A lost race or one item the database refuses: settle
                 // each item on its own so the others are not held back.
                 Err(e) if e.is_unique_violation() || !e.is_transient() => break None,
                 Err(e) => {
+                    registry_failing.store(true, Ordering::Relaxed);
                     tracing::warn!(
                         items = items.len(),
                         "registration failed, retrying in {backoff:?}: {e}"
@@ -191,11 +283,12 @@ impl Engine {
     ) -> Option<RegisterOutcome> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self
-                .registry
-                .register(msg, decision, &self.policy(rules))
-                .await
-            {
+            let policy = self.policy(rules);
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                r = self.registry.register(msg, decision, &policy) => r,
+            };
+            match attempt {
                 Ok(r) => return Some(RegisterOutcome::Registered(Box::new(r))),
                 Err(e) if !e.is_transient() => {
                     return Some(RegisterOutcome::Refused(e.to_string()));

@@ -61,6 +61,7 @@ pub mod keeper;
 pub mod message;
 pub mod metrics;
 pub mod ocr;
+pub mod parked;
 pub mod phone;
 pub mod registry;
 pub mod replies;

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Items the bus dead-lettered, kept with their bytes until registered.
+    Parked {
+        #[command(subcommand)]
+        command: ParkedCommand,
+    },
     /// Print the JSON Schema of the message format.
     Schema,
     /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
@@ -97,6 +102,25 @@ enum Command {
         /// Rounds over the pages for --ocr.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ParkedCommand {
+    /// Every parked item: id (tracking id), attempts, first/last seen, reason.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publishes parked items to the rules engine again; one already
+    /// registered is recognised and not registered twice.
+    Retry {
+        /// A parked item's id, as `pietura parked list` shows it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every parked item.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -261,6 +285,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stop.cancel();
             });
             daemon.run_until_stopped().await;
+        }
+        Command::Parked {
+            command: ParkedCommand::List { json },
+        } => {
+            let registry = open_registry(&settings, Open::Existing).await?;
+            let items = registry.parked().await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                outln!(
+                    "{:<36} {:>8} {:<19} {:<19} reason",
+                    "id",
+                    "attempts",
+                    "first seen",
+                    "last seen"
+                );
+                for p in items {
+                    outln!(
+                        "{:<36} {:>8} {:<19} {:<19} {}",
+                        p.id,
+                        p.attempts,
+                        &p.first_seen[..p.first_seen.len().min(19)],
+                        &p.last_seen[..p.last_seen.len().min(19)],
+                        p.reason
+                    );
+                }
+            }
+        }
+        Command::Parked {
+            command: ParkedCommand::Retry { id, all },
+        } => {
+            let registry = open_registry(&settings, Open::Existing).await?;
+            let bus = pietura::bus::open(&settings, &registry).await?;
+            let ids = match id {
+                Some(id) if !all => vec![id],
+                _ => registry.parked().await?.into_iter().map(|p| p.id).collect(),
+            };
+            for id in &ids {
+                pietura::parked::retry_id(&registry, bus.as_ref(), id).await?;
+                outln!("{id}: published again");
+            }
+            outln!("{} parked item(s) retried", ids.len());
         }
         Command::Migrate => {
             open_registry(&settings, Open::Create).await?;

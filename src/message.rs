@@ -150,8 +150,80 @@ pub enum MessageError {
         "message {id}: schema version {found} is not supported (this build reads v{SCHEMA_VERSION})"
     )]
     Version { id: Uuid, found: u32 },
-    #[error("message {id}: {problem}")]
-    Invalid { id: Uuid, problem: String },
+    #[error("message {id}: {field}: {problem}")]
+    Invalid {
+        id: Uuid,
+        /// Where in the message (`body`, `sender.email`, `metadata.sms.to`…).
+        field: String,
+        problem: String,
+    },
+}
+
+impl MessageError {
+    /// The field a refusal is about, for a door's 400 (`None`: not one field).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            MessageError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// Text as the registry can store it: without NUL, which PostgreSQL's
+/// `text` and `jsonb` cannot hold (and SQLite's C API cuts at). Everything
+/// else (backslash sequences, the six characters `\u0000`, lone combining
+/// marks, long text) is legal and kept as sent.
+pub fn storable_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn make_storable(s: &mut String) {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
+    }
+}
+
+fn make_storable_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => make_storable(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(make_storable_json),
+        serde_json::Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(o);
+                for (mut k, v) in old {
+                    make_storable(&mut k);
+                    o.insert(k, v);
+                }
+            }
+            o.values_mut().for_each(make_storable_json);
+        }
+        _ => {}
+    }
+}
+
+/// The first text value in `v` (keys included) the registry cannot store,
+/// as a path below `at`.
+fn unstorable_json(v: &serde_json::Value, at: &str) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0').then(|| at.to_string()),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| unstorable_json(v, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(o) => o.iter().find_map(|(k, v)| {
+            let here = format!("{at}.{}", storable_text(k));
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                unstorable_json(v, &here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 impl IntakeMessage {
@@ -178,7 +250,7 @@ impl IntakeMessage {
     /// whichever channel produced them.
     pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         let mut msg: IntakeMessage = serde_json::from_slice(bytes)?;
-        msg.check()?;
+        msg.prepare()?;
         for a in &mut msg.attachments {
             if a.filename.chars().any(hidden_in_names) {
                 a.filename = display_filename(&a.filename);
@@ -193,10 +265,77 @@ impl IntakeMessage {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The invariants the JSON shape alone does not express.
+    /// The one normalisation and validation, run by every door before it
+    /// answers 2xx ([`crate::bus::publish_intake`]) and by the engine
+    /// ([`Self::decode`]): text made storable ([`storable_text`]), then
+    /// [`Self::check`]. Idempotent.
+    pub fn prepare(&mut self) -> Result<(), MessageError> {
+        self.normalise();
+        self.check()
+    }
+
+    /// Makes every text value storable ([`storable_text`]), metadata included.
+    pub fn normalise(&mut self) {
+        make_storable(&mut self.idempotency_key);
+        make_storable(&mut self.channel.instance);
+        for s in [
+            &mut self.sender.name,
+            &mut self.sender.email,
+            &mut self.sender.phone,
+            &mut self.sender.postal_address,
+            &mut self.subject,
+            &mut self.language,
+            &mut self.review_reason,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            make_storable(s);
+        }
+        make_storable(&mut self.body);
+        for a in &mut self.attachments {
+            make_storable(&mut a.filename);
+            make_storable(&mut a.content_type);
+        }
+        self.metadata.values_mut().for_each(make_storable_json);
+    }
+
+    /// The text values, each with its field path (metadata not included).
+    fn texts(&self) -> Vec<(String, &str)> {
+        let mut all: Vec<(String, &str)> = vec![
+            ("idempotency_key".into(), self.idempotency_key.as_str()),
+            ("channel.instance".into(), self.channel.instance.as_str()),
+            ("body".into(), self.body.as_str()),
+        ];
+        for (name, v) in [
+            ("sender.name", &self.sender.name),
+            ("sender.email", &self.sender.email),
+            ("sender.phone", &self.sender.phone),
+            ("sender.postal_address", &self.sender.postal_address),
+            ("subject", &self.subject),
+            ("language", &self.language),
+            ("review_reason", &self.review_reason),
+        ] {
+            if let Some(v) = v {
+                all.push((name.into(), v.as_str()));
+            }
+        }
+        for (i, a) in self.attachments.iter().enumerate() {
+            all.push((format!("attachments[{i}].filename"), a.filename.as_str()));
+            all.push((
+                format!("attachments[{i}].content_type"),
+                a.content_type.as_str(),
+            ));
+        }
+        all
+    }
+
+    /// The invariants the JSON shape alone does not express. Inspects the
+    /// values, never the serialised JSON.
     pub fn check(&self) -> Result<(), MessageError> {
-        let invalid = |problem: String| MessageError::Invalid {
+        let at = |field: &str, problem: String| MessageError::Invalid {
             id: self.id,
+            field: field.to_string(),
             problem,
         };
         if self.schema_version != SCHEMA_VERSION {
@@ -206,31 +345,43 @@ impl IntakeMessage {
             });
         }
         if self.idempotency_key.trim().is_empty() {
-            return Err(invalid("idempotency_key is empty".into()));
+            return Err(at("idempotency_key", "is empty".into()));
         }
         if self.channel.instance.trim().is_empty() {
-            return Err(invalid("channel.instance is empty".into()));
+            return Err(at("channel.instance", "is empty".into()));
         }
         for (i, a) in self.attachments.iter().enumerate() {
             if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(format!(
-                    "attachments[{i}].sha256 is not a SHA-256 hex digest"
-                )));
+                return Err(at(
+                    &format!("attachments[{i}].sha256"),
+                    "is not a SHA-256 hex digest".into(),
+                ));
             }
         }
-        // PostgreSQL text cannot hold NUL; channels strip it, so one here is
-        // a broken producer, and the item would otherwise never register.
-        if serde_json::to_string(self).is_ok_and(|t| t.contains("\\u0000")) {
-            return Err(invalid("a text field contains a NUL character".into()));
+        // PostgreSQL text cannot hold NUL: a message not made storable
+        // ([`Self::normalise`]) would otherwise never register.
+        let nul = self
+            .texts()
+            .into_iter()
+            .find(|(_, v)| v.contains('\0'))
+            .map(|(f, _)| f)
+            .or_else(|| {
+                self.metadata
+                    .iter()
+                    .find_map(|(k, v)| unstorable_json(v, &format!("metadata.{k}")))
+            });
+        if let Some(field) = nul {
+            return Err(at(&field, "contains a NUL character".into()));
         }
         if let Some(key) = self
             .metadata
             .keys()
             .find(|k| ChannelKind::parse(k).is_none())
         {
-            return Err(invalid(format!(
-                "metadata key {key:?} is not a channel kind (web_form, email, scan, sms)"
-            )));
+            return Err(at(
+                &format!("metadata.{}", storable_text(key)),
+                "is not a channel kind (web_form, email, scan, sms)".into(),
+            ));
         }
         Ok(())
     }
@@ -363,6 +514,38 @@ mod tests {
             sample().why_no_reply().as_deref(),
             Some("the web_form channel sends no answers")
         );
+    }
+
+    #[test]
+    fn the_check_reads_values_not_the_serialised_json() {
+        // The six characters `\u0000` and backslashes are text like any other.
+        let mut m = sample();
+        m.body = "C:\\u0000 un \\\\u0000".into();
+        m.metadata.insert(
+            "web_form".into(),
+            serde_json::json!({ "fields": { "teksts": "\\u0000" } }),
+        );
+        assert!(m.check().is_ok(), "{:?}", m.check());
+        assert_eq!(IntakeMessage::decode(&m.encode()).unwrap(), m);
+        // A NUL is named by its field, and the normalisation removes it.
+        let mut m = sample();
+        m.metadata.insert(
+            "sms".into(),
+            serde_json::json!({ "to": "18\u{0}88", "parts": ["a\u{0}"] }),
+        );
+        assert_eq!(
+            m.check().unwrap_err().field(),
+            Some("metadata.sms.parts[0]")
+        );
+        m.sender.name = Some("An\u{0}na".into());
+        assert_eq!(m.check().unwrap_err().field(), Some("sender.name"));
+        m.prepare().unwrap();
+        assert_eq!(m.sender.name.as_deref(), Some("Anna"));
+        assert_eq!(m.metadata["sms"]["to"], "1888");
+        // The engine takes a producer's NUL as the door would have.
+        let mut raw = sample();
+        raw.body = "a\u{0}b".into();
+        assert_eq!(IntakeMessage::decode(&raw.encode()).unwrap().body, "ab");
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub fn item_dead_lettered() {
     counter!("pietura_items_dead_lettered_total").increment(1);
 }
 
+/// A dead letter was kept as a parked item.
+pub fn item_parked() {
+    counter!("pietura_items_parked_total").increment(1);
+}
+
 /// A routed notice left the outbox for a unit queue.
 pub fn item_routed(unit: &str) {
     counter!("pietura_items_routed_total", "unit" => unit.to_string()).increment(1);

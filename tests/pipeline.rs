@@ -143,20 +143,22 @@ async fn malformed_message_is_dead_lettered_and_consumer_keeps_going(backend: Ba
         "the engine still registers after poison: {receipt}"
     );
 
+    // Dead-lettered, then parked with their bytes (src/parked.rs).
     let deadline = tokio::time::Instant::now() + support::WAIT;
     loop {
-        let dead = env
-            .daemon
-            .bus
-            .dead_letter_count()
-            .await
-            .expect("dead-letter count");
-        if dead == 3 {
+        let parked = env.daemon.registry.parked().await.expect("parked");
+        if parked.len() == 3 {
+            let mut bytes: Vec<Vec<u8>> = parked.into_iter().map(|p| p.payload).collect();
+            bytes.sort();
+            let mut sent: Vec<Vec<u8>> = poison.iter().map(|p| p.to_vec()).collect();
+            sent.sort();
+            assert_eq!(bytes, sent, "each poison message parked as it was");
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{dead} of 3 poison messages dead-lettered"
+            "{} of 3 poison messages dead-lettered and parked",
+            parked.len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -25,7 +25,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
-use super::{Acker, Bus, BusError, Consumer, Delivery, Route};
+use super::{Acker, Bus, BusError, Consumer, DeadReason, Delivery, Route};
 
 /// What the AMQP bus needs to know.
 #[derive(Debug, Clone)]
@@ -356,6 +356,15 @@ impl Bus for AmqpBus {
     async fn consume_intake(&self) -> Result<Box<dyn Consumer>, BusError> {
         Ok(Box::new(AmqpConsumer {
             bus: self.clone(),
+            queue: "engine",
+            stream: None,
+        }))
+    }
+
+    async fn consume_dead(&self) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(Box::new(AmqpConsumer {
+            bus: self.clone(),
+            queue: "dead",
             stream: None,
         }))
     }
@@ -432,6 +441,8 @@ pub async fn delete_topology(url: &str, prefix: &str, units: &[String]) -> Resul
 
 struct AmqpConsumer {
     bus: AmqpBus,
+    /// `engine` (intake) or `dead`.
+    queue: &'static str,
     stream: Option<(u64, Channel, lapin::Consumer)>,
 }
 
@@ -449,7 +460,7 @@ impl AmqpConsumer {
             .map_err(unavailable)?;
         let consumer = ch
             .basic_consume(
-                s(&inner.name("engine")),
+                s(&inner.name(self.queue)),
                 s(""),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -474,6 +485,35 @@ fn delivery_count(props: &BasicProperties) -> u32 {
     }
 }
 
+/// Why RabbitMQ dead-lettered a message (`x-first-death-reason`): the
+/// quorum queue's delivery limit, or the engine's reject.
+fn dead_reason(props: &BasicProperties) -> DeadReason {
+    let first = props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-first-death-reason").cloned());
+    let reason = match first {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_string(),
+        _ => String::new(),
+    };
+    match reason.as_str() {
+        "delivery_limit" => DeadReason {
+            reason: "delivery limit reached (the engine restarted or failed while it had the item)"
+                .into(),
+            transient: true,
+        },
+        "rejected" => DeadReason {
+            reason: "refused by the rules engine (its log says why)".into(),
+            transient: false,
+        },
+        other => DeadReason {
+            reason: format!("dead-lettered by the broker ({other})"),
+            transient: false,
+        },
+    }
+}
+
 #[async_trait]
 impl Consumer for AmqpConsumer {
     async fn next(&mut self) -> Option<Delivery> {
@@ -492,6 +532,14 @@ impl Consumer for AmqpConsumer {
             };
             let generation = *generation;
             match consumer.next().await {
+                Some(Ok(d)) if self.queue == "dead" => {
+                    let reason = dead_reason(&d.properties);
+                    return Some(Delivery::dead(
+                        d.data,
+                        reason,
+                        Box::new(AmqpAcker { acker: d.acker }),
+                    ));
+                }
                 Some(Ok(d)) => {
                     let previous = delivery_count(&d.properties);
                     return Some(Delivery::new(

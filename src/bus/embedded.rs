@@ -10,7 +10,7 @@ use chrono::Utc;
 use sqlx::Row;
 use tokio::sync::Notify;
 
-use super::{Acker, Bus, BusError, Consumer, Delivery, Route};
+use super::{Acker, Bus, BusError, Consumer, DeadReason, Delivery, Route};
 use crate::registry::{Registry, db_time};
 
 const INTAKE: &str = "intake";
@@ -70,10 +70,7 @@ impl EmbeddedBus {
         if deliveries > i64::from(self.delivery_limit) {
             // Delivered too often without an ack: the consumer keeps dying on it.
             acker
-                .dead_letter(&format!(
-                    "delivery limit of {} reached",
-                    self.delivery_limit
-                ))
+                .dead_letter(&format!("{LIMIT_REACHED} {} reached", self.delivery_limit))
                 .await?;
             crate::metrics::item_dead_lettered();
             tracing::error!(bus_message = %id, deliveries, "message dead-lettered after too many deliveries");
@@ -85,7 +82,43 @@ impl EmbeddedBus {
             Box::new(acker),
         )))
     }
+
+    /// Takes the next dead letter (leased like a delivery).
+    async fn claim_dead(&self) -> Result<Option<Delivery>, BusError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE bus_messages SET visible_at = $1 \
+             WHERE id = (SELECT id FROM bus_messages WHERE queue = $2 AND dead_reason IS NOT NULL \
+                         AND visible_at <= $3 ORDER BY id LIMIT 1) \
+               AND dead_reason IS NOT NULL AND visible_at <= $3 \
+             RETURNING id, payload, dead_reason",
+        )
+        .bind(now + LEASE.as_millis() as i64)
+        .bind(INTAKE)
+        .bind(now)
+        .fetch_optional(self.registry.pool())
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let id: String = row.try_get("id").map_err(db_err)?;
+        let payload: String = row.try_get("payload").map_err(db_err)?;
+        let reason: String = row.try_get("dead_reason").map_err(db_err)?;
+        Ok(Some(Delivery::dead(
+            payload.into_bytes(),
+            DeadReason {
+                transient: reason.starts_with(LIMIT_REACHED),
+                reason,
+            },
+            Box::new(EmbeddedAcker {
+                registry: self.registry.clone(),
+                id,
+            }),
+        )))
+    }
 }
+
+/// How the reason of a message dead-lettered by the delivery limit starts.
+const LIMIT_REACHED: &str = "delivery limit of";
 
 struct EmbeddedAcker {
     registry: Registry,
@@ -114,7 +147,8 @@ impl Acker for EmbeddedAcker {
     }
 
     async fn dead_letter(&self, reason: &str) -> Result<(), BusError> {
-        sqlx::query("UPDATE bus_messages SET dead_reason = $2 WHERE id = $1")
+        // Visible at once to the dead-letter consumer, which parks it.
+        sqlx::query("UPDATE bus_messages SET dead_reason = $2, visible_at = 0 WHERE id = $1")
             .bind(&self.id)
             .bind(reason)
             .execute(self.registry.pool())
@@ -126,6 +160,7 @@ impl Acker for EmbeddedAcker {
 
 struct EmbeddedConsumer {
     bus: EmbeddedBus,
+    dead: bool,
 }
 
 #[async_trait]
@@ -133,13 +168,23 @@ impl Consumer for EmbeddedConsumer {
     async fn next(&mut self) -> Option<Delivery> {
         let mut backoff = POLL;
         loop {
-            match self.bus.claim().await {
+            let claimed = if self.dead {
+                self.bus.claim_dead().await
+            } else {
+                self.bus.claim().await
+            };
+            match claimed {
                 Ok(Some(d)) => return Some(d),
                 Ok(None) => backoff = POLL,
                 Err(e) => {
                     tracing::warn!("{e}; retrying in {backoff:?}");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
+            }
+            if self.dead {
+                // Dead letters are rare: no need to poll as often.
+                tokio::time::sleep(backoff * 4).await;
+                continue;
             }
             tokio::select! {
                 _ = self.bus.wake.notified() => {}
@@ -186,7 +231,17 @@ impl Bus for EmbeddedBus {
     }
 
     async fn consume_intake(&self) -> Result<Box<dyn Consumer>, BusError> {
-        Ok(Box::new(EmbeddedConsumer { bus: self.clone() }))
+        Ok(Box::new(EmbeddedConsumer {
+            bus: self.clone(),
+            dead: false,
+        }))
+    }
+
+    async fn consume_dead(&self) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(Box::new(EmbeddedConsumer {
+            bus: self.clone(),
+            dead: true,
+        }))
     }
 
     async fn ready(&self) -> bool {

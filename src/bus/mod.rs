@@ -29,6 +29,9 @@ pub enum BusError {
     NotConfirmed { message_id: String, reason: String },
     #[error("bus error: {0}")]
     Other(String),
+    /// Refused before publishing: the door answers 400 naming the field.
+    #[error("message refused before publishing: {0}")]
+    Refused(#[from] crate::message::MessageError),
 }
 
 /// Where a message goes.
@@ -47,7 +50,18 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// How many times this message has been delivered before, if the bus knows.
     pub previous_deliveries: u32,
+    /// Why the bus dead-lettered it (deliveries from [`Bus::consume_dead`]).
+    pub dead_reason: Option<DeadReason>,
     acker: Box<dyn Acker>,
+}
+
+/// Why a message is in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadReason {
+    pub reason: String,
+    /// The delivery limit was reached (restarts, a failing registry): it may
+    /// pass by itself, unlike a message the engine refused.
+    pub transient: bool,
 }
 
 impl Delivery {
@@ -56,6 +70,17 @@ impl Delivery {
         Self {
             payload,
             previous_deliveries,
+            dead_reason: None,
+            acker,
+        }
+    }
+
+    /// A delivery from the dead-letter queue, with why it is there.
+    pub fn dead(payload: Vec<u8>, reason: DeadReason, acker: Box<dyn Acker>) -> Self {
+        Self {
+            payload,
+            previous_deliveries: 0,
+            dead_reason: Some(reason),
             acker,
         }
     }
@@ -108,6 +133,10 @@ pub trait Bus: Send + Sync {
     /// Readiness: can we publish right now?
     async fn ready(&self) -> bool;
 
+    /// Starts consuming the dead-letter queue (`<prefix>.dead`; the embedded
+    /// bus's dead rows); acknowledging a delivery removes the dead letter.
+    async fn consume_dead(&self) -> Result<Box<dyn Consumer>, BusError>;
+
     /// Messages currently in the dead-letter queue.
     async fn dead_letter_count(&self) -> Result<u64, BusError>;
 
@@ -117,8 +146,20 @@ pub trait Bus: Send + Sync {
     }
 }
 
-/// Publishes a channel's message to the engine (the common case).
+/// Publishes a channel's message to the engine (the common case), after
+/// the one normalisation and validation ([`IntakeMessage::prepare`]) the
+/// engine runs too: what the engine would refuse is refused here, before
+/// the door answers 2xx ([`BusError::Refused`]).
 pub async fn publish_intake(bus: &dyn Bus, msg: &IntakeMessage) -> Result<(), BusError> {
+    let prepared;
+    let msg = if msg.check().is_ok() {
+        msg
+    } else {
+        let mut m = msg.clone();
+        m.prepare()?;
+        prepared = m;
+        &prepared
+    };
     let payload = msg.encode();
     bus.publish(Route::Intake(msg), &payload, &msg.id.to_string())
         .await?;

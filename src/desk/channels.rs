@@ -75,6 +75,7 @@ struct ChannelsPage {
     rows: Vec<ChannelRow>,
     components: Vec<ComponentRow>,
     dead_letters: String,
+    parked: String,
     outbox: String,
     dms_pending: String,
     rules_version: String,
@@ -155,6 +156,13 @@ pub async fn overview(
         dead_letters: shown(
             s.bus
                 .dead_letter_count()
+                .await
+                .map(|n| n as i64)
+                .map_err(|e| e.to_string()),
+        ),
+        parked: shown(
+            s.registry
+                .parked_count()
                 .await
                 .map(|n| n as i64)
                 .map_err(|e| e.to_string()),

@@ -115,6 +115,8 @@ struct IndexPage<'a> {
 #[template(path = "status.html")]
 struct StatusPage {
     registered: bool,
+    /// Held for the records office ([`crate::parked`]), not on its way.
+    parked: bool,
     number: String,
     received_at: String,
     reply_due: String,
@@ -162,6 +164,8 @@ async fn status(
                 .into_response();
         }
     };
+    // A parked item is never "accepted" (on its way): it waits for a person.
+    let parked = item.is_none() && s.registry.is_parked(&tracking_id).await.unwrap_or(false);
     let json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -169,7 +173,11 @@ async fn status(
     if json {
         return Json(serde_json::json!({
             "tracking_id": tracking_id,
-            "status": if item.is_some() { "registered" } else { "accepted" },
+            "status": match (&item, parked) {
+                (Some(_), _) => "registered",
+                (None, true) => "parked",
+                (None, false) => "accepted",
+            },
             "registration_number": item.as_ref().map(|i| &i.registration_number),
             "reply_due": item.as_ref().and_then(|i| i.reply_due.as_ref()),
             "forward_due": item.as_ref().and_then(|i| i.forward_due.as_ref()),
@@ -178,6 +186,7 @@ async fn status(
     }
     html(StatusPage {
         registered: item.is_some(),
+        parked,
         number: item
             .as_ref()
             .map(|i| i.registration_number.clone())

@@ -15,6 +15,7 @@ pub mod mailboxes;
 pub mod numbering;
 mod register;
 pub use register::RegisterPolicy;
+pub mod parked;
 pub mod replies;
 pub mod sms_pending;
 mod stats;

@@ -135,6 +135,17 @@ pub enum GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// The gateway's own names of the id, sender, recipient and text
+    /// parameters, for 400s that name the field.
+    fn field_names(&self) -> [&'static str; 4] {
+        match self {
+            GatewayConfig::Twilio { .. } => ["MessageSid", "From", "To", "Body"],
+            GatewayConfig::Kannel { .. } | GatewayConfig::JsonHmac { .. } => {
+                ["id", "from", "to", "text"]
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             GatewayConfig::Kannel { .. } => "kannel",
@@ -580,14 +591,22 @@ impl Sms {
 
     /// The one message format for an inbound SMS.
     pub fn normalise(&self, sms: &InboundSms) -> Result<IntakeMessage, Refusal> {
+        let [id_field, from_field, _, text_field] = self.cfg.gateway.field_names();
         if sms.gateway_id.trim().is_empty() || sms.gateway_id.len() > 200 {
-            return Err(Refusal::Invalid(
-                "the gateway message id must be 1–200 characters".into(),
-            ));
+            return Err(Refusal::Invalid(format!(
+                "parameter {id_field:?}: the gateway message id must be 1–200 characters"
+            )));
+        }
+        // The id is the item's idempotency key: never changed, so a
+        // control character in it is refused, not removed.
+        if sms.gateway_id.chars().any(char::is_control) {
+            return Err(Refusal::Invalid(format!(
+                "parameter {id_field:?}: the gateway message id contains a control character"
+            )));
         }
         let from = SmsAddress::parse(&sms.from).ok_or_else(|| {
             Refusal::Invalid(format!(
-                "sender {:?} is not a phone number, short code or sender name",
+                "parameter {from_field:?}: sender {:?} is not a phone number, short code or sender name",
                 sms.from
             ))
         })?;
@@ -604,7 +623,7 @@ impl Sms {
         };
         if text.chars().count() > self.cfg.max_chars {
             return Err(Refusal::Invalid(format!(
-                "the text has {} characters, more than max_chars = {}",
+                "parameter {text_field:?}: the text has {} characters, more than max_chars = {}",
                 text.chars().count(),
                 self.cfg.max_chars
             )));
@@ -652,7 +671,11 @@ impl Sms {
     /// Authenticates, normalises, publishes with confirm: the gateway's 2xx
     /// comes only after the item is durably handed on.
     async fn receive(&self, c: Callback<'_>) -> Result<Accepted, Refusal> {
-        let sms = self.parse(&c)?;
+        let mut sms = self.parse(&c)?;
+        // Made storable (NUL removed) before it is held or published.
+        sms.to = sms
+            .to
+            .map(|to| crate::message::storable_text(&to).into_owned());
         let mut msg = self.normalise(&sms)?;
         if let Some((bytes, _)) = binary_content(&sms) {
             // Binary content is an item of its own, its bytes an attachment
@@ -681,7 +704,12 @@ impl Sms {
         publish_intake(self.ctx.bus.as_ref(), &msg)
             .instrument(span.clone())
             .await
-            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::bus::BusError::Refused(e) => {
+                    Refusal::Invalid(format!("field {}: {e}", e.field().unwrap_or("message")))
+                }
+                e => Refusal::Unavailable(e.to_string()),
+            })?;
         tracing::info!(parent: &span, "accepted");
         Ok(Accepted::Published(msg.id.to_string()))
     }

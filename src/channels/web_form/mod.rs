@@ -289,6 +289,8 @@ impl WebForm {
             sub.attachments,
             lang.code(),
         );
+        // The engine's own check, before anything is claimed or answered.
+        msg.prepare().map_err(|e| self.refused(&e, lang))?;
         let content = content_sha256(&msg);
         let unavailable = |e: RegistryError| {
             tracing::error!(channel = %self.cfg.id, "submission refused, its key could not be checked: {e}");
@@ -332,6 +334,9 @@ impl WebForm {
             .instrument(span.clone())
             .await
         {
+            if let crate::bus::BusError::Refused(e) = &e {
+                return Err(self.refused(e, lang));
+            }
             tracing::error!(parent: &span, "not accepted, the citizen was told to retry: {e}");
             return Err(Refusal::Unavailable);
         }
@@ -352,6 +357,23 @@ impl WebForm {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
         }
+    }
+
+    /// A message the one validation refuses ([`IntakeMessage::prepare`]):
+    /// 400 naming the form field (or the message field) it is about.
+    fn refused(&self, e: &crate::message::MessageError, lang: Lang) -> Refusal {
+        let field = e.field().map(|f| {
+            f.strip_prefix("metadata.web_form.fields.")
+                .unwrap_or(f)
+                .to_string()
+        });
+        let label = field
+            .as_deref()
+            .map(|f| self.label(f, lang))
+            .unwrap_or_default();
+        let lv = format!("Lauku „{label}” nevar reģistrēt; nekas netika reģistrēts ({e}).");
+        let en = format!("\"{label}\" cannot be registered; nothing was registered ({e}).");
+        Refusal::BadRequest(vec![(field, if lang == Lang::En { en } else { lv })])
     }
 
     fn status_url(&self, tracking_id: &str) -> String {
