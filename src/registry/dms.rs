@@ -53,27 +53,19 @@ impl Registry {
     pub async fn claim_dms(&self, limit: i64) -> Result<Vec<DmsTask>, RegistryError> {
         let ctx = "DMS registrations due";
         let leases = self.claim(&lease::DMS, None, limit, LEASE).await?;
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT d.item_id, i.registration_number, d.connector, d.attempts, d.external_id, \
-             d.registered_at, d.stale_since \
-             FROM dms_registrations d JOIN items i ON i.id = d.item_id \
-             WHERE d.item_id IN ({}) ORDER BY d.next_attempt_at",
-            super::register::numbered(1, leases.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for l in &leases {
-            query = query.bind(l.key.clone());
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(q(ctx))?;
+        let rows = self
+            .rows_of_leases(
+                &leases,
+                "SELECT d.item_id, i.registration_number, d.connector, d.attempts, d.external_id, \
+                 d.registered_at, d.stale_since \
+                 FROM dms_registrations d JOIN items i ON i.id = d.item_id \
+                 WHERE d.item_id IN ({keys}) ORDER BY d.next_attempt_at",
+                ctx,
+            )
+            .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        for r in &rows {
+        for (r, lease) in rows {
             let item_id: String = r.try_get("item_id").map_err(q(ctx))?;
-            let Some(lease) = leases.iter().find(|l| l.key == item_id).cloned() else {
-                continue;
-            };
             let registered: Option<String> = r.try_get("registered_at").map_err(q(ctx))?;
             // The claim counted this attempt already.
             let attempts: i64 = r.try_get("attempts").map_err(q(ctx))?;

@@ -110,6 +110,36 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The rows `select` reads for these claimed leases, each with its lease:
+    /// `select` names the claimed keys as `{keys}` and returns each row's key
+    /// as `item_id`.
+    pub(super) async fn rows_of_leases(
+        &self,
+        leases: &[Lease],
+        select: &str,
+        ctx: &str,
+    ) -> Result<Vec<(sqlx::any::AnyRow, Lease)>, RegistryError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = select.replace("{keys}", &super::register::numbered(1, leases.len()));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for l in leases {
+            query = query.bind(l.key.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(q(ctx))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key: String = r.try_get("item_id").map_err(q(ctx))?;
+            if let Some(lease) = leases.iter().find(|l| l.key == key).cloned() {
+                out.push((r, lease));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `(key = $a AND lease_token = $b) OR …` for `n` leases from `$first`.
 fn fenced(queue: &Queue, first: usize, n: usize) -> String {
     (0..n)

@@ -56,27 +56,19 @@ impl Registry {
         let leases = self
             .claim(&lease::REPLIES, Some(channel_instance), limit, ttl_secs)
             .await?;
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT r.item_id, i.registration_number, r.channel_instance, r.address, r.attempts, \
-             COALESCE(i.forward_due, i.reply_due) AS due \
-             FROM replies r JOIN items i ON i.id = r.item_id \
-             WHERE r.item_id IN ({}) ORDER BY r.next_attempt_at",
-            super::register::numbered(1, leases.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for l in &leases {
-            query = query.bind(l.key.clone());
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(q(ctx))?;
+        let rows = self
+            .rows_of_leases(
+                &leases,
+                "SELECT r.item_id, i.registration_number, r.channel_instance, r.address, r.attempts, \
+                 COALESCE(i.forward_due, i.reply_due) AS due \
+                 FROM replies r JOIN items i ON i.id = r.item_id \
+                 WHERE r.item_id IN ({keys}) ORDER BY r.next_attempt_at",
+                ctx,
+            )
+            .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        for r in &rows {
+        for (r, lease) in rows {
             let item_id: String = r.try_get("item_id").map_err(q(ctx))?;
-            let Some(lease) = leases.iter().find(|l| l.key == item_id).cloned() else {
-                continue;
-            };
             claimed.push(PendingReply {
                 item_id,
                 registration_number: r.try_get("registration_number").map_err(q(ctx))?,
