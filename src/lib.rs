@@ -21,8 +21,10 @@
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
-//! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite.
-//! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues.
+//! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
+//!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens).
+//! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues;
+//!   [`parked`]: every dead letter kept as a parked item, retried or shown to the office.
 //! - [`dms`]: registration in an external document-management system (Mayan
 //!   EDMS, Paperless-ngx, CMIS) behind one connector trait, queued with each
 //!   item and retried until the DMS has it.
