@@ -44,21 +44,32 @@ impl EmbeddedBus {
         }
     }
 
-    async fn claim(&self) -> Result<Option<Delivery>, BusError> {
+    /// Leases the next visible intake message, live or dead-lettered, and
+    /// returns its row (`id`, `payload`, `deliveries`, `dead_reason`).
+    async fn lease_next(&self, dead: bool) -> Result<Option<sqlx::any::AnyRow>, BusError> {
         let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE bus_messages SET visible_at = $1, deliveries = deliveries + 1 \
-             WHERE id = (SELECT id FROM bus_messages WHERE queue = $2 AND dead_reason IS NULL \
+        let (is, counted) = if dead {
+            ("IS NOT NULL", "")
+        } else {
+            ("IS NULL", ", deliveries = deliveries + 1")
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE bus_messages SET visible_at = $1{counted} \
+             WHERE id = (SELECT id FROM bus_messages WHERE queue = $2 AND dead_reason {is} \
                          AND visible_at <= $3 ORDER BY id LIMIT 1) \
-               AND dead_reason IS NULL AND visible_at <= $3 \
-             RETURNING id, payload, deliveries",
-        )
+               AND dead_reason {is} AND visible_at <= $3 \
+             RETURNING id, payload, deliveries, dead_reason"
+        )))
         .bind(now + LEASE.as_millis() as i64)
         .bind(INTAKE)
         .bind(now)
         .fetch_optional(self.registry.pool())
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)
+    }
+
+    async fn claim(&self) -> Result<Option<Delivery>, BusError> {
+        let row = self.lease_next(false).await?;
         let Some(row) = row else { return Ok(None) };
         let id: String = row.try_get("id").map_err(db_err)?;
         let payload: String = row.try_get("payload").map_err(db_err)?;
@@ -85,20 +96,7 @@ impl EmbeddedBus {
 
     /// Takes the next dead letter (leased like a delivery).
     async fn claim_dead(&self) -> Result<Option<Delivery>, BusError> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE bus_messages SET visible_at = $1 \
-             WHERE id = (SELECT id FROM bus_messages WHERE queue = $2 AND dead_reason IS NOT NULL \
-                         AND visible_at <= $3 ORDER BY id LIMIT 1) \
-               AND dead_reason IS NOT NULL AND visible_at <= $3 \
-             RETURNING id, payload, dead_reason",
-        )
-        .bind(now + LEASE.as_millis() as i64)
-        .bind(INTAKE)
-        .bind(now)
-        .fetch_optional(self.registry.pool())
-        .await
-        .map_err(db_err)?;
+        let row = self.lease_next(true).await?;
         let Some(row) = row else { return Ok(None) };
         let id: String = row.try_get("id").map_err(db_err)?;
         let payload: String = row.try_get("payload").map_err(db_err)?;
