@@ -236,7 +236,7 @@ impl Engine {
                         "registration failed, retrying in {backoff:?}: {e}"
                     );
                     // On shutdown they stay unacknowledged: delivered again after restart.
-                    if !pause_before_retry(&mut backoff, shutdown).await {
+                    if !crate::backoff::pause_before_retry(&mut backoff, shutdown).await {
                         return;
                     }
                 }
@@ -295,7 +295,7 @@ impl Engine {
                 }
                 Err(e) => {
                     tracing::warn!("registration failed, retrying in {backoff:?}: {e}");
-                    if !pause_before_retry(&mut backoff, shutdown).await {
+                    if !crate::backoff::pause_before_retry(&mut backoff, shutdown).await {
                         return None;
                     }
                 }
@@ -348,19 +348,6 @@ enum RegisterOutcome {
     Registered(Box<Registration>),
     /// The database refuses the item's data; no retry will change that.
     Refused(String),
-}
-
-/// Sleeps `backoff` (then doubles it, up to 30 s); false if shutdown came first.
-pub(crate) async fn pause_before_retry(
-    backoff: &mut Duration,
-    shutdown: &CancellationToken,
-) -> bool {
-    tokio::select! {
-        _ = shutdown.cancelled() => return false,
-        _ = tokio::time::sleep(*backoff) => {}
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    true
 }
 
 async fn dead_letter(delivery: Delivery, reason: &str) {

@@ -30,6 +30,7 @@
 //!   item and retried until the DMS has it.
 //! - [`ocr`]: Tesseract OCR of scanned pages in a bounded pool of
 //!   single-threaded engines (orientation, deskew, blank pages, limits).
+//! - [`backoff`]: the one doubling backoff and retry pause every retrying task uses.
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
 //!   actions, dashboard and reports, health and metrics).
@@ -46,6 +47,7 @@
 //! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV).
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
+pub mod backoff;
 pub mod bench;
 pub mod blobs;
 pub mod bus;

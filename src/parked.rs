@@ -53,9 +53,7 @@ impl ParkedError {
 
 /// The wait before the next automatic retry after `attempts`.
 fn backoff(attempts: i64) -> chrono::Duration {
-    let shift = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
-    let wait = BACKOFF_FIRST.saturating_mul(1u32 << shift).min(BACKOFF_MAX);
-    chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
+    crate::backoff::doubling_chrono(BACKOFF_FIRST, attempts - 1, BACKOFF_MAX)
 }
 
 /// A parked item's id: the message id (the citizen's tracking id) when the

@@ -64,8 +64,11 @@ pub trait Replier: Send + Sync {
 
 /// Backoff after `attempts` failures: 15 s doubling up to an hour.
 fn backoff(attempts: i64) -> chrono::Duration {
-    let secs = 15_i64.saturating_mul(1 << attempts.clamp(0, 8));
-    chrono::Duration::seconds(secs.min(3600))
+    crate::backoff::doubling_chrono(
+        std::time::Duration::from_secs(15),
+        attempts,
+        std::time::Duration::from_secs(3600),
+    )
 }
 
 /// How answers are claimed and how long one send may take.

@@ -182,7 +182,7 @@ impl Supervisor {
                     c.since = Utc::now();
                     c.last_error = Some(why);
                 });
-                if !crate::engine::pause_before_retry(&mut pause, &shutdown).await {
+                if !crate::backoff::pause_before_retry(&mut pause, &shutdown).await {
                     components.enter(&name, Phase::Stopped);
                     return;
                 }

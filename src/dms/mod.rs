@@ -261,7 +261,8 @@ impl DmsWorker {
             }
             Err(e) => {
                 crate::metrics::dms_failed();
-                let pause = backoff(task.attempts, self.retry_max);
+                let pause =
+                    crate::backoff::doubling(Duration::from_secs(5), task.attempts, self.retry_max);
                 let after = chrono::Duration::from_std(pause).unwrap_or_default();
                 let next = Utc::now() + after;
                 let why = format!("item {}: {e}", task.registration_number);
@@ -296,24 +297,9 @@ impl DmsWorker {
     }
 }
 
-/// The pause after `attempts` tries: 5 s doubling, up to `max`.
-fn backoff(attempts: i64, max: Duration) -> Duration {
-    let secs = 5_u64.saturating_mul(1 << attempts.clamp(0, 16));
-    Duration::from_secs(secs).min(max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_limit() {
-        let max = Duration::from_secs(600);
-        assert_eq!(backoff(0, max), Duration::from_secs(5));
-        assert_eq!(backoff(1, max), Duration::from_secs(10));
-        assert_eq!(backoff(3, max), Duration::from_secs(40));
-        assert_eq!(backoff(40, max), max);
-    }
 
     #[test]
     fn unknown_connector_types_and_fields_are_refused() {
