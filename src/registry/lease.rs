@@ -1,7 +1,9 @@
 //! Leased work: the one way a daemon takes rows of a queue table (outbox,
-//! replies, DMS registrations) so that several daemons on one database never
-//! work the same row at once, and a daemon that stalls past its claim cannot
-//! record its outcome over another's.
+//! replies, DMS registrations, the embedded bus) or a piece of named work
+//! (a scan file, a channel's SMS flush, the deadline recompute, a unit's
+//! daily digest, a mailbox: [`NAMED`]) so that several daemons on one
+//! database never work the same thing at once, and a daemon that stalls
+//! past its claim cannot record its outcome over another's.
 //!
 //! - Time is the database's clock (`now()` on PostgreSQL, `strftime('now')`
 //!   on SQLite), never a host's: leases mean the same on every machine.
@@ -14,6 +16,10 @@
 //!
 //! A lease that ran out but that nobody claimed again is still honoured:
 //! the work was done once, by its holder.
+//!
+//! Whoever holds a claim while waiting on something slow (OCR, an SMTP
+//! relay, a registry stall) renews it well inside its time, or cuts the
+//! wait off before the claim runs out ([`Renewal`] renews in the background).
 
 use sqlx::Row;
 
@@ -68,6 +74,41 @@ pub const DMS: Queue = Queue {
     order: "next_attempt_at",
     scope: None,
     on_claim: ", attempts = attempts + 1",
+};
+
+/// Live intake messages of the embedded bus; a claim is a delivery and
+/// counts towards the delivery limit.
+pub const BUS_INTAKE: Queue = Queue {
+    name: "embedded bus message",
+    table: "bus_messages",
+    key: "id",
+    due: "queue = 'intake' AND dead_reason IS NULL",
+    order: "id",
+    scope: None,
+    on_claim: ", deliveries = deliveries + 1",
+};
+
+/// Dead-lettered intake messages of the embedded bus, for the parking consumer.
+pub const BUS_DEAD: Queue = Queue {
+    name: "embedded bus dead letter",
+    table: "bus_messages",
+    key: "id",
+    due: "queue = 'intake' AND dead_reason IS NOT NULL",
+    order: "id",
+    scope: None,
+    on_claim: "",
+};
+
+/// Named work (`work_leases`): one row per name, made by the first claim
+/// ([`Registry::claim_named`]); `state` keeps what its last holder recorded.
+pub const NAMED: Queue = Queue {
+    name: "named work",
+    table: "work_leases",
+    key: "name",
+    due: "1 = 1",
+    order: "name",
+    scope: None,
+    on_claim: "",
 };
 
 /// One claimed row: its key and the fencing token of this claim.
@@ -175,35 +216,47 @@ impl Registry {
         limit: i64,
         ttl_secs: i64,
     ) -> Result<Vec<Lease>, RegistryError> {
+        Ok(self
+            .claim_rows(queue, scope, limit, ttl_secs, &[])
+            .await?
+            .into_iter()
+            .map(|(_, lease)| lease)
+            .collect())
+    }
+
+    /// [`Registry::claim`], returning with each lease the claimed row's
+    /// `columns` (read in the claiming statement: no second query).
+    pub async fn claim_rows(
+        &self,
+        queue: &Queue,
+        scope: Option<&str>,
+        limit: i64,
+        ttl_secs: i64,
+        columns: &[&str],
+    ) -> Result<Vec<(sqlx::any::AnyRow, Lease)>, RegistryError> {
         let now = db_now_plus(self.sqlite, 0);
-        let until = db_now_plus(self.sqlite, ttl_secs);
         let due = queue.due.replace("{now}", &now);
         let scoped = match (queue.scope, scope) {
             (Some(column), Some(_)) => format!(" AND {column} = $3"),
             _ => String::new(),
         };
         let Queue {
-            table,
-            key,
-            order,
-            on_claim,
-            ..
+            table, key, order, ..
         } = queue;
         let pick = format!(
             "SELECT {key} FROM {table} WHERE ({due}){scoped} \
              AND (lease_until IS NULL OR lease_until <= {now}) ORDER BY {order} LIMIT $2"
         );
-        let set = format!(
-            "lease_holder = $1, lease_until = {until}, lease_token = lease_token + 1{on_claim}"
-        );
         let sql = if self.sqlite {
             // One writer: the statement is the claim.
-            format!("UPDATE {table} SET {set} WHERE {key} IN ({pick}) RETURNING {key}, lease_token")
+            self.claim_sql(queue, ttl_secs, "", &format!("{key} IN ({pick})"), columns)
         } else {
-            format!(
-                "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) \
-                 UPDATE {table} SET {set} FROM picked WHERE {table}.{key} = picked.{key} \
-                 RETURNING {table}.{key}, {table}.lease_token"
+            self.claim_sql(
+                queue,
+                ttl_secs,
+                &format!("WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "),
+                &format!("{table}.{key} = picked.{key}"),
+                columns,
             )
         };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -214,15 +267,136 @@ impl Registry {
         }
         let ctx = format!("claim of {} rows", queue.name);
         let rows = query.fetch_all(&self.pool).await.map_err(q(ctx.clone()))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Lease {
-                    key: r.try_get(0)?,
-                    token: r.try_get(1)?,
-                })
+        leases_of(rows).map_err(q(ctx))
+    }
+
+    /// The claiming `UPDATE` of `queue` for the rows `which` selects
+    /// (`$1` is the holder; on PostgreSQL `with` names `picked`), returning
+    /// key, token and `columns`.
+    fn claim_sql(
+        &self,
+        queue: &Queue,
+        ttl_secs: i64,
+        with: &str,
+        which: &str,
+        columns: &[&str],
+    ) -> String {
+        let Queue {
+            table,
+            key,
+            on_claim,
+            ..
+        } = queue;
+        let until = db_now_plus(self.sqlite, ttl_secs);
+        let from = if with.is_empty() { "" } else { " FROM picked" };
+        let returning: String = [*key, "lease_token"]
+            .iter()
+            .chain(columns)
+            .map(|c| {
+                if self.sqlite {
+                    c.to_string()
+                } else {
+                    format!("{table}.{c}")
+                }
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(q(ctx))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{with}UPDATE {table} SET lease_holder = $1, lease_until = {until}, \
+             lease_token = lease_token + 1{on_claim}{from} WHERE {which} RETURNING {returning}"
+        )
+    }
+
+    /// Claims the one row of `queue` whose key is `key`, if it is due and
+    /// not leased by anyone (or its lease ran out): None while another
+    /// daemon holds it.
+    pub async fn claim_one(
+        &self,
+        queue: &Queue,
+        key: &str,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, RegistryError> {
+        let now = db_now_plus(self.sqlite, 0);
+        let which = format!(
+            "{} = $2 AND ({}) AND (lease_until IS NULL OR lease_until <= {now})",
+            queue.key,
+            queue.due.replace("{now}", &now)
+        );
+        let sql = self.claim_sql(queue, ttl_secs, "", &which, &[]);
+        let ctx = format!("claim of {} {key}", queue.name);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.holder.to_string())
+            .bind(key.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q(ctx.clone()))?;
+        Ok(leases_of(rows)
+            .map_err(q(ctx))?
+            .pop()
+            .map(|(_, lease)| lease))
+    }
+
+    /// Claims the named work `name` ([`NAMED`], its row made on first use);
+    /// None while another daemon holds it.
+    pub async fn claim_named(
+        &self,
+        name: &str,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, RegistryError> {
+        sqlx::query("INSERT INTO work_leases (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(q(format!("named work {name}")))?;
+        self.claim_one(&NAMED, name, ttl_secs).await
+    }
+
+    /// What the last holder of the named work recorded with
+    /// [`Registry::complete_named`], if anything.
+    pub async fn named_state(&self, name: &str) -> Result<Option<String>, RegistryError> {
+        let ctx = format!("state of named work {name}");
+        let row = sqlx::query("SELECT state FROM work_leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q(ctx.clone()))?;
+        match row {
+            Some(r) => r.try_get(0).map_err(q(ctx)),
+            None => Ok(None),
+        }
+    }
+
+    /// Who holds the named work and until when (database time), if anyone.
+    pub async fn named_holder(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        let ctx = format!("holder of named work {name}");
+        let row = sqlx::query("SELECT lease_holder, lease_until FROM work_leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q(ctx.clone()))?;
+        let Some(row) = row else { return Ok(None) };
+        let holder: Option<String> = row.try_get(0).map_err(q(ctx.clone()))?;
+        let until: Option<String> = row.try_get(1).map_err(q(ctx))?;
+        Ok(holder.map(|h| (h, until.unwrap_or_default())))
+    }
+
+    /// Completes a claim of named work, recording `state` for the next
+    /// holder; refused when it was claimed again since.
+    pub async fn complete_named(&self, lease: &Lease, state: &str) -> Result<(), RegistryError> {
+        let ctx = format!("completion of named work {}", lease.key);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        fence_one(&mut tx, &NAMED, lease).await?;
+        sqlx::query("UPDATE work_leases SET state = $2, updated_at = $3 WHERE name = $1")
+            .bind(lease.key.clone())
+            .bind(state)
+            .bind(super::db_time(chrono::Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(q(ctx.clone()))?;
+        tx.commit().await.map_err(q(ctx))
     }
 
     /// Extends a claim to `ttl_secs` from now (database clock); refused
@@ -290,6 +464,116 @@ impl Registry {
     }
 }
 
+/// The key and token (the first two columns) of each claimed row.
+fn leases_of(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<(sqlx::any::AnyRow, Lease)>, sqlx::Error> {
+    rows.into_iter()
+        .map(|r| {
+            let lease = Lease {
+                key: r.try_get(0)?,
+                token: r.try_get(1)?,
+            };
+            Ok((r, lease))
+        })
+        .collect()
+}
+
+impl Registry {
+    /// Gives a claim back to be due again only `secs` seconds from now
+    /// (database clock): a retry later, by whichever daemon claims it then.
+    /// Refused when the row was claimed again since.
+    pub async fn postpone(
+        &self,
+        queue: &Queue,
+        lease: &Lease,
+        secs: i64,
+    ) -> Result<(), RegistryError> {
+        let sql = format!(
+            "UPDATE {} SET lease_holder = NULL, lease_until = {} WHERE {}",
+            queue.table,
+            db_now_plus(self.sqlite, secs),
+            fenced(queue, 1, 1)
+        );
+        self.fenced_write(queue, lease, sql, "postponing").await
+    }
+
+    /// Completes a claim by removing its row (the work is done and nothing
+    /// of it needs keeping); refused when the row was claimed again since.
+    pub async fn remove(&self, queue: &Queue, lease: &Lease) -> Result<(), RegistryError> {
+        let sql = format!("DELETE FROM {} WHERE {}", queue.table, fenced(queue, 1, 1));
+        self.fenced_write(queue, lease, sql, "removal").await
+    }
+
+    async fn fenced_write(
+        &self,
+        queue: &Queue,
+        lease: &Lease,
+        sql: String,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease.key.clone())
+            .bind(lease.token)
+            .execute(&self.pool)
+            .await
+            .map_err(q(format!("{what} of {} {}", queue.name, lease.key)))?
+            .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(lost(queue, lease))
+        }
+    }
+}
+
+/// Renews one claim in the background every third of its time until
+/// dropped or [`Renewal::stop`]ped, for work that waits on something slow
+/// (OCR of a long file, a delivery held through a registry stall). A lost
+/// claim stops the renewing and is logged; [`Renewal::lost`] tells.
+pub struct Renewal {
+    task: tokio::task::JoinHandle<()>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Renewal {
+    /// Starts renewing `lease` of `queue` to `ttl_secs` from each renewal.
+    pub fn start(registry: Registry, queue: &'static Queue, lease: Lease, ttl_secs: i64) -> Self {
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = lost.clone();
+        let every = std::time::Duration::from_millis((ttl_secs.max(1) as u64) * 1000 / 3);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match registry.renew(queue, &lease, ttl_secs).await {
+                    Ok(()) => {}
+                    Err(e @ RegistryError::LeaseLost { .. }) => {
+                        tracing::warn!("{e}; its holder here stops and leaves it to the other");
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    // The database is away: try again; the claim may still
+                    // be ours when it is back (nobody else can claim then).
+                    Err(e) => tracing::warn!("renewing a claim of {}: {e}", queue.name),
+                }
+            }
+        });
+        Renewal { task, lost }
+    }
+
+    /// True once a renewal was refused: another daemon holds the work now.
+    pub fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops renewing (the claim is then completed, released or left to run out).
+    pub fn stop(self) {}
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The fence, in the completing transaction: ends the claims whose token is
 /// still the row's (locking those rows until the transaction ends) and
 /// returns them; each refused one (claimed again since) is logged.
@@ -328,6 +612,53 @@ pub(super) async fn fence(
         );
     }
     Ok(kept)
+}
+
+/// [`Registry::renew`] in the caller's transaction (which then holds the
+/// row until it ends): the work recorded there is recorded only while the
+/// claim is still this daemon's.
+pub(super) async fn renew_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sqlite: bool,
+    queue: &Queue,
+    lease: &Lease,
+    ttl_secs: i64,
+) -> Result<(), RegistryError> {
+    let sql = format!(
+        "UPDATE {} SET lease_until = {} WHERE {}",
+        queue.table,
+        db_now_plus(sqlite, ttl_secs),
+        fenced(queue, 1, 1)
+    );
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease.key.clone())
+        .bind(lease.token)
+        .execute(&mut **tx)
+        .await
+        .map_err(q(format!("renewal of {} {}", queue.name, lease.key)))?
+        .rows_affected();
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(lost(queue, lease))
+    }
+}
+
+/// Removes the claimed row in the caller's transaction; false (nothing
+/// removed) when it was claimed again since.
+pub(super) async fn remove_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    queue: &Queue,
+    lease: &Lease,
+) -> Result<bool, RegistryError> {
+    let sql = format!("DELETE FROM {} WHERE {}", queue.table, fenced(queue, 1, 1));
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease.key.clone())
+        .bind(lease.token)
+        .execute(&mut **tx)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(q(format!("removal of {} {}", queue.name, lease.key)))
 }
 
 /// [`fence`] for one claim: refused ([`RegistryError::LeaseLost`]) when it
