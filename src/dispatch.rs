@@ -19,6 +19,11 @@ const BATCH: i64 = 200;
 /// with confirms takes. A daemon stalled past it finds its deletion refused
 /// (logged) and the batch published again by whoever claimed it next.
 const CLAIM_SECS: i64 = 60;
+/// A publish not confirmed within this long (a blocked broker) is cut off
+/// and counted as failed, well inside the claim: the entry is given back
+/// for a later try instead of being published again behind this daemon's
+/// back once its claim ran out.
+const PUBLISH_CUT_OFF: Duration = Duration::from_secs(CLAIM_SECS as u64 / 2);
 
 /// Publishes outbox rows until `shutdown`.
 pub async fn run(
@@ -50,7 +55,18 @@ async fn publish_one(registry: &Registry, bus: &dyn Bus, e: &OutboxEntry) -> Res
         Some(unit) => Route::Unit(unit),
         None => Route::Review,
     };
-    match bus.publish(route, e.payload.as_bytes(), &e.id).await {
+    let published = tokio::time::timeout(
+        PUBLISH_CUT_OFF,
+        bus.publish(route, e.payload.as_bytes(), &e.id),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(crate::bus::BusError::NotConfirmed {
+            message_id: e.id.clone(),
+            reason: format!("not confirmed within {} s", PUBLISH_CUT_OFF.as_secs()),
+        })
+    });
+    match published {
         Ok(()) => {
             if let Some(unit) = e.destination.strip_prefix("unit:") {
                 crate::metrics::item_routed(unit);

@@ -246,7 +246,16 @@ impl DmsWorker {
 
     /// One attempt for one item, recorded whatever its outcome.
     async fn settle(&self, task: &DmsTask) {
+        // Several requests (each with its timeout) may outlast the claim:
+        // it is renewed while they run, so no other daemon uploads meanwhile.
+        let renewal = crate::registry::lease::Renewal::start(
+            self.registry.clone(),
+            &crate::registry::lease::DMS,
+            task.lease.clone(),
+            crate::registry::dms::LEASE_SECS,
+        );
         let result = self.attempt(task).await;
+        renewal.stop();
         let recorded = match result {
             Ok(record) => {
                 if task.registered {

@@ -43,16 +43,16 @@ pub struct DmsState {
     pub registered_at: Option<String>,
 }
 
-/// How long a claimed item is left to its worker before another may try:
-/// longer than any upload the connectors allow.
-const LEASE: i64 = 900;
+/// How long a claimed item is left to its worker before another may try
+/// unless renewed (the DMS task renews it while an attempt runs).
+pub const LEASE_SECS: i64 = 900;
 
 impl Registry {
     /// Claims up to `limit` items whose DMS registration or update is due
     /// ([`lease::DMS`], on the database's clock).
     pub async fn claim_dms(&self, limit: i64) -> Result<Vec<DmsTask>, RegistryError> {
         let ctx = "DMS registrations due";
-        let leases = self.claim(&lease::DMS, None, limit, LEASE).await?;
+        let leases = self.claim(&lease::DMS, None, limit, LEASE_SECS).await?;
         let rows = self
             .rows_of_leases(
                 &leases,
