@@ -518,3 +518,72 @@ async fn an_idle_scan_folder_costs_no_cpu_and_a_new_file_still_wakes_it() {
     .await;
     drop(daemon);
 }
+
+/// `fixture` written into `folder` as `name`, made a file of its own by
+/// bytes after its end (after a PNG's IEND, a PDF's %%EOF), which readers
+/// ignore: another SHA-256, so another letter.
+fn drop_variant(folder: &Path, fixture: &str, name: &str, n: usize) {
+    let mut bytes = std::fs::read(scan_fixtures().join(fixture)).expect("fixture");
+    bytes.extend_from_slice(format!("\n% copy {n}\n").as_bytes());
+    let part = folder.join(format!(".{name}.part"));
+    std::fs::write(&part, bytes).expect("write variant");
+    std::fs::rename(&part, folder.join(name)).expect("rename");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_daemons_on_one_folder_read_each_file_once() {
+    let folder = tempfile::tempdir().expect("scan folder");
+    let channels = channel_dir_with(folder.path(), "[ocr]\nworkers = 1");
+    let mut opts = Options::new(Backend::Amqp);
+    opts.channels_from = channels.path().to_path_buf();
+    let env = TestEnv::start(opts).await;
+    // A second daemon on the same registry, queues and channel files: it
+    // watches the same folder, as two hosts on one network share do.
+    let second = env.another_daemon().await;
+    const PDFS: usize = 6;
+    for n in 0..PDFS {
+        drop_variant(folder.path(), "text_layer.pdf", &format!("t{n}.pdf"), n);
+    }
+    drop_variant(folder.path(), "letter_300.png", "letter.png", 0);
+    let files = PDFS + 1;
+    let processed = folder.path().join("processed");
+    let failed = folder.path().join("failed");
+    let n = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    wait_until(LONG_WAIT, "every scan moved out of the folder", || async {
+        n(&processed) + n(&failed) >= files
+    })
+    .await;
+    wait_until(LONG_WAIT, "every letter registered", || async {
+        items(&env).await.len() >= files
+    })
+    .await;
+    // Late second readings would be published and registered by now too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let notes: Vec<String> = std::fs::read_dir(&failed)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(notes.is_empty(), "files set aside as failed: {notes:?}");
+    assert_eq!(n(&processed), files, "each file moved once");
+    let registered = items(&env).await;
+    assert_eq!(registered.len(), files, "each letter registered once");
+    // Each letter was read and handed on by one daemon: one bus message
+    // per item, none recognised as a repeat.
+    let (published, repeats): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN duplicate = 1 THEN 1 ELSE 0 END), 0) \
+         FROM received_messages",
+    )
+    .fetch_one(env.daemon.registry.pool())
+    .await
+    .expect("receipts");
+    assert_eq!(
+        (published, repeats),
+        (files as i64, 0),
+        "letters read and handed on by both daemons"
+    );
+    second.shutdown().await;
+    env.stop().await;
+}

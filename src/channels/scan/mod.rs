@@ -9,6 +9,12 @@
 //! A letter's idempotency key is the file's SHA-256 and its page range, so
 //! a crash mid-file reads the file again without registering any letter
 //! twice.
+//!
+//! Several daemons may watch one folder (a network share): a file is read
+//! only under a claim of the leased-work primitive ([`crate::registry::lease`],
+//! named by the channel, the file's name, size and time), renewed while its
+//! pages are read; the daemon holding the claim hands the file on and moves
+//! it, the others leave it alone, and a file already gone is no error.
 
 pub mod extract;
 pub mod pages;
@@ -28,6 +34,7 @@ use super::{Channel, ChannelContext, ChannelError};
 use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::ocr::{OcrError, OcrPool, OcrSettings, PageText};
+use crate::registry::lease::{Lease, NAMED, Renewal};
 use pages::{Page, ScanKind};
 
 /// What to do with a file once all its letters are handed on.
@@ -139,7 +146,14 @@ pub struct Scan {
     cfg: ScanConfig,
     ctx: ChannelContext,
     pool: Arc<OcrPool>,
+    /// The file this daemon holds a claim on, given back on shutdown.
+    claimed: std::sync::Mutex<Option<Lease>>,
 }
+
+/// How long a claim on a file lasts unless renewed (renewed every third of
+/// it while the file is read): a daemon that dies mid-file holds it up at
+/// most this long.
+const FILE_CLAIM_SECS: i64 = 60;
 
 impl Scan {
     pub fn new(cfg: ScanConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
@@ -160,6 +174,7 @@ impl Scan {
             pool: Arc::new(pool),
             cfg,
             ctx,
+            claimed: std::sync::Mutex::new(None),
         })
     }
 
@@ -208,14 +223,76 @@ impl Scan {
         ready
     }
 
-    /// Reads one file to its end: every letter handed on and the file moved,
-    /// or the file in `failed/` with the reason beside it.
+    /// Claims `path` for this daemon: None when another daemon holds it,
+    /// or it is gone (moved by the daemon that read it: not an error).
+    async fn claim(&self, path: &Path, name: &str) -> Option<Lease> {
+        let meta = match tokio::fs::metadata(path).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("cannot look at the scan ({e}); tried again in the next round");
+                return None;
+            }
+        };
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let work = format!("scan:{}:{name}:{}:{modified}", self.cfg.id, meta.len());
+        let registry = &self.ctx.registry;
+        let lease = match registry.claim_named(&work, FILE_CLAIM_SECS).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::debug!("scan claimed by another daemon");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("scan not claimed ({e}); tried again in the next round");
+                return None;
+            }
+        };
+        // Read and moved by another daemon between the listing and the claim.
+        if !tokio::fs::try_exists(path).await.unwrap_or(true) {
+            let _ = registry.remove(&NAMED, &lease).await;
+            return None;
+        }
+        Some(lease)
+    }
+
+    fn set_claimed(&self, lease: Option<Lease>) {
+        *self.claimed.lock().unwrap_or_else(|p| p.into_inner()) = lease;
+    }
+
+    /// Reads one file to its end under this daemon's claim: every letter
+    /// handed on and the file moved, or the file in `failed/` with the
+    /// reason beside it. A file another daemon holds is left to it.
     async fn take(&self, path: &Path) {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        match self.hand_on(path, &name).await {
+        let Some(lease) = self.claim(path, &name).await else {
+            return;
+        };
+        self.set_claimed(Some(lease.clone()));
+        let renewal = Renewal::start(
+            self.ctx.registry.clone(),
+            &NAMED,
+            lease.clone(),
+            FILE_CLAIM_SECS,
+        );
+        let outcome = self.hand_on(path, &name).await;
+        if renewal.lost() {
+            // Another daemon took the file over while this one stalled: it
+            // reads it again (its letters are recognised) and moves it.
+            tracing::warn!(
+                "scan claim lost while reading; the file is left to the daemon holding it now"
+            );
+            self.set_claimed(None);
+            return;
+        }
+        match outcome {
             Ok(letters) => {
                 let done = match self.cfg.after {
                     AfterScan::Move => move_into(path, &self.cfg.folder.join("processed")).await,
@@ -225,11 +302,20 @@ impl Scan {
                 };
                 match done {
                     Ok(()) => tracing::info!(letters, "scan handed on"),
+                    Err(_) if !tokio::fs::try_exists(path).await.unwrap_or(true) => {
+                        tracing::info!(
+                            letters,
+                            "scan handed on; the file had already left the folder"
+                        )
+                    }
                     // Handed on already: a second pass only finds duplicates.
                     Err(e) => tracing::error!(
                         "scan handed on but not moved out of the folder ({e}); it will be read again and recognised"
                     ),
                 }
+            }
+            Err(_) if !tokio::fs::try_exists(path).await.unwrap_or(true) => {
+                tracing::info!("scan left the folder while it was read; nothing set aside");
             }
             Err(reason) => {
                 tracing::error!("scan not readable, moved to failed/: {reason}");
@@ -250,6 +336,12 @@ impl Scan {
                     );
                 }
             }
+        }
+        renewal.stop();
+        self.set_claimed(None);
+        // The file has left the folder: its claim is not needed any more.
+        if let Err(e) = self.ctx.registry.remove(&NAMED, &lease).await {
+            tracing::warn!("scan claim not removed ({e}); it runs out by itself");
         }
     }
 
@@ -750,6 +842,20 @@ impl Channel for Scan {
                 _ = wake.recv() => {}
                 _ = tokio::time::sleep(Duration::from_secs(pause)) => {}
             }
+        }
+        // A file abandoned mid-way is given back, for another daemon (or
+        // this one after its restart) to read at once.
+        let abandoned = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(lease) = abandoned {
+            let _ = self
+                .ctx
+                .registry
+                .release(&NAMED, std::slice::from_ref(&lease))
+                .await;
         }
         let pool = self.pool.clone();
         let _ = tokio::task::spawn_blocking(move || pool.stop()).await;
