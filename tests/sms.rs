@@ -396,6 +396,109 @@ async fn parts_and_messages_within_the_window_become_one_item() {
     env.stop().await;
 }
 
+/// Whether every held SMS of `channel` with these gateway ids is marked published.
+async fn all_marked(env: &TestEnv, channel: &str, ids: &[&str]) -> bool {
+    let mut marked = 0;
+    for id in ids {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sms_pending WHERE channel_instance = $1 AND gateway_id = $2 \
+             AND published_at IS NOT NULL",
+        )
+        .bind(channel)
+        .bind(*id)
+        .fetch_one(env.daemon.registry.pool())
+        .await
+        .expect("held SMS");
+        marked += n;
+    }
+    marked == ids.len() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_held_after_its_group_was_published_is_registered_with_its_own_key() {
+    const CHANNEL: &str = "sms-json-window";
+    let env = TestEnv::start(options(Backend::Amqp)).await;
+    let sms = |id: &str, text: &str| serde_json::json!({ "id": id, "from": "+37126111111", "text": text });
+    assert_eq!(post_signed(&env, CHANNEL, sms("c1", "Sveiki!")).await, 200);
+    let first = env.registered_key("sms:sms-json-window:c1").await;
+    support::wait_until(support::WAIT, "c1 marked published", || {
+        all_marked(&env, CHANNEL, &["c1"])
+    })
+    .await;
+    // The crash window: the group was published, the daemon died before
+    // marking it (its mark undone here), and meanwhile another SMS from
+    // the same number was held (as the webhook holds it, in one
+    // transaction with the undoing, so no flush runs between).
+    let pool = env.daemon.registry.pool();
+    let mut tx = pool.begin().await.expect("transaction");
+    let (group, from): (String, String) = sqlx::query_as(
+        "UPDATE sms_pending SET published_at = NULL WHERE channel_instance = $1 \
+         AND gateway_id = 'c1' RETURNING group_key, from_address",
+    )
+    .bind(CHANNEL)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("undo the mark");
+    sqlx::query(
+        "INSERT INTO sms_pending (channel_instance, gateway_id, group_key, from_address, \
+         to_address, text, part_no, part_count, received_at) \
+         VALUES ($1, 'c2', $2, $3, NULL, $4, 1, 1, $5)",
+    )
+    .bind(CHANNEL)
+    .bind(&group)
+    .bind(&from)
+    .bind("Kur pieteikt bērnu bērnudārzā?")
+    .bind(pietura::registry::db_time(chrono::Utc::now()))
+    .execute(&mut *tx)
+    .await
+    .expect("hold c2");
+    tx.commit().await.expect("commit");
+
+    support::wait_until(support::WAIT, "c1 and c2 marked published", || {
+        all_marked(&env, CHANNEL, &["c1", "c2"])
+    })
+    .await;
+    // c2's text reaches the registry under a key of its own; c1's group
+    // is published again as it was (recognised, not registered twice).
+    let registry = &env.daemon.registry;
+    let mut found = None;
+    for _ in 0..100 {
+        found = registry
+            .find_by_key("sms:sms-json-window:c2")
+            .await
+            .expect("lookup");
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bodies: Vec<String> = {
+        let mut out = Vec::new();
+        for item in registry
+            .list(&pietura::registry::ItemFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+        {
+            out.push(env.message_of(&item).await.body);
+        }
+        out
+    };
+    let second = found.unwrap_or_else(|| {
+        panic!("the SMS held after its group was published never reached the registry: {bodies:?}")
+    });
+    assert_ne!(second.id, first.id);
+    assert_eq!(
+        env.message_of(&second).await.body,
+        "Kur pieteikt bērnu bērnudārzā?"
+    );
+    assert_eq!(env.message_of(&first).await.body, "Sveiki!");
+    assert_eq!(registry.count().await.expect("count"), 2, "{bodies:?}");
+    env.stop().await;
+}
+
 /// What a provider's API received: (path, authorization, body).
 type Captured = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 

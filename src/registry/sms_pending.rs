@@ -1,11 +1,16 @@
 //! Storage for SMS held before registration (see the SMS channel): rows are
-//! grouped, read whole, and marked once the group was published as one item;
-//! marked rows stay a week so a late retry of any SMS of the group is a no-op.
+//! grouped, read whole, sealed as one group (under the gateway id the item
+//! is published with) before publishing, and marked once the group was
+//! published as one item; marked rows stay a week so a late retry of any SMS
+//! of the group is a no-op. Sealing is done under the channel's flush claim
+//! ([`super::lease`]), and an SMS held after its group was sealed never
+//! joins it.
 
 use sqlx::Row;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::lease::{Lease, NAMED};
 use super::{Registry, RegistryError, db_time, q};
 
 /// One held SMS (or part of one).
@@ -19,6 +24,9 @@ pub struct HeldSms {
     pub part_no: i64,
     pub part_count: i64,
     pub received_at: String,
+    /// Set once the group was sealed for publishing: the gateway id it is
+    /// published under (its first SMS's).
+    pub sealed_as: Option<String>,
 }
 
 impl Registry {
@@ -54,7 +62,7 @@ impl Registry {
         let ctx = format!("held SMS of channel {instance}");
         let rows = sqlx::query(
             "SELECT gateway_id, group_key, from_address, to_address, text, part_no, part_count, \
-             received_at FROM sms_pending WHERE channel_instance = $1 AND published_at IS NULL \
+             received_at, sealed_as FROM sms_pending WHERE channel_instance = $1 AND published_at IS NULL \
              ORDER BY received_at, part_no",
         )
         .bind(instance)
@@ -72,10 +80,49 @@ impl Registry {
                     part_no: r.try_get("part_no")?,
                     part_count: r.try_get("part_count")?,
                     received_at: r.try_get("received_at")?,
+                    sealed_as: r.try_get("sealed_as")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(q(ctx))
+    }
+
+    /// Seals held SMS as one group published under `sealed_as`, while
+    /// `flush` (the channel's flush claim) is still this daemon's; false
+    /// (nothing sealed) when any of them was sealed or published meanwhile.
+    pub async fn seal_sms_group(
+        &self,
+        instance: &str,
+        flush: &Lease,
+        gateway_ids: &[&str],
+        sealed_as: &str,
+        ttl_secs: i64,
+    ) -> Result<bool, RegistryError> {
+        let ctx = format!("sealing held SMS {sealed_as} of channel {instance}");
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        super::lease::renew_in(&mut tx, self.sqlite, &NAMED, flush, ttl_secs).await?;
+        let sql = format!(
+            "UPDATE sms_pending SET sealed_as = $2 WHERE channel_instance = $1 \
+             AND sealed_as IS NULL AND published_at IS NULL AND gateway_id IN ({})",
+            super::register::numbered(3, gateway_ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(instance)
+            .bind(sealed_as);
+        for id in gateway_ids {
+            query = query.bind(*id);
+        }
+        let n = query
+            .execute(&mut *tx)
+            .await
+            .map_err(q(ctx.clone()))?
+            .rows_affected();
+        if n != gateway_ids.len() as u64 {
+            tx.rollback().await.map_err(q(ctx))?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(q(ctx))?;
+        Ok(true)
     }
 
     /// Marks held SMS as published (by id, so one that arrived for the same

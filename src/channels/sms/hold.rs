@@ -5,6 +5,12 @@
 //! published with the first SMS's id as idempotency key, so a crash between
 //! publishing and marking it published registers it once. Published SMS are
 //! kept a week, so a gateway retrying any of them then holds nothing new.
+//!
+//! One daemon at a time flushes a channel's held SMS (a claim of the
+//! leased-work primitive, renewed while it publishes), and a group is sealed
+//! before it is published: after a crash the sealed rows are published again
+//! exactly as they were, and an SMS held later starts a group of its own
+//! (published under its own id) instead of joining one whose key is taken.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +19,17 @@ use chrono::{DateTime, Duration, Utc};
 use super::{Accepted, InboundSms, Refusal, Sms};
 use crate::bus::publish_intake;
 use crate::message::IntakeMessage;
+use crate::registry::lease::{Lease, NAMED, Renewal};
 use crate::registry::sms_pending::HeldSms;
 use crate::registry::{db_time, parse_db_time};
 
 pub(super) fn default_part_timeout() -> u64 {
     600
 }
+
+/// How long a channel's flush claim lasts unless renewed (renewed while
+/// the flush publishes).
+const FLUSH_CLAIM_SECS: i64 = 30;
 
 impl Sms {
     /// Stores one SMS (or part) for later; the gateway may now get its 2xx.
@@ -52,6 +63,7 @@ impl Sms {
             part_no,
             part_count,
             received_at: db_time(msg.received_at),
+            sealed_as: None,
         };
         self.ctx
             .registry
@@ -62,27 +74,58 @@ impl Sms {
         Ok(Accepted::Held)
     }
 
-    /// Publishes every group that is ready at `now`; returns how many.
+    /// Publishes every group that is ready at `now`, if no other daemon
+    /// is flushing this channel; returns how many.
     pub async fn flush_held(&self, now: DateTime<Utc>) -> Result<usize, String> {
+        let registry = &self.ctx.registry;
+        let work = format!("sms-flush:{}", self.cfg.id);
+        let Some(lease) = registry
+            .claim_named(&work, FLUSH_CLAIM_SECS)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(0);
+        };
+        let renewal = Renewal::start(registry.clone(), &NAMED, lease.clone(), FLUSH_CLAIM_SECS);
+        let flushed = self.flush_groups(now, &lease).await;
+        renewal.stop();
+        // Given back at once: the next round may be another daemon's.
+        if let Err(e) = registry.release(&NAMED, std::slice::from_ref(&lease)).await {
+            tracing::warn!(channel = %self.cfg.id, "flush claim not given back ({e}); it runs out by itself");
+        }
+        flushed
+    }
+
+    /// The flush under this daemon's claim `lease`.
+    async fn flush_groups(&self, now: DateTime<Utc>, lease: &Lease) -> Result<usize, String> {
         let held = self
             .ctx
             .registry
             .held_sms(&self.cfg.id)
             .await
             .map_err(|e| e.to_string())?;
-        let mut groups: BTreeMap<&str, Vec<&HeldSms>> = BTreeMap::new();
+        // A sealed group (published, not yet marked: a crash in between) is
+        // published again exactly as sealed; the rest group by their key.
+        let mut groups: BTreeMap<String, Vec<&HeldSms>> = BTreeMap::new();
         for h in &held {
-            groups.entry(h.group_key.as_str()).or_default().push(h);
+            let key = match &h.sealed_as {
+                Some(first) => format!("sealed:{first}"),
+                None => h.group_key.clone(),
+            };
+            groups.entry(key).or_default().push(h);
         }
         let mut published = 0;
         for (key, mut rows) in groups {
+            let sealed = rows.first().and_then(|r| r.sealed_as.clone());
             let first_at = rows
                 .iter()
                 .filter_map(|r| parse_db_time(&r.received_at))
                 .min()
                 .unwrap_or(now);
             let age = now - first_at;
-            let parts = key.starts_with("udh:");
+            let parts = rows
+                .first()
+                .is_some_and(|r| r.group_key.starts_with("udh:"));
             // Every row is marked with the group, a part sent twice under
             // two gateway ids included.
             let ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
@@ -91,17 +134,45 @@ impl Sms {
                 rows.dedup_by_key(|r| r.part_no);
                 let expected = rows.first().map_or(0, |r| r.part_count);
                 let complete = rows.len() as i64 == expected;
-                if !complete && age < Duration::seconds(self.cfg.part_timeout_seconds as i64) {
+                if sealed.is_none()
+                    && !complete
+                    && age < Duration::seconds(self.cfg.part_timeout_seconds as i64)
+                {
                     continue;
                 }
                 !complete
             } else {
-                if age < Duration::seconds(self.cfg.join_window_seconds as i64) {
+                if sealed.is_none() && age < Duration::seconds(self.cfg.join_window_seconds as i64)
+                {
                     continue;
                 }
                 false
             };
             let Some(first) = rows.first() else { continue };
+            // Sealed under its first SMS's id before it goes out; a group
+            // sealed already keeps the id it was sealed under.
+            let first_id = match &sealed {
+                Some(id) => id.clone(),
+                None => {
+                    let sealed_now = self
+                        .ctx
+                        .registry
+                        .seal_sms_group(
+                            &self.cfg.id,
+                            lease,
+                            &ids,
+                            &first.gateway_id,
+                            FLUSH_CLAIM_SECS,
+                        )
+                        .await
+                        .map_err(|e| format!("group {key}: {e}"))?;
+                    if !sealed_now {
+                        tracing::warn!(channel = %self.cfg.id, group = %key, "held SMS group changed while it was sealed; taken again in the next round");
+                        continue;
+                    }
+                    first.gateway_id.clone()
+                }
+            };
             // Parts are one text; separate SMS are separate paragraphs.
             let text = rows
                 .iter()
@@ -109,7 +180,7 @@ impl Sms {
                 .collect::<Vec<_>>()
                 .join(if parts { "" } else { "\n\n" });
             let joined = InboundSms {
-                gateway_id: first.gateway_id.clone(),
+                gateway_id: first_id,
                 from: first.from_address.clone(),
                 to: first.to_address.clone(),
                 text,
