@@ -2,6 +2,11 @@
 //! the calendar or the legal terms change (and once at start, since the files
 //! may have been edited while the daemon was down), and sends each unit its
 //! daily digest when that is switched on.
+//!
+//! With several daemons, each recompute pass and each digest runs under a
+//! claim of the leased-work primitive (one daemon at a time); a pass is
+//! recorded with the rule-set version it was done for, and a daemon finding
+//! it done for its version does nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DeadlineSettings;
 use crate::deadline::{Calendar, Deadlines};
+use crate::registry::deadlines::Recompute;
+use crate::registry::lease::NAMED;
 use crate::registry::{ItemSummary, Registry};
 use crate::rules::watch::{ReloadStatus, SharedRules};
 
@@ -56,6 +63,10 @@ struct DigestMail<'a> {
     due_soon: &'a [ItemSummary],
 }
 
+/// How long a daemon's claim on sending one digest lasts (the SMTP send is
+/// cut off after 30 s, well inside it).
+const DIGEST_CLAIM_SECS: i64 = 120;
+
 /// The upkeep task's handles.
 pub struct Keeper {
     pub registry: Registry,
@@ -77,7 +88,12 @@ impl Keeper {
                 "rules/calendar.toml is not checked for this year (checked_years): add its transfer order and ad-hoc holidays, deadlines use the yearly holidays only"
             );
         }
-        self.recompute(&in_force, "daemon start").await;
+        let version = self.rules.load().version.clone();
+        // A pass another daemon is running now is tried again at each tick.
+        let mut pending = self
+            .recompute(&in_force, &version, "daemon start")
+            .await
+            .then(|| (in_force.clone(), version, "daemon start".to_string()));
         let mut ticker = tokio::time::interval(self.tick);
         let mut watching = true;
         loop {
@@ -93,26 +109,51 @@ impl Keeper {
                     if *rules.deadlines != *in_force {
                         in_force = rules.deadlines.clone();
                         let cause = format!("calendar or terms changed (rules version {})", rules.version);
-                        self.recompute(&in_force, &cause).await;
+                        pending = self
+                            .recompute(&in_force, &rules.version, &cause)
+                            .await
+                            .then(|| (in_force.clone(), rules.version.clone(), cause));
                     }
                 }
-                _ = ticker.tick(), if self.settings.digest_enabled => {
-                    self.send_digests(Utc::now()).await;
+                _ = ticker.tick() => {
+                    if let Some((deadlines, version, cause)) = pending.take() {
+                        pending = self
+                            .recompute(&deadlines, &version, &cause)
+                            .await
+                            .then_some((deadlines, version, cause));
+                    }
+                    if self.settings.digest_enabled {
+                        self.send_digests(Utc::now()).await;
+                    }
                 }
             }
         }
     }
 
-    async fn recompute(&self, deadlines: &Deadlines, cause: &str) {
+    /// One recompute pass for `version`; true when it is still to be done
+    /// (another daemon was running one, or the registry failed).
+    async fn recompute(&self, deadlines: &Deadlines, version: &str, cause: &str) -> bool {
         match self
             .registry
-            .recompute_open_deadlines(deadlines, cause)
+            .recompute_for_version(deadlines, version, cause)
             .await
         {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(moved = n, %cause, "open deadlines recomputed"),
+            Ok(Recompute::Moved(0)) => false,
+            Ok(Recompute::Moved(n)) => {
+                tracing::info!(moved = n, %cause, "open deadlines recomputed");
+                false
+            }
+            Ok(Recompute::AlreadyDone) => {
+                tracing::debug!(%version, "open deadlines already recomputed for this version");
+                false
+            }
+            Ok(Recompute::Busy) => {
+                tracing::info!(%cause, "another daemon is recomputing open deadlines; tried again at the next tick");
+                true
+            }
             Err(e) => {
-                tracing::error!(%cause, "open deadlines not recomputed (kept as they were): {e}")
+                tracing::error!(%cause, "open deadlines not recomputed (kept as they were, tried again at the next tick): {e}");
+                true
             }
         }
     }
@@ -153,16 +194,31 @@ impl Keeper {
                     return Ok(false);
                 }
                 let count = (due.overdue.len() + due.due_soon.len()) as i64;
-                if !self.registry.claim_digest(today, &unit.id, count).await? {
+                // The SMTP timeout (30 s) cuts a hung relay off well inside the claim.
+                let Some(claim) = self
+                    .registry
+                    .claim_digest(today, &unit.id, DIGEST_CLAIM_SECS)
+                    .await?
+                else {
                     return Ok(false);
-                }
+                };
                 let sent = self
                     .send_one(&transport, &unit.id, &unit.name, address, &due)
                     .await;
-                if sent.is_err() {
-                    self.registry.release_digest(today, &unit.id).await?;
+                match sent {
+                    Ok(()) => {
+                        self.registry
+                            .record_digest(&claim, today, &unit.id, count)
+                            .await?;
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        self.registry
+                            .release(&NAMED, std::slice::from_ref(&claim))
+                            .await?;
+                        Err(e)
+                    }
                 }
-                sent.map(|()| true)
             }
             .await;
             match result {

@@ -274,8 +274,19 @@ async fn units_get_one_digest_a_day_through_real_smtp() {
         status: env.daemon.rules_status.clone(),
         tick: Duration::from_secs(60),
     };
+    // A second daemon's keeper (its own connection and holder) at once.
+    let other = pietura::keeper::Keeper {
+        registry: pietura::registry::Registry::connect(&env.database_url(), None)
+            .await
+            .expect("second daemon"),
+        rules: env.daemon.rules.clone(),
+        settings: keeper.settings.clone(),
+        status: env.daemon.rules_status.clone(),
+        tick: Duration::from_secs(60),
+    };
+    tokio::join!(keeper.send_digests(morning), other.send_digests(morning));
     keeper.send_digests(morning).await;
-    keeper.send_digests(morning).await;
+    other.send_digests(morning).await;
     let got = SmtpServer::messages(&maildir);
     assert_eq!(got.len(), 1, "one digest, once: {got:?}");
     let text = &got[0];
@@ -308,5 +319,68 @@ async fn items_of_rule_sets_stored_before_the_calendar_are_still_explained() {
         .await
         .expect("explained with the shipped calendar filling in");
     assert_eq!(decision.unit.as_deref(), Some("buvvalde"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_deadlines_are_recomputed_once_per_version_by_one_daemon_at_a_time() {
+    use pietura::registry::deadlines::{RECOMPUTE_WORK, Recompute};
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let open = env.submit_item(BUILDING.0, BUILDING.1).await;
+    let before = env.daemon.rules.load_full();
+    let receipt_day = before.deadlines.legal_receipt_day(basis(&open).received_at);
+    let holiday = before.deadlines.working_days_after(receipt_day, 2);
+    // The calendar as it stands after the holiday was added (not yet in
+    // force on the test's daemon, which does not watch its rules).
+    let set = pietura::deadline::calendar::add_dated_holiday(
+        &env.rules_dir,
+        holiday,
+        "Ārkārtas svētku diena",
+        "admin",
+    )
+    .expect("holiday added");
+    let url = env.database_url();
+    let connect = || pietura::registry::Registry::connect(&url, None);
+    let (a, b) = (connect().await.expect("A"), connect().await.expect("B"));
+
+    // While A runs a pass, B does not start one.
+    let held = a
+        .claim_named(RECOMPUTE_WORK, 60)
+        .await
+        .expect("claim")
+        .expect("A claims the pass");
+    let busy = b
+        .recompute_for_version(&set.deadlines, &set.version, "test")
+        .await
+        .expect("B");
+    assert_eq!(busy, Recompute::Busy);
+    a.release(&pietura::registry::lease::NAMED, &[held])
+        .await
+        .expect("release");
+
+    // Both daemons follow the new version at once: one pass moves the
+    // deadline, the other finds it running or done.
+    let (ra, rb) = tokio::join!(
+        a.recompute_for_version(&set.deadlines, &set.version, "calendar changed"),
+        b.recompute_for_version(&set.deadlines, &set.version, "calendar changed"),
+    );
+    let mut outcomes = vec![ra.expect("A"), rb.expect("B")];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert!(
+        outcomes.contains(&Recompute::Moved(1))
+            && (outcomes.contains(&Recompute::Busy) || outcomes.contains(&Recompute::AlreadyDone)),
+        "{outcomes:?}"
+    );
+    // Later, either daemon seeing the same version does nothing.
+    for daemon in [&a, &b] {
+        let again = daemon
+            .recompute_for_version(&set.deadlines, &set.version, "calendar changed")
+            .await
+            .expect("again");
+        assert_eq!(again, Recompute::AlreadyDone);
+    }
+    let moved = env.daemon.registry.audit_of(&open.id).await.expect("audit");
+    let moves = moved.iter().filter(|a| a.2 == "deadline_moved").count();
+    assert_eq!(moves, 1, "{moved:?}");
     env.stop().await;
 }

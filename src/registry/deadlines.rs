@@ -11,6 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::lease::{self, Lease};
 use super::{
     ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, db_time, decode_db_time, insert_audit,
     parse_db_day, parse_db_time, q,
@@ -484,14 +485,59 @@ impl Registry {
             .map_err(q(ctx))
     }
 
-    /// Claims the digest of `unit` for `day`: true for exactly one caller,
-    /// whichever daemon instance asks first.
+    /// Whether the digest of `unit` for `day` was sent (by any daemon).
+    pub async fn digest_sent(&self, day: NaiveDate, unit: &str) -> Result<bool, RegistryError> {
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) FROM digests_sent WHERE day = $1 AND unit_id = $2")
+                .bind(day.to_string())
+                .bind(unit)
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(q(format!("digest of unit {unit} for {day}")))?;
+        Ok(n > 0)
+    }
+
+    /// Claims the sending of the digest of `unit` for `day` ([`lease::NAMED`]):
+    /// None while another daemon sends it, or once it was sent.
     pub async fn claim_digest(
         &self,
         day: NaiveDate,
         unit: &str,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, RegistryError> {
+        if self.digest_sent(day, unit).await? {
+            return Ok(None);
+        }
+        let Some(lease) = self
+            .claim_named(&format!("digest:{day}:{unit}"), ttl_secs)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // Sent by another daemon between the look and the claim.
+        if self.digest_sent(day, unit).await? {
+            self.release(&lease::NAMED, std::slice::from_ref(&lease))
+                .await?;
+            return Ok(None);
+        }
+        Ok(Some(lease))
+    }
+
+    /// Records the digest claimed by `lease` as sent (and drops the claim's
+    /// row). A claim taken over meanwhile is logged: the mail went out.
+    pub async fn record_digest(
+        &self,
+        lease: &Lease,
+        day: NaiveDate,
+        unit: &str,
         items: i64,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<(), RegistryError> {
+        let ctx = format!("digest of unit {unit} for {day}");
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        if !lease::remove_in(&mut tx, &lease::NAMED, lease).await? {
+            tracing::warn!(unit, %day, "digest sent after its claim ran out and was taken over: it may go twice");
+        }
         sqlx::query(
             "INSERT INTO digests_sent (day, unit_id, sent_at, items) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (day, unit_id) DO NOTHING",
@@ -500,20 +546,67 @@ impl Registry {
         .bind(unit)
         .bind(db_time(Utc::now()))
         .bind(items)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(|r| r.rows_affected() == 1)
-        .map_err(q(format!("digest claim of unit {unit} for {day}")))
+        .map_err(q(ctx.clone()))?;
+        tx.commit().await.map_err(q(ctx))
     }
 
-    /// Gives a claim back after the mail could not be sent, so it is retried.
-    pub async fn release_digest(&self, day: NaiveDate, unit: &str) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM digests_sent WHERE day = $1 AND unit_id = $2")
-            .bind(day.to_string())
-            .bind(unit)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(q(format!("digest release of unit {unit} for {day}")))
+    /// Recomputes open deadlines under `d` for rule-set `version`, one
+    /// daemon at a time (a claim of the named work `deadlines:recompute`,
+    /// renewed while it runs), and only once per version: a daemon that
+    /// finds the pass done for its version does nothing.
+    pub async fn recompute_for_version(
+        &self,
+        d: &Deadlines,
+        version: &str,
+        cause: &str,
+    ) -> Result<Recompute, RegistryError> {
+        const TTL: i64 = 300;
+        let Some(claim) = self.claim_named(RECOMPUTE_WORK, TTL).await? else {
+            return Ok(Recompute::Busy);
+        };
+        let done = match self.named_state(RECOMPUTE_WORK).await {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = self
+                    .release(&lease::NAMED, std::slice::from_ref(&claim))
+                    .await;
+                return Err(e);
+            }
+        };
+        if done.as_deref() == Some(version) {
+            self.complete_named(&claim, version).await?;
+            return Ok(Recompute::AlreadyDone);
+        }
+        let renewal = lease::Renewal::start(self.clone(), &lease::NAMED, claim.clone(), TTL);
+        let moved = self.recompute_open_deadlines(d, cause).await;
+        renewal.stop();
+        match moved {
+            Ok(n) => {
+                self.complete_named(&claim, version).await?;
+                Ok(Recompute::Moved(n))
+            }
+            Err(e) => {
+                let _ = self
+                    .release(&lease::NAMED, std::slice::from_ref(&claim))
+                    .await;
+                Err(e)
+            }
+        }
     }
+}
+
+/// The named work ([`lease::NAMED`]) a recompute pass is claimed under.
+pub const RECOMPUTE_WORK: &str = "deadlines:recompute";
+
+/// What [`Registry::recompute_for_version`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recompute {
+    /// Recomputed: this many deadlines moved.
+    Moved(u64),
+    /// The pass was done for this version already (by any daemon).
+    AlreadyDone,
+    /// Another daemon is recomputing now: try again later.
+    Busy,
 }
