@@ -895,56 +895,76 @@ async fn leases_are_measured_by_the_database_clock_on_postgresql_and_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
     let env = TestEnv::start(Options::new(Backend::Amqp)).await;
-    let r = &env.daemon.registry;
-    let now = Utc::now();
-    let ttl = chrono::Duration::seconds(60);
+    // Two daemons: each its own connection and holder name.
+    let url = env.database_url();
+    let connect = || pietura::registry::Registry::connect(&url, None);
+    let (a, b) = (
+        connect().await.expect("daemon A"),
+        connect().await.expect("daemon B"),
+    );
+    let held_a = a
+        .lease_mailbox("x", "INBOX", None, 60)
+        .await
+        .expect("lease")
+        .expect("A takes the mailbox");
     assert!(
-        r.lease_mailbox("x", "INBOX", "a", now, ttl)
+        b.lease_mailbox("x", "INBOX", None, 60)
             .await
             .expect("lease")
+            .is_none(),
+        "B takes a mailbox A holds"
     );
-    assert!(
-        !r.lease_mailbox("x", "INBOX", "b", now, ttl)
-            .await
-            .expect("lease")
-    );
-    assert!(
-        r.lease_mailbox("x", "INBOX", "a", now, ttl)
-            .await
-            .expect("renew")
-    );
-    // After expiry the other daemon takes over, and the first may no longer
-    // move the position.
-    let later = now + chrono::Duration::seconds(61);
-    assert!(
-        r.lease_mailbox("x", "INBOX", "b", later, ttl)
-            .await
-            .expect("take over")
-    );
+    let renewed = a
+        .lease_mailbox("x", "INBOX", Some(&held_a), 60)
+        .await
+        .expect("renew")
+        .expect("A renews");
+    assert_eq!(renewed, held_a);
+    // A's lease runs out (a 0 s renewal stands for a stalled daemon) and
+    // B takes over; A may no longer move the position.
+    a.renew(&pietura::registry::lease::NAMED, &held_a, 0)
+        .await
+        .expect("renew");
+    let held_b = b
+        .lease_mailbox("x", "INBOX", None, 60)
+        .await
+        .expect("take over")
+        .expect("B takes the mailbox over");
     let pos = pietura::registry::mailboxes::MailboxPosition {
         uid_validity: 1,
         last_uid: 9,
     };
     assert!(
-        !r.advance_mailbox("x", "INBOX", "a", pos)
+        !a.advance_mailbox("x", "INBOX", &held_a, 60, pos)
             .await
             .expect("advance")
     );
     assert!(
-        r.advance_mailbox("x", "INBOX", "b", pos)
+        a.lease_mailbox("x", "INBOX", Some(&held_a), 60)
+            .await
+            .expect("renew")
+            .is_none(),
+        "A renewed a lease B took over"
+    );
+    assert!(
+        b.advance_mailbox("x", "INBOX", &held_b, 60, pos)
             .await
             .expect("advance")
     );
     assert_eq!(
-        r.mailbox_position("x", "INBOX").await.expect("position"),
+        a.mailbox_position("x", "INBOX").await.expect("position"),
         pos
     );
+    let status = a.mailbox_statuses().await.expect("statuses");
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert!(status[0].lease_holder.is_some(), "{status:?}");
     // A released lease is free at once.
-    r.release_mailbox("x", "INBOX", "b").await.expect("release");
+    b.release_mailbox(&held_b).await.expect("release");
     assert!(
-        r.lease_mailbox("x", "INBOX", "a", later, ttl)
+        a.lease_mailbox("x", "INBOX", None, 60)
             .await
             .expect("lease")
+            .is_some()
     );
     env.stop().await;
 }

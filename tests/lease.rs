@@ -446,3 +446,121 @@ async fn submit_at(env: &TestEnv, base: &str, i: usize) -> String {
         .expect("tracking id")
         .to_string()
 }
+
+/// Two daemons' embedded buses on one PostgreSQL database: every intake
+/// delivery is a claim of the primitive, so each message goes to one
+/// consumer; a retried delivery comes back (counted), a dead letter goes to
+/// the dead-letter consumer, and an acknowledgement under a claim taken
+/// over since removes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bus_deliveries_are_claims_of_one_consumer_each() {
+    use pietura::bus::embedded::EmbeddedBus;
+    use pietura::bus::{Bus, Route};
+    use pietura::message::{ChannelKind, ChannelRef, IntakeMessage};
+    const N: usize = 40;
+    let (url, name) = support::fresh_pg_database().await;
+    let connect = || Registry::connect(&url, None);
+    let (a, b) = (connect().await.expect("A"), connect().await.expect("B"));
+    a.migrate().await.expect("migrate");
+    let (bus_a, bus_b) = (
+        EmbeddedBus::new(a.clone(), 5),
+        EmbeddedBus::new(b.clone(), 5),
+    );
+    for i in 0..N {
+        let msg = IntakeMessage::new(
+            ChannelRef {
+                kind: ChannelKind::WebForm,
+                instance: "t".into(),
+            },
+            format!("k{i}"),
+            format!("teksts {i}"),
+        );
+        let payload = serde_json::to_vec(&msg).expect("json");
+        bus_a
+            .publish(Route::Intake(&msg), &payload, &msg.id.to_string())
+            .await
+            .expect("publish");
+    }
+    let take = |bus: EmbeddedBus| async move {
+        let mut consumer = bus.consume_intake().await.expect("consumer");
+        let mut got = Vec::new();
+        // Until nothing more comes within a second.
+        while let Ok(Some(d)) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), consumer.next()).await
+        {
+            let msg: IntakeMessage = serde_json::from_slice(&d.payload).expect("payload");
+            got.push(msg.idempotency_key);
+            d.ack().await.expect("ack");
+        }
+        got
+    };
+    let (got_a, got_b) = tokio::join!(take(bus_a.clone()), take(bus_b.clone()));
+    let mut all: Vec<String> = got_a.iter().chain(&got_b).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        got_a.len() + got_b.len(),
+        N,
+        "delivered more than once: A {} B {}",
+        got_a.len(),
+        got_b.len()
+    );
+    assert_eq!(all.len(), N);
+
+    // A retried delivery comes back, counted; a dead letter goes to the
+    // dead-letter consumer.
+    let msg = IntakeMessage::new(
+        ChannelRef {
+            kind: ChannelKind::WebForm,
+            instance: "t".into(),
+        },
+        "again".into(),
+        "teksts".into(),
+    );
+    let payload = serde_json::to_vec(&msg).expect("json");
+    bus_a
+        .publish(Route::Intake(&msg), &payload, &msg.id.to_string())
+        .await
+        .expect("publish");
+    let mut consumer = bus_b.consume_intake().await.expect("consumer");
+    let first = consumer.next().await.expect("delivery");
+    assert_eq!(first.previous_deliveries, 0);
+    first.retry().await.expect("retry");
+    let second = consumer.next().await.expect("delivered again");
+    assert_eq!(second.previous_deliveries, 1);
+    second
+        .dead_letter("refused by the test")
+        .await
+        .expect("dead");
+    let mut dead = bus_a.consume_dead().await.expect("dead consumer");
+    let parked = dead.next().await.expect("dead letter");
+    assert_eq!(
+        parked.dead_reason.as_ref().map(|r| r.reason.as_str()),
+        Some("refused by the test")
+    );
+    // Its claim runs out (0 s) and B claims it again: A's late
+    // acknowledgement removes nothing, B's does.
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM bus_messages WHERE queue = 'intake'")
+        .fetch_one(a.pool())
+        .await
+        .expect("row");
+    sqlx::query(
+        "UPDATE bus_messages SET lease_until = '2000-01-01T00:00:00.000000Z' WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(a.pool())
+    .await
+    .expect("run out");
+    let mut dead_b = bus_b.consume_dead().await.expect("dead consumer");
+    let retaken = dead_b.next().await.expect("dead letter again");
+    parked.ack().await.expect("late ack");
+    assert_eq!(
+        bus_a.dead_letter_count().await.expect("count"),
+        1,
+        "a late acknowledgement removed a message another consumer holds"
+    );
+    retaken.ack().await.expect("ack");
+    assert_eq!(bus_a.dead_letter_count().await.expect("count"), 0);
+    drop((a, b));
+    support::drop_pg_database(&name).await;
+}

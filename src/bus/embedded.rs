@@ -1,6 +1,8 @@
 //! The embedded bus: a queue table (`bus_messages`) in the registry database.
 //! A publish is a committed insert, so a crash loses nothing; a delivery is a
-//! lease that expires if the process dies, so it is delivered again.
+//! claim of the one leased-work primitive ([`crate::registry::lease`],
+//! database clock, fencing token), renewed while the engine holds it and
+//! run out if the process dies, so it is delivered again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,19 +13,26 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 use super::{Acker, Bus, BusError, Consumer, DeadReason, Delivery, Route};
-use crate::registry::{Registry, db_time};
+use crate::registry::lease::{BUS_DEAD, BUS_INTAKE, Lease, Queue, Renewal};
+use crate::registry::{Registry, RegistryError, db_time};
 
 const INTAKE: &str = "intake";
-/// How long a delivery stays invisible to other consumers.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a delivery stays invisible to other consumers without renewal
+/// (the daemon renews it while the engine holds it).
+const LEASE_SECS: i64 = 60;
 const POLL: Duration = Duration::from_millis(250);
+/// A retried delivery is due again after this long.
+const RETRY_SECS: i64 = 1;
 
 fn db_err(e: sqlx::Error) -> BusError {
     BusError::Unavailable(format!("embedded bus database: {e}"))
 }
 
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+fn lease_err(e: RegistryError) -> BusError {
+    match e {
+        RegistryError::LeaseLost { .. } => BusError::Other(e.to_string()),
+        e => BusError::Unavailable(format!("embedded bus database: {e}")),
+    }
 }
 
 /// The queue table, shared with the registry's database.
@@ -44,40 +53,43 @@ impl EmbeddedBus {
         }
     }
 
-    /// Leases the next visible intake message, live or dead-lettered, and
-    /// returns its row (`id`, `payload`, `deliveries`, `dead_reason`).
-    async fn lease_next(&self, dead: bool) -> Result<Option<sqlx::any::AnyRow>, BusError> {
-        let now = now_ms();
-        let (is, counted) = if dead {
-            ("IS NOT NULL", "")
-        } else {
-            ("IS NULL", ", deliveries = deliveries + 1")
-        };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE bus_messages SET visible_at = $1{counted} \
-             WHERE id = (SELECT id FROM bus_messages WHERE queue = $2 AND dead_reason {is} \
-                         AND visible_at <= $3 ORDER BY id LIMIT 1) \
-               AND dead_reason {is} AND visible_at <= $3 \
-             RETURNING id, payload, deliveries, dead_reason"
-        )))
-        .bind(now + LEASE.as_millis() as i64)
-        .bind(INTAKE)
-        .bind(now)
-        .fetch_optional(self.registry.pool())
-        .await
-        .map_err(db_err)
+    /// Claims the next intake message, live or dead-lettered, with its
+    /// row (`payload`, `deliveries`, `dead_reason`).
+    async fn lease_next(
+        &self,
+        queue: &'static Queue,
+    ) -> Result<Option<(sqlx::any::AnyRow, Lease)>, BusError> {
+        let mut claimed = self
+            .registry
+            .claim_rows(
+                queue,
+                None,
+                1,
+                LEASE_SECS,
+                &["payload", "deliveries", "dead_reason"],
+            )
+            .await
+            .map_err(lease_err)?;
+        Ok(claimed.pop())
+    }
+
+    fn acker(&self, queue: &'static Queue, lease: Lease) -> EmbeddedAcker {
+        EmbeddedAcker {
+            registry: self.registry.clone(),
+            renewal: Renewal::start(self.registry.clone(), queue, lease.clone(), LEASE_SECS),
+            queue,
+            lease,
+        }
     }
 
     async fn claim(&self) -> Result<Option<Delivery>, BusError> {
-        let row = self.lease_next(false).await?;
-        let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get("id").map_err(db_err)?;
+        let Some((row, lease)) = self.lease_next(&BUS_INTAKE).await? else {
+            return Ok(None);
+        };
         let payload: String = row.try_get("payload").map_err(db_err)?;
         let deliveries: i64 = row.try_get("deliveries").map_err(db_err)?;
-        let acker = EmbeddedAcker {
-            registry: self.registry.clone(),
-            id: id.clone(),
-        };
+        let id = lease.key.clone();
+        let acker = self.acker(&BUS_INTAKE, lease);
         if deliveries > i64::from(self.delivery_limit) {
             // Delivered too often without an ack: the consumer keeps dying on it.
             acker
@@ -94,11 +106,11 @@ impl EmbeddedBus {
         )))
     }
 
-    /// Takes the next dead letter (leased like a delivery).
+    /// Takes the next dead letter (claimed like a delivery).
     async fn claim_dead(&self) -> Result<Option<Delivery>, BusError> {
-        let row = self.lease_next(true).await?;
-        let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get("id").map_err(db_err)?;
+        let Some((row, lease)) = self.lease_next(&BUS_DEAD).await? else {
+            return Ok(None);
+        };
         let payload: String = row.try_get("payload").map_err(db_err)?;
         let reason: String = row.try_get("dead_reason").map_err(db_err)?;
         Ok(Some(Delivery::dead(
@@ -107,10 +119,7 @@ impl EmbeddedBus {
                 transient: reason.starts_with(LIMIT_REACHED),
                 reason,
             },
-            Box::new(EmbeddedAcker {
-                registry: self.registry.clone(),
-                id,
-            }),
+            Box::new(self.acker(&BUS_DEAD, lease)),
         )))
     }
 }
@@ -120,39 +129,56 @@ const LIMIT_REACHED: &str = "delivery limit of";
 
 struct EmbeddedAcker {
     registry: Registry,
-    id: String,
+    queue: &'static Queue,
+    lease: Lease,
+    /// Keeps the claim while the engine holds the delivery (a registry
+    /// stall does not hand it to another consumer); stops when dropped.
+    #[allow(dead_code)]
+    renewal: Renewal,
 }
 
 #[async_trait]
 impl Acker for EmbeddedAcker {
     async fn ack(&self) -> Result<(), BusError> {
-        sqlx::query("DELETE FROM bus_messages WHERE id = $1")
-            .bind(&self.id)
-            .execute(self.registry.pool())
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        match self.registry.remove(self.queue, &self.lease).await {
+            // Claimed again by another consumer after this claim ran out:
+            // it registers (a duplicate, recognised) and removes it.
+            Err(e @ RegistryError::LeaseLost { .. }) => {
+                tracing::warn!("{e}; left to the consumer holding it now");
+                Ok(())
+            }
+            other => other.map_err(lease_err),
+        }
     }
 
     async fn retry(&self) -> Result<(), BusError> {
-        sqlx::query("UPDATE bus_messages SET visible_at = $2 WHERE id = $1")
-            .bind(&self.id)
-            .bind(now_ms() + 1000)
-            .execute(self.registry.pool())
+        self.registry
+            .postpone(self.queue, &self.lease, RETRY_SECS)
             .await
-            .map(|_| ())
-            .map_err(db_err)
+            .map_err(lease_err)
     }
 
     async fn dead_letter(&self, reason: &str) -> Result<(), BusError> {
-        // Visible at once to the dead-letter consumer, which parks it.
-        sqlx::query("UPDATE bus_messages SET dead_reason = $2, visible_at = 0 WHERE id = $1")
-            .bind(&self.id)
-            .bind(reason)
-            .execute(self.registry.pool())
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        // Unclaimed at once, for the dead-letter consumer, which parks it.
+        let n = sqlx::query(
+            "UPDATE bus_messages SET dead_reason = $3, lease_holder = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(&self.lease.key)
+        .bind(self.lease.token)
+        .bind(reason)
+        .execute(self.registry.pool())
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(BusError::Other(format!(
+                "bus message {}: claim {} was taken over before it could be dead-lettered",
+                self.lease.key, self.lease.token
+            )))
+        }
     }
 }
 

@@ -1,12 +1,19 @@
 //! What the e-mail channel keeps in the registry: per mailbox, where reading
-//! stopped and which daemon holds it (so with several daemons each mailbox
-//! is read by exactly one), and the bounces of our acknowledgements, which
-//! are recorded on the item they concern instead of becoming new items.
+//! stopped and which daemon holds it (named work of the one leased-work
+//! primitive, [`super::lease`], so with several daemons each mailbox is read
+//! by exactly one), and the bounces of our acknowledgements, which are
+//! recorded on the item they concern instead of becoming new items.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use sqlx::Row;
 
+use super::lease::{Lease, NAMED};
 use super::{Registry, RegistryError, db_time, insert_audit, q};
+
+/// The name a mailbox is leased under ([`super::lease::NAMED`]).
+pub fn mailbox_work(channel: &str, mailbox: &str) -> String {
+    format!("mailbox:{channel}:{mailbox}")
+}
 
 /// Where reading a mailbox stopped: mail with a UID above `last_uid` under
 /// this `uid_validity` has not been handed on yet.
@@ -35,8 +42,10 @@ impl Registry {
     pub async fn mailbox_statuses(&self) -> Result<Vec<MailboxStatus>, RegistryError> {
         let ctx = "mailbox statuses";
         let rows = sqlx::query(
-            "SELECT channel_instance, mailbox, uid_validity, last_uid, lease_holder, lease_until, \
-             last_error, last_read_at FROM mailbox_state ORDER BY channel_instance, mailbox",
+            "SELECT m.channel_instance, m.mailbox, m.uid_validity, m.last_uid, w.lease_holder, \
+             w.lease_until, m.last_error, m.last_read_at FROM mailbox_state m \
+             LEFT JOIN work_leases w ON w.name = 'mailbox:' || m.channel_instance || ':' || m.mailbox \
+             ORDER BY m.channel_instance, m.mailbox",
         )
         .fetch_all(&self.pool)
         .await
@@ -58,17 +67,23 @@ impl Registry {
             .map_err(q(ctx))
     }
 
-    /// Takes or renews the mailbox's lease for `holder` until `now + ttl`.
-    /// False while another holder's lease runs.
+    /// Takes the mailbox's lease for `ttl_secs` (database clock), or renews
+    /// `held`, this daemon's claim; None while another daemon's lease runs.
     pub async fn lease_mailbox(
         &self,
         channel: &str,
         mailbox: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<bool, RegistryError> {
+        held: Option<&Lease>,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, RegistryError> {
         let ctx = format!("lease of mailbox {mailbox} of channel {channel}");
+        if let Some(lease) = held {
+            match self.renew(&NAMED, lease, ttl_secs).await {
+                Ok(()) => return Ok(Some(lease.clone())),
+                Err(RegistryError::LeaseLost { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         sqlx::query(
             "INSERT INTO mailbox_state (channel_instance, mailbox, uid_validity, last_uid) \
              VALUES ($1, $2, 0, 0) ON CONFLICT (channel_instance, mailbox) DO NOTHING",
@@ -77,66 +92,23 @@ impl Registry {
         .bind(mailbox)
         .execute(&self.pool)
         .await
-        .map_err(q(ctx.clone()))?;
-        let won = sqlx::query(
-            "UPDATE mailbox_state SET lease_holder = $3, lease_until = $4 \
-             WHERE channel_instance = $1 AND mailbox = $2 \
-             AND (lease_holder IS NULL OR lease_holder = $3 OR lease_until < $5)",
-        )
-        .bind(channel)
-        .bind(mailbox)
-        .bind(holder)
-        .bind(db_time(now + ttl))
-        .bind(db_time(now))
-        .execute(&self.pool)
-        .await
-        .map_err(q(ctx))?
-        .rows_affected();
-        Ok(won == 1)
+        .map_err(q(ctx))?;
+        self.claim_named(&mailbox_work(channel, mailbox), ttl_secs)
+            .await
     }
 
-    /// Who holds the mailbox's lease and until when (as stored), if anyone.
+    /// Who holds the mailbox's lease and until when (database time), if anyone.
     pub async fn mailbox_lease(
         &self,
         channel: &str,
         mailbox: &str,
     ) -> Result<Option<(String, String)>, RegistryError> {
-        let ctx = format!("lease of mailbox {mailbox} of channel {channel}");
-        let row = sqlx::query(
-            "SELECT lease_holder, lease_until FROM mailbox_state \
-             WHERE channel_instance = $1 AND mailbox = $2",
-        )
-        .bind(channel)
-        .bind(mailbox)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(q(ctx.clone()))?;
-        let Some(row) = row else { return Ok(None) };
-        let holder: Option<String> = row.try_get(0).map_err(q(ctx.clone()))?;
-        let until: Option<String> = row.try_get(1).map_err(q(ctx))?;
-        Ok(holder.map(|h| (h, until.unwrap_or_default())))
+        self.named_holder(&mailbox_work(channel, mailbox)).await
     }
 
     /// Gives the lease up (on shutdown), so another daemon need not wait for it to expire.
-    pub async fn release_mailbox(
-        &self,
-        channel: &str,
-        mailbox: &str,
-        holder: &str,
-    ) -> Result<(), RegistryError> {
-        sqlx::query(
-            "UPDATE mailbox_state SET lease_holder = NULL, lease_until = NULL \
-             WHERE channel_instance = $1 AND mailbox = $2 AND lease_holder = $3",
-        )
-        .bind(channel)
-        .bind(mailbox)
-        .bind(holder)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(q(format!(
-            "release of mailbox {mailbox} of channel {channel}"
-        )))
+    pub async fn release_mailbox(&self, lease: &Lease) -> Result<(), RegistryError> {
+        self.release(&NAMED, std::slice::from_ref(lease)).await
     }
 
     /// Where reading stopped (zeros for a mailbox never read).
@@ -170,33 +142,37 @@ impl Registry {
     }
 
     /// Records that everything up to `pos.last_uid` was handed on, only
-    /// while `holder` still holds the lease (a daemon that lost it must not
-    /// move the position of the one that took over).
+    /// while `lease` still holds the mailbox (a daemon that lost it must
+    /// not move the position of the one that took over); renews the lease.
     pub async fn advance_mailbox(
         &self,
         channel: &str,
         mailbox: &str,
-        holder: &str,
+        lease: &Lease,
+        ttl_secs: i64,
         pos: MailboxPosition,
     ) -> Result<bool, RegistryError> {
-        let moved = sqlx::query(
-            "UPDATE mailbox_state SET uid_validity = $4, last_uid = $5, last_read_at = $6, \
-             last_error = NULL \
-             WHERE channel_instance = $1 AND mailbox = $2 AND lease_holder = $3",
+        let ctx = format!("position in mailbox {mailbox} of channel {channel}");
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        match super::lease::renew_in(&mut tx, self.sqlite, &NAMED, lease, ttl_secs).await {
+            Ok(()) => {}
+            Err(RegistryError::LeaseLost { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        sqlx::query(
+            "UPDATE mailbox_state SET uid_validity = $3, last_uid = $4, last_read_at = $5, \
+             last_error = NULL WHERE channel_instance = $1 AND mailbox = $2",
         )
         .bind(channel)
         .bind(mailbox)
-        .bind(holder)
         .bind(i64::from(pos.uid_validity))
         .bind(i64::from(pos.last_uid))
         .bind(db_time(Utc::now()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(q(format!(
-            "position in mailbox {mailbox} of channel {channel}"
-        )))?
-        .rows_affected();
-        Ok(moved == 1)
+        .map_err(q(ctx.clone()))?;
+        tx.commit().await.map_err(q(ctx))?;
+        Ok(true)
     }
 
     /// The mailbox's last error, shown in the channels overview.

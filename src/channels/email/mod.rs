@@ -304,8 +304,8 @@ pub struct Email {
     ctx: ChannelContext,
     ours: Vec<String>,
     acknowledger: Option<Arc<ack::Acknowledger>>,
-    /// Names this daemon in the mailbox lease.
-    holder: String,
+    /// This daemon's claim on the mailbox, while it holds it.
+    lease: std::sync::Mutex<Option<crate::registry::lease::Lease>>,
     /// The other holder last reported (reported again when it changes).
     lease_seen: std::sync::Mutex<Option<String>>,
 }
@@ -331,14 +331,12 @@ impl Email {
             )),
             None => None,
         };
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "pietura".into());
-        let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7());
         Ok(Self {
             cfg,
             ctx,
             ours,
             acknowledger,
-            holder,
+            lease: std::sync::Mutex::new(None),
             lease_seen: std::sync::Mutex::new(None),
         })
     }
@@ -357,16 +355,17 @@ impl Email {
     /// Takes or renews the mailbox's lease, measured by the database's clock.
     async fn lease(&self) -> Result<bool, RoundEnd> {
         let registry = &self.ctx.registry;
-        let now = registry.clock().await?;
-        let won = registry
+        let held = self.held();
+        let lease = registry
             .lease_mailbox(
                 &self.cfg.id,
                 &self.cfg.mailbox,
-                &self.holder,
-                now,
-                chrono::Duration::seconds(LEASE_TTL.as_secs() as i64),
+                held.as_ref(),
+                LEASE_TTL.as_secs() as i64,
             )
             .await?;
+        let won = lease.is_some();
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = lease;
         if won {
             *self.lease_seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
         } else {
@@ -503,11 +502,25 @@ impl Email {
         }
     }
 
+    /// This daemon's claim on the mailbox, if it holds one.
+    fn held(&self) -> Option<crate::registry::lease::Lease> {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     async fn advance(&self, pos: MailboxPosition) -> Result<(), RoundEnd> {
+        let Some(lease) = self.held() else {
+            return Err(RoundEnd::NotOurs);
+        };
         let held = self
             .ctx
             .registry
-            .advance_mailbox(&self.cfg.id, &self.cfg.mailbox, &self.holder, pos)
+            .advance_mailbox(
+                &self.cfg.id,
+                &self.cfg.mailbox,
+                &lease,
+                LEASE_TTL.as_secs() as i64,
+                pos,
+            )
             .await?;
         if held { Ok(()) } else { Err(RoundEnd::NotOurs) }
     }
@@ -753,11 +766,9 @@ impl Channel for Email {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        let _ = self
-            .ctx
-            .registry
-            .release_mailbox(&self.cfg.id, &self.cfg.mailbox, &self.holder)
-            .await;
+        if let Some(lease) = self.held() {
+            let _ = self.ctx.registry.release_mailbox(&lease).await;
+        }
         Ok(())
     }
 }
