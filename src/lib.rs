@@ -22,7 +22,8 @@
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
-//!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens).
+//!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens)
+//!   for queue rows and named work (scan files, SMS flushes, keeper passes, mailboxes).
 //! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues;
 //!   [`parked`]: every dead letter kept as a parked item, retried or shown to the office.
 //! - [`dms`]: registration in an external document-management system (Mayan
