@@ -564,3 +564,43 @@ async fn embedded_bus_deliveries_are_claims_of_one_consumer_each() {
     drop((a, b));
     support::drop_pg_database(&name).await;
 }
+
+/// A claim renewed in the background (slow work: OCR of a long file, a
+/// delivery held through a registry stall) stays its holder's well past its
+/// first term, and runs out once the renewing stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_claim_outlives_its_term_and_runs_out_once_dropped() {
+    use pietura::registry::lease::{NAMED, Renewal};
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let (a, b) = (holder(&env).await, holder(&env).await);
+    let held = a
+        .claim_named("t:slow-work", 3)
+        .await
+        .expect("claim")
+        .expect("A claims");
+    let renewal = Renewal::start(a.clone(), &NAMED, held.clone(), 3);
+    // More than twice its 3 s term later, it is still A's.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert!(
+        b.claim_named("t:slow-work", 60)
+            .await
+            .expect("claim")
+            .is_none(),
+        "a renewed claim was taken over"
+    );
+    assert!(!renewal.lost());
+    drop(renewal);
+    wait_until(WAIT, "the claim run out and taken over", || async {
+        b.claim_named("t:slow-work", 60)
+            .await
+            .expect("claim")
+            .is_some()
+    })
+    .await;
+    let refused = a.complete_named(&held, "late").await;
+    assert!(
+        matches!(refused, Err(RegistryError::LeaseLost { .. })),
+        "{refused:?}"
+    );
+    env.stop().await;
+}
