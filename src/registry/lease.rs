@@ -70,6 +70,19 @@ pub const DMS: Queue = Queue {
     on_claim: ", attempts = attempts + 1",
 };
 
+/// Periodic jobs one daemon at a time runs (the janitor), one row each in
+/// `periodic_jobs`, due when its next run time has come; claimed by name
+/// ([`Registry::claim_periodic`]) and moved on by [`Registry::periodic_done`].
+pub const PERIODIC: Queue = Queue {
+    name: "periodic job",
+    table: "periodic_jobs",
+    key: "name",
+    due: "next_run_at <= {now}",
+    order: "next_run_at",
+    scope: Some("name"),
+    on_claim: "",
+};
+
 /// One claimed row: its key and the fencing token of this claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -286,6 +299,46 @@ impl Registry {
         let ctx = format!("completion of {} {}", queue.name, lease.key);
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
         fence_one(&mut tx, queue, lease).await?;
+        tx.commit().await.map_err(q(ctx))
+    }
+}
+
+impl Registry {
+    /// Claims the periodic job `name` for `ttl_secs` if it is due and no
+    /// other daemon runs it: the singleton work of several daemons.
+    pub async fn claim_periodic(
+        &self,
+        name: &str,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, RegistryError> {
+        let mut leases = self.claim(&PERIODIC, Some(name), 1, ttl_secs).await?;
+        Ok(leases.pop())
+    }
+
+    /// Ends a run of a periodic job: due again `every_secs` from now (the
+    /// database's clock), with a line on what it did; refused
+    /// ([`RegistryError::LeaseLost`]) when another daemon claimed it since.
+    pub async fn periodic_done(
+        &self,
+        lease: &Lease,
+        every_secs: i64,
+        result: &str,
+    ) -> Result<(), RegistryError> {
+        let ctx = format!("run of {} {}", PERIODIC.name, lease.key);
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        fence_one(&mut tx, &PERIODIC, lease).await?;
+        let sql = format!(
+            "UPDATE periodic_jobs SET next_run_at = {}, last_run_at = {}, last_result = $2 \
+             WHERE name = $1",
+            db_now_plus(self.sqlite, every_secs),
+            db_now_plus(self.sqlite, 0)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease.key.clone())
+            .bind(result.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(q(ctx.clone()))?;
         tx.commit().await.map_err(q(ctx))
     }
 }
