@@ -160,10 +160,7 @@ impl Daemon {
             blobs.clone(),
             shutdown.clone(),
         );
-        let (janitor, notice_max) = (
-            settings.janitor.clone(),
-            settings.bus.unit_queue_max_length,
-        );
+        let (janitor, notice_max) = (settings.janitor.clone(), settings.bus.unit_queue_max_length);
         tasks.spawn("janitor", move || {
             crate::janitor::run(
                 reg.clone(),

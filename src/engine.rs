@@ -346,7 +346,9 @@ impl Engine {
                         crate::metrics::item_parked();
                         tracing::error!(%parked, "the registry refuses this item; parked for the records office: {reason}");
                         if let Err(e) = delivery.ack().await {
-                            tracing::warn!("parked, but the ack failed ({e}); a redelivery is parked again, harmlessly");
+                            tracing::warn!(
+                                "parked, but the ack failed ({e}); a redelivery is parked again, harmlessly"
+                            );
                         }
                     }
                     Err(e) => {

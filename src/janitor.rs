@@ -89,13 +89,22 @@ pub async fn run(
 ) -> Result<(), JanitorError> {
     loop {
         if let Some(lease) = registry.claim_periodic(JOB, CLAIM_SECS).await? {
-            let pruned =
-                prune_once(&registry, bus.as_ref(), &blobs, &settings, notice_max, &lease).await;
+            let pruned = prune_once(
+                &registry,
+                bus.as_ref(),
+                &blobs,
+                &settings,
+                notice_max,
+                &lease,
+            )
+            .await;
             let every = i64::try_from(settings.every_minutes.saturating_mul(60)).unwrap_or(3600);
             match pruned {
                 Ok(p) => {
                     tracing::info!(%p, "janitor: pruned");
-                    registry.periodic_done(&lease, every, &p.to_string()).await?;
+                    registry
+                        .periodic_done(&lease, every, &p.to_string())
+                        .await?;
                 }
                 Err(e) => {
                     // Due again sooner; the supervisor sees no failure for
@@ -129,10 +138,7 @@ pub async fn prune_once(
     let renew = || registry.renew(&crate::registry::lease::PERIODIC, lease, CLAIM_SECS);
     let mut pruned = Pruned {
         notices: bus
-            .prune_notices(
-                now - hours(settings.notice_retention_hours),
-                notice_max,
-            )
+            .prune_notices(now - hours(settings.notice_retention_hours), notice_max)
             .await?,
         ..Pruned::default()
     };

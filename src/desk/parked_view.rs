@@ -46,7 +46,13 @@ impl ParkedRow {
             channel: Door,
         }
         let door = serde_json::from_slice::<Head>(&p.payload)
-            .map(|h| format!("{} · {}", l.channel_kind(&h.channel.kind), h.channel.instance))
+            .map(|h| {
+                format!(
+                    "{} · {}",
+                    l.channel_kind(&h.channel.kind),
+                    h.channel.instance
+                )
+            })
             .unwrap_or_else(|_| "—".into());
         ParkedRow {
             id: p.id.clone(),
@@ -137,7 +143,9 @@ pub async fn retry(
     {
         return r.into();
     }
-    match crate::parked::retry_asked(&s.registry, s.bus.as_ref(), &id, Some(v.actor().as_str())).await {
+    match crate::parked::retry_asked(&s.registry, s.bus.as_ref(), &id, Some(v.actor().as_str()))
+        .await
+    {
         Ok(()) => {
             tracing::info!(parked = %id, "parked item retried from the desk");
             Redirect::to("/desk/parked?done=retry").into_response()

@@ -113,7 +113,9 @@ pub fn refuses_the_data(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool 
     use sqlx::error::ErrorKind;
     match e.kind() {
         ErrorKind::UniqueViolation => return false,
-        ErrorKind::ForeignKeyViolation | ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
+        ErrorKind::ForeignKeyViolation
+        | ErrorKind::NotNullViolation
+        | ErrorKind::CheckViolation => {
             return true;
         }
         _ => {}

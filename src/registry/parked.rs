@@ -2,8 +2,8 @@
 //! their raw bytes until they are registered.
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Registry, RegistryError, db_time, q};
@@ -106,7 +106,11 @@ impl Registry {
     /// or it kept failing while others registered), with the reason, so the
     /// reason is kept whatever the bus; the caller then acknowledges it.
     /// The item's id.
-    pub async fn park_refused(&self, payload: &[u8], reason: &str) -> Result<String, RegistryError> {
+    pub async fn park_refused(
+        &self,
+        payload: &[u8],
+        reason: &str,
+    ) -> Result<String, RegistryError> {
         let (id, message_id) = parked_id(payload);
         let now = Utc::now();
         self.park(&id, message_id.as_deref(), payload, reason, false, now, now)
@@ -207,7 +211,9 @@ impl Registry {
         .await
         .map_err(q(ctx.clone()))?;
         if let Some(row) = row
-            && let Some(actor) = row.try_get::<Option<String>, _>(0).map_err(q(ctx.clone()))?
+            && let Some(actor) = row
+                .try_get::<Option<String>, _>(0)
+                .map_err(q(ctx.clone()))?
         {
             let detail = serde_json::json!({
                 "parked_since": row.try_get::<String, _>(2).map_err(q(ctx.clone()))?,
