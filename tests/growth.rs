@@ -57,7 +57,11 @@ async fn a_poison_item_is_parked_while_others_register(backend: Backend) {
     install_poison_trigger(&env).await;
     let token = env.form_token().await;
     let (status, receipt) = env
-        .submit(&token, "Inde", &format!("Šis teksts ir {POISON}, to nevar reģistrēt"))
+        .submit(
+            &token,
+            "Inde",
+            &format!("Šis teksts ir {POISON}, to nevar reģistrēt"),
+        )
         .await;
     assert!(status == 201 || status == 202, "{status}: {receipt}");
     let poison = receipt["tracking_id"]
@@ -72,7 +76,13 @@ async fn a_poison_item_is_parked_while_others_register(backend: Backend) {
     let registry = env.daemon.registry.clone();
     support::wait_until(support::WAIT, "the poison item is parked", || {
         let (registry, poison) = (registry.clone(), poison.clone());
-        async move { registry.parked_item(&poison).await.expect("parked").is_some() }
+        async move {
+            registry
+                .parked_item(&poison)
+                .await
+                .expect("parked")
+                .is_some()
+        }
     })
     .await;
     let parked = registry
@@ -80,15 +90,33 @@ async fn a_poison_item_is_parked_while_others_register(backend: Backend) {
         .await
         .expect("parked")
         .expect("row");
-    assert!(!parked.transient, "refused, not retried by itself: {parked:?}");
+    assert!(
+        !parked.transient,
+        "refused, not retried by itself: {}",
+        parked.reason
+    );
     assert!(
         parked.reason.contains("poison item refused by the test"),
-        "the reason is kept whatever the bus: {parked:?}"
+        "the reason is kept whatever the bus: {}",
+        parked.reason
     );
+    // SQLite's constraint code is a refusal of the data at once; PostgreSQL's
+    // P0001 says nothing about the data, so the repeated failure decides.
+    let repeated = parked
+        .reason
+        .contains("times while the registry registered other items");
+    assert_eq!(repeated, backend == Backend::Amqp, "{}", parked.reason);
     assert_eq!(status_of(&env, &poison).await, "parked");
-    env.submit_item("Pēc indes", "Lūdzu izvest atkritumus").await;
+    env.submit_item("Pēc indes", "Lūdzu izvest atkritumus")
+        .await;
     assert_eq!(registry.count().await.expect("count"), 5);
-    assert!(registry.find_by_message(&poison).await.expect("find").is_none());
+    assert!(
+        registry
+            .find_by_message(&poison)
+            .await
+            .expect("find")
+            .is_none()
+    );
     // Its delivery was settled: nothing of it is left on the bus.
     assert_eq!(env.daemon.bus.dead_letter_count().await.expect("dead"), 0);
     if backend == Backend::Embedded {
@@ -151,10 +179,11 @@ async fn the_desk_lists_parked_items_and_an_officer_retries_one() {
 
     let retry = format!("/desk/parked/{id}/retry");
     let (status, _, _) = officer.post(&retry, &[("csrf", "0000")]).await;
-    assert_eq!(status, 403, "a retry without the session's token is refused");
-    let (status, _, _) = reader
-        .post(&retry, &[("csrf", &reader.csrf().await)])
-        .await;
+    assert_eq!(
+        status, 403,
+        "a retry without the session's token is refused"
+    );
+    let (status, _, _) = reader.post(&retry, &[("csrf", &reader.csrf().await)]).await;
     assert_eq!(status, 403, "a reader cannot retry");
     assert_eq!(registry.count().await.expect("count"), 0);
 
@@ -179,7 +208,10 @@ async fn the_desk_lists_parked_items_and_an_officer_retries_one() {
         .find(|(_, _, action, _)| action == "parked_retried")
         .unwrap_or_else(|| panic!("no parked_retried line: {audit:?}"));
     assert_eq!(line.1, "Līga Ozola (liga)");
-    assert!(line.3.contains("poison item refused by the test"), "{line:?}");
+    assert!(
+        line.3.contains("poison item refused by the test"),
+        "{line:?}"
+    );
     let (_, page) = officer.page("/desk/parked?lang=en").await;
     assert!(page.contains("Nothing is parked."), "{page}");
     env.stop().await;
@@ -281,13 +313,33 @@ async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
         .execute(registry.pool())
         .await
         .expect("age claim");
-    door_claim(&env, "old-unfinished", &uuid::Uuid::now_v7().to_string(), &hours_ago(960)).await;
-    door_claim(&env, "new-unfinished", &uuid::Uuid::now_v7().to_string(), &hours_ago(24)).await;
+    door_claim(
+        &env,
+        "old-unfinished",
+        &uuid::Uuid::now_v7().to_string(),
+        &hours_ago(960),
+    )
+    .await;
+    door_claim(
+        &env,
+        "new-unfinished",
+        &uuid::Uuid::now_v7().to_string(),
+        &hours_ago(24),
+    )
+    .await;
     let parked_msg = uuid::Uuid::now_v7().to_string();
     door_claim(&env, "old-parked", &parked_msg, &hours_ago(960)).await;
     let now = chrono::Utc::now();
     registry
-        .park(&parked_msg, Some(&parked_msg), b"{}", "test", false, now, now)
+        .park(
+            &parked_msg,
+            Some(&parked_msg),
+            b"{}",
+            "test",
+            false,
+            now,
+            now,
+        )
         .await
         .expect("park");
 
@@ -340,16 +392,10 @@ async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
         "one daemon at a time"
     );
     let settings = pietura::config::JanitorSettings::default();
-    let pruned = pietura::janitor::prune_once(
-        &registry,
-        bus.as_ref(),
-        &store,
-        &settings,
-        3,
-        &lease,
-    )
-    .await
-    .expect("janitor run");
+    let pruned =
+        pietura::janitor::prune_once(&registry, bus.as_ref(), &store, &settings, 3, &lease)
+            .await
+            .expect("janitor run");
     registry
         .periodic_done(&lease, 3600, &pruned.to_string())
         .await
@@ -364,15 +410,28 @@ async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
     );
 
     assert_eq!(bus_rows(&env, "unit.vecais").await, 0, "old notice pruned");
-    assert_eq!(bus_rows(&env, "unit.svaigais").await, 3, "the newest three kept");
-    assert!(!has_claim(&env, &key).await, "a registered item's old claim pruned");
+    assert_eq!(
+        bus_rows(&env, "unit.svaigais").await,
+        3,
+        "the newest three kept"
+    );
+    assert!(
+        !has_claim(&env, &key).await,
+        "a registered item's old claim pruned"
+    );
     assert!(!has_claim(&env, "old-unfinished").await);
     assert!(has_claim(&env, "new-unfinished").await);
-    assert!(has_claim(&env, "old-parked").await, "a parked item's claim is kept");
+    assert!(
+        has_claim(&env, "old-parked").await,
+        "a parked item's claim is kept"
+    );
     for sha in &referenced {
         assert!(store.get(sha).await.is_ok(), "referenced blob {sha} kept");
     }
-    assert!(store.get(&in_flight.sha256).await.is_ok(), "blob in flight kept");
+    assert!(
+        store.get(&in_flight.sha256).await.is_ok(),
+        "blob in flight kept"
+    );
     assert!(store.get(&orphan.sha256).await.is_err(), "orphan collected");
     assert!(!old_tmp.exists() && new_tmp.exists());
     assert_eq!(pruned.blobs, 1, "{pruned}");
@@ -390,7 +449,10 @@ async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("pietura_pruned_total{what=\"blobs\"}"), "{metrics}");
+    assert!(
+        metrics.contains("pietura_pruned_total{what=\"blobs\"}"),
+        "{metrics}"
+    );
     env.stop().await;
 }
 
@@ -457,18 +519,30 @@ async fn unit_queues_are_bounded_and_an_unbounded_existing_queue_still_works() {
     for i in 0..5 {
         let payload = format!("{{\"n\":{i}}}");
         for unit in &units {
-            bus.publish(Route::Unit(unit), payload.as_bytes(), &format!("{unit}-{i}"))
-                .await
-                .unwrap_or_else(|e| panic!("publish {i} to {unit}: {e}"));
+            bus.publish(
+                Route::Unit(unit),
+                payload.as_bytes(),
+                &format!("{unit}-{i}"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("publish {i} to {unit}: {e}"));
         }
         bus.publish(Route::Review, payload.as_bytes(), &format!("r-{i}"))
             .await
             .expect("publish review");
     }
     let bounded = format!("{prefix}.unit.jaunais");
-    assert_eq!(queue_length(&ch, &bounded).await, 3, "the newest three kept");
+    assert_eq!(
+        queue_length(&ch, &bounded).await,
+        3,
+        "the newest three kept"
+    );
     assert_eq!(queue_length(&ch, &format!("{prefix}.review")).await, 3);
-    assert_eq!(queue_length(&ch, &legacy).await, 5, "the old queue as it was");
+    assert_eq!(
+        queue_length(&ch, &legacy).await,
+        5,
+        "the old queue as it was"
+    );
     let first = ch
         .basic_get(bounded.as_str().into(), Default::default())
         .await
