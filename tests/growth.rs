@@ -559,3 +559,70 @@ async fn unit_queues_are_bounded_and_an_unbounded_existing_queue_still_works() {
         .await
         .expect("delete topology");
 }
+
+/// The janitor's queries on PostgreSQL: the daemon's own first run
+/// succeeds, and a run prunes an old claim and an orphan blob there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_runs_on_postgres() {
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let registry = env.daemon.registry.clone();
+    let item = env.submit_item("Ielas apgaismojums", "Lūdzu salabot").await;
+    let last = || {
+        let registry = registry.clone();
+        async move {
+            let (at, result): (Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT last_run_at, last_result FROM periodic_jobs WHERE name = 'janitor'",
+            )
+            .fetch_one(registry.pool())
+            .await
+            .expect("job row");
+            at.and(result)
+        }
+    };
+    support::wait_until(support::WAIT, "the daemon's first janitor run", || {
+        let last = last();
+        async move { last.await.is_some() }
+    })
+    .await;
+    let result = last().await.expect("result");
+    assert!(!result.starts_with("failed"), "{result}");
+
+    door_claim(
+        &env,
+        "old-unfinished",
+        &uuid::Uuid::now_v7().to_string(),
+        &hours_ago(960),
+    )
+    .await;
+    let store = pietura::blobs::BlobStore::open(env.blob_dir()).expect("blobs");
+    let orphan = store.put(b"refused submission's file").await.expect("put");
+    age(&store.path_of(&orphan.sha256).expect("path"), 48);
+    sqlx::query("UPDATE periodic_jobs SET next_run_at = '1970-01-01T00:00:00.000000Z'")
+        .execute(registry.pool())
+        .await
+        .expect("due");
+    let lease = registry
+        .claim_periodic(pietura::janitor::JOB, 900)
+        .await
+        .expect("claim")
+        .expect("due and free");
+    let pruned = pietura::janitor::prune_once(
+        &registry,
+        env.daemon.bus.as_ref(),
+        &store,
+        &pietura::config::JanitorSettings::default(),
+        3,
+        &lease,
+    )
+    .await
+    .expect("janitor run");
+    registry
+        .periodic_done(&lease, 3600, &pruned.to_string())
+        .await
+        .expect("done");
+    assert!(!has_claim(&env, "old-unfinished").await);
+    assert!(has_claim(&env, &env.message_of(&item).await.idempotency_key).await);
+    assert_eq!(pruned.blobs, 1, "{pruned}");
+    assert!(store.get(&orphan.sha256).await.is_err());
+    env.stop().await;
+}
