@@ -15,7 +15,9 @@
 //! - blobs nothing refers to (no item, attachment, audit line, parked item
 //!   or message on the embedded bus) whose file is older than
 //!   `janitor.blob_grace_hours`, so an upload or a message still on its way
-//!   is never collected; and temporary files of uploads given up as long.
+//!   is never collected, and only while no message waits in a broker's
+//!   intake or dead-letter queue; and temporary files of uploads given up
+//!   as long.
 //!
 //! Parked items need no pruning: they are removed once registered.
 
@@ -152,8 +154,10 @@ pub async fn prune_once(
         .await?;
     crate::metrics::pruned("door_claims", pruned.door_claims);
     renew().await?;
-    // Dead letters not yet parked still refer to their blobs.
-    if bus.dead_letter_count().await? == 0 {
+    // Dead letters not yet parked, and messages waiting in a broker's
+    // intake queue (a registry down for longer than the grace period), refer
+    // to blobs the registry cannot see: collected another time.
+    if bus.dead_letter_count().await? == 0 && bus.intake_backlog().await? == 0 {
         let grace = Duration::from_secs(settings.blob_grace_hours.saturating_mul(3600));
         let referenced = blob_references(registry).await?;
         renew().await?;

@@ -626,3 +626,97 @@ async fn the_janitor_runs_on_postgres() {
     assert!(store.get(&orphan.sha256).await.is_err());
     env.stop().await;
 }
+
+/// A message waiting in RabbitMQ's intake queue (a registry away for
+/// longer than the grace period) refers to a blob the registry cannot see:
+/// no blob is collected while the queue holds messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_not_collected_while_messages_wait_in_the_broker() {
+    use pietura::bus::amqp::{AmqpBus, AmqpOptions, NoticeBounds};
+    use pietura::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
+    let url = support::amqp_url();
+    support::require("RabbitMQ", &url).await;
+    let prefix = format!("pt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let bus = AmqpBus::connect(AmqpOptions {
+        url: url.clone(),
+        prefix: prefix.clone(),
+        prefetch: 10,
+        delivery_limit: 5,
+        publish_timeout: std::time::Duration::from_secs(10),
+        notice_bounds: NoticeBounds::default(),
+    })
+    .await
+    .expect("bus");
+    let (db_url, db_name) = support::fresh_pg_database().await;
+    let registry = pietura::registry::Registry::connect(&db_url, None)
+        .await
+        .expect("registry");
+    registry.migrate().await.expect("migrate");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = pietura::blobs::BlobStore::open(dir.path()).expect("blobs");
+    let blob = store.put(b"a waiting message's file").await.expect("put");
+    age(&store.path_of(&blob.sha256).expect("path"), 48);
+    let mut msg = IntakeMessage::new(
+        ChannelRef {
+            kind: ChannelKind::WebForm,
+            instance: "iesniegums".into(),
+        },
+        format!("web_form:iesniegums:{}", uuid::Uuid::now_v7()),
+        "Lūdzu pievienot pielikumu".into(),
+    );
+    msg.attachments = vec![AttachmentRef {
+        sha256: blob.sha256.clone(),
+        filename: "pielikums.pdf".into(),
+        content_type: "application/pdf".into(),
+        size: blob.size,
+    }];
+    pietura::bus::publish_intake(&bus, &msg)
+        .await
+        .expect("publish");
+    let run = || async {
+        sqlx::query("UPDATE periodic_jobs SET next_run_at = '1970-01-01T00:00:00.000000Z'")
+            .execute(registry.pool())
+            .await
+            .expect("due");
+        let lease = registry
+            .claim_periodic(pietura::janitor::JOB, 900)
+            .await
+            .expect("claim")
+            .expect("due and free");
+        let pruned = pietura::janitor::prune_once(
+            &registry,
+            &bus,
+            &store,
+            &pietura::config::JanitorSettings::default(),
+            3,
+            &lease,
+        )
+        .await
+        .expect("janitor run");
+        registry
+            .periodic_done(&lease, 3600, &pruned.to_string())
+            .await
+            .expect("done");
+        pruned
+    };
+    assert_eq!(run().await.blobs, 0, "kept while its message waits");
+    assert!(store.get(&blob.sha256).await.is_ok());
+    // The message gone (and never registered): the blob is an orphan now.
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_purge(
+        format!("{prefix}.engine").as_str().into(),
+        Default::default(),
+    )
+    .await
+    .expect("purge");
+    let _ = conn.close(200, "done".into()).await;
+    assert_eq!(run().await.blobs, 1);
+    assert!(store.get(&blob.sha256).await.is_err());
+    pietura::bus::amqp::delete_topology(&url, &prefix, &[])
+        .await
+        .expect("delete topology");
+    support::drop_pg_database(&db_name).await;
+}

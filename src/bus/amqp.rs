@@ -424,6 +424,29 @@ impl AmqpBus {
         self.inner.drop_link(generation).await;
     }
 
+    /// Messages ready in one of this daemon's queues (`dead`, `engine`…).
+    async fn queue_length(&self, suffix: &str) -> Result<u64, BusError> {
+        let link = self.inner.link().await?;
+        let ch = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
+        let q = ch
+            .queue_declare(
+                s(&self.inner.name(suffix)),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, s("done")).await;
+        Ok(u64::from(q.message_count()))
+    }
+
     /// Queue names, for tests and operators.
     pub fn queue_name(&self, suffix: &str) -> String {
         self.inner.name(suffix)
@@ -480,25 +503,11 @@ impl Bus for AmqpBus {
     }
 
     async fn dead_letter_count(&self) -> Result<u64, BusError> {
-        let link = self.inner.link().await?;
-        let ch = link
-            .connection
-            .create_channel()
-            .await
-            .map_err(unavailable)?;
-        let q = ch
-            .queue_declare(
-                s(&self.inner.name("dead")),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        let _ = ch.close(200, s("done")).await;
-        Ok(u64::from(q.message_count()))
+        self.queue_length("dead").await
+    }
+
+    async fn intake_backlog(&self) -> Result<u64, BusError> {
+        self.queue_length("engine").await
     }
 
     async fn declare_units(&self, units: &[String]) -> Result<(), BusError> {

@@ -140,6 +140,13 @@ pub trait Bus: Send + Sync {
     /// Messages currently in the dead-letter queue.
     async fn dead_letter_count(&self) -> Result<u64, BusError>;
 
+    /// Messages waiting in the intake queue outside the registry's
+    /// database (RabbitMQ's `<prefix>.engine`); the embedded bus's are rows
+    /// the registry can read, so 0 there.
+    async fn intake_backlog(&self) -> Result<u64, BusError> {
+        Ok(0)
+    }
+
     /// Removes routed notices (unit and review queues) nothing will read:
     /// those older than `before`, and all but the newest `keep` of a queue
     /// (0: no count bound); the number removed. Only the embedded bus keeps

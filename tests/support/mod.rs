@@ -223,7 +223,7 @@ pub async fn fresh_pg_database() -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_pg_database(name: &str) {
+pub async fn drop_pg_database(name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
