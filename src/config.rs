@@ -58,6 +58,7 @@ pub struct Settings {
     /// none: the built-in registry only.
     pub dms: Option<crate::dms::DmsSettings>,
     pub desk: DeskSettings,
+    pub janitor: JanitorSettings,
 }
 
 impl Default for Settings {
@@ -75,6 +76,38 @@ impl Default for Settings {
             deadlines: DeadlineSettings::default(),
             dms: None,
             desk: DeskSettings::default(),
+            janitor: JanitorSettings::default(),
+        }
+    }
+}
+
+/// The janitor (`src/janitor.rs`): what it prunes, and how often; one
+/// daemon at a time runs it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JanitorSettings {
+    /// Minutes between runs.
+    pub every_minutes: u64,
+    /// Embedded bus: routed notices are kept this many hours (nothing
+    /// consumes them there; the registry keeps every item).
+    pub notice_retention_hours: u64,
+    /// A door claim of a registered item is kept this many hours.
+    pub door_claim_retention_hours: u64,
+    /// A door claim whose submission never arrived is kept this many days.
+    pub unfinished_claim_retention_days: u64,
+    /// A blob nothing refers to is collected once its file is this many
+    /// hours old: longer than any upload takes or any message waits on the bus.
+    pub blob_grace_hours: u64,
+}
+
+impl Default for JanitorSettings {
+    fn default() -> Self {
+        Self {
+            every_minutes: 60,
+            notice_retention_hours: 168,
+            door_claim_retention_hours: 24,
+            unfinished_claim_retention_days: 30,
+            blob_grace_hours: 24,
         }
     }
 }
@@ -172,6 +205,13 @@ pub struct BusSettings {
     pub prefetch: u16,
     /// Deliveries of one message before it is dead-lettered as poison.
     pub delivery_limit: u32,
+    /// Most notices a unit (or the review) queue keeps before the oldest
+    /// is dropped, so a queue nobody reads never blocks intake (the
+    /// registry keeps every item); 0: no bound.
+    pub unit_queue_max_length: u32,
+    /// The same in bytes of notices; 0: no bound. RabbitMQ only (on the
+    /// embedded bus the janitor keeps the newest `unit_queue_max_length`).
+    pub unit_queue_max_bytes: u64,
 }
 
 impl Default for BusSettings {
@@ -183,6 +223,8 @@ impl Default for BusSettings {
             prefix: "pietura".into(),
             prefetch: 256,
             delivery_limit: 5,
+            unit_queue_max_length: 50_000,
+            unit_queue_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -254,6 +296,10 @@ pub struct EngineSettings {
     pub concurrency: usize,
     /// Most items registered in one database transaction.
     pub batch_max: usize,
+    /// Tries of one item failing while the registry registers others
+    /// before it is parked as poison (doubling from 0.2 s: 6 tries take
+    /// about 13 s, well inside the embedded bus's 60 s delivery lease).
+    pub poison_attempts: u32,
 }
 
 impl Default for EngineSettings {
@@ -261,6 +307,7 @@ impl Default for EngineSettings {
         Self {
             concurrency: 4,
             batch_max: 64,
+            poison_attempts: 6,
         }
     }
 }
@@ -434,6 +481,21 @@ impl Settings {
         }
         if self.engine.batch_max == 0 {
             issue("engine.batch_max", "must be at least 1".into());
+        }
+        if !(1..=10_080).contains(&self.janitor.every_minutes) {
+            issue(
+                "janitor.every_minutes",
+                "must be between 1 and 10080 (a week)".into(),
+            );
+        }
+        if self.janitor.blob_grace_hours < 1 {
+            issue(
+                "janitor.blob_grace_hours",
+                "must be at least 1, so an upload in flight is never collected".into(),
+            );
+        }
+        if !(1..=20).contains(&self.engine.poison_attempts) {
+            issue("engine.poison_attempts", "must be between 1 and 20".into());
         }
         if chrono::NaiveTime::parse_from_str(&self.deadlines.digest_at, "%H:%M").is_err() {
             issue(

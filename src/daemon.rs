@@ -146,12 +146,30 @@ impl Daemon {
             concurrency: settings.engine.concurrency,
             batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),
+            poison_attempts: settings.engine.poison_attempts,
         });
         let stop = shutdown.clone();
         tasks.spawn("engine", move || engine.clone().run(stop.clone()));
         let (reg, b, stop) = (registry.clone(), bus.clone(), shutdown.clone());
         tasks.spawn("dispatch", move || {
             crate::dispatch::run(reg.clone(), b.clone(), wake.clone(), stop.clone())
+        });
+        let (reg, b, blob_store, stop) = (
+            registry.clone(),
+            bus.clone(),
+            blobs.clone(),
+            shutdown.clone(),
+        );
+        let (janitor, notice_max) = (settings.janitor.clone(), settings.bus.unit_queue_max_length);
+        tasks.spawn("janitor", move || {
+            crate::janitor::run(
+                reg.clone(),
+                b.clone(),
+                blob_store.clone(),
+                janitor.clone(),
+                notice_max,
+                stop.clone(),
+            )
         });
         let (reg, b, stop) = (registry.clone(), bus.clone(), shutdown.clone());
         tasks.spawn("parked", move || {

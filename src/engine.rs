@@ -4,7 +4,12 @@
 //! Failure handling per item: an undecodable message is dead-lettered at
 //! once (poison, then parked: [`crate::parked`]); a registry outage keeps
 //! the delivery unacknowledged and retries in place; a crash mid-item means
-//! redelivery, which the idempotency key turns into a no-op.
+//! redelivery, which the idempotency key turns into a no-op. An item the
+//! database refuses (by the driver's error kind,
+//! [`crate::registry::refuses_the_data`]), or that fails
+//! [`Engine::poison_attempts`] times while the registry registers others,
+//! is dead-lettered and so parked, and its delivery settled: it never holds
+//! a worker or its batch.
 //!
 //! A restart while the registry is failing must not burn the bus's delivery
 //! limit: the engine consumes only once [`registry_can_register`] says the
@@ -43,6 +48,10 @@ pub struct Engine {
     pub batch_max: usize,
     /// Woken after each registration so the dispatcher publishes at once.
     pub dispatch_wake: Arc<Notify>,
+    /// Tries of one item that fail for a reason classified transient while
+    /// the registry registers others, after which the item is poison: it is
+    /// dead-lettered (then parked), not retried in place for ever.
+    pub poison_attempts: u32,
 }
 
 /// Whether the registry can take a registration now: it answers, and (on
@@ -213,6 +222,7 @@ impl Engine {
         let pairs: Vec<(&IntakeMessage, &Decision)> =
             items.iter().map(|(m, _)| m).zip(&decisions).collect();
         let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
         let registrations = loop {
             // A stalled registry must not hold a shutdown: the batch stays
             // unacknowledged and is delivered again.
@@ -230,6 +240,13 @@ impl Engine {
                 // each item on its own so the others are not held back.
                 Err(e) if e.is_unique_violation() || !e.is_transient() => break None,
                 Err(e) => {
+                    // Failing again while the registry can register: one
+                    // item may be what fails; each is settled on its own
+                    // (a poison one parked), not holding the batch for ever.
+                    if failures >= 1 && registry_can_register(&self.registry).await {
+                        break None;
+                    }
+                    failures += 1;
                     registry_failing.store(true, Ordering::Relaxed);
                     tracing::warn!(
                         items = items.len(),
@@ -282,6 +299,7 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> Option<RegisterOutcome> {
         let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
         loop {
             let policy = self.policy(rules);
             let attempt = tokio::select! {
@@ -294,6 +312,18 @@ impl Engine {
                     return Some(RegisterOutcome::Refused(e.to_string()));
                 }
                 Err(e) => {
+                    failures += 1;
+                    // Only while others can be registered: a registry that
+                    // fails for everyone is waited for, never a reason to
+                    // park what it cannot take now.
+                    if failures >= self.poison_attempts
+                        && registry_can_register(&self.registry).await
+                    {
+                        crate::metrics::item_poison();
+                        return Some(RegisterOutcome::Refused(format!(
+                            "failed {failures} times while the registry registered other items: {e}"
+                        )));
+                    }
                     tracing::warn!("registration failed, retrying in {backoff:?}: {e}");
                     if !crate::backoff::pause_before_retry(&mut backoff, shutdown).await {
                         return None;
@@ -308,10 +338,26 @@ impl Engine {
         let registration = match outcome {
             RegisterOutcome::Registered(r) => *r,
             RegisterOutcome::Refused(reason) => {
-                tracing::error!(
-                    "the registry refuses this item; dead-lettering it for inspection: {reason}"
-                );
-                dead_letter(delivery, &reason).await;
+                // Parked here, with the reason, whatever the bus (RabbitMQ's
+                // dead-letter queue would keep only "rejected"); the
+                // dead-letter queue is the way when the registry cannot.
+                match self.registry.park_refused(&delivery.payload, &reason).await {
+                    Ok(parked) => {
+                        crate::metrics::item_parked();
+                        tracing::error!(%parked, "the registry refuses this item; parked for the records office: {reason}");
+                        if let Err(e) = delivery.ack().await {
+                            tracing::warn!(
+                                "parked, but the ack failed ({e}); a redelivery is parked again, harmlessly"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "the registry refuses this item and it could not be parked ({e}); dead-lettering it: {reason}"
+                        );
+                        dead_letter(delivery, &reason).await;
+                    }
+                }
                 return;
             }
         };

@@ -25,7 +25,8 @@
 //!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens)
 //!   for queue rows and named work (scan files, SMS flushes, keeper passes, mailboxes).
 //! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues;
-//!   [`parked`]: every dead letter kept as a parked item, retried or shown to the office.
+//!   [`parked`]: every dead letter kept as a parked item, retried or shown to the office;
+//!   [`janitor`]: one daemon at a time prunes delivered notices, old door claims and orphan blobs.
 //! - [`dms`]: registration in an external document-management system (Mayan
 //!   EDMS, Paperless-ngx, CMIS) behind one connector trait, queued with each
 //!   item and retried until the DMS has it.
@@ -62,6 +63,7 @@ pub mod dms;
 pub mod engine;
 pub mod explain;
 pub mod http;
+pub mod janitor;
 pub mod keeper;
 pub mod message;
 pub mod metrics;

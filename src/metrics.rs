@@ -36,6 +36,17 @@ pub fn item_dead_lettered() {
     counter!("pietura_items_dead_lettered_total").increment(1);
 }
 
+/// An item failed too often while others registered: dead-lettered as poison.
+pub fn item_poison() {
+    counter!("pietura_items_poison_total").increment(1);
+}
+
+/// The janitor removed `n` of `what` (notices, door_claims, blobs,
+/// blob_bytes, temp_files) that nothing reads any more.
+pub fn pruned(what: &str, n: u64) {
+    counter!("pietura_pruned_total", "what" => what.to_string()).increment(n);
+}
+
 /// A dead letter was kept as a parked item.
 pub fn item_parked() {
     counter!("pietura_items_parked_total").increment(1);

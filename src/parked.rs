@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, BusError, DeadReason, Route};
 use crate::message::IntakeMessage;
-use crate::registry::parked::ParkedItem;
+use crate::registry::parked::{ParkedItem, parked_id};
 use crate::registry::{Registry, RegistryError};
 
 /// How often parked items are looked at (registered since? due for a retry?).
@@ -54,19 +53,6 @@ impl ParkedError {
 /// The wait before the next automatic retry after `attempts`.
 fn backoff(attempts: i64) -> chrono::Duration {
     crate::backoff::doubling_chrono(BACKOFF_FIRST, attempts - 1, BACKOFF_MAX)
-}
-
-/// A parked item's id: the message id (the citizen's tracking id) when the
-/// bytes carry one, else the SHA-256 of the bytes.
-fn parked_id(payload: &[u8]) -> (String, Option<String>) {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: uuid::Uuid,
-    }
-    match serde_json::from_slice::<Id>(payload) {
-        Ok(m) => (m.id.to_string(), Some(m.id.to_string())),
-        Err(_) => (hex::encode(Sha256::digest(payload)), None),
-    }
 }
 
 /// Keeps one dead letter as a parked item.
@@ -112,10 +98,24 @@ pub async fn retry(
 
 /// Retries one parked item by its id.
 pub async fn retry_id(registry: &Registry, bus: &dyn Bus, id: &str) -> Result<(), ParkedError> {
+    retry_asked(registry, bus, id, None).await
+}
+
+/// Retries one parked item by its id for `actor` (a records officer on the
+/// desk), whose request goes on the item's audit log once it is registered.
+pub async fn retry_asked(
+    registry: &Registry,
+    bus: &dyn Bus,
+    id: &str,
+    actor: Option<&str>,
+) -> Result<(), ParkedError> {
     let item = registry
         .parked_item(id)
         .await?
         .ok_or_else(|| ParkedError::NotFound(id.to_string()))?;
+    if let Some(actor) = actor {
+        registry.parked_retry_asked(id, actor).await?;
+    }
     retry(registry, bus, &item).await
 }
 
@@ -127,9 +127,9 @@ pub async fn tidy(registry: &Registry, bus: &dyn Bus, auto: bool) -> Result<usiz
     let mut retried = 0;
     for item in registry.parked().await? {
         if let Some(mid) = &item.message_id
-            && registry.find_by_message(mid).await?.is_some()
+            && let Some(registered) = registry.find_by_message(mid).await?
         {
-            registry.unpark(&item.id).await?;
+            registry.unpark_registered(&item.id, &registered.id).await?;
             tracing::info!(parked = %item.id, "parked item is registered; no longer parked");
             continue;
         }

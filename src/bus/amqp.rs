@@ -8,7 +8,8 @@
 //! Topology (`<p>` = `bus.prefix`), declared idempotently on every connect:
 //! `<p>.intake` topic exchange → `<p>.engine` quorum queue (`intake.#`,
 //! `x-delivery-limit`, dead-lettered to `<p>.dead`); `<p>.routed` direct
-//! exchange → `<p>.review` and one `<p>.unit.<id>` quorum queue per unit.
+//! exchange → `<p>.review` and one `<p>.unit.<id>` quorum queue per unit,
+//! each bounded ([`NoticeBounds`]: oldest dropped, intake never blocked).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,6 +37,60 @@ pub struct AmqpOptions {
     pub delivery_limit: u32,
     /// How long one publish keeps retrying before it reports failure.
     pub publish_timeout: Duration,
+    /// Bounds of the unit and review queues (0: none), see [`NoticeBounds`].
+    pub notice_bounds: NoticeBounds,
+}
+
+/// How many notices a unit (or the review) queue keeps: past either bound
+/// the oldest is dropped (`x-overflow = drop-head`), so a queue nobody reads
+/// never fills the broker until its memory or disk alarm blocks intake. The
+/// registry keeps every item; a unit re-reads what it missed there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoticeBounds {
+    /// Most messages (`x-max-length`); 0: no bound.
+    pub max_length: u32,
+    /// Most message bytes (`x-max-length-bytes`); 0: no bound.
+    pub max_bytes: u64,
+}
+
+impl NoticeBounds {
+    fn args(&self) -> Vec<(&'static str, AMQPValue)> {
+        let mut args = Vec::new();
+        if self.max_length > 0 {
+            args.push((
+                "x-max-length",
+                AMQPValue::LongLongInt(i64::from(self.max_length)),
+            ));
+        }
+        if self.max_bytes > 0 {
+            args.push((
+                "x-max-length-bytes",
+                AMQPValue::LongLongInt(i64::try_from(self.max_bytes).unwrap_or(i64::MAX)),
+            ));
+        }
+        if !args.is_empty() {
+            args.push(("x-overflow", AMQPValue::LongString("drop-head".into())));
+        }
+        args
+    }
+
+    /// The `rabbitmqctl set_policy` that bounds queues declared before
+    /// the bounds (or with others): a policy applies to existing queues.
+    fn policy_command(&self, prefix: &str) -> String {
+        let mut def = Vec::new();
+        if self.max_length > 0 {
+            def.push(format!("\"max-length\":{}", self.max_length));
+        }
+        if self.max_bytes > 0 {
+            def.push(format!("\"max-length-bytes\":{}", self.max_bytes));
+        }
+        def.push("\"overflow\":\"drop-head\"".into());
+        let pattern = format!("^{}\\.(unit\\..+|review)$", prefix.replace('.', "\\."));
+        format!(
+            "rabbitmqctl set_policy --apply-to queues {prefix}-notices '{pattern}' '{{{}}}'",
+            def.join(",")
+        )
+    }
 }
 
 struct Link {
@@ -93,7 +148,7 @@ impl Inner {
         format!("{}.{suffix}", self.opts.prefix)
     }
 
-    async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+    async fn declare(&self, conn: &Connection, ch: &Channel) -> Result<(), lapin::Error> {
         let p = |x: &str| s(&self.name(x));
         ch.exchange_declare(
             p("intake"),
@@ -149,8 +204,7 @@ impl Inner {
             FieldTable::default(),
         )
         .await?;
-        ch.queue_declare(p("review"), durable_queue(), quorum_args(&[]))
-            .await?;
+        self.declare_notice_queue(conn, "review").await?;
         ch.queue_bind(
             p("review"),
             p("routed"),
@@ -162,9 +216,59 @@ impl Inner {
         Ok(())
     }
 
-    async fn declare_unit(&self, ch: &Channel, unit: &str) -> Result<(), lapin::Error> {
+    /// Declares a unit or review queue with the configured bounds. One
+    /// declared before (an older version, other bounds) cannot take new
+    /// arguments (PRECONDITION_FAILED, which closes the channel): it is then
+    /// used as it is, and the log says how to bound it.
+    async fn declare_notice_queue(
+        &self,
+        conn: &Connection,
+        suffix: &str,
+    ) -> Result<(), lapin::Error> {
+        let name = self.name(suffix);
+        let bounds = self.opts.notice_bounds.args();
+        // Its own channel, so a refusal does not close the caller's.
+        let try_ch = conn.create_channel().await?;
+        let declared = try_ch
+            .queue_declare(s(&name), durable_queue(), quorum_args(&bounds))
+            .await;
+        let _ = try_ch.close(200, s("declared")).await;
+        let Err(refused) = declared else {
+            return Ok(());
+        };
+        let check = conn.create_channel().await?;
+        let exists = check
+            .queue_declare(
+                s(&name),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = check.close(200, s("checked")).await;
+        match exists {
+            Ok(_) => {
+                tracing::warn!(
+                    queue = %name,
+                    "queue exists with other arguments than bus.unit_queue_max_length / bus.unit_queue_max_bytes ({refused}); it is used as it is. Bound it with a policy: {}",
+                    self.opts.notice_bounds.policy_command(&self.opts.prefix)
+                );
+                Ok(())
+            }
+            Err(_) => Err(refused),
+        }
+    }
+
+    async fn declare_unit(
+        &self,
+        conn: &Connection,
+        ch: &Channel,
+        unit: &str,
+    ) -> Result<(), lapin::Error> {
         let queue = s(&self.name(&format!("unit.{unit}")));
-        ch.queue_declare(queue.clone(), durable_queue(), quorum_args(&[]))
+        self.declare_notice_queue(conn, &format!("unit.{unit}"))
             .await?;
         ch.queue_bind(
             queue,
@@ -197,7 +301,9 @@ impl Inner {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(unavailable)?;
-        self.declare(&publish).await.map_err(unavailable)?;
+        self.declare(&connection, &publish)
+            .await
+            .map_err(unavailable)?;
         self.units_declared.lock().await.clear();
         let generation = self
             .generation
@@ -251,7 +357,7 @@ impl Inner {
             Route::Unit(u) => {
                 let mut declared = self.units_declared.lock().await;
                 if !declared.contains(u) {
-                    self.declare_unit(&link.publish, u)
+                    self.declare_unit(&link.connection, &link.publish, u)
                         .await
                         .map_err(|e| fail(format!("declaring unit queue {u}: {e}")))?;
                     declared.insert(u.to_string());
@@ -318,6 +424,29 @@ impl AmqpBus {
         self.inner.drop_link(generation).await;
     }
 
+    /// Messages ready in one of this daemon's queues (`dead`, `engine`…).
+    async fn queue_length(&self, suffix: &str) -> Result<u64, BusError> {
+        let link = self.inner.link().await?;
+        let ch = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
+        let q = ch
+            .queue_declare(
+                s(&self.inner.name(suffix)),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = ch.close(200, s("done")).await;
+        Ok(u64::from(q.message_count()))
+    }
+
     /// Queue names, for tests and operators.
     pub fn queue_name(&self, suffix: &str) -> String {
         self.inner.name(suffix)
@@ -374,25 +503,11 @@ impl Bus for AmqpBus {
     }
 
     async fn dead_letter_count(&self) -> Result<u64, BusError> {
-        let link = self.inner.link().await?;
-        let ch = link
-            .connection
-            .create_channel()
-            .await
-            .map_err(unavailable)?;
-        let q = ch
-            .queue_declare(
-                s(&self.inner.name("dead")),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        let _ = ch.close(200, s("done")).await;
-        Ok(u64::from(q.message_count()))
+        self.queue_length("dead").await
+    }
+
+    async fn intake_backlog(&self) -> Result<u64, BusError> {
+        self.queue_length("engine").await
     }
 
     async fn declare_units(&self, units: &[String]) -> Result<(), BusError> {
@@ -400,7 +515,7 @@ impl Bus for AmqpBus {
         let mut declared = self.inner.units_declared.lock().await;
         for u in units {
             self.inner
-                .declare_unit(&link.publish, u)
+                .declare_unit(&link.connection, &link.publish, u)
                 .await
                 .map_err(unavailable)?;
             declared.insert(u.clone());

@@ -3,6 +3,8 @@
 //! claim of the one leased-work primitive ([`crate::registry::lease`],
 //! database clock, fencing token), renewed while the engine holds it and
 //! run out if the process dies, so it is delivered again.
+//! Routed notices (unit and review queues) have no consumer here: the
+//! janitor prunes them ([`Bus::prune_notices`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -270,6 +272,46 @@ impl Bus for EmbeddedBus {
 
     async fn ready(&self) -> bool {
         self.registry.ping().await.is_ok()
+    }
+
+    async fn prune_notices(
+        &self,
+        before: chrono::DateTime<Utc>,
+        keep: u32,
+    ) -> Result<u64, BusError> {
+        let pool = self.registry.pool();
+        let mut removed = sqlx::query(
+            "DELETE FROM bus_messages WHERE queue <> $1 AND dead_reason IS NULL AND created_at < $2",
+        )
+        .bind(INTAKE)
+        .bind(db_time(before))
+        .execute(pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if keep == 0 {
+            return Ok(removed);
+        }
+        let queues: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT queue FROM bus_messages WHERE queue <> $1")
+                .bind(INTAKE)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+        for (queue,) in queues {
+            // Row ids are UUIDv7: their order is the order of publishing.
+            removed += sqlx::query(
+                "DELETE FROM bus_messages WHERE queue = $1 AND dead_reason IS NULL AND id NOT IN \
+                 (SELECT id FROM bus_messages WHERE queue = $1 ORDER BY id DESC LIMIT $2)",
+            )
+            .bind(&queue)
+            .bind(i64::from(keep))
+            .execute(pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        }
+        Ok(removed)
     }
 
     async fn dead_letter_count(&self) -> Result<u64, BusError> {

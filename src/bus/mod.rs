@@ -140,6 +140,26 @@ pub trait Bus: Send + Sync {
     /// Messages currently in the dead-letter queue.
     async fn dead_letter_count(&self) -> Result<u64, BusError>;
 
+    /// Messages waiting in the intake queue outside the registry's
+    /// database (RabbitMQ's `<prefix>.engine`); the embedded bus's are rows
+    /// the registry can read, so 0 there.
+    async fn intake_backlog(&self) -> Result<u64, BusError> {
+        Ok(0)
+    }
+
+    /// Removes routed notices (unit and review queues) nothing will read:
+    /// those older than `before`, and all but the newest `keep` of a queue
+    /// (0: no count bound); the number removed. Only the embedded bus keeps
+    /// them (in the registry's database, where no unit consumes them);
+    /// RabbitMQ's queues are bounded by their arguments.
+    async fn prune_notices(
+        &self,
+        _before: chrono::DateTime<chrono::Utc>,
+        _keep: u32,
+    ) -> Result<u64, BusError> {
+        Ok(0)
+    }
+
     /// Makes sure each unit has its queue before the first notice for it.
     async fn declare_units(&self, _units: &[String]) -> Result<(), BusError> {
         Ok(())
@@ -185,6 +205,10 @@ pub async fn open(settings: &Settings, registry: &Registry) -> Result<Arc<dyn Bu
                 prefetch: settings.bus.prefetch,
                 delivery_limit: settings.bus.delivery_limit,
                 publish_timeout: std::time::Duration::from_secs(30),
+                notice_bounds: amqp::NoticeBounds {
+                    max_length: settings.bus.unit_queue_max_length,
+                    max_bytes: settings.bus.unit_queue_max_bytes,
+                },
             })
             .await?;
             Ok(Arc::new(bus))

@@ -7,7 +7,8 @@
 //! - [`suggest`]: the unit the officers' past decisions point to;
 //! - [`rules_editor`]: rules, units and services edited with the files'
 //!   validation, a dry run against recent items, versions and roll-back;
-//! - [`channels`]: each channel's state for administrators.
+//! - [`channels`]: each channel's state for administrators;
+//! - [`parked_view`]: parked items (accepted, not registered) with a retry.
 //!
 //! Server-rendered (askama), usable without JavaScript; `static/desk.js`
 //! only adds keyboard shortcuts. Every page checks the viewer's role.
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod channels;
 pub mod i18n;
 pub mod original;
+pub mod parked_view;
 pub mod review;
 pub mod rules_editor;
 pub mod sessions;
@@ -57,6 +59,8 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         )
         .route("/desk/items/{item}/original", get(original::original_file))
         .route("/desk/items/{item}/pages/{page}", get(original::page_image))
+        .route("/desk/parked", get(parked_view::list))
+        .route("/desk/parked/{id}/retry", post(parked_view::retry))
         .route("/admin/rules", get(rules_editor::editor))
         .route("/admin/rules/check", post(rules_editor::check))
         .route("/admin/rules/save", post(rules_editor::save))

@@ -56,4 +56,38 @@ impl Registry {
             message_id: held,
         })
     }
+
+    /// Removes door claims nothing needs any more: those of registered
+    /// items claimed before `registered_before` (the item's own key and
+    /// stored message then answer a reuse, see the web form), and those of
+    /// submissions that never arrived (publishing failed, the citizen was
+    /// told to retry) claimed before `unfinished_before`, unless parked.
+    /// The number removed.
+    pub async fn prune_door_claims(
+        &self,
+        registered_before: chrono::DateTime<chrono::Utc>,
+        unfinished_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, RegistryError> {
+        let ctx = "pruning door claims";
+        let registered = sqlx::query(
+            "DELETE FROM door_claims WHERE claimed_at < $1 \
+             AND idempotency_key IN (SELECT idempotency_key FROM items)",
+        )
+        .bind(db_time(registered_before))
+        .execute(&self.pool)
+        .await
+        .map_err(q(ctx))?
+        .rows_affected();
+        let unfinished = sqlx::query(
+            "DELETE FROM door_claims WHERE claimed_at < $1 \
+             AND idempotency_key NOT IN (SELECT idempotency_key FROM items) \
+             AND message_id NOT IN (SELECT message_id FROM parked WHERE message_id IS NOT NULL)",
+        )
+        .bind(db_time(unfinished_before))
+        .execute(&self.pool)
+        .await
+        .map_err(q(ctx))?
+        .rows_affected();
+        Ok(registered + unfinished)
+    }
 }

@@ -574,6 +574,51 @@ impl Drop for Renewal {
     }
 }
 
+impl Registry {
+    /// Claims the periodic job `name` (named work, [`NAMED`]) for `ttl_secs`
+    /// when it is due and no other daemon runs it: the singleton work of
+    /// several daemons. None while it is held or not due yet.
+    pub async fn claim_periodic(
+        &self,
+        name: &str,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, RegistryError> {
+        self.claim_named(name, ttl_secs).await
+    }
+
+    /// Ends a run of a periodic job: its state is the line on what the run
+    /// did, and it is due again `every_secs` from now (the database's
+    /// clock: the row stays unclaimable until then); refused
+    /// ([`RegistryError::LeaseLost`]) when another daemon claimed it since.
+    pub async fn periodic_done(
+        &self,
+        lease: &Lease,
+        every_secs: i64,
+        result: &str,
+    ) -> Result<(), RegistryError> {
+        let sql = format!(
+            "UPDATE work_leases SET lease_holder = NULL, lease_until = {}, state = $3, \
+             updated_at = {} WHERE {}",
+            db_now_plus(self.sqlite, every_secs),
+            db_now_plus(self.sqlite, 0),
+            fenced(&NAMED, 1, 1)
+        );
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease.key.clone())
+            .bind(lease.token)
+            .bind(result.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(q(format!("run of periodic job {}", lease.key)))?
+            .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(lost(&NAMED, lease))
+        }
+    }
+}
+
 /// The fence, in the completing transaction: ends the claims whose token is
 /// still the row's (locking those rows until the transaction ends) and
 /// returns them; each refused one (claimed again since) is logged.

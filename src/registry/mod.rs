@@ -79,22 +79,57 @@ impl RegistryError {
     }
 
     /// Worth retrying (database down, busy, a lost race); false when the
-    /// database refused the data itself, which no retry will change.
+    /// database refused the data itself, which no retry will change. Decided
+    /// by the driver's error kind, so PostgreSQL and SQLite classify alike
+    /// ([`refuses_the_data`]).
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Query {
                 source: sqlx::Error::Database(e),
                 ..
-            } => {
-                let code = e.code().unwrap_or_default();
-                // SQLSTATE 22xxx (data exception) and 23xxx other than
-                // unique violations (integrity) are about the data.
-                !(code.starts_with("22") || (code.starts_with("23") && !e.is_unique_violation()))
-            }
+            } => !refuses_the_data(e.as_ref()),
+            // The item's data could not be encoded for the database.
+            RegistryError::Query {
+                source: sqlx::Error::Encode(_),
+                ..
+            } => false,
             RegistryError::Migrate(_) | RegistryError::LeaseLost { .. } => false,
             _ => true,
         }
     }
+}
+
+/// Whether the database refused the data itself (a constraint, a value it
+/// cannot take), which no retry changes; false for a unique violation (a
+/// lost race, settled by looking again) and for everything about the
+/// database's state (down, busy, locked, full).
+///
+/// The driver's [`sqlx::error::ErrorKind`] first (both drivers map their
+/// codes to it); then PostgreSQL's SQLSTATE class (22 data exception, 23
+/// integrity, 54 a limit such as an index row too large) or SQLite's primary
+/// result code (19 CONSTRAINT: a trigger's `RAISE(ABORT)` and the rest, 18
+/// TOOBIG, 20 MISMATCH, 25 RANGE) of its extended code.
+pub fn refuses_the_data(e: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
+    use sqlx::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::UniqueViolation => return false,
+        ErrorKind::ForeignKeyViolation
+        | ErrorKind::NotNullViolation
+        | ErrorKind::CheckViolation => {
+            return true;
+        }
+        _ => {}
+    }
+    let code = e.code().unwrap_or_default();
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        const CONSTRAINT: i64 = 19;
+        const TOOBIG: i64 = 18;
+        const MISMATCH: i64 = 20;
+        const RANGE: i64 = 25;
+        let primary = code.parse::<i64>().map_or(0, |c| c & 0xff);
+        return matches!(primary, CONSTRAINT | TOOBIG | MISMATCH | RANGE);
+    }
+    code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
 }
 
 fn q(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> RegistryError {

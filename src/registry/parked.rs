@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Registry, RegistryError, db_time, q};
@@ -42,6 +43,19 @@ fn parked_item(r: &sqlx::any::AnyRow) -> Result<ParkedItem, sqlx::Error> {
             .decode(b64)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
+}
+
+/// A parked item's id: the message id (the citizen's tracking id) when the
+/// bytes carry one, else the SHA-256 of the bytes.
+pub fn parked_id(payload: &[u8]) -> (String, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: uuid::Uuid,
+    }
+    match serde_json::from_slice::<Id>(payload) {
+        Ok(m) => (m.id.to_string(), Some(m.id.to_string())),
+        Err(_) => (hex::encode(Sha256::digest(payload)), None),
+    }
 }
 
 macro_rules! select_parked {
@@ -86,6 +100,22 @@ impl Registry {
         .await
         .map(|_| ())
         .map_err(q(format!("parking {id}")))
+    }
+
+    /// Parks a message the engine refused (the database refuses its data,
+    /// or it kept failing while others registered), with the reason, so the
+    /// reason is kept whatever the bus; the caller then acknowledges it.
+    /// The item's id.
+    pub async fn park_refused(
+        &self,
+        payload: &[u8],
+        reason: &str,
+    ) -> Result<String, RegistryError> {
+        let (id, message_id) = parked_id(payload);
+        let now = Utc::now();
+        self.park(&id, message_id.as_deref(), payload, reason, false, now, now)
+            .await?;
+        Ok(id)
     }
 
     /// Every parked item, oldest first.
@@ -153,6 +183,46 @@ impl Registry {
         .await
         .map(|_| ())
         .map_err(q(format!("parked item {id}")))
+    }
+
+    /// A records officer (the desk's audit name) asked for a retry: written
+    /// on the item's audit log once it is registered ([`Self::unpark_registered`]).
+    pub async fn parked_retry_asked(&self, id: &str, actor: &str) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE parked SET retried_by = $2 WHERE id = $1")
+            .bind(id)
+            .bind(actor)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(q(format!("parked item {id}")))
+    }
+
+    /// A parked item is registered as `item_id`: no longer parked; the
+    /// officer who asked for its retry goes on the item's audit log, in the
+    /// same transaction.
+    pub async fn unpark_registered(&self, id: &str, item_id: &str) -> Result<(), RegistryError> {
+        let ctx = format!("parked item {id}");
+        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
+        let row = sqlx::query(
+            "DELETE FROM parked WHERE id = $1 RETURNING retried_by, reason, first_seen, attempts",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        if let Some(row) = row
+            && let Some(actor) = row
+                .try_get::<Option<String>, _>(0)
+                .map_err(q(ctx.clone()))?
+        {
+            let detail = serde_json::json!({
+                "parked_since": row.try_get::<String, _>(2).map_err(q(ctx.clone()))?,
+                "reason": row.try_get::<String, _>(1).map_err(q(ctx.clone()))?,
+                "attempts": row.try_get::<i64, _>(3).map_err(q(ctx.clone()))?,
+            });
+            super::insert_audit(&mut tx, item_id, &actor, "parked_retried", &detail, &ctx).await?;
+        }
+        tx.commit().await.map_err(q(ctx))
     }
 
     /// A parked item is registered: no longer parked.
