@@ -364,7 +364,7 @@ async fn daemons_on_one_postgres_follow_an_edit_and_a_holiday_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemons_sharing_one_sqlite_file_follow_an_edit_and_a_holiday() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("shared.db").display());
     let env = vec![
         ("PIETURA__DATABASE__URL", db.clone()),
         ("PIETURA__BUS__KIND", "embedded".to_string()),
