@@ -175,11 +175,7 @@ pub async fn at_start(registry: &Registry, dir: &Path) -> Result<RuleSet, Active
         let note = format!("{} edited while the daemon was down", dir.display());
         let line = change("files", &this_host(), None, note);
         let replacing = Replacing::Version(in_force.version.clone());
-        if registry
-            .activate_ruleset(folder, &replacing, &line)
-            .await?
-            == Activation::Activated
-        {
+        if registry.activate_ruleset(folder, &replacing, &line).await? == Activation::Activated {
             tracing::info!(from = %in_force.version, to = %folder.version, "rules folder edited while the daemon was down: applied to the registry");
             return Ok(folder.clone());
         }
@@ -298,10 +294,7 @@ pub async fn add_holiday(
         let note = format!("ad-hoc holiday {date}");
         let line = change("holiday", added_by, Some("calendar.toml".into()), note);
         let replacing = Replacing::Version(current.version.clone());
-        match registry
-            .activate_ruleset(&set, &replacing, &line)
-            .await?
-        {
+        match registry.activate_ruleset(&set, &replacing, &line).await? {
             Activation::Activated => return Ok(set),
             Activation::Conflict { active } => {
                 last = ActiveRulesError::Conflict {

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::active_rules::{ActiveRulesError, Follower};
 use crate::blobs::{BlobError, BlobStore};
 use crate::bus::{self, Bus, BusError};
 use crate::channels::{self, Channel, ChannelContext, ChannelError, ChannelFileError};
@@ -18,7 +19,6 @@ use crate::engine::Engine;
 use crate::registry::numbering::Pattern;
 use crate::registry::{Registry, RegistryError};
 use crate::rules::watch::SharedRules;
-use crate::active_rules::{ActiveRulesError, Follower};
 use crate::supervise::{Components, Supervisor};
 
 /// Why the daemon could not start; each names what to fix.
@@ -213,13 +213,17 @@ impl Daemon {
                         let (reg, r, status_tx, stop) =
                             (reg.clone(), r.clone(), status_tx.clone(), stop.clone());
                         async move {
-                            crate::active_rules::apply_file_edits(watcher?, reg, r, status_tx, stop)
-                                .await;
+                            crate::active_rules::apply_file_edits(
+                                watcher?, reg, r, status_tx, stop,
+                            )
+                            .await;
                             Ok::<(), notify::Error>(())
                         }
                     });
                 }
-                Err(e) => tracing::error!("rules folder is not watched, its edits need `pietura rules apply`: {e}"),
+                Err(e) => tracing::error!(
+                    "rules folder is not watched, its edits need `pietura rules apply`: {e}"
+                ),
             }
         }
         let (reg, r, deadlines, status, stop) = (

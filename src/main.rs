@@ -285,7 +285,9 @@ async fn active_or_folder(settings: &Settings) -> anyhow::Result<RuleSet> {
     };
     if in_registry {
         let registry = open_registry(settings, Open::Existing).await?;
-        if let Some(set) = pietura::active_rules::load_active(&registry, &settings.rules.dir).await? {
+        if let Some(set) =
+            pietura::active_rules::load_active(&registry, &settings.rules.dir).await?
+        {
             return Ok(set);
         }
     }

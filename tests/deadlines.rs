@@ -230,7 +230,10 @@ async fn an_added_holiday_moves_open_deadlines_only() {
     let text = &sources.files["calendar.toml"];
     assert!(text.contains("Ārkārtas svētku diena") && text.contains(&holiday.to_string()));
     let file = std::fs::read_to_string(env.rules_dir.join("calendar.toml")).expect("calendar");
-    assert!(!file.contains("Ārkārtas svētku diena"), "the folder is not written");
+    assert!(
+        !file.contains("Ārkārtas svētku diena"),
+        "the folder is not written"
+    );
     let year = env
         .get_json(&format!("/api/v1/calendar/{}", holiday.format("%Y")))
         .await;

@@ -208,11 +208,7 @@ impl Process {
 async fn registered(registry: &Registry, tracking_id: &str) -> ItemSummary {
     let deadline = tokio::time::Instant::now() + support::WAIT;
     loop {
-        if let Some(item) = registry
-            .find_by_message(tracking_id)
-            .await
-            .expect("lookup")
-        {
+        if let Some(item) = registry.find_by_message(tracking_id).await.expect("lookup") {
             return item;
         }
         assert!(
@@ -227,7 +223,13 @@ async fn registered(registry: &Registry, tracking_id: &str) -> ItemSummary {
 /// `pietura rules apply DIR` against `db`; the version it printed.
 fn apply(dir: &Path, env: &[(&str, String)]) -> String {
     let out = run(
-        &["rules", "apply", &dir.display().to_string(), "--by", "tests"],
+        &[
+            "rules",
+            "apply",
+            &dir.display().to_string(),
+            "--by",
+            "tests",
+        ],
         env,
     );
     let stdout = text(&out.stdout);
@@ -275,7 +277,9 @@ async fn two_daemons_follow(
     let holiday = before.deadlines.working_days_after(receipt_day, 2);
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/calendar/holidays", a.base))
-        .json(&serde_json::json!({ "date": holiday, "name": "Ārkārtas brīvdiena", "actor": "admin" }))
+        .json(
+            &serde_json::json!({ "date": holiday, "name": "Ārkārtas brīvdiena", "actor": "admin" }),
+        )
         .send()
         .await
         .expect("POST holiday");
@@ -283,13 +287,16 @@ async fn two_daemons_follow(
     let body: serde_json::Value = resp.json().await.expect("JSON");
     let with_holiday = body["version"].as_str().expect("version").to_string();
     b.follows(&with_holiday, "B after the holiday on A").await;
-    let year: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/calendar/{}", b.base, holiday.format("%Y")))
-            .await
-            .expect("GET calendar")
-            .json()
-            .await
-            .expect("calendar JSON");
+    let year: serde_json::Value = reqwest::get(format!(
+        "{}/api/v1/calendar/{}",
+        b.base,
+        holiday.format("%Y")
+    ))
+    .await
+    .expect("GET calendar")
+    .json()
+    .await
+    .expect("calendar JSON");
     assert!(
         year["days_off"]
             .as_array()
@@ -364,7 +371,10 @@ async fn daemons_on_one_postgres_follow_an_edit_and_a_holiday_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemons_sharing_one_sqlite_file_follow_an_edit_and_a_holiday() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("shared.db").display());
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("shared.db").display()
+    );
     let env = vec![
         ("PIETURA__DATABASE__URL", db.clone()),
         ("PIETURA__BUS__KIND", "embedded".to_string()),
@@ -395,9 +405,21 @@ async fn a_stale_folder_never_rolls_back_and_an_offline_edit_is_applied() {
     // A daemon starting on the old folder (a version the registry knows)
     // runs the set in force and leaves it in force.
     let stale = env.another_daemon().await;
-    assert_eq!(stale.rules.load().version, version, "stale folder not taken");
-    let active = registry.active_ruleset().await.expect("active").expect("set");
-    assert_eq!(active.version, version, "not rolled back to {}", shipped.version);
+    assert_eq!(
+        stale.rules.load().version,
+        version,
+        "stale folder not taken"
+    );
+    let active = registry
+        .active_ruleset()
+        .await
+        .expect("active")
+        .expect("set");
+    assert_eq!(
+        active.version, version,
+        "not rolled back to {}",
+        shipped.version
+    );
     stale.shutdown().await;
 
     // A draft written against a version no longer in force (a colleague's
@@ -425,7 +447,11 @@ async fn a_stale_folder_never_rolls_back_and_an_offline_edit_is_applied() {
     let offline = RuleSet::load(&env.rules_dir).expect("edited folder");
     let starting = env.another_daemon().await;
     assert_eq!(starting.rules.load().version, offline.version);
-    let active = registry.active_ruleset().await.expect("active").expect("set");
+    let active = registry
+        .active_ruleset()
+        .await
+        .expect("active")
+        .expect("set");
     assert_eq!(active.version, offline.version);
     support::wait_until(FOLLOW, "the running daemon follows", || async {
         env.daemon.rules.load().version == offline.version
@@ -463,7 +489,11 @@ fn rules_apply_and_export_round_trip() {
     let invalid = support::repo_path("tests/fixtures/rules-invalid");
     let out = run(&["rules", "apply", &invalid.display().to_string()], &env);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains(".toml:"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(".toml:"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Export into a folder with a routing file the set does not have.
     let out_dir = dir.path().join("exported");
@@ -471,7 +501,11 @@ fn rules_apply_and_export_round_trip() {
     std::fs::write(out_dir.join("routing/99-old.toml"), "").expect("stale file");
     let out = run(&["rules", "export", &out_dir.display().to_string()], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(&version), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&version),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(!out_dir.join("routing/99-old.toml").exists());
     let exported = RuleSet::load(&out_dir).expect("exported folder loads");
     assert_eq!(exported.version, version);

@@ -16,9 +16,9 @@ use serde::Deserialize;
 
 use super::{HttpState, api_allowed, json_error, unauthorized};
 use crate::active_rules::ActiveRulesError;
-use crate::rules::holiday::AddHolidayError;
 use crate::registry::ItemSummary;
 use crate::registry::deadlines::ActionError;
+use crate::rules::holiday::AddHolidayError;
 
 /// The deadline routes, merged into the daemon's router.
 pub fn routes() -> Router<HttpState> {

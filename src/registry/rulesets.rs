@@ -39,7 +39,9 @@ pub enum Replacing {
 pub enum Activation {
     Activated,
     /// The pointer was not where the caller expected: nothing changed.
-    Conflict { active: Option<String> },
+    Conflict {
+        active: Option<String>,
+    },
 }
 
 impl Registry {

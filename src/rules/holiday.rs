@@ -48,10 +48,7 @@ pub fn with_dated_holiday(
     let block = format!(
         "\n[[dated_holiday]]\ndate = {date}\nname = {}\nadded_by = {}\n",
         toml::Value::String(name.to_string()),
-        toml::Value::String(format!(
-            "{added_by}, {}",
-            now.format("%Y-%m-%d %H:%M UTC")
-        )),
+        toml::Value::String(format!("{added_by}, {}", now.format("%Y-%m-%d %H:%M UTC"))),
     );
     sources.files.insert(
         "calendar.toml".into(),

@@ -75,7 +75,8 @@ impl RulesWatcher {
             _ = shutdown.cancelled() => return false,
             got = rx.recv() => if got.is_none() { return false },
         }
-        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {}
+        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        }
         true
     }
 }
