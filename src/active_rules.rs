@@ -407,7 +407,8 @@ impl Follower {
 
 /// Applies edits of this host's `rules/` to the registry (so every daemon
 /// follows them) until `shutdown`; a broken edit is refused with file:line
-/// and the set in force keeps routing.
+/// and the set in force keeps routing, and so is a folder equal to an older
+/// version the registry knows (a stale folder touched).
 pub async fn apply_file_edits(
     mut watcher: RulesWatcher,
     registry: Registry,
@@ -424,6 +425,16 @@ pub async fn apply_file_edits(
                 Some(e.to_string())
             }
             Ok(set) if set.version == before.version => None,
+            Ok(set) if registry.ruleset_known(&set.version).await.unwrap_or(false) => {
+                // A stale folder touched (or checked out at an old commit)
+                // must not roll the others back.
+                tracing::warn!(folder = %set.version, in_force = %before.version, "the rules folder holds an older rule set the registry knows: not applied; `pietura rules apply DIR` puts it back in force, `pietura rules export DIR` updates the folder");
+                Some(format!(
+                    "{}: rule set {} is an older version the registry knows; not applied (use `pietura rules apply`)",
+                    before.dir.display(),
+                    set.version
+                ))
+            }
             Ok(set) => {
                 let note = format!("{} edited", before.dir.display());
                 let line = change("files", &this_host(), None, note);

@@ -469,6 +469,63 @@ async fn a_stale_folder_never_rolls_back_and_an_offline_edit_is_applied() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touched_stale_folder_is_refused_and_a_real_edit_is_applied() {
+    let mut opts = Options::new(Backend::Embedded);
+    opts.watch_rules = true;
+    let env = TestEnv::start(opts).await;
+    let registry = &env.daemon.registry;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let edited = dir.path().join("edited");
+    rules_with_coffee(&edited);
+    let applied = pietura::active_rules::apply_dir(registry, &edited, "tests")
+        .await
+        .expect("apply");
+    let version = applied.set.version.clone();
+    let status = env.daemon.rules_status.clone();
+    support::wait_until(FOLLOW, "the daemon follows the edit", || async {
+        status.borrow().version == version
+    })
+    .await;
+
+    // The folder (still the bootstrap version) is written again unchanged.
+    let attempts = status.borrow().attempts;
+    let units = env.rules_dir.join("units.toml");
+    let same = std::fs::read_to_string(&units).expect("units");
+    std::fs::write(&units, &same).expect("rewrite");
+    support::wait_until(support::WAIT, "the watcher reports the touch", || async {
+        status.borrow().attempts > attempts
+    })
+    .await;
+    let refused = status.borrow().refused.clone().expect("refused");
+    assert!(refused.contains("older version"), "{refused}");
+    let active = registry
+        .active_ruleset()
+        .await
+        .expect("active")
+        .expect("set");
+    assert_eq!(active.version, version, "not rolled back");
+    assert_eq!(env.daemon.rules.load().version, version);
+
+    // A real edit of the folder is a new version: in force everywhere.
+    std::fs::write(&units, format!("{same}\n# edited on this host\n")).expect("edit");
+    let mut edited_now = None;
+    support::wait_until(support::WAIT, "the edit is applied", || {
+        let now = status.borrow().clone();
+        let done = now.refused.is_none() && now.version != version;
+        edited_now = Some(now);
+        async move { done }
+    })
+    .await;
+    let active = registry
+        .active_ruleset()
+        .await
+        .expect("active")
+        .expect("set");
+    assert_eq!(Some(active.version), edited_now.map(|s| s.version));
+    env.stop().await;
+}
+
 #[test]
 fn rules_apply_and_export_round_trip() {
     let dir = tempfile::tempdir().expect("temp dir");
