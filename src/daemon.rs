@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::active_rules::{ActiveRulesError, Follower};
 use crate::blobs::{BlobError, BlobStore};
 use crate::bus::{self, Bus, BusError};
 use crate::channels::{self, Channel, ChannelContext, ChannelError, ChannelFileError};
@@ -18,14 +19,13 @@ use crate::engine::Engine;
 use crate::registry::numbering::Pattern;
 use crate::registry::{Registry, RegistryError};
 use crate::rules::watch::SharedRules;
-use crate::rules::{RuleSet, RulesError};
 use crate::supervise::{Components, Supervisor};
 
 /// Why the daemon could not start; each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Rules(#[from] RulesError),
+    Rules(#[from] ActiveRulesError),
     #[error("channel files in error:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     ChannelFiles(Vec<ChannelFileError>),
     #[error(transparent)]
@@ -80,8 +80,6 @@ impl Daemon {
     /// Starts everything the settings describe; refuses to start on any invalid file.
     pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         let settings = Arc::new(settings);
-        let rules: SharedRules =
-            Arc::new(ArcSwap::from_pointee(RuleSet::load(&settings.rules.dir)?));
         let channel_configs =
             channels::load_dir(&settings.channels.dir).map_err(StartError::ChannelFiles)?;
         let pattern = Pattern::parse(&settings.registration.pattern)
@@ -89,6 +87,11 @@ impl Daemon {
         let db_url = settings.database_url().map_err(StartError::Config)?;
         let registry = Registry::connect(&db_url, settings.database.max_connections).await?;
         registry.migrate().await?;
+        // The rule set in force for every daemon, from the registry (an
+        // empty registry takes rules/).
+        let rules: SharedRules = Arc::new(ArcSwap::from_pointee(
+            crate::active_rules::at_start(&registry, &settings.rules.dir).await?,
+        ));
         let blobs = BlobStore::open(settings.blob_dir())?;
         let blobs_for_desk = blobs.clone();
         let bus = bus::open(&settings, &registry).await?;
@@ -198,24 +201,47 @@ impl Daemon {
             });
         }
         let (status_tx, rules_status) = crate::rules::watch::status_channel(&rules);
+        // Every daemon follows the registry's active rule set.
+        let listen_url = (!registry.is_sqlite()).then(|| db_url.clone());
+        let (reg, r, tx, stop) = (
+            registry.clone(),
+            rules.clone(),
+            status_tx.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn("rules-follow", move || {
+            Follower {
+                registry: reg.clone(),
+                shared: r.clone(),
+                status: tx.clone(),
+                listen_url: listen_url.clone(),
+            }
+            .run(stop.clone())
+        });
         if settings.rules.watch {
             match crate::rules::watch::RulesWatcher::new(&rules) {
                 Ok(first) => {
                     // A restart sets up a new watch on the folder.
                     let mut first = Some(first);
-                    let (r, stop) = (rules.clone(), shutdown.clone());
+                    let (reg, r, stop) = (registry.clone(), rules.clone(), shutdown.clone());
                     tasks.spawn("rules-watch", move || {
                         let watcher = first
                             .take()
                             .map_or_else(|| crate::rules::watch::RulesWatcher::new(&r), Ok);
-                        let (r, status_tx, stop) = (r.clone(), status_tx.clone(), stop.clone());
+                        let (reg, r, status_tx, stop) =
+                            (reg.clone(), r.clone(), status_tx.clone(), stop.clone());
                         async move {
-                            watcher?.run(r, status_tx, stop).await;
+                            crate::active_rules::apply_file_edits(
+                                watcher?, reg, r, status_tx, stop,
+                            )
+                            .await;
                             Ok::<(), notify::Error>(())
                         }
                     });
                 }
-                Err(e) => tracing::error!("rules are not watched, changes need a restart: {e}"),
+                Err(e) => tracing::error!(
+                    "rules folder is not watched, its edits need `pietura rules apply`: {e}"
+                ),
             }
         }
         let (reg, r, deadlines, status, stop) = (

@@ -21,6 +21,9 @@
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
+//! - [`active_rules`]: the one rule set in force for every daemon, versioned in the
+//!   registry, followed within seconds; `rules/` as bootstrap and import/export.
+//! - [`tomlfile`]: TOML files with `file:line` problems, shared by rules and deadlines.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
 //!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens)
 //!   for queue rows and named work (scan files, SMS flushes, keeper passes, mailboxes).
@@ -49,6 +52,7 @@
 //! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV).
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
+pub mod active_rules;
 pub mod backoff;
 pub mod bench;
 pub mod blobs;
@@ -75,3 +79,4 @@ pub mod replies;
 pub mod rules;
 pub mod stats;
 pub mod supervise;
+pub mod tomlfile;

@@ -31,7 +31,8 @@ enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
-    /// Check or try the routing rules.
+    /// The rule set in force for every daemon (kept in the registry):
+    /// check, try, apply a folder, export it.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
@@ -41,7 +42,7 @@ enum Command {
         #[command(subcommand)]
         command: ItemsCommand,
     },
-    /// The working-day calendar in `rules/calendar.toml`.
+    /// The working-day calendar (`calendar.toml` of the rule set in force).
     Calendar {
         #[command(subcommand)]
         command: CalendarCommand,
@@ -128,12 +129,25 @@ enum ParkedCommand {
 enum RulesCommand {
     /// Validate a rules folder (default: rules.dir from the configuration).
     Check { dir: Option<PathBuf> },
-    /// Show which rule matches a message (.json message or plain .txt body) and why.
+    /// Show which rule matches a message (.json message or plain .txt body)
+    /// and why, by the rule set in force (or the folder given by --rules).
     Test {
         file: PathBuf,
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Validates a rules folder and puts it in force for every daemon
+    /// (stored in the registry; running daemons follow within seconds).
+    /// Prints the version.
+    Apply {
+        dir: PathBuf,
+        /// Who applies it (kept in the history); default: $USER.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Writes the files of the rule set in force into a folder (created if
+    /// missing; `routing/*.toml` the set lacks are removed). Prints the version.
+    Export { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -171,13 +185,13 @@ enum UserCommand {
 enum CalendarCommand {
     /// Days off (holidays, transfers) and Saturdays worked in a year.
     Show { year: i32 },
-    /// Adds a one-off holiday to calendar.toml; a running daemon reloads it
-    /// and moves open deadlines.
+    /// Adds a one-off holiday to the calendar in force for every daemon
+    /// (in the registry); running daemons follow and move open deadlines.
     AddHoliday {
         /// YYYY-MM-DD
         date: chrono::NaiveDate,
         name: String,
-        /// Who adds it (kept in the file).
+        /// Who adds it (kept in calendar.toml and the history).
         #[arg(long)]
         by: String,
     },
@@ -259,6 +273,25 @@ async fn open_registry(settings: &Settings, open: Open) -> anyhow::Result<Regist
     };
     registry.migrate().await?;
     Ok(registry)
+}
+
+/// The rule set in force (the registry's), or the rules folder where there
+/// is no registry yet.
+async fn active_or_folder(settings: &Settings) -> anyhow::Result<RuleSet> {
+    let url = settings.database_url().map_err(anyhow::Error::msg)?;
+    let in_registry = match pietura::registry::sqlite_file(&url) {
+        Some(path) => path.is_file(),
+        None => true,
+    };
+    if in_registry {
+        let registry = open_registry(settings, Open::Existing).await?;
+        if let Some(set) =
+            pietura::active_rules::load_active(&registry, &settings.rules.dir).await?
+        {
+            return Ok(set);
+        }
+    }
+    Ok(RuleSet::load(&settings.rules.dir)?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -356,9 +389,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules {
             command: RulesCommand::Test { file, rules },
         } => {
-            let set = RuleSet::load(&rules.unwrap_or(settings.rules.dir))?;
+            let set = match rules {
+                Some(dir) => RuleSet::load(&dir)?,
+                None => active_or_folder(&settings).await?,
+            };
             let msg = load_message(&file)?;
             outln!("{}", set.evaluate(&msg).explain());
+        }
+        Command::Rules {
+            command: RulesCommand::Apply { dir, by },
+        } => {
+            let registry = open_registry(&settings, Open::Create).await?;
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(pietura::active_rules::this_host);
+            let applied = pietura::active_rules::apply_dir(&registry, &dir, &by).await?;
+            let version = &applied.set.version;
+            match (&applied.from, applied.changed) {
+                (_, false) => outln!("{}: version {version} is already in force", dir.display()),
+                (Some(from), true) => outln!(
+                    "{}: version {version} in force for every daemon (was {from})",
+                    dir.display()
+                ),
+                (None, true) => outln!(
+                    "{}: version {version} in force for every daemon",
+                    dir.display()
+                ),
+            }
+        }
+        Command::Rules {
+            command: RulesCommand::Export { dir },
+        } => {
+            let registry = open_registry(&settings, Open::Existing).await?;
+            let Some(set) = pietura::active_rules::load_active(&registry, &dir).await? else {
+                bail!(pietura::active_rules::ActiveRulesError::NoneActive);
+            };
+            pietura::active_rules::export(&set.sources, &dir)?;
+            outln!("{}: version {} written", dir.display(), set.version);
         }
         Command::Items {
             command: ItemsCommand::Explain { item },
@@ -415,7 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calendar {
             command: CalendarCommand::Show { year },
         } => {
-            let set = RuleSet::load(&settings.rules.dir)?;
+            let set = active_or_folder(&settings).await?;
             let calendar = &set.deadlines.calendar;
             let (off, worked) = calendar.year_overview(year);
             if !calendar.covers(year) {
@@ -434,15 +501,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calendar {
             command: CalendarCommand::AddHoliday { date, name, by },
         } => {
-            let set = pietura::deadline::calendar::add_dated_holiday(
+            let registry = open_registry(&settings, Open::Existing).await?;
+            let set = pietura::active_rules::add_holiday(
+                &registry,
                 &settings.rules.dir,
                 date,
                 &name,
                 &by,
-            )?;
+            )
+            .await?;
             outln!(
-                "{date} added to {}; rules version {} (a running daemon reloads it and moves open deadlines)",
-                settings.rules.dir.join("calendar.toml").display(),
+                "{date} added; rules version {} in force for every daemon (running daemons follow and move open deadlines)",
                 set.version
             );
         }

@@ -533,9 +533,13 @@ async fn officer_assigns_and_administrator_edits_rules_in_chromium() {
     let new_version = env.daemon.rules.load().version.clone();
     assert_ne!(new_version, version);
     assert!(saved.contains(&new_version), "{saved}");
+    // Stored as the set in force for every daemon; the folder is not written.
+    assert_eq!(env.daemon.rules.load().sources.files.get(file), Some(&good));
+    let active = env.daemon.registry.active_ruleset().await.expect("active");
+    assert_eq!(active.map(|a| a.version), Some(new_version.clone()));
     assert_eq!(
         std::fs::read_to_string(env.rules_dir.join(file)).expect("file"),
-        good
+        original
     );
     let next = env
         .submit_item("Kafija", "Lūdzu kafiju apmeklētājiem.")

@@ -184,6 +184,7 @@ async fn an_added_holiday_moves_open_deadlines_only() {
         body["deadlines_moved"], 1,
         "only the open item moves: {body}"
     );
+    let body_version = body["version"].clone();
 
     let after = env
         .daemon
@@ -209,9 +210,30 @@ async fn an_added_holiday_moves_open_deadlines_only() {
         "a closed item keeps its deadline"
     );
 
-    // The holiday is in the file (so files and API never diverge) and in force.
+    // The holiday is in the registry's rule set in force for every daemon
+    // (not written to this host's folder) and in force here.
+    let active = env
+        .daemon
+        .registry
+        .active_ruleset()
+        .await
+        .expect("active")
+        .expect("a set in force");
+    assert_eq!(Some(active.version.as_str()), body_version.as_str());
+    let sources = env
+        .daemon
+        .registry
+        .ruleset_sources(&active.version)
+        .await
+        .expect("sources")
+        .expect("stored");
+    let text = &sources.files["calendar.toml"];
+    assert!(text.contains("Ārkārtas svētku diena") && text.contains(&holiday.to_string()));
     let file = std::fs::read_to_string(env.rules_dir.join("calendar.toml")).expect("calendar");
-    assert!(file.contains("Ārkārtas svētku diena") && file.contains(&holiday.to_string()));
+    assert!(
+        !file.contains("Ārkārtas svētku diena"),
+        "the folder is not written"
+    );
     let year = env
         .get_json(&format!("/api/v1/calendar/{}", holiday.format("%Y")))
         .await;

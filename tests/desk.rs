@@ -382,7 +382,7 @@ async fn unit_returns_an_item_then_the_officer_forwards_corrects_links_and_disca
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rules_edits_are_written_back_versioned_and_rolled_back() {
+async fn rules_edits_are_stored_versioned_and_rolled_back() {
     let env = TestEnv::start(Options::new(Backend::Embedded)).await;
     add_accounts(&env).await;
     let admin = DeskClient::new(&env);
@@ -417,9 +417,14 @@ async fn rules_edits_are_written_back_versioned_and_rolled_back() {
     let saved = env.daemon.rules.load_full();
     assert_ne!(saved.version, before.version);
     assert!(location.expect("redirect").contains(&saved.version));
+    // In force for every daemon: the registry's active set, not the folder.
+    let active = env.daemon.registry.active_ruleset().await.expect("active");
+    assert_eq!(active.map(|a| a.version), Some(saved.version.clone()));
+    assert_eq!(saved.sources.files.get(file), Some(&edited));
     assert_eq!(
         std::fs::read_to_string(env.rules_dir.join(file)).expect("file"),
-        edited
+        original,
+        "the editor does not write the folder (`pietura rules export` does)"
     );
     let item = env
         .submit_item("Kafija", "Vai varu pasūtīt kafiju apmeklētājiem?")
@@ -448,10 +453,8 @@ async fn rules_edits_are_written_back_versioned_and_rolled_back() {
         .await;
     assert_eq!(status, 303);
     assert_eq!(env.daemon.rules.load().version, before.version);
-    assert_eq!(
-        std::fs::read_to_string(env.rules_dir.join(file)).expect("file"),
-        original
-    );
+    let active = env.daemon.registry.active_ruleset().await.expect("active");
+    assert_eq!(active.map(|a| a.version), Some(before.version.clone()));
     let changes = env
         .daemon
         .registry
@@ -459,7 +462,7 @@ async fn rules_edits_are_written_back_versioned_and_rolled_back() {
         .await
         .expect("history");
     let actions: Vec<&str> = changes.iter().map(|c| c.action.as_str()).collect();
-    assert_eq!(actions, ["rollback", "edit"]);
+    assert_eq!(actions, ["rollback", "edit", "bootstrap"]);
     env.stop().await;
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Calendar;
-use crate::rules::{Problems, RuleProblem, parse_toml};
+use crate::tomlfile::{Problems, RuleProblem, parse_toml};
 
 /// Years the yearly holidays are expanded for; far beyond any open deadline.
 const FIRST_YEAR: i32 = 2000;
@@ -106,7 +106,8 @@ impl Calendar for WorkCalendar {
     }
 }
 
-fn is_weekend(day: NaiveDate) -> bool {
+/// Saturday or Sunday.
+pub fn is_weekend(day: NaiveDate) -> bool {
     matches!(day.weekday(), Weekday::Sat | Weekday::Sun)
 }
 
@@ -142,6 +143,11 @@ pub(super) fn toml_date(d: &toml::value::Datetime) -> Option<NaiveDate> {
 }
 
 impl WorkCalendar {
+    /// The holiday's name if `day` is one.
+    pub fn holiday_name(&self, day: NaiveDate) -> Option<&str> {
+        self.holidays.get(&day).map(String::as_str)
+    }
+
     /// The local time after which receipt counts from the next working day.
     pub fn office_closes(&self) -> NaiveTime {
         self.office_closes
@@ -327,75 +333,6 @@ impl WorkCalendar {
             checked_years,
         })
     }
-}
-
-/// Why an ad-hoc holiday was not added.
-#[derive(Debug, thiserror::Error)]
-pub enum AddHolidayError {
-    #[error("{date} is already a day off ({reason}); nothing added")]
-    AlreadyOff { date: NaiveDate, reason: String },
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Rules(#[from] crate::rules::RulesError),
-    #[error("cannot write {path}: {source} (is the rules folder writable by the daemon?)")]
-    Write {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// Appends a one-off holiday to `calendar.toml` in `rules_dir`, after
-/// checking that the whole folder with it still compiles; the file is
-/// replaced atomically. Returns the new rule set (not yet in force).
-pub fn add_dated_holiday(
-    rules_dir: &Path,
-    date: NaiveDate,
-    name: &str,
-    added_by: &str,
-) -> Result<crate::rules::RuleSet, AddHolidayError> {
-    use crate::rules::{RuleSet, RuleSources};
-    if name.trim().is_empty() || added_by.trim().is_empty() {
-        return Err(AddHolidayError::Invalid(
-            "an ad-hoc holiday needs its name and who adds it".into(),
-        ));
-    }
-    let current = RuleSet::load(rules_dir)?;
-    if !current.deadlines.calendar.is_working_day(date) && !is_weekend(date) {
-        let reason = current
-            .deadlines
-            .calendar
-            .holidays
-            .get(&date)
-            .cloned()
-            .unwrap_or_else(|| "transferred day off".into());
-        return Err(AddHolidayError::AlreadyOff { date, reason });
-    }
-    let (mut sources, _) = RuleSources::read(rules_dir);
-    let text = sources
-        .files
-        .get("calendar.toml")
-        .cloned()
-        .unwrap_or_default();
-    let block = format!(
-        "\n[[dated_holiday]]\ndate = {date}\nname = {}\nadded_by = {}\n",
-        toml::Value::String(name.to_string()),
-        toml::Value::String(format!(
-            "{added_by}, {}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-        )),
-    );
-    let new_text = format!("{}{block}", text.trim_end_matches('\n'));
-    sources
-        .files
-        .insert("calendar.toml".into(), new_text.clone());
-    let set = RuleSet::from_sources(rules_dir, sources)?;
-    let path = rules_dir.join("calendar.toml");
-    let tmp = rules_dir.join(".calendar.toml.new");
-    std::fs::write(&tmp, new_text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| AddHolidayError::Write { path, source })?;
-    Ok(set)
 }
 
 #[cfg(test)]

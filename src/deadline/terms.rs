@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::rules::{Problems, RuleProblem, parse_toml};
+use crate::tomlfile::{Problems, RuleProblem, parse_toml};
 
 /// A length of time as the law states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

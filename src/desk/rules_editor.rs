@@ -1,12 +1,12 @@
 //! The administrators' rules editor. A draft of one rules file is checked
 //! by the very compiler the daemon loads `rules/` with (problems with file
 //! and line), tried against recent items (which would be routed
-//! differently), then written back to `rules/` (so files and browser never
-//! diverge), swapped in atomically and recorded with who changed what.
-//! Any earlier version can be brought back the same way.
+//! differently), then stored in the registry as the rule set in force for
+//! every daemon (see [`crate::active_rules`]; files are not written, `pietura
+//! rules export` writes them), swapped in here at once and recorded with
+//! who changed what. Any earlier version can be brought back the same way.
 
-use std::collections::BTreeMap;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use askama::Template;
@@ -22,6 +22,7 @@ use super::i18n::Lang;
 use super::{Nav, html};
 use crate::http::HttpState;
 use crate::registry::desk::RulesChange;
+use crate::registry::rulesets::{Activation, Replacing};
 use crate::rules::{RuleProblem, RuleSet, RuleSources};
 
 /// One save or roll-back at a time in this daemon; the base version check
@@ -324,59 +325,31 @@ pub async fn check(
     }
 }
 
-/// Writes `text` to `dir/file` so that a reader sees the old or the new
-/// file, never half of one (a synced temporary file renamed over it).
-fn write_atomically(dir: &FsPath, file: &str, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let target: PathBuf = dir.join(file);
-    let parent = target.parent().unwrap_or(dir);
-    std::fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(".pietura-{}.tmp", uuid::Uuid::now_v7().simple()));
-    let mut out = std::fs::File::create(&tmp)?;
-    out.write_all(text.as_bytes())?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, &target).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-/// Writes `files` into the rules folder, removes `routing/` files not in
-/// them when `exact`, loads the folder and swaps it in if it compiles.
-fn write_and_activate(
+/// Puts `set` in force for every daemon if `base` still is the version in
+/// force (a colleague's save on any daemon is caught), here at once; the
+/// history line is written with it.
+async fn activate(
     s: &HttpState,
-    files: &BTreeMap<String, String>,
-    exact: bool,
+    l: Lang,
+    set: RuleSet,
+    base: &str,
+    line: &RulesChange,
 ) -> Result<Arc<RuleSet>, String> {
-    let current = s.rules.load_full();
-    let dir = current.dir.clone();
-    for (file, text) in files {
-        if current.sources.files.get(file) != Some(text) {
-            write_atomically(&dir, file, text).map_err(|e| {
-                format!(
-                    "{}: {e} (is the rules folder writable by the daemon?)",
-                    dir.join(file).display()
-                )
-            })?;
+    let replacing = Replacing::Version(base.to_string());
+    match s.registry.activate_ruleset(&set, &replacing, line).await {
+        Ok(Activation::Activated) => {
+            let set = Arc::new(set);
+            s.rules.store(set.clone());
+            crate::metrics::rules_reloaded(true);
+            Ok(set)
         }
+        Ok(Activation::Conflict { active }) => Err(format!(
+            "{} {base} → {}",
+            l.t("rules.changed_meanwhile"),
+            active.unwrap_or_default()
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    if exact {
-        for old in current
-            .sources
-            .files
-            .keys()
-            .filter(|f| f.starts_with("routing/"))
-        {
-            if !files.contains_key(old) {
-                std::fs::remove_file(dir.join(old))
-                    .map_err(|e| format!("{}: {e}", dir.join(old).display()))?;
-            }
-        }
-    }
-    let loaded = RuleSet::load(&dir).map_err(|e| e.to_string())?;
-    let loaded = Arc::new(loaded);
-    s.rules.store(loaded.clone());
-    crate::metrics::rules_reloaded(true);
-    Ok(loaded)
 }
 
 /// `POST /admin/rules/save`.
@@ -416,30 +389,15 @@ pub async fn save(
         let msg = Some(v.lang.t("rules.unchanged").to_string());
         return render(&s, &v, &f.file, None, items, Vec::new(), None, msg).await;
     }
-    let activated = match write_and_activate(&s, &draft.sources.files, false) {
+    let line = crate::active_rules::change("edit", &v.actor(), Some(f.file.clone()), String::new());
+    let activated = match activate(&s, v.lang, draft, &current.version, &line).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(file = %f.file, "rules edit not saved: {e}");
             return render(&s, &v, &f.file, Some(f.text), items, vec![e], None, None).await;
         }
     };
-    let change = RulesChange {
-        at: crate::registry::db_time(chrono::Utc::now()),
-        actor: v.actor(),
-        action: "edit".into(),
-        file: Some(f.file.clone()),
-        from_version: current.version.clone(),
-        to_version: activated.version.clone(),
-        note: String::new(),
-    };
-    if let Err(e) = s
-        .registry
-        .record_rules_change(&current, &activated, &change)
-        .await
-    {
-        tracing::error!("rules edit saved and active, but its history line failed: {e}");
-    }
-    tracing::info!(actor = %change.actor, file = %f.file, from = %change.from_version, to = %change.to_version, "rules edited in the desk");
+    tracing::info!(file = %f.file, from = %current.version, to = %activated.version, "rules edited in the desk");
     let file: String =
         percent_encoding::utf8_percent_encode(&f.file, percent_encoding::NON_ALPHANUMERIC)
             .to_string();
@@ -475,8 +433,10 @@ pub async fn rollback(
             }
             Err(e) => return Err(e.to_string()),
         };
-        RuleSet::from_sources(&current.dir, sources.clone()).map_err(|e| e.to_string())?;
-        write_and_activate(&s, &sources.files, true)
+        let set = RuleSet::from_sources(&current.dir, sources).map_err(|e| e.to_string())?;
+        let note = format!("back to {}", f.version);
+        let line = crate::active_rules::change("rollback", &v.actor(), None, note);
+        activate(&s, v.lang, set, &current.version, &line).await
     }
     .await;
     let activated = match restored {
@@ -486,22 +446,7 @@ pub async fn rollback(
             return render(&s, &v, &file, None, items, vec![why], None, None).await;
         }
     };
-    let change = RulesChange {
-        at: crate::registry::db_time(chrono::Utc::now()),
-        actor: v.actor(),
-        action: "rollback".into(),
-        file: None,
-        from_version: current.version.clone(),
-        to_version: activated.version.clone(),
-        note: format!("back to {}", f.version),
-    };
-    if let Err(e) = s
-        .registry
-        .record_rules_change(&current, &activated, &change)
-        .await
-    {
-        tracing::error!("rules rolled back, but the history line failed: {e}");
-    }
+    tracing::info!(from = %current.version, to = %activated.version, "rules rolled back in the desk");
     Redirect::to(&format!("/admin/rules?saved={}", activated.version)).into_response()
 }
 
@@ -524,21 +469,5 @@ mod tests {
         ] {
             assert!(!editable(&sources, bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn an_atomic_write_leaves_no_temporary_file() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        write_atomically(dir.path(), "routing/10-a.toml", "x = 1\n").expect("write");
-        write_atomically(dir.path(), "routing/10-a.toml", "x = 2\n").expect("write again");
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("routing"))
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["10-a.toml"]);
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("routing/10-a.toml")).expect("read"),
-            "x = 2\n"
-        );
     }
 }

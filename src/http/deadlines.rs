@@ -15,9 +15,10 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::{HttpState, api_allowed, json_error, unauthorized};
-use crate::deadline::calendar::{AddHolidayError, add_dated_holiday};
+use crate::active_rules::ActiveRulesError;
 use crate::registry::ItemSummary;
 use crate::registry::deadlines::ActionError;
+use crate::rules::holiday::AddHolidayError;
 
 /// The deadline routes, merged into the daemon's router.
 pub fn routes() -> Router<HttpState> {
@@ -215,8 +216,9 @@ struct HolidayBody {
     actor: String,
 }
 
-/// `POST /api/v1/calendar/holidays`: an ad-hoc holiday, written to
-/// `rules/calendar.toml`, put in force at once, open deadlines moved.
+/// `POST /api/v1/calendar/holidays`: an ad-hoc holiday added to the rule
+/// set in force for every daemon (the registry's), put in force here at
+/// once, open deadlines moved; other daemons follow within seconds.
 async fn add_holiday(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -225,10 +227,20 @@ async fn add_holiday(
 ) -> Response {
     let b = guarded!(s, headers, peer, body b);
     let dir = s.rules.load().dir.clone();
-    let set = match add_dated_holiday(&dir, b.date, &b.name, &b.actor) {
+    let added =
+        crate::active_rules::add_holiday(&s.registry, &dir, b.date, &b.name, &b.actor).await;
+    let set = match added {
         Ok(set) => std::sync::Arc::new(set),
-        Err(e @ (AddHolidayError::AlreadyOff { .. } | AddHolidayError::Invalid(_))) => {
+        Err(
+            e @ ActiveRulesError::Holiday(
+                AddHolidayError::AlreadyOff { .. } | AddHolidayError::Invalid,
+            ),
+        ) => {
             return json_error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+        }
+        Err(e) if e.is_transient() => {
+            tracing::warn!("ad-hoc holiday {} not added: {e}", b.date);
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
         Err(e) => {
             tracing::error!("ad-hoc holiday {} not added: {e}", b.date);

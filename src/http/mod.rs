@@ -400,7 +400,8 @@ async fn explain_item(
 }
 
 /// Ready when the database and the bus answer and every supervised
-/// component runs; the JSON names what is not.
+/// component runs; the JSON names what is not, and the rule-set version
+/// in force here.
 async fn ready(State(s): State<HttpState>) -> Response {
     let db = s.registry.ping().await.is_ok();
     let bus = s.bus.ready().await;
@@ -415,6 +416,9 @@ async fn ready(State(s): State<HttpState>) -> Response {
         Json(serde_json::json!({
             "database": db,
             "bus": bus,
+            // The rule-set version this daemon routes by: the same on every
+            // daemon once it followed the registry's (src/active_rules.rs).
+            "rules": s.rules.load().version,
             "not_running": not_running,
             "components": s.components.snapshot(),
         })),

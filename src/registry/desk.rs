@@ -610,40 +610,6 @@ impl Registry {
             .map_err(q("web session"))
     }
 
-    /// Records a rule edit made in the browser, with the texts of the new
-    /// version (the old one is stored already, or stored here too).
-    pub async fn record_rules_change(
-        &self,
-        before: &RuleSet,
-        after: &RuleSet,
-        change: &RulesChange,
-    ) -> Result<(), RegistryError> {
-        let ctx = format!(
-            "rules change {} → {}",
-            change.from_version, change.to_version
-        );
-        let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        for set in [before, after] {
-            self.store_ruleset_in(&mut tx, set).await?;
-        }
-        sqlx::query(
-            "INSERT INTO ruleset_changes (id, at, actor, action, file, from_version, to_version, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(change.at.clone())
-        .bind(change.actor.clone())
-        .bind(change.action.clone())
-        .bind(change.file.clone())
-        .bind(change.from_version.clone())
-        .bind(change.to_version.clone())
-        .bind(change.note.clone())
-        .execute(&mut *tx)
-        .await
-        .map_err(q(ctx.clone()))?;
-        tx.commit().await.map_err(q(ctx))
-    }
-
     /// Rule edits, newest first.
     pub async fn rules_changes(&self, limit: i64) -> Result<Vec<RulesChange>, RegistryError> {
         let rows = sqlx::query(

@@ -17,6 +17,7 @@ mod register;
 pub use register::RegisterPolicy;
 pub mod parked;
 pub mod replies;
+pub mod rulesets;
 pub mod sms_pending;
 mod stats;
 

@@ -4,11 +4,11 @@
 
 pub mod eval;
 pub mod files;
+pub mod holiday;
 pub mod text;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::deadline::{Deadlines, Regimes, WorkCalendar};
 use crate::message::ChannelKind;
+pub use crate::tomlfile::RuleProblem;
+use crate::tomlfile::{Problems, line_of, parse_toml};
 use files::{RoutingFile, RuleDef, ServicesFile, UnitsFile};
 use text::Keyword;
 
@@ -38,23 +40,6 @@ impl Priority {
             Priority::Low => "low",
             Priority::Normal => "normal",
             Priority::High => "high",
-        }
-    }
-}
-
-/// One problem in the rule files, located as `file:line`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleProblem {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for RuleProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
 }
@@ -166,47 +151,6 @@ pub struct RuleSet {
     pub deadlines: Arc<Deadlines>,
     /// The texts it was compiled from.
     pub sources: Arc<RuleSources>,
-}
-
-/// Turns a byte offset into a 1-based line number.
-fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].matches('\n').count() + 1
-}
-
-/// Collects problems while a set is compiled.
-pub(crate) struct Problems<'a> {
-    pub file: &'a Path,
-    pub src: &'a str,
-    pub list: &'a mut Vec<RuleProblem>,
-}
-
-impl Problems<'_> {
-    pub(crate) fn at(&mut self, offset: usize, message: String) {
-        self.list.push(RuleProblem {
-            file: self.file.to_path_buf(),
-            line: Some(line_of(self.src, offset)),
-            message,
-        });
-    }
-}
-
-pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    src: &str,
-    problems: &mut Vec<RuleProblem>,
-) -> Option<T> {
-    match toml::from_str::<T>(src) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let line = e.span().map(|s| line_of(src, s.start));
-            problems.push(RuleProblem {
-                file: path.to_path_buf(),
-                line,
-                message: e.message().trim().to_string(),
-            });
-            None
-        }
-    }
 }
 
 /// Splits a routing file at its `[[rule]]` headers. Each piece keeps the

@@ -1,6 +1,7 @@
-//! Hot reload of `rules/`: on a file change the whole folder is loaded again
-//! and swapped in atomically, but only when the new set has no problem; a
-//! broken edit is logged with file:line and the running set keeps routing.
+//! The rule set in force in this daemon ([`SharedRules`], swapped whole),
+//! the outcome of the last change ([`ReloadStatus`]) and the watch on the
+//! `rules/` folder ([`RulesWatcher`]). What a change does (store it in the
+//! registry, follow other daemons' changes) is in [`crate::active_rules`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,19 +10,10 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 
-use super::{RuleSet, RulesError};
+use super::RuleSet;
 
 /// The rule set in force, shared by every engine worker.
 pub type SharedRules = Arc<ArcSwap<RuleSet>>;
-
-/// Loads the folder again and swaps it in if valid. Returns the new version.
-pub fn reload(shared: &SharedRules) -> Result<String, RulesError> {
-    let dir = shared.load().dir.clone();
-    let set = RuleSet::load(&dir)?;
-    let version = set.version.clone();
-    shared.store(Arc::new(set));
-    Ok(version)
-}
 
 /// The outcome of the last reload attempt, for administrators (and tests)
 /// who need to know whether their edit is in force or was refused.
@@ -75,45 +67,16 @@ impl RulesWatcher {
         })
     }
 
-    /// Reloads after changes settle and reports each attempt on `status`,
-    /// until `shutdown`.
-    pub async fn run(
-        mut self,
-        shared: SharedRules,
-        status: tokio::sync::watch::Sender<ReloadStatus>,
-        shutdown: CancellationToken,
-    ) {
+    /// Waits for a change to the folder and then until it is quiet
+    /// (editors write in several steps); false once no change can come.
+    pub async fn next_change(&mut self, shutdown: &CancellationToken) -> bool {
         let rx = &mut self.changes;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                got = rx.recv() => if got.is_none() { return },
-            }
-            // Editors write in several steps: wait until the folder is quiet.
-            while let Ok(Some(())) =
-                tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
-            {}
-            let before = shared.load().version.clone();
-            let refused = match reload(&shared) {
-                Ok(v) => {
-                    if v != before {
-                        tracing::info!(from = %before, to = %v, "rules reloaded");
-                        crate::metrics::rules_reloaded(true);
-                    }
-                    None
-                }
-                Err(e) => {
-                    tracing::error!(version_kept = %before, "{e}");
-                    crate::metrics::rules_reloaded(false);
-                    Some(e.to_string())
-                }
-            };
-            let version = shared.load().version.clone();
-            status.send_modify(|s| {
-                s.version = version;
-                s.refused = refused;
-                s.attempts += 1;
-            });
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            got = rx.recv() => if got.is_none() { return false },
         }
+        while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        }
+        true
     }
 }
