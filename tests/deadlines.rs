@@ -354,11 +354,12 @@ async fn open_deadlines_are_recomputed_once_per_version_by_one_daemon_at_a_time(
     let holiday = before.deadlines.working_days_after(receipt_day, 2);
     // The calendar as it stands after the holiday was added (not yet in
     // force on the test's daemon, which does not watch its rules).
-    let set = pietura::deadline::calendar::add_dated_holiday(
-        &env.rules_dir,
+    let set = pietura::rules::holiday::with_dated_holiday(
+        &before,
         holiday,
         "Ārkārtas svētku diena",
         "admin",
+        chrono::Utc::now(),
     )
     .expect("holiday added");
     let url = env.database_url();
