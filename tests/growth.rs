@@ -570,12 +570,11 @@ async fn the_janitor_runs_on_postgres() {
     let last = || {
         let registry = registry.clone();
         async move {
-            let (at, result): (Option<String>, Option<String>) = sqlx::query_as(
-                "SELECT updated_at, state FROM work_leases WHERE name = 'janitor'",
-            )
-            .fetch_one(registry.pool())
-            .await
-            .expect("job row");
+            let (at, result): (Option<String>, Option<String>) =
+                sqlx::query_as("SELECT updated_at, state FROM work_leases WHERE name = 'janitor'")
+                    .fetch_one(registry.pool())
+                    .await
+                    .expect("job row");
             at.and(result)
         }
     };
