@@ -19,7 +19,8 @@
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
-//! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
+//! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
+//!   cluster, moving to another node when its node goes) or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
 //!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens).
