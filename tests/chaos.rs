@@ -14,6 +14,7 @@
 //! `scripts/test.sh`; `scripts/chaos.sh` runs the long one):
 //! `PIETURA_CHAOS_ITEMS`, `PIETURA_CHAOS_KILLS`, `PIETURA_CHAOS_NODE_STOPS`,
 //! `PIETURA_CHAOS_PG_RESTARTS`, `PIETURA_CHAOS_STALL_RESTARTS`,
+//! `PIETURA_CHAOS_WORKERS` (citizens sending at once),
 //! `PIETURA_CHAOS_SEED`; `PIETURA_CHAOS_REPORT=FILE` writes the figures as
 //! JSON (`PIETURA_CHAOS_EMBEDDED_ITEMS`, `…_KILLS` and `…_REPORT` for the
 //! embedded run). Needs RabbitMQ's and PostgreSQL's programs installed
@@ -651,53 +652,58 @@ impl Load {
         };
         for attempt in 0..200 {
             let marker = format!("F{n}.{attempt}");
-            let base = format!("http://127.0.0.1:{}", self.ports[self.pick(n + attempt)]);
-            let Ok(page) = self
-                .http
-                .get(format!("{base}/forms/iesniegums"))
-                .send()
-                .await
-            else {
-                self.refused("form page: no answer".into());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let page = page.text().await.unwrap_or_default();
-            let Some(token) = page
-                .split("name=\"form_token\" value=\"")
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(str::to_string)
-            else {
-                self.refused("form page: no token".into());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let subject = format!("Chaos {marker}");
-            let resp = self
-                .http
-                .post(format!("{base}/forms/iesniegums"))
-                .header("accept", "application/json")
-                .form(&[
-                    ("form_token", token.as_str()),
-                    ("vards", "Anna Kalniņa"),
-                    ("epasts", "anna.kalnina@example.lv"),
-                    ("temats", subject.as_str()),
-                    ("teksts", text.as_str()),
-                ])
-                .send()
-                .await;
-            match resp {
-                Ok(r) if r.status().is_success() => {
-                    self.ledger.lock().expect("ledger").accepted.insert(marker);
-                    return;
-                }
-                Ok(r) => self.refused(format!("form {}", r.status().as_u16())),
-                Err(_) => self.refused("form: no answer".into()),
+            match self.form_once(self.pick(n + attempt), &marker, &text).await {
+                Ok(()) => return,
+                Err(why) => self.refused(why),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!("form {n} was never accepted in 200 tries");
+    }
+
+    /// One try at the form on daemon `i`: the page, then the submission;
+    /// accepted (recorded in the ledger) or why not.
+    async fn form_once(&self, i: usize, marker: &str, text: &str) -> Result<(), String> {
+        let base = format!("http://127.0.0.1:{}", self.ports[i]);
+        let page = self
+            .http
+            .get(format!("{base}/forms/iesniegums"))
+            .send()
+            .await
+            .map_err(|_| "form page: no answer".to_string())?
+            .text()
+            .await
+            .unwrap_or_default();
+        let token = page
+            .split("name=\"form_token\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .ok_or_else(|| "form page: no token".to_string())?;
+        let subject = format!("Chaos {marker}");
+        let resp = self
+            .http
+            .post(format!("{base}/forms/iesniegums"))
+            .header("accept", "application/json")
+            .form(&[
+                ("form_token", token),
+                ("vards", "Anna Kalniņa"),
+                ("epasts", "anna.kalnina@example.lv"),
+                ("temats", subject.as_str()),
+                ("teksts", text),
+            ])
+            .send()
+            .await
+            .map_err(|_| "form: no answer".to_string())?;
+        if resp.status().is_success() {
+            self.ledger
+                .lock()
+                .expect("ledger")
+                .accepted
+                .insert(marker.to_string());
+            Ok(())
+        } else {
+            Err(format!("form {}", resp.status().as_u16()))
+        }
     }
 
     /// One SMS webhook, retried by the gateway (same id) until a door says 2xx.
@@ -1028,11 +1034,13 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
     write_channels(&channels, &send_url);
     let blobs = root.path().join("blobs");
     let urls = cluster.urls();
-    let urls_toml = urls
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // Daemon i lists node i first, so each node stop takes one daemon's link.
+    let urls_toml = |i: usize| {
+        (0..3)
+            .map(|k| format!("\"{}\"", urls[(i + k) % 3]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let prefix = "chaos";
     let rules = support::repo_path("rules");
     let mut daemons = Daemons::new(root.path(), 3, |i, port| {
@@ -1041,11 +1049,12 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
              [http]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
              submissions_per_minute = 1000000\nregistration_wait_ms = 1000\n\
              [database]\nurl = \"{db_url}\"\n\
-             [bus]\nkind = \"amqp\"\nurls = [{urls_toml}]\nprefix = \"{prefix}\"\n\
+             [bus]\nkind = \"amqp\"\nurls = [{urls}]\nprefix = \"{prefix}\"\n\
              [blobs]\ndir = \"{blobs}\"\n\
              [rules]\ndir = \"{rules}\"\nwatch = false\n\
              [channels]\ndir = \"{channels}\"\n",
             data = root.path().join(format!("data-{i}")).display(),
+            urls = urls_toml(i),
             blobs = blobs.display(),
             rules = rules.display(),
             channels = channels.display(),
@@ -1096,7 +1105,8 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
     let mut next_node = rng.below(3);
     let total = faults.len();
     load.allowed.store(due(items, 1, total), Ordering::SeqCst);
-    let load_task = tokio::spawn(load.clone().run(items, 6));
+    let workers = env_usize("PIETURA_CHAOS_WORKERS", 6);
+    let load_task = tokio::spawn(load.clone().run(items, workers));
     for (k, fault) in faults.into_iter().enumerate() {
         // Spread the faults over the load.
         while load.sent.load(Ordering::SeqCst) < due(items, k, total) && !load_task.is_finished() {
@@ -1124,7 +1134,15 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
                 next_node = (next_node + 1) % 3;
                 blocking(|| cluster.kill_node(j));
                 f.node_stops += 1;
-                tokio::time::sleep(Duration::from_secs(3)).await;
+                // Every daemon still takes submissions with the node down:
+                // daemon j was on node j and moves to another node.
+                for i in 0..3 {
+                    let marker = format!("P{k}.{i}");
+                    if let Err(why) = load.form_once(i, &marker, "Lūdzu reģistrēt.").await {
+                        panic!("daemon {i} refused a submission with node {j} down: {why}");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 blocking(|| {
                     cluster.start_node(j);
                     cluster.await_node(j);
