@@ -820,19 +820,23 @@ fn marker_of(subject: Option<&str>, body: &str) -> String {
         .to_string()
 }
 
+/// An `items` row as the accounting reads it.
+type ItemRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
+
 async fn registered(registry: &Registry) -> Vec<Registered> {
-    let rows: Vec<(
-        String,
-        Option<String>,
-        String,
-        String,
-        i64,
-        i64,
-        Option<String>,
-    )> = sqlx::query_as("SELECT id, subject, body, series, reg_year, reg_seq, unit_id FROM items")
-        .fetch_all(registry.pool())
-        .await
-        .expect("read items");
+    let rows: Vec<ItemRow> =
+        sqlx::query_as("SELECT id, subject, body, series, reg_year, reg_seq, unit_id FROM items")
+            .fetch_all(registry.pool())
+            .await
+            .expect("read items");
     rows.into_iter()
         .map(|(id, subject, body, series, year, seq, unit)| Registered {
             id,
