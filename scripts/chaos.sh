@@ -33,11 +33,12 @@ command -v jq >/dev/null || {
 }
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/pietura-chaos.XXXXXX")
-trap 'rm -rf "$OUT"' EXIT
 export OMP_THREAD_LIMIT=${OMP_THREAD_LIMIT:-1}
 export PIETURA_CHAOS_ITEMS=$ITEMS PIETURA_CHAOS_KILLS=$KILLS
 export PIETURA_CHAOS_NODE_STOPS=$NODE_STOPS PIETURA_CHAOS_PG_RESTARTS=$PG_RESTARTS
 export PIETURA_CHAOS_STALL_RESTARTS=$STALL_RESTARTS
+# Citizens sending at once (the short run in scripts/test.sh uses 6).
+export PIETURA_CHAOS_WORKERS=${PIETURA_CHAOS_WORKERS:-12}
 export PIETURA_CHAOS_EMBEDDED_ITEMS=$EMBEDDED_ITEMS PIETURA_CHAOS_EMBEDDED_KILLS=$EMBEDDED_KILLS
 export PIETURA_CHAOS_REPORT=$OUT/cluster.json PIETURA_CHAOS_EMBEDDED_REPORT=$OUT/embedded.json
 
@@ -98,5 +99,5 @@ EOF
     done
 } >docs/reliability.md
 
-echo "figures written to docs/reliability.md (exit status $rc)"
+echo "figures written to docs/reliability.md (exit status $rc; the run's log: $OUT/log)"
 exit "$rc"
