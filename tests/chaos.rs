@@ -782,6 +782,8 @@ impl Load {
 struct Figures {
     backend: String,
     items_accepted: usize,
+    /// Of which SMS (each from its own number, so at most one answer each).
+    sms_accepted: usize,
     items_registered: usize,
     refused_attempts: BTreeMap<String, usize>,
     daemon_kills: usize,
@@ -880,6 +882,7 @@ async fn settle(registry: &Registry, accepted: &HashSet<String>, limit: Duration
 async fn account(registry: &Registry, ledger: &Ledger, f: &mut Figures) -> Vec<Registered> {
     let items = registered(registry).await;
     f.items_accepted = ledger.accepted.len();
+    f.sms_accepted = ledger.sms_numbers.len();
     f.items_registered = items.len();
     let mut by_marker: HashMap<&str, usize> = HashMap::new();
     for r in &items {
