@@ -45,7 +45,7 @@ export PIETURA_CHAOS_REPORT=$OUT/cluster.json PIETURA_CHAOS_EMBEDDED_REPORT=$OUT
 # One test at a time: the cluster run needs both cores.
 set +e
 cargo test --locked --test chaos -- --test-threads=1 --nocapture 2>&1 |
-    tee "$OUT/log" | grep -E '^chaos|test result|panicked|FAILED'
+    tee "$OUT/log" | grep --line-buffered -E '^chaos|test result|panicked|FAILED'
 rc=${PIPESTATUS[0]}
 set -e
 

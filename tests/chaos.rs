@@ -579,6 +579,20 @@ impl Daemons {
         log[log.floor_char_boundary(log.len().saturating_sub(4000))..].to_string()
     }
 
+    /// Lines of every daemon's log that contain `text`.
+    fn log_lines(&self, text: &str) -> usize {
+        self.logs
+            .iter()
+            .map(|l| {
+                std::fs::read_to_string(l)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|line| line.contains(text))
+                    .count()
+            })
+            .sum()
+    }
+
     fn stop_all(&mut self) {
         for i in 0..self.children.len() {
             self.kill(i);
@@ -796,6 +810,9 @@ struct Figures {
     notices_missing: usize,
     answers_twice: usize,
     answers_sent: usize,
+    /// Daemon log lines saying an answer went out but its outcome could not
+    /// be recorded (it is sent again once its claim runs out).
+    answer_outcomes_unrecorded: usize,
     deadlines_moved_twice: usize,
     parked: u64,
     longest_recovery_ms: u64,
@@ -986,6 +1003,12 @@ fn assert_clean(f: &Figures) {
         "items whose notice never reached a queue: {f:#?}"
     );
     assert_eq!(f.answers_twice, 0, "SMS answered twice: {f:#?}");
+    // An answer sent while PostgreSQL was away for a moment has its outcome
+    // written once it is back, not given up (and sent again later).
+    assert_eq!(
+        f.answer_outcomes_unrecorded, 0,
+        "answers sent whose outcome was not written: {f:#?}"
+    );
     assert_eq!(f.deadlines_moved_twice, 0, "deadlines moved twice: {f:#?}");
 }
 
@@ -1233,6 +1256,7 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     answers_into(&answers, &ledger, &mut f);
+    f.answer_outcomes_unrecorded = daemons.log_lines("answer outcome not recorded");
     // The replicas survived the node stops.
     let replicas = blocking(|| cluster.replicas(0, prefix));
     assert!(
@@ -1363,6 +1387,7 @@ async fn the_embedded_default_loses_nothing_under_kills_and_parks_poison() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     answers_into(&answers, &ledger, &mut f);
+    f.answer_outcomes_unrecorded = daemons.log_lines("answer outcome not recorded");
     f.seconds = began.elapsed().as_secs();
     report(&f, "PIETURA_CHAOS_EMBEDDED_REPORT");
     daemons.stop_all();
