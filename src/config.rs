@@ -193,12 +193,26 @@ pub enum BusKind {
 }
 
 /// Bus settings; the AMQP URL is a secret (it carries the password).
+///
+/// A RabbitMQ cluster is given as several addresses, one per node: either
+/// `urls = ["amqp://…@node1:5672/%2f", "amqp://…@node2:5672/%2f", …]` or a
+/// comma-separated list in `url` / the file `url_file` (handy in an
+/// environment variable; a comma inside a password is written `%2C`). The
+/// bus connects to the first node that answers and moves to another when
+/// its node goes away.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusSettings {
     pub kind: BusKind,
     pub url: Option<SecretString>,
     pub url_file: Option<PathBuf>,
+    /// The cluster's nodes (instead of `url`).
+    pub urls: Vec<SecretString>,
+    /// Replicas of each quorum queue (`x-quorum-initial-group-size`). Unset:
+    /// the broker's `quorum_cluster_size` (3: every node of a three-node
+    /// cluster). Set it before the queues are first declared: RabbitMQ
+    /// refuses to declare an existing queue again with other arguments.
+    pub quorum_group_size: Option<u16>,
     /// Prefix for every exchange and queue name, so several installations can share a broker.
     pub prefix: String,
     /// Unacknowledged deliveries per consumer.
@@ -220,6 +234,8 @@ impl Default for BusSettings {
             kind: BusKind::Embedded,
             url: None,
             url_file: None,
+            urls: Vec::new(),
+            quorum_group_size: None,
             prefix: "pietura".into(),
             prefetch: 256,
             delivery_limit: 5,
@@ -415,16 +431,15 @@ impl Settings {
             }
         }
         match self.bus.kind {
-            BusKind::Amqp => match self.bus_url() {
-                Ok(Some(url)) if url.starts_with("amqp://") || url.starts_with("amqps://") => {}
-                Ok(Some(_)) => issue("bus.url", "must start with amqp:// or amqps://".into()),
-                Ok(None) => issue(
-                    "bus.url",
-                    "bus.kind = \"amqp\" needs bus.url or bus.url_file (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)".into(),
-                ),
-                Err(e) => issue("bus.url_file", e),
-            },
+            BusKind::Amqp => {
+                for (key, message) in self.bus_url_issues() {
+                    issue(&key, message);
+                }
+            }
             BusKind::Embedded => {}
+        }
+        if self.bus.quorum_group_size == Some(0) {
+            issue("bus.quorum_group_size", "must be at least 1".into());
         }
         if self.bus.prefetch == 0 {
             issue("bus.prefetch", "must be at least 1".into());
@@ -542,9 +557,73 @@ impl Settings {
         }
     }
 
-    /// The AMQP URL, if one is configured.
+    /// The first AMQP address, if one is configured (benchmarks and tools
+    /// that need one node).
     pub fn bus_url(&self) -> Result<Option<String>, String> {
-        resolve_secret(&self.bus.url, &self.bus.url_file)
+        Ok(self.bus_urls()?.into_iter().next())
+    }
+
+    /// Every configured AMQP address, in the order given: `bus.urls`, or the
+    /// comma-separated list in `bus.url` / `bus.url_file`.
+    pub fn bus_urls(&self) -> Result<Vec<String>, String> {
+        let listed: Vec<String> = self
+            .bus
+            .urls
+            .iter()
+            .map(|u| u.expose_secret().trim().to_string())
+            .collect();
+        let single = resolve_secret(&self.bus.url, &self.bus.url_file)?;
+        if !listed.is_empty() && single.is_some() {
+            return Err("give bus.urls or bus.url / bus.url_file, not both".into());
+        }
+        if !listed.is_empty() {
+            return Ok(listed);
+        }
+        Ok(single
+            .map(|s| {
+                s.split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Problems with the AMQP addresses, each with its key (`bus.urls[1]`).
+    fn bus_url_issues(&self) -> Vec<(String, String)> {
+        let from_list = !self.bus.urls.is_empty();
+        let key = if from_list {
+            "bus.urls"
+        } else if self.bus.url_file.is_some() && self.bus.url.is_none() {
+            "bus.url_file"
+        } else {
+            "bus.url"
+        };
+        let urls = match self.bus_urls() {
+            Ok(urls) => urls,
+            Err(e) => return vec![(key.to_string(), e)],
+        };
+        if urls.is_empty() {
+            return vec![(
+                key.to_string(),
+                "bus.kind = \"amqp\" needs bus.url, bus.urls or bus.url_file (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)".into(),
+            )];
+        }
+        let several = urls.len() > 1;
+        urls.iter()
+            .enumerate()
+            .filter(|(_, u)| !(u.starts_with("amqp://") || u.starts_with("amqps://")))
+            .map(|(i, _)| {
+                let at = if from_list {
+                    format!("bus.urls[{i}]")
+                } else if several {
+                    format!("{key} (address {} of {})", i + 1, urls.len())
+                } else {
+                    key.to_string()
+                };
+                (at, "must start with amqp:// or amqps://".into())
+            })
+            .collect()
     }
 
     /// Where blobs are stored.
@@ -660,6 +739,74 @@ mod tests {
         ] {
             assert!(text.contains(key), "{key} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn a_cluster_is_given_as_a_list_or_comma_separated_and_each_address_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(
+            &file,
+            "[bus]\nkind = \"amqp\"\nurls = [\"amqp://a:5672/%2f\", \"http://b:5672\", \"amqp://c:5672/%2f\"]\n",
+        )
+        .unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("bus.urls[1]: must start with amqp://"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("bus.urls[0]") && !text.contains("bus.urls[2]"),
+            "{text}"
+        );
+
+        std::fs::write(
+            &file,
+            "[bus]\nkind = \"amqp\"\nurls = [\"amqp://a:5672/%2f\", \"amqp://b:5672/%2f\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), env(&[])).expect("list loads");
+        assert_eq!(
+            s.bus_urls().unwrap(),
+            ["amqp://a:5672/%2f", "amqp://b:5672/%2f"]
+        );
+        // The same from the environment, comma-separated in bus.url.
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("PIETURA__BUS__KIND", "amqp"),
+                (
+                    "PIETURA__BUS__URL",
+                    "amqp://a:5672/%2f, amqp://b:5672/%2f,amqp://c/%2f",
+                ),
+            ]),
+        )
+        .expect("comma list loads");
+        assert_eq!(s.bus_urls().unwrap().len(), 3);
+        assert_eq!(s.bus_url().unwrap().as_deref(), Some("amqp://a:5672/%2f"));
+        // Both forms at once is a mistake, named at its key.
+        let text = Settings::load_with_env(
+            Some(&file),
+            env(&[("PIETURA__BUS__URL", "amqp://x:5672/%2f")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("bus.urls: give bus.urls or bus.url"),
+            "{text}"
+        );
+        // One address: as before.
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("PIETURA__BUS__KIND", "amqp"),
+                ("PIETURA__BUS__URL", "amqp://u:p@127.0.0.1:5672/%2f"),
+            ]),
+        )
+        .expect("one address loads");
+        assert_eq!(s.bus_urls().unwrap(), ["amqp://u:p@127.0.0.1:5672/%2f"]);
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
-//! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ or the embedded SQL queue.
+//! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
+//!   cluster, moving to another node when its node goes) or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
 //! - [`active_rules`]: the one rule set in force for every daemon, versioned in the
 //!   registry, followed within seconds; `rules/` as bootstrap and import/export.

@@ -85,6 +85,15 @@ pub struct ReplyTiming {
     pub poll: Duration,
 }
 
+impl ReplyTiming {
+    /// How long an outcome may be written again after its send: half of
+    /// what surely remains of the claim (renewed just before the send).
+    fn record_window(&self) -> Duration {
+        let claim = Duration::from_secs(u64::try_from(self.claim_secs).unwrap_or(0));
+        claim.saturating_sub(self.send_limit) / 2
+    }
+}
+
 impl Default for ReplyTiming {
     fn default() -> Self {
         Self {
@@ -164,9 +173,15 @@ async fn serve_channel(
                 span.in_scope(|| tracing::warn!("answer skipped: {e}"));
                 continue;
             }
-            send_one(&registry, replier.as_ref(), reply, timing.send_limit)
-                .instrument(span)
-                .await;
+            send_one(
+                &registry,
+                replier.as_ref(),
+                reply,
+                timing.send_limit,
+                timing.record_window(),
+            )
+            .instrument(span)
+            .await;
         }
         if !full {
             tokio::select! {
@@ -205,6 +220,7 @@ async fn send_one(
     replier: &dyn Replier,
     reply: &PendingReply,
     send_limit: Duration,
+    record_window: Duration,
 ) {
     // The limit is taken before sending and given back when nothing was sent.
     let today = Utc::now()
@@ -252,24 +268,20 @@ async fn send_one(
     {
         tracing::warn!("an unsent answer still counts against today's limit: {e}");
     }
-    let recorded = match result {
+    let outcome = match result {
         Ok(ReplyOutcome::Sent(detail)) => {
             tracing::info!("answer sent");
-            registry.reply_done(reply, "sent", detail).await
+            Outcome::Done("sent".into(), detail)
         }
         Ok(ReplyOutcome::Suppressed(why)) => {
             tracing::info!("answer not sent: {why}");
-            let outcome = format!("suppressed: {why}");
-            registry
-                .reply_done(reply, &outcome, serde_json::json!({ "reason": why }))
-                .await
+            let detail = serde_json::json!({ "reason": why });
+            Outcome::Done(format!("suppressed: {why}"), detail)
         }
         Err(ReplyError::Permanent(why)) => {
             tracing::error!("answer refused by the gateway, not retried: {why}");
-            let outcome = format!("failed: {why}");
-            registry
-                .reply_done(reply, &outcome, serde_json::json!({ "error": why }))
-                .await
+            let detail = serde_json::json!({ "error": why });
+            Outcome::Done(format!("failed: {why}"), detail)
         }
         Err(ReplyError::Transient(why)) => {
             let after = backoff(reply.attempts);
@@ -277,12 +289,43 @@ async fn send_one(
                 retry_in_secs = after.num_seconds(),
                 "answer not sent, will retry: {why}"
             );
-            registry.reply_failed(reply, &why, after).await
+            Outcome::Retry(why, after)
         }
     };
-    if let Err(e) = recorded {
-        tracing::error!(
-            "answer outcome not recorded (unless another daemon took it over, it is tried again when the claim runs out): {e}"
-        );
+    // An answer that went out must not go out again because the database
+    // was away for a moment when its outcome was written (it would be sent
+    // again once the claim ran out): the outcome is written again while
+    // the claim surely holds.
+    let started = tokio::time::Instant::now();
+    let mut failures = 0;
+    loop {
+        let recorded = match &outcome {
+            Outcome::Done(text, detail) => registry.reply_done(reply, text, detail.clone()).await,
+            Outcome::Retry(why, after) => registry.reply_failed(reply, why, *after).await,
+        };
+        let pause =
+            crate::backoff::doubling(Duration::from_millis(200), failures, Duration::from_secs(5));
+        match recorded {
+            Ok(()) => return,
+            Err(e) if e.is_transient() && started.elapsed() + pause < record_window => {
+                tracing::warn!("writing the answer's outcome failed, again in {pause:?}: {e}");
+                failures += 1;
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "answer outcome not recorded (unless another daemon took it over, it is tried again when the claim runs out): {e}"
+                );
+                return;
+            }
+        }
     }
+}
+
+/// What is written once an answer was tried.
+enum Outcome {
+    /// Done: sent, suppressed or refused for good (outcome text, audit detail).
+    Done(String, serde_json::Value),
+    /// Not sent this time: why, and when to try again.
+    Retry(String, chrono::Duration),
 }

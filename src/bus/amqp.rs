@@ -31,7 +31,10 @@ use super::{Acker, Bus, BusError, Consumer, DeadReason, Delivery, Route};
 /// What the AMQP bus needs to know.
 #[derive(Debug, Clone)]
 pub struct AmqpOptions {
-    pub url: String,
+    /// One address per cluster node (at least one), tried in turn.
+    pub urls: Vec<String>,
+    /// `x-quorum-initial-group-size` for new quorum queues; `None`: the broker's default.
+    pub quorum_group_size: Option<u16>,
     pub prefix: String,
     pub prefetch: u16,
     pub delivery_limit: u32,
@@ -95,6 +98,8 @@ impl NoticeBounds {
 
 struct Link {
     generation: u64,
+    /// Which of [`AmqpOptions::urls`] this link is connected to.
+    node: usize,
     connection: Connection,
     publish: Channel,
 }
@@ -103,8 +108,14 @@ struct Inner {
     opts: AmqpOptions,
     link: Mutex<Option<Arc<Link>>>,
     generation: std::sync::atomic::AtomicU64,
+    /// The node to try first on the next connect (the one after a lost link's).
+    next_node: std::sync::atomic::AtomicUsize,
     units_declared: Mutex<HashSet<String>>,
 }
+
+/// How long one connection attempt to one node may take (a node that
+/// accepts TCP but never answers must not hold the bus).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// RabbitMQ with publisher confirms and manual acknowledgements.
 #[derive(Clone)]
@@ -120,9 +131,15 @@ fn s(v: &str) -> ShortString {
     ShortString::from(v.to_string())
 }
 
-fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
+fn quorum_args(group_size: Option<u16>, extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
     t.insert(s("x-queue-type"), AMQPValue::LongString("quorum".into()));
+    if let Some(n) = group_size {
+        t.insert(
+            s("x-quorum-initial-group-size"),
+            AMQPValue::LongInt(i32::from(n)),
+        );
+    }
     for (k, v) in extra {
         t.insert(s(k), v.clone());
     }
@@ -171,8 +188,12 @@ impl Inner {
             FieldTable::default(),
         )
         .await?;
-        ch.queue_declare(p("dead"), durable_queue(), quorum_args(&[]))
-            .await?;
+        ch.queue_declare(
+            p("dead"),
+            durable_queue(),
+            quorum_args(self.opts.quorum_group_size, &[]),
+        )
+        .await?;
         ch.queue_bind(
             p("dead"),
             p("dead"),
@@ -184,16 +205,19 @@ impl Inner {
         ch.queue_declare(
             p("engine"),
             durable_queue(),
-            quorum_args(&[
-                (
-                    "x-delivery-limit",
-                    AMQPValue::LongInt(self.opts.delivery_limit as i32),
-                ),
-                (
-                    "x-dead-letter-exchange",
-                    AMQPValue::LongString(self.name("dead").into()),
-                ),
-            ]),
+            quorum_args(
+                self.opts.quorum_group_size,
+                &[
+                    (
+                        "x-delivery-limit",
+                        AMQPValue::LongInt(self.opts.delivery_limit as i32),
+                    ),
+                    (
+                        "x-dead-letter-exchange",
+                        AMQPValue::LongString(self.name("dead").into()),
+                    ),
+                ],
+            ),
         )
         .await?;
         ch.queue_bind(
@@ -230,7 +254,7 @@ impl Inner {
         // Its own channel, so a refusal does not close the caller's.
         let try_ch = conn.create_channel().await?;
         let declared = try_ch
-            .queue_declare(s(&name), durable_queue(), quorum_args(&bounds))
+            .queue_declare(s(&name), durable_queue(), quorum_args(self.opts.quorum_group_size, &bounds))
             .await;
         let _ = try_ch.close(200, s("declared")).await;
         let Err(refused) = declared else {
@@ -280,7 +304,9 @@ impl Inner {
         .await
     }
 
-    /// The current link, connecting (and declaring) if there is none.
+    /// The current link, connecting (and declaring) if there is none: each
+    /// node in turn, starting after the last lost one; the error of the last
+    /// node tried when none answers.
     async fn link(&self) -> Result<Arc<Link>, BusError> {
         let mut guard = self.link.lock().await;
         if let Some(l) = guard.as_ref()
@@ -289,43 +315,91 @@ impl Inner {
         {
             return Ok(l.clone());
         }
-        let name = format!("pietura-{}", std::process::id());
-        let connection = Connection::connect(
-            &self.opts.url,
-            ConnectionProperties::default().with_connection_name(name.into()),
-        )
-        .await
-        .map_err(unavailable)?;
-        let publish = connection.create_channel().await.map_err(unavailable)?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
-        self.declare(&connection, &publish)
-            .await
-            .map_err(unavailable)?;
-        self.units_declared.lock().await.clear();
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        let link = Arc::new(Link {
-            generation,
-            connection,
-            publish,
-        });
-        *guard = Some(link.clone());
-        tracing::info!(generation, "connected to RabbitMQ");
-        Ok(link)
+        let nodes = self.opts.urls.len().max(1);
+        let first = self.next_node.load(std::sync::atomic::Ordering::SeqCst) % nodes;
+        let mut last_error = BusError::Unavailable("no bus address configured".into());
+        for i in 0..nodes {
+            let node = (first + i) % nodes;
+            match self.connect_node(node).await {
+                Ok((connection, publish)) => {
+                    self.units_declared.lock().await.clear();
+                    let generation = self
+                        .generation
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                        + 1;
+                    self.next_node
+                        .store(node, std::sync::atomic::Ordering::SeqCst);
+                    let link = Arc::new(Link {
+                        generation,
+                        node,
+                        connection,
+                        publish,
+                    });
+                    *guard = Some(link.clone());
+                    tracing::info!(generation, node = node + 1, nodes, "connected to RabbitMQ");
+                    return Ok(link);
+                }
+                Err(e) => {
+                    if nodes > 1 {
+                        tracing::warn!(node = node + 1, nodes, "RabbitMQ node unreachable: {e}");
+                    }
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
     }
 
-    /// Drops a broken link so the next call reconnects.
+    /// Connects to one node, turns confirms on and declares the topology.
+    async fn connect_node(&self, node: usize) -> Result<(Connection, Channel), BusError> {
+        let url = self
+            .opts
+            .urls
+            .get(node)
+            .ok_or_else(|| BusError::Unavailable("no bus address configured".into()))?;
+        let name = format!("pietura-{}", std::process::id());
+        let setup = async {
+            let connection = Connection::connect(
+                url,
+                ConnectionProperties::default().with_connection_name(name.into()),
+            )
+            .await
+            .map_err(unavailable)?;
+            let publish = connection.create_channel().await.map_err(unavailable)?;
+            publish
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable)?;
+            self.declare(&connection, &publish)
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, BusError>((connection, publish))
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, setup)
+            .await
+            .map_err(|_| {
+                BusError::Unavailable(format!(
+                    "node {} of {} did not answer within {CONNECT_TIMEOUT:?}",
+                    node + 1,
+                    self.opts.urls.len()
+                ))
+            })?
+    }
+
+    /// Drops a broken link so the next call reconnects, starting with
+    /// another node (the lost one is tried last).
     async fn drop_link(&self, generation: u64) {
         let mut guard = self.link.lock().await;
         if guard.as_ref().is_some_and(|l| l.generation == generation)
             && let Some(l) = guard.take()
         {
-            let _ = l.connection.close(200, s("reconnecting")).await;
+            self.next_node
+                .store(l.node + 1, std::sync::atomic::Ordering::SeqCst);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                l.connection.close(200, s("reconnecting")),
+            )
+            .await;
         }
     }
 
@@ -334,6 +408,7 @@ impl Inner {
         route: Route<'_>,
         payload: &[u8],
         message_id: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<(), (u64, BusError)> {
         let link = self.link().await.map_err(|e| (0, e))?;
         let fail = |reason: String| {
@@ -384,8 +459,12 @@ impl Inner {
                 props,
             )
             .await
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        // A node that stops answering must not hold the publish past its
+        // deadline: no confirm in time is a failure, never a success.
+        let confirm = tokio::time::timeout_at(deadline, confirm)
             .await
+            .map_err(|_| fail("no confirm before the publish deadline".into()))?
             .map_err(|e| fail(e.to_string()))?;
         if confirm.is_nack() {
             return Err(fail("the broker refused it (nack)".into()));
@@ -408,6 +487,7 @@ impl AmqpBus {
                 opts,
                 link: Mutex::new(None),
                 generation: Default::default(),
+                next_node: Default::default(),
                 units_declared: Mutex::new(HashSet::new()),
             }),
         };
@@ -462,12 +542,22 @@ impl Bus for AmqpBus {
         message_id: &str,
     ) -> Result<(), BusError> {
         let deadline = tokio::time::Instant::now() + self.inner.opts.publish_timeout;
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
-            match self.inner.publish_once(route, payload, message_id).await {
+            match self
+                .inner
+                .publish_once(route, payload, message_id, deadline)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err((generation, e)) => {
-                    if tokio::time::Instant::now() + backoff > deadline {
+                    let pause = crate::backoff::doubling(
+                        Duration::from_millis(100),
+                        failures,
+                        Duration::from_secs(5),
+                    );
+                    failures += 1;
+                    if tokio::time::Instant::now() + pause > deadline {
                         return Err(e);
                     }
                     tracing::warn!(
@@ -475,8 +565,7 @@ impl Bus for AmqpBus {
                         "publish failed, reconnecting and publishing again: {e}"
                     );
                     self.inner.drop_link(generation).await;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -632,14 +721,19 @@ fn dead_reason(props: &BasicProperties) -> DeadReason {
 #[async_trait]
 impl Consumer for AmqpConsumer {
     async fn next(&mut self) -> Option<Delivery> {
-        let mut backoff = Duration::from_millis(200);
+        let mut failures = 0;
         loop {
+            let pause = crate::backoff::doubling(
+                Duration::from_millis(200),
+                failures,
+                Duration::from_secs(10),
+            );
             if self.stream.is_none()
                 && let Err(e) = self.open().await
             {
-                tracing::warn!("intake consumer: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tracing::warn!("{} consumer: {e}; retrying in {pause:?}", self.queue);
+                failures += 1;
+                tokio::time::sleep(pause).await;
                 continue;
             }
             let Some((generation, _, consumer)) = self.stream.as_mut() else {
@@ -664,13 +758,17 @@ impl Consumer for AmqpConsumer {
                     ));
                 }
                 Some(Err(e)) => {
-                    tracing::warn!("intake consumer lost its channel: {e}; reconnecting")
+                    tracing::warn!(
+                        "{} consumer lost its channel: {e}; reconnecting",
+                        self.queue
+                    )
                 }
-                None => tracing::warn!("intake consumer stream ended; reconnecting"),
+                None => tracing::warn!("{} consumer stream ended; reconnecting", self.queue),
             }
             self.stream = None;
             self.bus.inner.drop_link(generation).await;
-            tokio::time::sleep(backoff).await;
+            failures += 1;
+            tokio::time::sleep(pause).await;
         }
     }
 }

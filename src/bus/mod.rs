@@ -23,7 +23,7 @@ use crate::registry::Registry;
 /// Bus failures. Transient ones are retried by the caller; the message says which.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("bus unreachable: {0} (is RabbitMQ running at the configured bus.url?)")]
+    #[error("bus unreachable: {0} (is RabbitMQ running at the configured bus.url / bus.urls?)")]
     Unavailable(String),
     #[error("message {message_id} was not confirmed by the bus: {reason}")]
     NotConfirmed { message_id: String, reason: String },
@@ -195,12 +195,13 @@ pub async fn open(settings: &Settings, registry: &Registry) -> Result<Arc<dyn Bu
             settings.bus.delivery_limit,
         ))),
         BusKind::Amqp => {
-            let url = settings
-                .bus_url()
-                .map_err(BusError::Other)?
-                .ok_or_else(|| BusError::Other("bus.url is not set".into()))?;
+            let urls = settings.bus_urls().map_err(BusError::Other)?;
+            if urls.is_empty() {
+                return Err(BusError::Other("bus.url is not set".into()));
+            }
             let bus = amqp::AmqpBus::connect(amqp::AmqpOptions {
-                url,
+                urls,
+                quorum_group_size: settings.bus.quorum_group_size,
                 prefix: settings.bus.prefix.clone(),
                 prefetch: settings.bus.prefetch,
                 delivery_limit: settings.bus.delivery_limit,
