@@ -26,6 +26,12 @@ pub fn answer_bounced(channel: &str) {
     counter!("pietura_answers_bounced_total", "channel" => channel.to_string()).increment(1);
 }
 
+/// An answer whose sender died mid-send was not sent again (it may have
+/// gone out): the office checks it.
+pub fn reply_uncertain() {
+    counter!("pietura_answers_uncertain_total").increment(1);
+}
+
 /// A redelivered item was recognised and not registered again.
 pub fn item_duplicate(channel: &str) {
     counter!("pietura_items_duplicate_total", "channel" => channel.to_string()).increment(1);

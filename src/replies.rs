@@ -6,9 +6,14 @@
 //! the same answer: a few rows at a time are claimed on the database's clock
 //! (`registry::lease`), each claim renewed before its send, and one send is
 //! cut off well before its claim could run out, so a slow gateway never
-//! outlives a claim; an outcome whose claim was taken over is refused. A
-//! crash after the gateway accepted but before the row was marked sends that
-//! one answer again (at least once).
+//! outlives a claim; an outcome whose claim was taken over is refused.
+//!
+//! An answer goes out at most once: it is marked as being sent just before
+//! its gateway is called. A daemon that dies before the outcome is written
+//! leaves the mark; whoever claims the answer next does not send it again
+//! but records it as `uncertain` (it may have gone out), on the item's
+//! audit log and the desk, for the office to check. A gateway that refuses
+//! or fails to answer in time is tried again, as before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -226,6 +231,20 @@ async fn send_one(
     let today = Utc::now()
         .with_timezone(&chrono_tz::Europe::Riga)
         .date_naive();
+    if let Some(since) = &reply.interrupted_since {
+        // Its sender died mid-send: it may have gone out; never twice.
+        let why = format!(
+            "a daemon stopped while sending it (since {since}); it may have gone out and is not sent again"
+        );
+        tracing::warn!("answer not sent again: {why}");
+        let outcome = format!("{}{why}", crate::registry::replies::UNCERTAIN);
+        let detail = serde_json::json!({ "reason": why });
+        if let Err(e) = registry.reply_done(reply, &outcome, detail).await {
+            tracing::error!("answer outcome not recorded: {e}");
+        }
+        crate::metrics::reply_uncertain();
+        return;
+    }
     let quota = match replier.daily_limit() {
         None => None,
         Some(limit) => match registry
@@ -255,6 +274,15 @@ async fn send_one(
             }
         },
     };
+    if let Err(e) = registry.reply_sending(reply).await {
+        tracing::warn!("answer not sent now: {e}");
+        if quota.is_some()
+            && let Err(e) = registry.return_reply_quota(&reply.address, today).await
+        {
+            tracing::warn!("an unsent answer still counts against today's limit: {e}");
+        }
+        return;
+    }
     let result = match tokio::time::timeout(send_limit, replier.reply(reply)).await {
         Ok(result) => result,
         Err(_) => Err(ReplyError::Transient(format!(

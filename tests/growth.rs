@@ -502,7 +502,8 @@ async fn unit_queues_are_bounded_and_an_unbounded_existing_queue_still_works() {
     .await
     .expect("legacy queue");
     let bus = AmqpBus::connect(AmqpOptions {
-        url: url.clone(),
+        urls: vec![url.clone()],
+        quorum_group_size: None,
         prefix: prefix.clone(),
         prefetch: 10,
         delivery_limit: 5,
@@ -637,7 +638,8 @@ async fn blobs_are_not_collected_while_messages_wait_in_the_broker() {
     support::require("RabbitMQ", &url).await;
     let prefix = format!("pt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let bus = AmqpBus::connect(AmqpOptions {
-        url: url.clone(),
+        urls: vec![url.clone()],
+        quorum_group_size: None,
         prefix: prefix.clone(),
         prefetch: 10,
         delivery_limit: 5,

@@ -604,3 +604,103 @@ async fn a_renewed_claim_outlives_its_term_and_runs_out_once_dropped() {
     );
     env.stop().await;
 }
+
+/// A daemon that dies while its gateway is sending an answer (after the
+/// answer was marked as being sent, before its outcome was written) leaves
+/// it to the next claimant, who does not send it again: at most once, and
+/// the item says that it may not have gone out. An answer nobody started
+/// is sent by the next claimant as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_whose_sender_died_mid_send_is_never_sent_again() {
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    let interrupted = items_with_answers(&env, 1, "t-crash").await.remove(0);
+    // Daemon A: its gateway takes the answer and never returns.
+    let a = tokio::spawn(pietura::replies::run(
+        holder(&env).await,
+        HashMap::from([("t-crash".to_string(), Arc::new(Hung) as Arc<dyn Replier>)]),
+        ReplyTiming {
+            batch: 1,
+            claim_secs: 2,
+            send_limit: std::time::Duration::from_secs(600),
+            poll: std::time::Duration::from_millis(100),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let pool = env.daemon.registry.pool().clone();
+    wait_until(WAIT, "A sending the answer", || {
+        let pool = pool.clone();
+        let id = interrupted.clone();
+        async move {
+            let (since,): (Option<String>,) =
+                sqlx::query_as("SELECT sending_since FROM replies WHERE item_id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("reply row");
+            since.is_some()
+        }
+    })
+    .await;
+    // A dies mid-send (as under SIGKILL: nothing more is written).
+    a.abort();
+    let _ = a.await;
+    let fresh = items_with_answers(&env, 1, "t-crash").await.remove(0);
+
+    // Daemon B claims both once A's claim ran out.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let b = tokio::spawn(pietura::replies::run(
+        holder(&env).await,
+        HashMap::from([(
+            "t-crash".to_string(),
+            Arc::new(Counting(sent.clone())) as Arc<dyn Replier>,
+        )]),
+        ReplyTiming {
+            poll: std::time::Duration::from_millis(100),
+            ..ReplyTiming::default()
+        },
+        stop.clone(),
+    ));
+    let registry = &env.daemon.registry;
+    wait_until(WAIT, "B settling both answers", || async {
+        let a = registry.answer_state(&interrupted).await.expect("state");
+        let f = registry.answer_state(&fresh).await.expect("state");
+        a.is_some_and(|s| s.done_at.is_some()) && f.is_some_and(|s| s.done_at.is_some())
+    })
+    .await;
+    let state = registry
+        .answer_state(&interrupted)
+        .await
+        .expect("state")
+        .expect("answer");
+    assert_eq!(state.state, "uncertain", "{state:?}");
+    assert!(
+        state
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("may have gone out")),
+        "{state:?}"
+    );
+    let fresh_state = registry
+        .answer_state(&fresh)
+        .await
+        .expect("state")
+        .expect("answer");
+    assert_eq!(fresh_state.state, "sent", "{fresh_state:?}");
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        1,
+        "only the answer nobody had started was sent"
+    );
+    let (actions,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_log WHERE item_id = $1 AND action = 'reply_uncertain'",
+    )
+    .bind(&interrupted)
+    .fetch_one(registry.pool())
+    .await
+    .expect("audit");
+    assert_eq!(actions, 1);
+    stop.cancel();
+    b.abort();
+    env.stop().await;
+}

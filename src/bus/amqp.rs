@@ -254,7 +254,11 @@ impl Inner {
         // Its own channel, so a refusal does not close the caller's.
         let try_ch = conn.create_channel().await?;
         let declared = try_ch
-            .queue_declare(s(&name), durable_queue(), quorum_args(self.opts.quorum_group_size, &bounds))
+            .queue_declare(
+                s(&name),
+                durable_queue(),
+                quorum_args(self.opts.quorum_group_size, &bounds),
+            )
             .await;
         let _ = try_ch.close(200, s("declared")).await;
         let Err(refused) = declared else {

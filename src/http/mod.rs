@@ -311,8 +311,9 @@ async fn api_item(
 }
 
 /// `GET /api/v1/items/{id or number}`: the item, where its answer to the
-/// sender stands (`state`: waiting with the last error, sent, or not_sent
-/// with the `reason`, also when none was queued at intake), the signed
+/// sender stands (`state`: waiting with the last error, sent, uncertain
+/// (its sender died mid-send), or not_sent with the `reason`, also when
+/// none was queued at intake), the signed
 /// containers it came with (files, signers, `verified: false`),
 /// where its external DMS registration stands (pending with the last error,
 /// or the DMS's id and link), and its history.

@@ -10,6 +10,10 @@ use sqlx::Row;
 use super::lease::{self, Lease};
 use super::{Registry, RegistryError, db_time, insert_audit, q};
 
+/// The outcome prefix of an answer whose sender died mid-send: it may
+/// have gone out, and it is not sent again.
+pub const UNCERTAIN: &str = "uncertain: ";
+
 /// An answer to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingReply {
@@ -20,6 +24,9 @@ pub struct PendingReply {
     pub attempts: i64,
     /// The deadline the answer names: forwarding, else reply.
     pub due: Option<String>,
+    /// When an earlier sender started sending it and never wrote what
+    /// became of it (it died mid-send): it may have gone out.
+    pub interrupted_since: Option<String>,
     /// The sender's claim on the answer.
     #[serde(skip)]
     pub lease: Lease,
@@ -29,9 +36,10 @@ pub struct PendingReply {
 /// last error and the next attempt), sent, or not sent and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AnswerState {
-    /// `waiting`, `sent` or `not_sent`.
+    /// `waiting`, `sent`, `not_sent`, or `uncertain` (its sender died while
+    /// sending: it may have gone out, and was not sent again).
     pub state: &'static str,
-    /// Why it was not sent (suppressed or refused), when it was not.
+    /// Why it was not sent (suppressed or refused), or why it is uncertain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub channel_instance: String,
@@ -60,7 +68,7 @@ impl Registry {
             .rows_of_leases(
                 &leases,
                 "SELECT r.item_id, i.registration_number, r.channel_instance, r.address, r.attempts, \
-                 COALESCE(i.forward_due, i.reply_due) AS due \
+                 COALESCE(i.forward_due, i.reply_due) AS due, r.sending_since \
                  FROM replies r JOIN items i ON i.id = r.item_id \
                  WHERE r.item_id IN ({keys}) ORDER BY r.next_attempt_at",
                 ctx,
@@ -76,6 +84,7 @@ impl Registry {
                 address: r.try_get("address").map_err(q(ctx))?,
                 attempts: r.try_get("attempts").map_err(q(ctx))?,
                 due: r.try_get("due").map_err(q(ctx))?,
+                interrupted_since: r.try_get("sending_since").map_err(q(ctx))?,
                 lease,
             });
         }
@@ -106,8 +115,36 @@ impl Registry {
         Ok(out)
     }
 
-    /// Records the answer as sent, or as not sent and why (`outcome`), with
-    /// its audit line.
+    /// Marks the answer as being sent, just before its gateway is called
+    /// (refused when the claim was taken over): should this daemon die
+    /// before the outcome is written, the next claimant does not send it
+    /// again ([`PendingReply::interrupted_since`]).
+    pub async fn reply_sending(&self, reply: &PendingReply) -> Result<(), RegistryError> {
+        let ctx = format!("reply to item {}", reply.registration_number);
+        let now = lease::db_now_plus(self.sqlite, 0);
+        let marked = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE replies SET sending_since = {now} \
+             WHERE item_id = $1 AND lease_token = $2 AND done_at IS NULL"
+        )))
+        .bind(&reply.item_id)
+        .bind(reply.lease.token)
+        .execute(&self.pool)
+        .await
+        .map_err(q(ctx))?
+        .rows_affected();
+        if marked == 1 {
+            Ok(())
+        } else {
+            Err(RegistryError::LeaseLost {
+                what: lease::REPLIES.name,
+                key: reply.item_id.clone(),
+                token: reply.lease.token,
+            })
+        }
+    }
+
+    /// Records the answer as sent, or as not sent and why (`outcome`;
+    /// `uncertain: …` when its sender died mid-send), with its audit line.
     pub async fn reply_done(
         &self,
         reply: &PendingReply,
@@ -129,6 +166,8 @@ impl Registry {
         .map_err(q(ctx.clone()))?;
         let action = if outcome == "sent" {
             "replied"
+        } else if outcome.starts_with(UNCERTAIN) {
+            "reply_uncertain"
         } else {
             "reply_not_sent"
         };
@@ -151,7 +190,8 @@ impl Registry {
         let next = lease::db_now_plus(self.sqlite, after.num_seconds());
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE replies SET attempts = attempts + 1, last_error = $2, \
-             next_attempt_at = {next} WHERE item_id = $1 AND done_at IS NULL"
+             next_attempt_at = {next}, sending_since = NULL \
+             WHERE item_id = $1 AND done_at IS NULL"
         )))
         .bind(&reply.item_id)
         .bind(error)
@@ -179,6 +219,10 @@ impl Registry {
         let (state, reason) = match (&done_at, outcome.as_deref()) {
             (None, _) => ("waiting", None),
             (Some(_), Some("sent")) => ("sent", None),
+            (Some(_), Some(o)) if o.starts_with(UNCERTAIN) => (
+                "uncertain",
+                Some(o.trim_start_matches(UNCERTAIN).to_string()),
+            ),
             (Some(_), other) => (
                 "not_sent",
                 other.map(|o| o.split_once(": ").map_or(o, |(_, why)| why).to_string()),
