@@ -389,10 +389,13 @@ impl Registry {
         let ctx = format!("completion of named work {}", lease.key);
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
         fence_one(&mut tx, &NAMED, lease).await?;
-        sqlx::query("UPDATE work_leases SET state = $2, updated_at = $3 WHERE name = $1")
+        let sql = format!(
+            "UPDATE work_leases SET state = $2, updated_at = {} WHERE name = $1",
+            db_now_plus(self.sqlite, 0)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(lease.key.clone())
             .bind(state)
-            .bind(super::db_time(chrono::Utc::now()))
             .execute(&mut *tx)
             .await
             .map_err(q(ctx.clone()))?;

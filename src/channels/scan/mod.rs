@@ -708,6 +708,10 @@ async fn upload(
     }
 }
 
+/// How much more of a refused (oversized) upload is read and dropped so the
+/// sender gets its 413; past this the connection is closed.
+const DRAIN_REFUSED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Streams `body` into `path` (at most `limit` bytes) and syncs it to disk.
 async fn write_upload(
     path: &Path,
@@ -734,6 +738,17 @@ async fn write_upload(
         })?;
         size += chunk.len() as u64;
         if size > limit {
+            drop(file);
+            // Read (and drop) what the scanner is still sending, up to a
+            // bound, so it gets the 413 rather than a connection reset
+            // while it writes.
+            let mut drained = 0_u64;
+            while drained < DRAIN_REFUSED_BYTES {
+                match stream.next().await {
+                    Some(Ok(more)) => drained += more.len() as u64,
+                    _ => break,
+                }
+            }
             return Err((
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the scan is over max_file_bytes = {limit}"),
