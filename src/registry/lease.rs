@@ -416,18 +416,7 @@ impl Registry {
             db_now_plus(self.sqlite, ttl_secs),
             fenced(queue, 1, 1)
         );
-        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(lease.key.clone())
-            .bind(lease.token)
-            .execute(&self.pool)
-            .await
-            .map_err(q(format!("renewal of {} {}", queue.name, lease.key)))?
-            .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(lost(queue, lease))
-        }
+        self.fenced_write(queue, lease, sql, "renewal", None).await
     }
 
     /// Gives claims back unworked (shutdown, an error before the work), so
@@ -496,26 +485,34 @@ impl Registry {
             db_now_plus(self.sqlite, secs),
             fenced(queue, 1, 1)
         );
-        self.fenced_write(queue, lease, sql, "postponing").await
+        self.fenced_write(queue, lease, sql, "postponing", None)
+            .await
     }
 
     /// Completes a claim by removing its row (the work is done and nothing
     /// of it needs keeping); refused when the row was claimed again since.
     pub async fn remove(&self, queue: &Queue, lease: &Lease) -> Result<(), RegistryError> {
         let sql = format!("DELETE FROM {} WHERE {}", queue.table, fenced(queue, 1, 1));
-        self.fenced_write(queue, lease, sql, "removal").await
+        self.fenced_write(queue, lease, sql, "removal", None).await
     }
 
+    /// Runs `sql`, fenced by `lease` (`$1` key, `$2` token, then `$3` =
+    /// `value` if given): exactly one row, or the claim was lost.
     async fn fenced_write(
         &self,
         queue: &Queue,
         lease: &Lease,
         sql: String,
         what: &str,
+        value: Option<&str>,
     ) -> Result<(), RegistryError> {
-        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(lease.key.clone())
-            .bind(lease.token)
+            .bind(lease.token);
+        if let Some(value) = value {
+            query = query.bind(value.to_string());
+        }
+        let n = query
             .execute(&self.pool)
             .await
             .map_err(q(format!("{what} of {} {}", queue.name, lease.key)))?
@@ -606,19 +603,8 @@ impl Registry {
             db_now_plus(self.sqlite, 0),
             fenced(&NAMED, 1, 1)
         );
-        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(lease.key.clone())
-            .bind(lease.token)
-            .bind(result.to_string())
-            .execute(&self.pool)
+        self.fenced_write(&NAMED, lease, sql, "run", Some(result))
             .await
-            .map_err(q(format!("run of periodic job {}", lease.key)))?
-            .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(lost(&NAMED, lease))
-        }
     }
 }
 
