@@ -267,6 +267,41 @@ async fn has_claim(env: &TestEnv, key: &str) -> bool {
 /// and orphan blobs go; fresh notices, claims still needed, blobs an item
 /// refers to and a blob of an upload in flight stay. The claim is one
 /// daemon's at a time.
+/// Makes the janitor's periodic job due and claims it, as the daemon
+/// whose turn it is.
+async fn claim_janitor_now(
+    registry: &pietura::registry::Registry,
+) -> pietura::registry::lease::Lease {
+    sqlx::query("UPDATE work_leases SET lease_until = NULL WHERE name = 'janitor'")
+        .execute(registry.pool())
+        .await
+        .expect("due");
+    registry
+        .claim_periodic(pietura::janitor::JOB, 900)
+        .await
+        .expect("claim")
+        .expect("due and free")
+}
+
+/// One janitor run under `lease` with the default settings (3 notices kept
+/// per queue), ended as the daemon ends it.
+async fn janitor_run(
+    registry: &pietura::registry::Registry,
+    bus: &dyn pietura::bus::Bus,
+    store: &pietura::blobs::BlobStore,
+    lease: &pietura::registry::lease::Lease,
+) -> pietura::janitor::Pruned {
+    let settings = pietura::config::JanitorSettings::default();
+    let pruned = pietura::janitor::prune_once(registry, bus, store, &settings, 3, lease)
+        .await
+        .expect("janitor run");
+    registry
+        .periodic_done(lease, 3600, &pruned.to_string())
+        .await
+        .expect("done");
+    pruned
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
     use pietura::bus::Route;
@@ -371,15 +406,7 @@ async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
     age(&old_tmp, 48);
 
     // The job is due again; this "daemon" claims it, no other can meanwhile.
-    sqlx::query("UPDATE work_leases SET lease_until = NULL WHERE name = 'janitor'")
-        .execute(registry.pool())
-        .await
-        .expect("due");
-    let lease = registry
-        .claim_periodic(pietura::janitor::JOB, 900)
-        .await
-        .expect("claim")
-        .expect("due and free");
+    let lease = claim_janitor_now(&registry).await;
     let other = pietura::registry::Registry::connect(&env.database_url(), None)
         .await
         .expect("second daemon's registry");
@@ -391,15 +418,7 @@ async fn the_janitor_prunes_what_nothing_reads_and_keeps_what_is_in_flight() {
         None,
         "one daemon at a time"
     );
-    let settings = pietura::config::JanitorSettings::default();
-    let pruned =
-        pietura::janitor::prune_once(&registry, bus.as_ref(), &store, &settings, 3, &lease)
-            .await
-            .expect("janitor run");
-    registry
-        .periodic_done(&lease, 3600, &pruned.to_string())
-        .await
-        .expect("done");
+    let pruned = janitor_run(&registry, bus.as_ref(), &store, &lease).await;
     assert_eq!(
         other
             .claim_periodic(pietura::janitor::JOB, 900)
@@ -597,29 +616,8 @@ async fn the_janitor_runs_on_postgres() {
     let store = pietura::blobs::BlobStore::open(env.blob_dir()).expect("blobs");
     let orphan = store.put(b"refused submission's file").await.expect("put");
     age(&store.path_of(&orphan.sha256).expect("path"), 48);
-    sqlx::query("UPDATE work_leases SET lease_until = NULL WHERE name = 'janitor'")
-        .execute(registry.pool())
-        .await
-        .expect("due");
-    let lease = registry
-        .claim_periodic(pietura::janitor::JOB, 900)
-        .await
-        .expect("claim")
-        .expect("due and free");
-    let pruned = pietura::janitor::prune_once(
-        &registry,
-        env.daemon.bus.as_ref(),
-        &store,
-        &pietura::config::JanitorSettings::default(),
-        3,
-        &lease,
-    )
-    .await
-    .expect("janitor run");
-    registry
-        .periodic_done(&lease, 3600, &pruned.to_string())
-        .await
-        .expect("done");
+    let lease = claim_janitor_now(&registry).await;
+    let pruned = janitor_run(&registry, env.daemon.bus.as_ref(), &store, &lease).await;
     assert!(!has_claim(&env, "old-unfinished").await);
     assert!(has_claim(&env, &env.message_of(&item).await.idempotency_key).await);
     assert_eq!(pruned.blobs, 1, "{pruned}");
@@ -675,30 +673,8 @@ async fn blobs_are_not_collected_while_messages_wait_in_the_broker() {
         .await
         .expect("publish");
     let run = || async {
-        sqlx::query("UPDATE work_leases SET lease_until = NULL WHERE name = 'janitor'")
-            .execute(registry.pool())
-            .await
-            .expect("due");
-        let lease = registry
-            .claim_periodic(pietura::janitor::JOB, 900)
-            .await
-            .expect("claim")
-            .expect("due and free");
-        let pruned = pietura::janitor::prune_once(
-            &registry,
-            &bus,
-            &store,
-            &pietura::config::JanitorSettings::default(),
-            3,
-            &lease,
-        )
-        .await
-        .expect("janitor run");
-        registry
-            .periodic_done(&lease, 3600, &pruned.to_string())
-            .await
-            .expect("done");
-        pruned
+        let lease = claim_janitor_now(&registry).await;
+        janitor_run(&registry, &bus, &store, &lease).await
     };
     assert_eq!(run().await.blobs, 0, "kept while its message waits");
     assert!(store.get(&blob.sha256).await.is_ok());
