@@ -51,7 +51,7 @@ set -e
 
 row() { # FILE
     [[ -f $1 ]] || {
-        echo "| (no figures: the run failed before its accounting, see the log) ||||||||||"
+        echo "| (no figures: the run failed before its accounting, see the log) |||||||||||"
         return
     }
     jq -r '[(if .daemon_kills > 0 then "\(.daemon_kills) daemon kills" else empty end),
@@ -59,7 +59,7 @@ row() { # FILE
             (if .pg_restarts > 0 then "\(.pg_restarts) PostgreSQL immediate restarts" else empty end),
             (if .stall_restarts > 0 then "a registry stall across \(.stall_restarts) daemon kills" else empty end),
             (if .backend | test("embedded") then "a poison message" else empty end)] as $faults
-        | "| \(.backend) | \(.items_accepted) (\(.sms_accepted) SMS) | \($faults | join(", ")) | \(.lost) | \(.duplicated) | \(.gaps) | \(.notices_missing) | \(.answers_sent) sent, \(.answers_twice) twice | \(.parked) | \(.longest_recovery_ms / 100 | floor / 10) s | \(.seconds) s |"' "$1"
+        | "| \(.backend) | \(.items_accepted) (\(.sms_accepted) SMS, \(.mails_accepted) mails, \(.scans_accepted) scans) | \($faults | join(", ")) | \(.lost) | \(.duplicated) | \(.gaps) | \(.notices_missing) | \(.answers_sent) sent, \(.answers_twice) twice | \(.scans_set_aside) | \(.parked) | \(.longest_recovery_ms / 100 | floor / 10) s | \(.seconds) s |"' "$1"
 }
 
 {
@@ -71,8 +71,11 @@ on $(date -u +%Y-%m-%d) ($(getconf _NPROCESSORS_ONLN) cores shared with other wo
 
 What runs (\`tests/chaos.rs\`): three \`pietura run\` daemons on a three-node
 RabbitMQ cluster (quorum queues on all three nodes) and PostgreSQL, all
-started by the test on loopback; citizens send web forms (two in three)
-and signed SMS webhooks (one in three), some with awkward text (20,000
+started by the test on loopback; citizens send web forms, signed SMS
+webhooks (one in three), mails into a real Dovecot that the daemons share
+(one in six; acknowledged through a real SMTP server) and scanned letters
+with a text layer into one scan folder the daemons share (one in twelve),
+some with awkward text (20,000
 characters, backslash sequences such as \`\\u0000\`, a NUL, a lone combining
 mark), and retry as a browser or an SMS gateway would when a door does not
 answer 2xx. Meanwhile daemons are SIGKILLed and restarted, broker nodes
@@ -82,8 +85,8 @@ while daemons are killed and restarted. Then every item a door accepted
 is looked up. The same for the embedded default (one daemon, SQLite and
 the embedded queue) with SIGKILLs and a poison message.
 
-| Setup | Items accepted | Faults | Lost | Registered twice | Gaps | Notices missing | SMS answers | Parked | Longest recovery | Run |
-|---|---|---|---|---|---|---|---|---|---|---|
+| Setup | Items accepted | Faults | Lost | Registered twice | Gaps | Notices missing | Answers (SMS and mail) | Scans set aside | Parked | Longest recovery | Run |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 $(row "$OUT/cluster.json")
 $(row "$OUT/embedded.json")
 
@@ -91,10 +94,11 @@ $(row "$OUT/embedded.json")
   submission under two numbers. *Gaps*: numbers missing or given twice in a
   series, or a counter ahead of the highest number. *Notices missing*:
   registered items with no notice in their unit's (or the review) queue.
-  *SMS answers*: counted at the SMS gateway's stand-in, per number, up to
-  60 s after the load (an answer claimed by a daemon that was then killed
+  *Answers*: counted at the SMS gateway's stand-in per number and at the
+  SMTP server per address, up to 60 s after the load (an answer claimed by a daemon that was then killed
   waits until its claim runs out, so fewer may have gone out by then; none
-  may go out twice).
+  may go out twice). *Scans set aside*: scan files moved to \`failed/\`
+  although they were good letters.
   *Longest recovery*: from a fault until every daemon answered
   \`/readyz\` again (node stops include the 3 s the node is down).
 - The test's PostgreSQL runs with \`fsync=off\`: \`-m immediate\` kills the

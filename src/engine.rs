@@ -203,11 +203,9 @@ impl Engine {
             match IntakeMessage::decode(&delivery.payload) {
                 Ok(msg) => items.push((msg, delivery)),
                 Err(e) => {
-                    let preview: String = String::from_utf8_lossy(&delivery.payload)
-                        .chars()
-                        .take(200)
-                        .collect();
-                    tracing::error!(error = %e, payload_start = %preview, "dead-lettering a message that cannot be read; inspect the dead-letter queue");
+                    // Its size, never its content: a citizen's data stays
+                    // out of the log (the parked item keeps the bytes).
+                    tracing::error!(error = %e, payload_bytes = delivery.payload.len(), "dead-lettering a message that cannot be read; it is parked for the records office");
                     dead_letter(delivery, &e.to_string()).await;
                 }
             }

@@ -46,6 +46,8 @@
 //! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
 //! - [`supervise`]: every long-running task restarted with backoff, component states
 //!   for `/readyz`, `/metrics` and the desk; parsers of outside data contained.
+//! - [`redact`]: personal data (e-mail addresses, phones, personas kodi, sender
+//!   fields) masked in every log line, whoever wrote it.
 //! - [`explain`]: an item's routing explained again from its stored rule-set version.
 //! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
 //!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
@@ -75,6 +77,7 @@ pub mod metrics;
 pub mod ocr;
 pub mod parked;
 pub mod phone;
+pub mod redact;
 pub mod registry;
 pub mod replies;
 pub mod rules;

@@ -703,15 +703,16 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
+        .with_env_filter(pietura::redact::cap_wire_traces(log_filter()))
         // Colours only on a terminal, never in a journal or a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        // Every line masked: no e-mail, phone or personas kods in a log.
+        .with_writer(pietura::redact::Redacting(std::io::stderr))
         .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", pietura::redact::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -1,12 +1,15 @@
 //! The chaos proof (issue 21): three `pietura run` daemons on a three-node
 //! RabbitMQ cluster and the test's own PostgreSQL, all started here as the
-//! test's processes on loopback, take a mixed load (web forms and signed SMS
-//! webhooks, some with awkward text) while daemons are SIGKILLed, broker nodes
+//! test's processes on loopback, take a mixed load (web forms, signed SMS
+//! webhooks, mails into a real Dovecot acknowledged through a real SMTP
+//! server, scanned letters in one shared scan folder; some with awkward
+//! text) while daemons are SIGKILLed, broker nodes
 //! are killed and brought back, PostgreSQL is shut down `-m immediate` and
 //! the number counters are locked across several daemon restarts. Then every
 //! accepted item is accounted for: 0 lost, 0 registered twice, numbers
 //! gap-free per series, every item's notice in its unit's queue, every SMS
-//! answer sent at most once, no deadline moved twice. The same, shorter, for
+//! and mail answer sent at most once, no scan file set aside, no deadline
+//! moved twice. The same, shorter, for
 //! the embedded default (SQLite + embedded queue) with SIGKILLs and a poison
 //! message.
 //!
@@ -34,6 +37,8 @@ use pietura::channels::sms::body_signature;
 use pietura::registry::{Registry, RoutedNotice};
 use serde_json::json;
 use sqlx::Connection;
+use support::dovecot::Dovecot;
+use support::smtp::SmtpServer;
 
 const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -484,6 +489,92 @@ fn write_channels(dir: &Path, send_url: &str) {
     .expect("sms channel");
 }
 
+/// The e-mail channel on `dovecot`, acknowledging through the SMTP server
+/// on `smtp_port`, and the scan channel on `folder` (text-layer PDFs: no OCR).
+fn write_other_channels(dir: &Path, dovecot: &Dovecot, smtp_port: u16, folder: &Path) {
+    let ack = format!(
+        "[acknowledgement]\nfrom = \"Pašvaldības dokumenti <dokumenti@example.lv>\"\n\
+         municipality = \"Parauga novada pašvaldība\"\ncontact = \"tālr. 65400000\"\n\
+         [acknowledgement.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\n"
+    );
+    std::fs::write(
+        dir.join("pasts-chaos.toml"),
+        dovecot.channel_file("pasts-chaos", &ack),
+    )
+    .expect("e-mail channel");
+    std::fs::create_dir_all(folder).expect("scan folder");
+    std::fs::write(
+        dir.join("skeneris-chaos.toml"),
+        format!(
+            "type = \"scan\"\nid = \"skeneris-chaos\"\nfolder = \"{}\"\npoll_seconds = 1\n\
+             stable_seconds = 1\n[ocr]\nworkers = 1\n",
+            folder.display()
+        ),
+    )
+    .expect("scan channel");
+}
+
+/// A one-page PDF whose text layer reads `text` (ASCII, Helvetica), as a
+/// scanner that runs its own OCR writes it.
+fn text_pdf(text: &str) -> Vec<u8> {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('(', "\\(")
+        .replace(')', "\\)");
+    let content = format!("BT /F1 11 Tf 60 760 Td ({escaped}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] \
+         /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_string(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// Acknowledgements the SMTP server received, by recipient address.
+fn mail_answers(maildir: &Path) -> HashMap<String, usize> {
+    let mut by_to: HashMap<String, usize> = HashMap::new();
+    for raw in SmtpServer::messages(maildir) {
+        let to = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .and_then(|m| {
+                m.to()
+                    .and_then(|t| t.first())
+                    .and_then(|a| a.address())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        *by_to.entry(to).or_default() += 1;
+    }
+    by_to
+}
+
 // ----------------------------------------------------------------- daemons
 
 /// `pietura run` processes, each with its own port and configuration file.
@@ -615,6 +706,10 @@ struct Ledger {
     accepted: HashSet<String>,
     /// SMS markers with their sender numbers.
     sms_numbers: HashMap<String, String>,
+    /// Mail markers with their senders' addresses.
+    mail_senders: HashMap<String, String>,
+    /// Markers of scan files put into the scan folder.
+    scans: HashSet<String>,
     /// Attempts answered with something else (or nothing), by status.
     refused: BTreeMap<String, usize>,
 }
@@ -628,6 +723,17 @@ struct Load {
     /// in steps, so that every fault meets items in flight.
     allowed: AtomicUsize,
     ledger: Mutex<Ledger>,
+    /// The other doors, when the run uses them: the mailbox the e-mail
+    /// channel reads and the folder the scan channel watches.
+    doors: OtherDoors,
+}
+
+/// The doors that are not HTTP: mail delivered into Dovecot, scan files
+/// written into the shared scan folder.
+#[derive(Default)]
+struct OtherDoors {
+    mail: Option<Arc<Dovecot>>,
+    scans: Option<PathBuf>,
 }
 
 impl Load {
@@ -759,7 +865,51 @@ impl Load {
         panic!("SMS {n} was never accepted in 400 tries");
     }
 
-    /// `workers` citizens sending `items` items (two forms to one SMS).
+    /// One mail into the channel's mailbox, as the municipality's mail
+    /// server's delivery agent puts it there: accepted once delivered.
+    fn mail(&self, n: usize) {
+        let Some(dovecot) = &self.doors.mail else {
+            return;
+        };
+        let marker = format!("E{n}");
+        let from = format!("pilsonis{n}@example.lv");
+        let text = if n % 30 == 7 {
+            format!("{AWKWARD}\r\n\r\nAr cieņu, Pilsonis")
+        } else {
+            "Lūdzu izsniegt būvatļauju šķūņa būvniecībai.\r\n\r\nAr cieņu, Pilsonis".to_string()
+        };
+        let raw = format!(
+            "From: Pilsonis {n} <{from}>\r\nTo: {to}\r\nSubject: Chaos {marker}\r\n\
+             Message-ID: <chaos-{n}@example.lv>\r\nDate: {date}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n",
+            to = support::dovecot::USER,
+            date = chrono::Utc::now().to_rfc2822(),
+        );
+        dovecot.deliver(raw.as_bytes());
+        let mut l = self.ledger.lock().expect("ledger");
+        l.accepted.insert(marker.clone());
+        l.mail_senders.insert(marker, from);
+    }
+
+    /// One scanned letter with its text layer, written beside the scan
+    /// folder and renamed in, as a scanner's scan-to-folder does: accepted
+    /// once it is in the folder.
+    fn scan(&self, n: usize) {
+        let Some(folder) = &self.doors.scans else {
+            return;
+        };
+        let marker = format!("K{n}");
+        let part = folder.join(format!(".{marker}.pdf.part"));
+        let text = format!("[{marker}] Ludzu salabot ielas apgaismojumu pie skolas, lampas nedeg.");
+        std::fs::write(&part, text_pdf(&text)).expect("write scan");
+        std::fs::rename(&part, folder.join(format!("{marker}.pdf"))).expect("put scan in");
+        let mut l = self.ledger.lock().expect("ledger");
+        l.accepted.insert(marker.clone());
+        l.scans.insert(marker);
+    }
+
+    /// `workers` citizens sending `items` items: a third SMS; with the other
+    /// doors, a sixth mail and a twelfth scanned letter; the rest web forms.
     async fn run(self: Arc<Self>, items: usize, workers: usize) {
         let next = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
@@ -776,6 +926,10 @@ impl Load {
                     }
                     if n % 3 == 2 {
                         me.sms(n).await;
+                    } else if n % 6 == 1 && me.doors.mail.is_some() {
+                        me.mail(n);
+                    } else if n % 12 == 4 && me.doors.scans.is_some() {
+                        me.scan(n);
                     } else {
                         me.form(n).await;
                     }
@@ -798,6 +952,10 @@ struct Figures {
     items_accepted: usize,
     /// Of which SMS (each from its own number, so at most one answer each).
     sms_accepted: usize,
+    /// Of which mails into Dovecot (each from its own address).
+    mails_accepted: usize,
+    /// Of which scanned letters put into the scan folder.
+    scans_accepted: usize,
     items_registered: usize,
     refused_attempts: BTreeMap<String, usize>,
     daemon_kills: usize,
@@ -814,6 +972,8 @@ struct Figures {
     /// be recorded (it is sent again once its claim runs out).
     answer_outcomes_unrecorded: usize,
     deadlines_moved_twice: usize,
+    /// Scan files set aside as failed (`failed/…error.txt`).
+    scans_set_aside: usize,
     parked: u64,
     longest_recovery_ms: u64,
     seconds: u64,
@@ -900,6 +1060,8 @@ async fn account(registry: &Registry, ledger: &Ledger, f: &mut Figures) -> Vec<R
     let items = registered(registry).await;
     f.items_accepted = ledger.accepted.len();
     f.sms_accepted = ledger.sms_numbers.len();
+    f.mails_accepted = ledger.mail_senders.len();
+    f.scans_accepted = ledger.scans.len();
     f.items_registered = items.len();
     let mut by_marker: HashMap<&str, usize> = HashMap::new();
     for r in &items {
@@ -974,15 +1136,81 @@ async fn drain_notices(url: &str, prefix: &str, queues: &[String]) -> Vec<Routed
     out
 }
 
-fn answers_into(answers: &Answers, ledger: &Ledger, f: &mut Figures) {
+/// Counts the answers the SMS gateway and the SMTP server received: how
+/// many, and how many citizens got theirs more than once.
+fn answers_into(
+    answers: &Answers,
+    mails: &HashMap<String, usize>,
+    ledger: &Ledger,
+    f: &mut Figures,
+) {
     let a = answers.lock().expect("answers");
-    f.answers_sent = a.values().sum();
-    f.answers_twice = a.values().filter(|&&c| c > 1).count();
+    f.answers_sent = a.values().sum::<usize>() + mails.values().sum::<usize>();
+    f.answers_twice = a.values().chain(mails.values()).filter(|&&c| c > 1).count();
     let strangers = a
         .keys()
         .filter(|to| !ledger.sms_numbers.values().any(|n| n == *to))
         .count();
     assert_eq!(strangers, 0, "answers to numbers that never wrote: {a:?}");
+    let strangers = mails
+        .keys()
+        .filter(|to| !ledger.mail_senders.values().any(|s| s == *to))
+        .count();
+    assert_eq!(
+        strangers, 0,
+        "answers to addresses that never wrote: {mails:?}"
+    );
+}
+
+/// Waits (at most a minute) until every SMS and mail sender has an answer,
+/// then a little longer for any second answer to arrive; what the SMTP
+/// server received.
+async fn await_answers(
+    answers: &Answers,
+    smtp_maildir: &Path,
+    ledger: &Ledger,
+) -> HashMap<String, usize> {
+    let wait = Instant::now();
+    while (answers.lock().expect("answers").len() < ledger.sms_numbers.len()
+        || mail_answers(smtp_maildir).len() < ledger.mail_senders.len())
+        && wait.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mail_answers(smtp_maildir)
+}
+
+/// The mail and scan doors of a run: a Dovecot with its channel file, the
+/// SMTP server the acknowledgements go to, and the scan folder.
+struct MailAndScans {
+    dovecot: Arc<Dovecot>,
+    _smtp: SmtpServer,
+    smtp_maildir: PathBuf,
+    folder: PathBuf,
+}
+
+impl MailAndScans {
+    fn start(root: &Path, channels: &Path) -> MailAndScans {
+        let dovecot = Arc::new(Dovecot::start());
+        let smtp_maildir = root.join("smtp-sink");
+        let smtp = SmtpServer::start(&smtp_maildir);
+        let folder = root.join("scans");
+        write_other_channels(channels, &dovecot, smtp.port, &folder);
+        MailAndScans {
+            dovecot,
+            _smtp: smtp,
+            smtp_maildir,
+            folder,
+        }
+    }
+
+    fn doors(&self) -> OtherDoors {
+        OtherDoors {
+            mail: Some(self.dovecot.clone()),
+            scans: Some(self.folder.clone()),
+        }
+    }
 }
 
 /// Prints the figures, and writes them as JSON to the file in `var` if set.
@@ -1010,6 +1238,10 @@ fn assert_clean(f: &Figures) {
         "answers sent whose outcome was not written: {f:#?}"
     );
     assert_eq!(f.deadlines_moved_twice, 0, "deadlines moved twice: {f:#?}");
+    assert_eq!(
+        f.scans_set_aside, 0,
+        "scan files set aside as failed: {f:#?}"
+    );
 }
 
 // ------------------------------------------------------------------ faults
@@ -1062,6 +1294,7 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
     let (send_url, answers) = sms_provider().await;
     let channels = root.path().join("channels");
     write_channels(&channels, &send_url);
+    let other = blocking(|| MailAndScans::start(root.path(), &channels));
     let blobs = root.path().join("blobs");
     let urls = cluster.urls();
     // Daemon i lists node i first, so each node stop takes one daemon's link.
@@ -1116,6 +1349,7 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
         sent: AtomicUsize::new(0),
         allowed: AtomicUsize::new(0),
         ledger: Mutex::new(Ledger::default()),
+        doors: other.doors(),
     });
 
     let mut faults: Vec<Fault> = std::iter::repeat_n(Fault::KillDaemon, kills)
@@ -1246,16 +1480,12 @@ async fn three_daemons_on_a_rabbitmq_cluster_lose_nothing_under_faults() {
         .iter()
         .filter(|r| !noticed.contains(r.id.as_str()))
         .count();
-    // SMS answers: sent within the settle time, each number at most once.
-    let sms_accepted = ledger.sms_numbers.len();
-    let wait = Instant::now();
-    while answers.lock().expect("answers").len() < sms_accepted
-        && wait.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    answers_into(&answers, &ledger, &mut f);
+    // Answers (SMS and mail acknowledgements): each citizen's at most once.
+    let mails = await_answers(&answers, &other.smtp_maildir, &ledger).await;
+    answers_into(&answers, &mails, &ledger, &mut f);
+    f.scans_set_aside = std::fs::read_dir(other.folder.join("failed"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     f.answer_outcomes_unrecorded = daemons.log_lines("answer outcome not recorded");
     // The replicas survived the node stops.
     let replicas = blocking(|| cluster.replicas(0, prefix));
@@ -1362,6 +1592,7 @@ async fn the_embedded_default_loses_nothing_under_kills_and_parks_poison() {
     let (send_url, answers) = sms_provider().await;
     let channels = root.path().join("channels");
     write_channels(&channels, &send_url);
+    let other = blocking(|| MailAndScans::start(root.path(), &channels));
     let data = root.path().join("data");
     let rules = support::repo_path("rules");
     let mut daemons = Daemons::new(root.path(), 1, |_, port| {
@@ -1405,6 +1636,7 @@ async fn the_embedded_default_loses_nothing_under_kills_and_parks_poison() {
         sent: AtomicUsize::new(0),
         allowed: AtomicUsize::new(due(items, 1, kills)),
         ledger: Mutex::new(Ledger::default()),
+        doors: other.doors(),
     });
     let load_task = tokio::spawn(load.clone().run(items, 4));
     let mut f = Figures {
@@ -1456,15 +1688,11 @@ async fn the_embedded_default_loses_nothing_under_kills_and_parks_poison() {
         .iter()
         .filter(|r| !noticed.contains(&r.id))
         .count();
-    let sms_accepted = ledger.sms_numbers.len();
-    let wait = Instant::now();
-    while answers.lock().expect("answers").len() < sms_accepted
-        && wait.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    answers_into(&answers, &ledger, &mut f);
+    let mails = await_answers(&answers, &other.smtp_maildir, &ledger).await;
+    answers_into(&answers, &mails, &ledger, &mut f);
+    f.scans_set_aside = std::fs::read_dir(other.folder.join("failed"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     f.answer_outcomes_unrecorded = daemons.log_lines("answer outcome not recorded");
     f.seconds = began.elapsed().as_secs();
     report(&f, "PIETURA_CHAOS_EMBEDDED_REPORT");
