@@ -844,4 +844,28 @@ mod tests {
         let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
         assert!(err.to_string().contains("knd"), "{err}");
     }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_a_bad_one_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(
+            &file,
+            "[http]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\nclient_address_header = \"forwarded\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), env(&[])).expect("loads");
+        assert_eq!(s.http.trusted_proxies.len(), 2);
+        assert_eq!(
+            s.http.client_address_header,
+            crate::http::client::ForwardedHeader::Forwarded
+        );
+        assert!(!s.http.dev_trust_loopback, "off unless asked for");
+        std::fs::write(&file, "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+        std::fs::write(&file, "[http]\napi_token = \"short\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("http.api_token"), "{err}");
+    }
 }
