@@ -154,8 +154,20 @@ pub struct HttpSettings {
     pub registration_wait_ms: u64,
     /// Form submissions allowed per client address per minute.
     pub submissions_per_minute: u32,
-    /// Bearer token for the item API; unset = loopback clients only.
+    /// Legacy bearer token for the item API: an all-units, all-actions
+    /// client named `api-token` (deprecated: issue scoped clients with
+    /// `pietura api-client add`).
     pub api_token: Option<SecretString>,
+    /// Networks of reverse proxies whose forwarded-client header is believed
+    /// (e.g. `["127.0.0.1/32", "10.0.0.0/8"]`); nobody else's is.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header a trusted proxy appends the client's address to:
+    /// `x-forwarded-for` (nginx, HAProxy) or `forwarded` (RFC 7239).
+    pub client_address_header: crate::http::client::ForwardedHeader,
+    /// Development only: an item-API call without a credential from a
+    /// loopback client is allowed (actor `dev-loopback`). Logged as a
+    /// warning at start.
+    pub dev_trust_loopback: bool,
 }
 
 impl Default for HttpSettings {
@@ -167,6 +179,9 @@ impl Default for HttpSettings {
             registration_wait_ms: 3000,
             submissions_per_minute: 20,
             api_token: None,
+            trusted_proxies: Vec::new(),
+            client_address_header: crate::http::client::ForwardedHeader::default(),
+            dev_trust_loopback: false,
         }
     }
 }
@@ -466,6 +481,18 @@ impl Settings {
             issue(
                 "registration.unclassified_index",
                 "must not be empty".into(),
+            );
+        }
+        if self
+            .http
+            .api_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+        {
+            issue(
+                "http.api_token",
+                "must be at least 16 characters (better: issue clients with `pietura api-client add`)"
+                    .into(),
             );
         }
         if self.http.max_body_bytes < 1024 {
@@ -816,5 +843,29 @@ mod tests {
         std::fs::write(&file, "[bus]\nknd = \"amqp\"\n").unwrap();
         let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
         assert!(err.to_string().contains("knd"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_a_bad_one_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(
+            &file,
+            "[http]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\nclient_address_header = \"forwarded\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), env(&[])).expect("loads");
+        assert_eq!(s.http.trusted_proxies.len(), 2);
+        assert_eq!(
+            s.http.client_address_header,
+            crate::http::client::ForwardedHeader::Forwarded
+        );
+        assert!(!s.http.dev_trust_loopback, "off unless asked for");
+        std::fs::write(&file, "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+        std::fs::write(&file, "[http]\napi_token = \"short\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("http.api_token"), "{err}");
     }
 }

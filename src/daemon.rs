@@ -262,6 +262,16 @@ impl Daemon {
             .run(stop.clone())
         });
 
+        if settings.http.dev_trust_loopback {
+            tracing::warn!(
+                "http.dev_trust_loopback is on: loopback clients use the item API without a credential (development only)"
+            );
+        }
+        if settings.http.api_token.is_some() {
+            tracing::warn!(
+                "http.api_token is deprecated: it acts as the client \"api-token\" with every scope; issue scoped clients with `pietura api-client add`"
+            );
+        }
         let state = crate::http::HttpState {
             registry: registry.clone(),
             bus: bus.clone(),
@@ -272,6 +282,11 @@ impl Daemon {
                 .map(|c| c.id().to_string())
                 .collect(),
             api_token: settings.http.api_token.clone(),
+            dev_trust_loopback: settings.http.dev_trust_loopback,
+            client_addressing: std::sync::Arc::new(crate::http::client::ClientAddressing {
+                trusted_proxies: settings.http.trusted_proxies.clone(),
+                header: settings.http.client_address_header,
+            }),
             rules: rules.clone(),
             due_soon_working_days: settings.deadlines.due_soon_working_days,
             blobs: blobs_for_desk,

@@ -39,7 +39,10 @@
 //! - [`backoff`]: the one doubling backoff and retry pause every retrying task uses.
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
-//!   actions, dashboard and reports, health and metrics).
+//!   actions, dashboard and reports, health and metrics); `http::client`: the
+//!   one client address of a request (trusted proxies' forwarded headers).
+//! - [`api_clients`]: the item API's clients, their hashed tokens and scopes
+//!   (units, actions); the actor of every API action.
 //! - [`desk`]: the records office's web desk: review queue and item page
 //!   with the officer's decisions, rules editor with dry run and versions,
 //!   channels overview, accounts (argon2), sessions and CSRF.
@@ -56,6 +59,7 @@
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
 pub mod active_rules;
+pub mod api_clients;
 pub mod backoff;
 pub mod bench;
 pub mod blobs;

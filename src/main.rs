@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Clients of the item API: scoped bearer tokens (units, actions).
+    ApiClient {
+        #[command(subcommand)]
+        command: ApiClientCommand,
+    },
     /// Check the daemon's configuration and channel files without starting.
     Config {
         #[command(subcommand)]
@@ -160,6 +165,36 @@ enum ConfigCommand {
         /// The channels folder (default: channels.dir from the configuration).
         #[arg(long)]
         channels: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiClientCommand {
+    /// Issues a client and prints its token once (only its SHA-256 is kept).
+    /// Its name is the actor recorded for every action it takes.
+    Add {
+        name: String,
+        /// Units whose items it may see and act on (comma-separated unit ids).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "all_units",
+            conflicts_with = "all_units"
+        )]
+        units: Vec<String>,
+        /// Every unit, and the items in review.
+        #[arg(long)]
+        all_units: bool,
+        /// read, extend, pause, resume, close, decide, holiday (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        actions: Vec<String>,
+    },
+    /// Revokes a client: its token is refused from then on (the name is kept).
+    Revoke { name: String },
+    /// Every client with its scopes, created, last used and revoked; never tokens.
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -292,6 +327,71 @@ async fn active_or_folder(settings: &Settings) -> anyhow::Result<RuleSet> {
         }
     }
     Ok(RuleSet::load(&settings.rules.dir)?)
+}
+
+/// `pietura api-client add|revoke|list`.
+async fn api_client(settings: &Settings, command: ApiClientCommand) -> anyhow::Result<()> {
+    use pietura::api_clients::{self, ApiAction, UnitScope};
+    match command {
+        ApiClientCommand::Add {
+            name,
+            units,
+            all_units,
+            actions,
+        } => {
+            let actions = actions
+                .iter()
+                .map(|a| a.parse::<ApiAction>())
+                .collect::<Result<_, _>>()?;
+            let units = if all_units {
+                UnitScope::All
+            } else {
+                let known = active_or_folder(settings).await?.units;
+                if let Some(unknown) = units.iter().find(|u| !known.contains_key(u.as_str())) {
+                    bail!(
+                        "unit {unknown:?} is not in the rule set in force (units: {})",
+                        known.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                UnitScope::Only(units.into_iter().collect())
+            };
+            let registry = open_registry(settings, Open::Existing).await?;
+            let (client, token) = api_clients::add(&registry, &name, units, actions).await?;
+            eprintln!(
+                "added API client {} (units {}, actions {}); its token, shown only now:",
+                client.name,
+                client.units_text(),
+                client.actions_text()
+            );
+            outln!("{token}");
+        }
+        ApiClientCommand::Revoke { name } => {
+            let registry = open_registry(settings, Open::Existing).await?;
+            api_clients::revoke(&registry, &name).await?;
+            outln!("revoked API client {name}");
+        }
+        ApiClientCommand::List { json } => {
+            let registry = open_registry(settings, Open::Existing).await?;
+            let clients = api_clients::list(&registry).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&clients)?);
+                return Ok(());
+            }
+            outln!("NAME\tUNITS\tACTIONS\tCREATED\tLAST USED\tREVOKED");
+            for c in clients {
+                outln!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    c.name,
+                    c.units_text(),
+                    c.actions_text(),
+                    c.created_at.as_deref().unwrap_or("-"),
+                    c.last_used_at.as_deref().unwrap_or("never"),
+                    c.revoked_at.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -574,6 +674,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if new { "added" } else { "updated" }
             );
         }
+        Command::ApiClient { command } => api_client(&settings, command).await?,
         Command::Config {
             command: ConfigCommand::Check { channels },
         } => {

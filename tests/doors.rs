@@ -341,7 +341,7 @@ async fn api_errors_are_json_the_api_wants_json_and_names_lose_bidi_controls() {
     // An extractor's rejection (not JSON at all) and an unknown path, too.
     let (status, _, body) = raw(
         &env,
-        &format!("POST /api/v1/items/x/return HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"),
+        &format!("POST /api/v1/items/x/return HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", env.api_token),
         b"{}",
     )
     .await;

@@ -97,6 +97,8 @@ impl Process {
         let mut all: Vec<(&str, String)> = vec![
             ("PIETURA__HTTP__LISTEN", format!("127.0.0.1:{port}")),
             ("PIETURA__HTTP__SUBMISSIONS_PER_MINUTE", "100000".into()),
+            // The item API without a token from this test (development flag).
+            ("PIETURA__HTTP__DEV_TRUST_LOOPBACK", "true".into()),
             ("PIETURA__RULES__DIR", rules.display().to_string()),
             (
                 "PIETURA__CHANNELS__DIR",

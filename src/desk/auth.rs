@@ -6,7 +6,7 @@
 //! disabled account or a changed role takes effect on the next request.
 //! OIDC later: another way to reach [`Viewer`], the pages stay as they are.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -318,7 +318,7 @@ pub struct LoginForm {
 /// a new session id on success (no fixation).
 pub async fn login(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: crate::http::client::ClientAddr,
     session: Session,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,

@@ -1,12 +1,12 @@
 //! The deadline API: recorded actions on an item (extend, pause, resume,
 //! close), the overdue and due-soon lists, and the calendar (read it, add an
-//! ad-hoc holiday). Same authorisation as the item API; the body names the
-//! actor until the review desk has its own accounts.
-
-use std::net::SocketAddr;
+//! ad-hoc holiday). Same authorisation as the item API: each action needs
+//! its scope and an item of a unit the client reaches. The actor recorded is
+//! always the client's name; an `actor` in the body is accepted for older
+//! clients and ignored.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,8 +14,10 @@ use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{HttpState, api_allowed, json_error, unauthorized};
+use super::client::ClientAddr;
+use super::{HttpState, api_caller_for, json_error, reachable_item};
 use crate::active_rules::ActiveRulesError;
+use crate::api_clients::{ApiAction, UnitScope};
 use crate::registry::ItemSummary;
 use crate::registry::deadlines::ActionError;
 use crate::rules::holiday::AddHolidayError;
@@ -36,7 +38,10 @@ pub fn routes() -> Router<HttpState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExtendBody {
-    actor: String,
+    /// Ignored: the actor is the API client's name.
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<String>,
     reason: String,
     /// Default: the longest term the law allows.
     until: Option<NaiveDate>,
@@ -45,20 +50,29 @@ struct ExtendBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PauseBody {
-    actor: String,
+    /// Ignored: the actor is the API client's name.
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<String>,
     reason: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActorBody {
-    actor: String,
+    /// Ignored: the actor is the API client's name.
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloseBody {
-    actor: String,
+    /// Ignored: the actor is the API client's name.
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<String>,
     /// The reply's own registration number or reference.
     reply_reference: Option<String>,
 }
@@ -89,81 +103,94 @@ fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, (StatusCode, Str
         .map_err(|e| (e.status(), e.body_text()))
 }
 
-/// Answers 401 unless the caller may use the API; with `body b`, also
-/// answers the JSON error for a body that does not parse, else yields it.
+/// The caller, allowed `action` (else 401, 403), the parsed body (else its
+/// JSON error) and the item, in the caller's reach (else 404).
 macro_rules! guarded {
-    ($s:expr, $headers:expr, $peer:expr) => {
-        if !api_allowed(&$s, &$headers, $peer.ip()) {
-            return unauthorized();
-        }
-    };
-    ($s:expr, $headers:expr, $peer:expr, body $b:expr) => {{
-        guarded!($s, $headers, $peer);
-        match body($b) {
+    ($s:expr, $headers:expr, $client:expr, $item:expr, $action:expr, body $b:expr) => {{
+        let caller = match api_caller_for(&$s, &$headers, $client, $action).await {
+            Ok(c) => c,
+            Err(refusal) => return refusal,
+        };
+        let b = match body($b) {
             Ok(b) => b,
             Err((status, text)) => return json_error(status, text),
+        };
+        match reachable_item(&$s, &caller, &$item).await {
+            Ok(found) => (caller, found, b),
+            Err(refusal) => return refusal,
         }
     }};
 }
 
 async fn extend(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
     b: Result<Json<ExtendBody>, JsonRejection>,
 ) -> Response {
-    let b = guarded!(s, headers, peer, body b);
+    let (caller, found, b) = guarded!(s, headers, client, item, ApiAction::Extend, body b);
     let rules = s.rules.load_full();
     action_result(
         s.registry
-            .extend_deadline(&item, b.until, &b.reason, &b.actor, &rules.deadlines)
+            .extend_deadline(
+                &found.id,
+                b.until,
+                &b.reason,
+                &caller.name,
+                &rules.deadlines,
+            )
             .await,
     )
 }
 
 async fn pause(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
     b: Result<Json<PauseBody>, JsonRejection>,
 ) -> Response {
-    let b = guarded!(s, headers, peer, body b);
+    let (caller, found, b) = guarded!(s, headers, client, item, ApiAction::Pause, body b);
     action_result(
         s.registry
-            .pause_deadline(&item, &b.reason, &b.actor, Utc::now())
+            .pause_deadline(&found.id, &b.reason, &caller.name, Utc::now())
             .await,
     )
 }
 
 async fn resume(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
     b: Result<Json<ActorBody>, JsonRejection>,
 ) -> Response {
-    let b = guarded!(s, headers, peer, body b);
+    let (caller, found, _) = guarded!(s, headers, client, item, ApiAction::Resume, body b);
     let rules = s.rules.load_full();
     action_result(
         s.registry
-            .resume_deadline(&item, &b.actor, Utc::now(), &rules.deadlines)
+            .resume_deadline(&found.id, &caller.name, Utc::now(), &rules.deadlines)
             .await,
     )
 }
 
 async fn close(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
     b: Result<Json<CloseBody>, JsonRejection>,
 ) -> Response {
-    let b = guarded!(s, headers, peer, body b);
+    let (caller, found, b) = guarded!(s, headers, client, item, ApiAction::Close, body b);
     action_result(
         s.registry
-            .close_item(&item, b.reply_reference.as_deref(), &b.actor, Utc::now())
+            .close_item(
+                &found.id,
+                b.reply_reference.as_deref(),
+                &caller.name,
+                Utc::now(),
+            )
             .await,
     )
 }
@@ -175,21 +202,30 @@ struct DueQuery {
     within: Option<u32>,
 }
 
-/// `GET /api/v1/deadlines?unit=…&within=N`: overdue and due-soon items.
+/// `GET /api/v1/deadlines?unit=…&within=N`: overdue and due-soon items
+/// (of the units the client reaches).
 async fn due(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Query(q): Query<DueQuery>,
 ) -> Response {
-    guarded!(s, headers, peer);
+    let caller = match api_caller_for(&s, &headers, client, ApiAction::Read).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
     let (today, horizon) = s.due_window(Some(q.within.unwrap_or(s.due_soon_working_days).min(60)));
     match s
         .registry
         .due_items(today, horizon, q.unit.as_deref())
         .await
     {
-        Ok(due) => Json(due).into_response(),
+        Ok(mut due) => {
+            due.overdue.retain(|i| caller.reaches(i.unit_id.as_deref()));
+            due.due_soon
+                .retain(|i| caller.reaches(i.unit_id.as_deref()));
+            Json(due).into_response()
+        }
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -213,22 +249,39 @@ async fn calendar_year(State(s): State<HttpState>, Path(year): Path<i32>) -> Res
 struct HolidayBody {
     date: NaiveDate,
     name: String,
-    actor: String,
+    /// Ignored: the actor is the API client's name.
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<String>,
 }
 
 /// `POST /api/v1/calendar/holidays`: an ad-hoc holiday added to the rule
 /// set in force for every daemon (the registry's), put in force here at
-/// once, open deadlines moved; other daemons follow within seconds.
+/// once, open deadlines moved; other daemons follow within seconds. Every
+/// unit's deadlines move: only a client reaching every unit may.
 async fn add_holiday(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     b: Result<Json<HolidayBody>, JsonRejection>,
 ) -> Response {
-    let b = guarded!(s, headers, peer, body b);
+    let caller = match api_caller_for(&s, &headers, client, ApiAction::Holiday).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    if caller.units != UnitScope::All {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            format!("API client {} does not reach every unit", caller.name),
+        );
+    }
+    let b = match body(b) {
+        Ok(b) => b,
+        Err((status, text)) => return json_error(status, text),
+    };
+    let actor = caller.name.as_str();
     let dir = s.rules.load().dir.clone();
-    let added =
-        crate::active_rules::add_holiday(&s.registry, &dir, b.date, &b.name, &b.actor).await;
+    let added = crate::active_rules::add_holiday(&s.registry, &dir, b.date, &b.name, actor).await;
     let set = match added {
         Ok(set) => std::sync::Arc::new(set),
         Err(
@@ -248,8 +301,8 @@ async fn add_holiday(
         }
     };
     s.rules.store(set.clone());
-    tracing::info!(date = %b.date, actor = %b.actor, version = %set.version, "ad-hoc holiday added");
-    let cause = format!("holiday {} added by {}", b.date, b.actor);
+    tracing::info!(date = %b.date, client = %actor, version = %set.version, "ad-hoc holiday added");
+    let cause = format!("holiday {} added by {actor}", b.date);
     match s
         .registry
         .recompute_open_deadlines(&set.deadlines, &cause)
@@ -273,7 +326,10 @@ async fn add_holiday(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReturnBody {
-    actor: String,
+    /// Ignored: the actor is the API client's name.
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<String>,
     /// The unit giving the item back: the one it is routed to.
     unit: String,
     reason: String,
@@ -285,20 +341,22 @@ struct ReturnBody {
 /// goes back to the records officer's review queue with the reason.
 async fn return_item(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
     b: Result<Json<ReturnBody>, JsonRejection>,
 ) -> Response {
-    let b = guarded!(s, headers, peer, body b);
-    let revision = match b.revision {
-        Some(r) => r,
-        None => match s.registry.find(&item).await {
-            Ok(Some(found)) => found.revision,
-            Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("no item {item:?}")),
-            Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        },
-    };
+    let (caller, found, b) = guarded!(s, headers, client, item, ApiAction::Decide, body b);
+    if !caller.reaches(Some(&b.unit)) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "API client {} does not act for unit {:?}",
+                caller.name, b.unit
+            ),
+        );
+    }
+    let revision = b.revision.unwrap_or(found.revision);
     let decision = crate::registry::desk::Decision::Return {
         unit: b.unit,
         reason: b.reason,
@@ -306,7 +364,7 @@ async fn return_item(
     let rules = s.rules.load_full();
     action_result(
         s.registry
-            .decide(&item, revision, &b.actor, &decision, &rules)
+            .decide(&found.id, revision, &caller.name, &decision, &rules)
             .await,
     )
 }

@@ -3,11 +3,10 @@
 //! a body limit enforced before anything is buffered and security headers on
 //! every response.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -19,9 +18,11 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub mod client;
 mod dashboard;
 mod deadlines;
 
+use crate::api_clients::{ApiAction, ApiClient, DEV_LOOPBACK_CLIENT, LEGACY_CLIENT};
 use crate::bus::Bus;
 use crate::channels::Channel;
 use crate::registry::{ItemFilter, Registry};
@@ -33,8 +34,12 @@ pub struct HttpState {
     pub bus: Arc<dyn Bus>,
     pub metrics: Option<PrometheusHandle>,
     pub forms: Vec<String>,
-    /// Bearer token for the item API; without it the API answers loopback clients only.
+    /// The legacy bearer token for the item API (client `api-token`, every scope).
     pub api_token: Option<SecretString>,
+    /// Development only: loopback clients may use the item API without a credential.
+    pub dev_trust_loopback: bool,
+    /// Trusted proxies and their header: who the client of a request is.
+    pub client_addressing: Arc<client::ClientAddressing>,
     /// The rule set in force (its calendar and legal terms, too).
     pub rules: crate::rules::watch::SharedRules,
     /// Working days ahead that count as "due soon".
@@ -67,6 +72,7 @@ impl HttpState {
 
 /// Builds the whole router.
 pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: usize) -> Router {
+    let addressing = state.client_addressing.clone();
     let mut app = Router::new()
         .route("/", get(index))
         .route("/static/pietura.css", get(css))
@@ -96,6 +102,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         }
     }
     app.layer(axum::middleware::from_fn(api_errors_as_json))
+        .layer(axum::middleware::from_fn_with_state(addressing, client::record))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -209,16 +216,60 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-fn api_allowed(s: &HttpState, headers: &HeaderMap, peer: IpAddr) -> bool {
+/// Who is calling the item API: the client whose bearer token it sent
+/// (an issued client, or the legacy `http.api_token`), or — only with
+/// `http.dev_trust_loopback` — a loopback client without a credential;
+/// otherwise the 401 to answer.
+async fn api_caller(
+    s: &HttpState,
+    headers: &HeaderMap,
+    client: client::ClientAddr,
+) -> Result<ApiClient, Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(given) = given else {
+        if s.dev_trust_loopback && client.ip().is_loopback() {
+            return Ok(ApiClient::with_every_scope(DEV_LOOPBACK_CLIENT));
+        }
+        return Err(unauthorized());
+    };
+    match crate::api_clients::authenticate(&s.registry, given).await {
+        Ok(Some(found)) => return Ok(found),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("API client lookup failed: {e}");
+            return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
+        }
+    }
     match &s.api_token {
-        Some(token) => headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| {
-                bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes()))
-            }),
-        None => peer.is_loopback(),
+        Some(token) if bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) => {
+            Ok(ApiClient::with_every_scope(LEGACY_CLIENT))
+        }
+        _ => {
+            tracing::warn!(%client, "item API call with an unknown or revoked token refused");
+            Err(unauthorized())
+        }
+    }
+}
+
+/// [`api_caller`], refused with 403 unless it may take `action`.
+async fn api_caller_for(
+    s: &HttpState,
+    headers: &HeaderMap,
+    client: client::ClientAddr,
+    action: ApiAction,
+) -> Result<ApiClient, Response> {
+    let caller = api_caller(s, headers, client).await?;
+    if caller.may(action) {
+        Ok(caller)
+    } else {
+        Err(json_error(
+            StatusCode::FORBIDDEN,
+            format!("API client {} may not {action}", caller.name),
+        ))
     }
 }
 
@@ -262,47 +313,70 @@ async fn api_errors_as_json(req: axum::extract::Request, next: axum::middleware:
 }
 
 fn unauthorized() -> Response {
-    json_error(
+    let mut resp = json_error(
         StatusCode::UNAUTHORIZED,
-        "item API needs Authorization: Bearer <http.api_token> (or a loopback client when no token is set)",
-    )
+        "item API needs Authorization: Bearer <token> of a client issued with `pietura api-client add`",
+    );
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
 }
 
-/// Items for the records officer's tools (review queue: `?state=review`).
+/// Items for the records officer's tools (review queue: `?state=review`);
+/// a client limited to some units sees only theirs.
 async fn list_items(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: client::ClientAddr,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if !api_allowed(&s, &headers, peer.ip()) {
-        return unauthorized();
-    }
+    let caller = match api_caller_for(&s, &headers, client, ApiAction::Read).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
     let filter = ItemFilter {
         state: q.state,
         unit: q.unit,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
-    match s.registry.list(&filter).await {
+    let listed = match &caller.units {
+        crate::api_clients::UnitScope::All => s.registry.list(&filter).await,
+        crate::api_clients::UnitScope::Only(units) => {
+            let units: Vec<String> = units.iter().cloned().collect();
+            s.registry.list_in_units(&filter, &units).await
+        }
+    };
+    match listed {
         Ok(items) => Json(items).into_response(),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
 /// The item an item-API path names (id or registration number), for a
-/// caller allowed to see it; otherwise the answer to give (401, 404, 503).
+/// caller allowed to take `action` on it; otherwise the answer to give
+/// (401, 403, 404 — also for an item of a unit out of the caller's reach —, 503).
 async fn api_item(
     s: &HttpState,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: client::ClientAddr,
+    item: &str,
+    action: ApiAction,
+) -> Result<(ApiClient, crate::registry::ItemSummary), Response> {
+    let caller = api_caller_for(s, headers, client, action).await?;
+    let found = reachable_item(s, &caller, item).await?;
+    Ok((caller, found))
+}
+
+/// The item `item` names if `caller` reaches its unit; 404 otherwise, as
+/// for an item that does not exist.
+async fn reachable_item(
+    s: &HttpState,
+    caller: &ApiClient,
     item: &str,
 ) -> Result<crate::registry::ItemSummary, Response> {
-    if !api_allowed(s, headers, peer.ip()) {
-        return Err(unauthorized());
-    }
     match s.registry.find(item).await {
-        Ok(Some(found)) => Ok(found),
-        Ok(None) => Err(json_error(
+        Ok(Some(found)) if caller.reaches(found.unit_id.as_deref()) => Ok(found),
+        Ok(_) => Err(json_error(
             StatusCode::NOT_FOUND,
             format!("no item {item:?}"),
         )),
@@ -319,12 +393,12 @@ async fn api_item(
 /// or the DMS's id and link), and its history.
 async fn show_item(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: client::ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
 ) -> Response {
-    let found = match api_item(&s, &headers, peer, &item).await {
-        Ok(found) => found,
+    let found = match api_item(&s, &headers, client, &item, ApiAction::Read).await {
+        Ok((_, found)) => found,
         Err(refusal) => return refusal,
     };
     let msg = match s.registry.item_message(&found.id).await {
@@ -378,12 +452,12 @@ async fn show_item(
 /// rule tried, rebuilt from the item's own rule-set version.
 async fn explain_item(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: client::ClientAddr,
     headers: HeaderMap,
     Path(item): Path<String>,
 ) -> Response {
-    let found = match api_item(&s, &headers, peer, &item).await {
-        Ok(found) => found,
+    let found = match api_item(&s, &headers, client, &item, ApiAction::Read).await {
+        Ok((_, found)) => found,
         Err(refusal) => return refusal,
     };
     match crate::explain::explain(&s.registry, &found).await {

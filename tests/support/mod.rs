@@ -245,6 +245,8 @@ pub struct Options {
     pub channels_from: PathBuf,
     /// An external DMS to register items in too.
     pub dms: Option<pietura::dms::DmsSettings>,
+    /// Changes to the daemon's settings (trusted proxies, limits…).
+    pub configure: fn(&mut Settings),
 }
 
 impl Options {
@@ -256,6 +258,7 @@ impl Options {
             amqp_url: None,
             channels_from: repo_path("channels"),
             dms: None,
+            configure: |_| {},
         }
     }
 }
@@ -267,7 +270,10 @@ pub struct TestEnv {
     pub backend: Backend,
     pub prefix: String,
     pub rules_dir: PathBuf,
+    /// Sends the token of [`TestEnv::api_token`] with every request.
     pub http: reqwest::Client,
+    /// Token of the API client `tests` (every unit, every action).
+    pub api_token: String,
     pg_db: Option<String>,
     settings: Settings,
     _dir: TempDir,
@@ -292,6 +298,19 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy rules file");
         }
     }
+}
+
+/// An HTTP client that sends `Authorization: Bearer <token>` with every request.
+pub fn api_http(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
 }
 
 /// Daemon logs in the test output, filtered by `PIETURA_LOG` (default: warnings).
@@ -323,6 +342,7 @@ impl TestEnv {
         s.channels.dir = opts.channels_from.clone();
         s.bus.prefix = prefix.clone();
         s.dms = opts.dms.clone();
+        (opts.configure)(&mut s);
         let mut pg_db = None;
         match opts.backend {
             Backend::Amqp => {
@@ -342,13 +362,22 @@ impl TestEnv {
             .await
             .unwrap_or_else(|e| panic!("daemon did not start: {e}"));
         let base = format!("http://{}", daemon.addr);
+        let (_, api_token) = pietura::api_clients::add(
+            &daemon.registry,
+            "tests",
+            pietura::api_clients::UnitScope::All,
+            pietura::api_clients::ApiAction::ALL.into_iter().collect(),
+        )
+        .await
+        .expect("API client for the tests");
         TestEnv {
             daemon,
             base,
             backend: opts.backend,
             prefix,
             rules_dir,
-            http: reqwest::Client::new(),
+            http: api_http(&api_token),
+            api_token,
             pg_db,
             settings: s,
             _dir: dir,
@@ -384,6 +413,7 @@ impl TestEnv {
             prefix,
             rules_dir,
             http,
+            api_token,
             pg_db,
             settings,
             _dir,
@@ -401,6 +431,7 @@ impl TestEnv {
             prefix,
             rules_dir,
             http,
+            api_token,
             pg_db,
             settings,
             _dir,

@@ -16,13 +16,13 @@
 //! - `json_hmac`: a JSON body signed with HMAC-SHA256 in `X-Signature-256`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -741,19 +741,16 @@ impl Sms {
 
 async fn inbound(
     State(sms): State<Arc<Sms>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: crate::http::client::ClientAddr,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // A dual-stack listener shows IPv4 callers as ::ffff:a.b.c.d.
-    let ip = match peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
+    // The gateway's address (behind a trusted proxy: the forwarded one),
+    // IPv4-mapped addresses made plain.
     let callback = Callback {
-        peer: ip,
+        peer: peer.ip(),
         headers: &headers,
         method: &method,
         uri: &uri,

@@ -3,13 +3,12 @@
 //! streamed into the blob store while they arrive, never held in memory).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError};
-use axum::extract::{ConnectInfo, FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -247,7 +246,7 @@ impl WebForm {
 pub(super) async fn submit_form(
     State(form): State<Arc<WebForm>>,
     Query(q): Query<LangQuery>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: crate::http::client::ClientAddr,
     headers: HeaderMap,
     req: Request,
 ) -> Response {
@@ -256,7 +255,7 @@ pub(super) async fn submit_form(
     // On a refusal the citizen gets the form back with what they typed.
     let result: Result<Outcome, (Refusal, BTreeMap<String, String>)> = async {
         let none = BTreeMap::new;
-        form.check_rate(peer.ip()).map_err(|r| (r, none()))?;
+        form.check_rate(client.ip()).map_err(|r| (r, none()))?;
         let sub = form
             .read_submission(&headers, req, lang)
             .await
