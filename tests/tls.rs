@@ -224,8 +224,8 @@ async fn plaintext_is_refused_by_a_tls_only_server(servers: &Servers) {
     );
 }
 
-/// A server whose certificate is not signed by the configured CA is
-/// refused, by the database connection and by the bus.
+/// A server whose certificate is not signed by the configured CA (another
+/// CA of the same name) is refused, by the database connection and by the bus.
 async fn a_wrong_ca_is_refused(servers: &Servers, pki: &Pki) {
     let url = servers.db_url(
         "pietura",
@@ -237,7 +237,7 @@ async fn a_wrong_ca_is_refused(servers: &Servers, pki: &Pki) {
     );
     let text = connect_error(&url).await;
     assert!(
-        text.to_lowercase().contains("unknownissuer") || text.contains("unknown issuer"),
+        text.contains("invalid peer certificate"),
         "database: not refused for its certificate: {text}"
     );
     let text = bus_error(
@@ -250,7 +250,7 @@ async fn a_wrong_ca_is_refused(servers: &Servers, pki: &Pki) {
     )
     .await;
     assert!(
-        text.to_lowercase().contains("unknownissuer") || text.contains("unknown issuer"),
+        text.contains("invalid peer certificate"),
         "bus: not refused for its certificate: {text}"
     );
 }
@@ -267,7 +267,10 @@ async fn the_bus_needs_its_client_certificate(servers: &Servers, pki: &Pki) {
         },
     )
     .await;
-    eprintln!("without a client certificate: {text}");
+    assert!(
+        text.contains("CertificateRequired"),
+        "not refused for the missing client certificate: {text}"
+    );
     let tls = AmqpTls::load(&BusTlsSettings {
         ca_file: Some(pki.ca.clone()),
         client_cert: Some(pki.bus_cert.clone()),

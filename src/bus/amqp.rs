@@ -632,8 +632,9 @@ pub async fn connect_to(
     .map_err(|e| {
         if url.starts_with("amqps://") {
             BusError::Unavailable(format!(
-                "{e} (TLS: the broker's certificate must be signed by the CA in \
-                 bus.tls.ca_file and name the host in the address)"
+                "{e} (TLS: the broker's certificate must chain to bus.tls.ca_file and \
+                 name the address's host; a broker that asks for a client certificate \
+                 needs bus.tls.client_cert and client_key)"
             ))
         } else {
             unavailable(e)
