@@ -194,6 +194,11 @@ pub struct DatabaseSettings {
     /// A file holding the URL (e.g. a Docker or systemd secret).
     pub url_file: Option<PathBuf>,
     pub max_connections: Option<u32>,
+    /// Allow a URL that may talk plaintext (`sslmode` `disable`, `allow` or
+    /// the default `prefer`) to a database on another host: only for a
+    /// private network the operator vouches for. Loopback and Unix sockets
+    /// need no TLS. Otherwise give `sslmode=verify-full&sslrootcert=…`.
+    pub allow_plaintext: bool,
 }
 
 /// Which bus carries items from channels to the engine.
@@ -223,6 +228,11 @@ pub struct BusSettings {
     pub url_file: Option<PathBuf>,
     /// The cluster's nodes (instead of `url`).
     pub urls: Vec<SecretString>,
+    /// TLS for `amqps://` addresses: the CA file, an optional client certificate.
+    pub tls: crate::tls::BusTlsSettings,
+    /// Allow plain `amqp://` to a broker on another host (a private network
+    /// the operator vouches for); otherwise such an address is refused.
+    pub allow_plaintext: bool,
     /// Replicas of each quorum queue (`x-quorum-initial-group-size`). Unset:
     /// the broker's `quorum_cluster_size` (3: every node of a three-node
     /// cluster). Set it before the queues are first declared: RabbitMQ
@@ -250,6 +260,8 @@ impl Default for BusSettings {
             url: None,
             url_file: None,
             urls: Vec::new(),
+            tls: crate::tls::BusTlsSettings::default(),
+            allow_plaintext: false,
             quorum_group_size: None,
             prefix: "pietura".into(),
             prefetch: 256,
@@ -442,6 +454,10 @@ impl Settings {
                     "must start with postgres:// or sqlite: (e.g. sqlite://pietura-data/pietura.db)"
                             .into(),
                     );
+                }
+                for message in crate::tls::database_url_issues(&url, self.database.allow_plaintext)
+                {
+                    issue("database.url", message);
                 }
             }
         }
@@ -637,20 +653,48 @@ impl Settings {
             )];
         }
         let several = urls.len() > 1;
-        urls.iter()
+        let at = |i: usize| {
+            if from_list {
+                format!("bus.urls[{i}]")
+            } else if several {
+                format!("{key} (address {} of {})", i + 1, urls.len())
+            } else {
+                key.to_string()
+            }
+        };
+        let mut issues: Vec<(String, String)> = urls
+            .iter()
             .enumerate()
             .filter(|(_, u)| !(u.starts_with("amqp://") || u.starts_with("amqps://")))
-            .map(|(i, _)| {
-                let at = if from_list {
-                    format!("bus.urls[{i}]")
-                } else if several {
-                    format!("{key} (address {} of {})", i + 1, urls.len())
-                } else {
-                    key.to_string()
-                };
-                (at, "must start with amqp:// or amqps://".into())
-            })
-            .collect()
+            .map(|(i, _)| (at(i), "must start with amqp:// or amqps://".into()))
+            .collect();
+        if !self.bus.allow_plaintext {
+            for (i, host) in crate::tls::plaintext_bus_hosts(&urls) {
+                issues.push((
+                    at(i),
+                    format!(
+                        "amqp:// would carry items in plaintext to {host}: use amqps:// with \
+                         bus.tls.ca_file, or set bus.allow_plaintext = true for a network you trust"
+                    ),
+                ));
+            }
+        }
+        issues.extend(crate::tls::bus_tls_issues(&self.bus.tls, &urls));
+        issues
+    }
+
+    /// What the operator should know but need not fix (logged at start):
+    /// TLS to the database that does not check the server's name.
+    pub fn warnings(&self) -> Vec<String> {
+        match self.database_url() {
+            Ok(url) => crate::tls::database_url_warnings(&url),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The TLS settings for `amqps://` addresses, read from `bus.tls`.
+    pub fn amqp_tls(&self) -> Result<crate::tls::AmqpTls, crate::tls::TlsFileError> {
+        crate::tls::AmqpTls::load(&self.bus.tls)
     }
 
     /// Where blobs are stored.
@@ -774,7 +818,7 @@ mod tests {
         let file = dir.path().join("pietura.toml");
         std::fs::write(
             &file,
-            "[bus]\nkind = \"amqp\"\nurls = [\"amqp://a:5672/%2f\", \"http://b:5672\", \"amqp://c:5672/%2f\"]\n",
+            "[bus]\nkind = \"amqp\"\nallow_plaintext = true\nurls = [\"amqp://a:5672/%2f\", \"http://b:5672\", \"amqp://c:5672/%2f\"]\n",
         )
         .unwrap();
         let text = Settings::load_with_env(Some(&file), env(&[]))
@@ -791,7 +835,7 @@ mod tests {
 
         std::fs::write(
             &file,
-            "[bus]\nkind = \"amqp\"\nurls = [\"amqp://a:5672/%2f\", \"amqp://b:5672/%2f\"]\n",
+            "[bus]\nkind = \"amqp\"\nallow_plaintext = true\nurls = [\"amqp://a:5672/%2f\", \"amqp://b:5672/%2f\"]\n",
         )
         .unwrap();
         let s = Settings::load_with_env(Some(&file), env(&[])).expect("list loads");
@@ -804,6 +848,7 @@ mod tests {
             None,
             env(&[
                 ("PIETURA__BUS__KIND", "amqp"),
+                ("PIETURA__BUS__ALLOW_PLAINTEXT", "true"),
                 (
                     "PIETURA__BUS__URL",
                     "amqp://a:5672/%2f, amqp://b:5672/%2f,amqp://c/%2f",
@@ -835,6 +880,122 @@ mod tests {
         .expect("one address loads");
         assert_eq!(s.bus_urls().unwrap(), ["amqp://u:p@127.0.0.1:5672/%2f"]);
     }
+
+    #[test]
+    fn amqps_without_a_ca_file_or_with_a_missing_one_is_refused_at_its_key() {
+        // Before TLS was built in, amqps:// passed this check and then
+        // could not connect.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(
+            &file,
+            "[bus]\nkind = \"amqp\"\nurls = [\"amqps://u:p@mq1.example.lv:5671/%2f\"]\n",
+        )
+        .unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("pietura.toml"), "{text}");
+        assert!(
+            text.contains("bus.tls.ca_file: an amqps:// address needs"),
+            "{text}"
+        );
+        std::fs::write(
+            &file,
+            "[bus]\nkind = \"amqp\"\nurls = [\"amqps://u:p@mq1.example.lv:5671/%2f\"]\n\
+             [bus.tls]\nca_file = \"/nonexistent/pietura-ca.pem\"\n",
+        )
+        .unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("bus.tls.ca_file: cannot read /nonexistent/pietura-ca.pem"),
+            "{text}"
+        );
+        // A readable CA file: accepted; an unknown key under bus.tls: refused.
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CERT).unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[bus]\nkind = \"amqp\"\nurls = [\"amqps://u:p@mq1.example.lv:5671/%2f\"]\n\
+                 [bus.tls]\nca_file = \"{}\"\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), env(&[])).expect("amqps with a CA loads");
+        assert!(format!("{:?}", s.amqp_tls().unwrap()).contains("ca: true"));
+        std::fs::write(&file, "[bus.tls]\ncafile = \"x\"\n").unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("cafile"), "{text}");
+    }
+
+    #[test]
+    fn plaintext_to_a_database_or_broker_on_another_host_is_refused_unless_allowed() {
+        let text = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "PIETURA__DATABASE__URL",
+                    "postgres://u:pw@db.example.lv/pietura",
+                ),
+                ("PIETURA__BUS__KIND", "amqp"),
+                ("PIETURA__BUS__URL", "amqp://u:pw@mq.example.lv:5672/%2f"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("database.url: sslmode=prefer may send the registry's data in plaintext to db.example.lv"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bus.url: amqp:// would carry items in plaintext to mq.example.lv"),
+            "{text}"
+        );
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "PIETURA__DATABASE__URL",
+                    "postgres://u:pw@db.example.lv/pietura",
+                ),
+                ("PIETURA__DATABASE__ALLOW_PLAINTEXT", "true"),
+                ("PIETURA__BUS__KIND", "amqp"),
+                ("PIETURA__BUS__URL", "amqp://u:pw@mq.example.lv:5672/%2f"),
+                ("PIETURA__BUS__ALLOW_PLAINTEXT", "true"),
+            ]),
+        )
+        .expect("allowed plaintext loads");
+        assert!(s.warnings().is_empty());
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "PIETURA__DATABASE__URL",
+                "postgres://u:pw@db.example.lv/pietura?sslmode=require",
+            )]),
+        )
+        .expect("sslmode=require loads");
+        assert!(s.warnings()[0].contains("does not check the server's name"));
+    }
+
+    /// A self-signed certificate (only parsed, never trusted).
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBkTCCATegAwIBAgIUa6609bxAJRPX9v3QwWptpc4mrhEwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTcGlldHVyYS1jb25maWctdGVzdDAeFw0yNjExMzAyMjA4MDla
+Fw0zNjExMjcyMjA4MDlaMB4xHDAaBgNVBAMME3BpZXR1cmEtY29uZmlnLXRlc3Qw
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATMPDjeZT56LjyBJifGmkE6nm0Qj/j+
+VTN4Ci5DqdKKKs2tehZ7TG5o4mOQIlPs8IaztywGEZPOvdjb+dXNzKUNo1MwUTAd
+BgNVHQ4EFgQUcSXRS4sDBiVt0zG2XXZwb6HkwVkwHwYDVR0jBBgwFoAUcSXRS4sD
+BiVt0zG2XXZwb6HkwVkwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBF
+AiAX+W7DIJn+KLjsOZ3PmenSbNrwcICcSFDBkPzziTmGhwIhANOuSzSl4k02OYm1
+53YHe2c/Qfc193zEvT5v0lCBkBrd
+-----END CERTIFICATE-----
+";
 
     #[test]
     fn unknown_keys_are_refused() {

@@ -85,6 +85,9 @@ impl Daemon {
         let pattern = Pattern::parse(&settings.registration.pattern)
             .map_err(|e| StartError::Config(format!("registration.pattern: {e}")))?;
         let db_url = settings.database_url().map_err(StartError::Config)?;
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let registry = Registry::connect(&db_url, settings.database.max_connections).await?;
         registry.migrate().await?;
         // The rule set in force for every daemon, from the registry (an

@@ -46,6 +46,9 @@
 //! - [`desk`]: the records office's web desk: review queue and item page
 //!   with the officer's decisions, rules editor with dry run and versions,
 //!   channels overview, accounts (argon2), sessions and CSRF.
+//! - [`tls`]: TLS to PostgreSQL and RabbitMQ (`sslmode=verify-full`, `amqps://`
+//!   with `bus.tls`), checked before anything connects; plaintext to another
+//!   host only when allowed.
 //! - [`config`]: the daemon's typed configuration; [`daemon`] wires everything and shuts it down.
 //! - [`supervise`]: every long-running task restarted with backoff, component states
 //!   for `/readyz`, `/metrics` and the desk; parsers of outside data contained.
@@ -87,4 +90,5 @@ pub mod replies;
 pub mod rules;
 pub mod stats;
 pub mod supervise;
+pub mod tls;
 pub mod tomlfile;

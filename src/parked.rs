@@ -43,7 +43,7 @@ impl ParkedError {
     pub fn is_transient(&self) -> bool {
         match self {
             ParkedError::Registry(e) => e.is_transient(),
-            ParkedError::Bus(BusError::Refused(_)) => false,
+            ParkedError::Bus(BusError::Refused(_) | BusError::Tls(_)) => false,
             ParkedError::Bus(_) => true,
             ParkedError::NotFound(_) | ParkedError::Unreadable(_) => false,
         }

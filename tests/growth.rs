@@ -531,6 +531,7 @@ async fn unit_queues_are_bounded_and_an_unbounded_existing_queue_still_works() {
             max_length: 3,
             max_bytes: 1024 * 1024,
         },
+        tls: Default::default(),
     })
     .await
     .expect("bus");
@@ -575,7 +576,7 @@ async fn unit_queues_are_bounded_and_an_unbounded_existing_queue_still_works() {
         .await
         .expect("publish after reconnect");
     let _ = conn.close(200, "done".into()).await;
-    pietura::bus::amqp::delete_topology(&url, &prefix, &units)
+    pietura::bus::amqp::delete_topology(&url, &Default::default(), &prefix, &units)
         .await
         .expect("delete topology");
 }
@@ -643,6 +644,7 @@ async fn blobs_are_not_collected_while_messages_wait_in_the_broker() {
         delivery_limit: 5,
         publish_timeout: std::time::Duration::from_secs(10),
         notice_bounds: NoticeBounds::default(),
+        tls: Default::default(),
     })
     .await
     .expect("bus");
@@ -692,7 +694,7 @@ async fn blobs_are_not_collected_while_messages_wait_in_the_broker() {
     let _ = conn.close(200, "done".into()).await;
     assert_eq!(run().await.blobs, 1);
     assert!(store.get(&blob.sha256).await.is_err());
-    pietura::bus::amqp::delete_topology(&url, &prefix, &[])
+    pietura::bus::amqp::delete_topology(&url, &Default::default(), &prefix, &[])
         .await
         .expect("delete topology");
     support::drop_pg_database(&db_name).await;

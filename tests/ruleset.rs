@@ -359,7 +359,7 @@ async fn daemons_on_one_postgres_follow_an_edit_and_a_holiday_within_seconds() {
         .into_keys()
         .collect();
     for p in [pa, pb] {
-        let _ = pietura::bus::amqp::delete_topology(&amqp, &p, &units).await;
+        let _ = pietura::bus::amqp::delete_topology(&amqp, &Default::default(), &p, &units).await;
     }
     if let Ok(mut conn) = sqlx::PgConnection::connect(&support::pg_admin_url()).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(

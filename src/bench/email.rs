@@ -163,6 +163,7 @@ pub async fn run(
     settings.http.listen = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
     settings.rules.watch = false;
     let url = settings.bus_url()?.unwrap_or_default();
+    let tls = settings.amqp_tls().map_err(|e| e.to_string())?;
     let prefix = format!("pietura-emailbench-{}", std::process::id());
     settings.bus.prefix = prefix.clone();
 
@@ -185,7 +186,7 @@ pub async fn run(
 
     let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
     daemon.shutdown().await;
-    if let Err(e) = crate::bus::amqp::delete_topology(&url, &prefix, &units).await {
+    if let Err(e) = crate::bus::amqp::delete_topology(&url, &tls, &prefix, &units).await {
         eprintln!("could not delete the benchmark's queues ({prefix}.*): {e}");
     }
     let _ = std::fs::remove_dir_all(&channels);

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
+use lapin::BasicProperties;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use sqlx::Row;
 
 use crate::bus::publish_intake;
@@ -187,8 +187,14 @@ fn form_item(i: usize, run: &str) -> IntakeMessage {
     m
 }
 
-async fn ceiling(url: &str, n: usize, size: usize, window: usize) -> BenchResult<f64> {
-    let conn = Connection::connect(url, ConnectionProperties::default())
+async fn ceiling(
+    url: &str,
+    tls: &crate::tls::AmqpTls,
+    n: usize,
+    size: usize,
+    window: usize,
+) -> BenchResult<f64> {
+    let conn = crate::bus::amqp::connect_to(url, tls, "pietura-bench")
         .await
         .map_err(|e| format!("ceiling: connect: {e}"))?;
     let pubch = conn.create_channel().await.map_err(|e| e.to_string())?;
@@ -369,6 +375,7 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
         return Err("the benchmark measures RabbitMQ: set bus.kind = \"amqp\" and bus.url".into());
     }
     let url = settings.bus_url()?.unwrap_or_default();
+    let tls = settings.amqp_tls().map_err(|e| e.to_string())?;
     settings.http.listen = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
     settings.rules.watch = false;
     let prefix = format!("pietura-bench-{}", std::process::id());
@@ -377,7 +384,7 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
     let window = usize::from(settings.bus.prefetch).max(64) * 4;
     eprintln!("measuring the raw broker ceiling with {n} messages of {size} bytes…");
     let before = CpuSample::now();
-    let ceiling_per_s = ceiling(&url, n, size, window).await?;
+    let ceiling_per_s = ceiling(&url, &tls, n, size, window).await?;
     let ceiling_cpu = before.and_then(|b| b.use_until(CpuSample::now(), n));
     let daemon = Daemon::start(settings).await.map_err(|e| e.to_string())?;
     eprintln!("pushing {n} items through the pipeline at full load…");
@@ -389,7 +396,7 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<BenchReport> {
     let (_, halfh) = pipeline(&daemon, n, Some(half), window).await?;
     let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
     daemon.shutdown().await;
-    if let Err(e) = crate::bus::amqp::delete_topology(&url, &prefix, &units).await {
+    if let Err(e) = crate::bus::amqp::delete_topology(&url, &tls, &prefix, &units).await {
         eprintln!("could not delete the benchmark's queues ({prefix}.*): {e}");
     }
     Ok(BenchReport {

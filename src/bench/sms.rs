@@ -100,6 +100,7 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<SmsBenchReport
         return Err("the benchmark measures RabbitMQ: set bus.kind = \"amqp\" and bus.url".into());
     }
     let url = settings.bus_url()?.unwrap_or_default();
+    let tls = settings.amqp_tls().map_err(|e| e.to_string())?;
     let channels = tempfile_dir()?;
     std::fs::write(
         channels.join("sms-bench.toml"),
@@ -145,7 +146,7 @@ pub async fn run(mut settings: Settings, n: usize) -> BenchResult<SmsBenchReport
 
     let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
     daemon.shutdown().await;
-    if let Err(e) = crate::bus::amqp::delete_topology(&url, &prefix, &units).await {
+    if let Err(e) = crate::bus::amqp::delete_topology(&url, &tls, &prefix, &units).await {
         eprintln!("could not delete the benchmark's queues ({prefix}.*): {e}");
     }
     let _ = std::fs::remove_dir_all(&channels);

@@ -42,6 +42,8 @@ pub struct AmqpOptions {
     pub publish_timeout: Duration,
     /// Bounds of the unit and review queues (0: none), see [`NoticeBounds`].
     pub notice_bounds: NoticeBounds,
+    /// The CA and client certificate for `amqps://` addresses (`bus.tls`).
+    pub tls: crate::tls::AmqpTls,
 }
 
 /// How many notices a unit (or the review) queue keeps: past either bound
@@ -363,12 +365,7 @@ impl Inner {
             .ok_or_else(|| BusError::Unavailable("no bus address configured".into()))?;
         let name = format!("pietura-{}", std::process::id());
         let setup = async {
-            let connection = Connection::connect(
-                url,
-                ConnectionProperties::default().with_connection_name(name.into()),
-            )
-            .await
-            .map_err(unavailable)?;
+            let connection = connect_to(url, &self.opts.tls, &name).await?;
             let publish = connection.create_channel().await.map_err(unavailable)?;
             publish
                 .confirm_select(ConfirmSelectOptions::default())
@@ -617,13 +614,44 @@ impl Bus for AmqpBus {
     }
 }
 
+/// One connection to one node, over TLS for `amqps://` (trusting only
+/// `bus.tls.ca_file`, presenting the client certificate when one is set).
+pub async fn connect_to(
+    url: &str,
+    tls: &crate::tls::AmqpTls,
+    name: &str,
+) -> Result<Connection, BusError> {
+    let runtime = lapin::runtime::default_runtime().map_err(unavailable)?;
+    Connection::connect_with_config(
+        url,
+        ConnectionProperties::default().with_connection_name(name.into()),
+        tls.lapin_config(),
+        runtime,
+    )
+    .await
+    .map_err(|e| {
+        if url.starts_with("amqps://") {
+            BusError::Unavailable(format!(
+                "{e} (TLS: the broker's certificate must chain to bus.tls.ca_file and \
+                 name the address's host; a broker that asks for a client certificate \
+                 needs bus.tls.client_cert and client_key)"
+            ))
+        } else {
+            unavailable(e)
+        }
+    })
+}
+
 /// Deletes everything a daemon with `prefix` declared (its queues with their
 /// messages, and its exchanges). For benchmarks and tests, which must not
 /// leave queues behind: hundreds of idle quorum queues slow a broker down.
-pub async fn delete_topology(url: &str, prefix: &str, units: &[String]) -> Result<(), BusError> {
-    let conn = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .map_err(unavailable)?;
+pub async fn delete_topology(
+    url: &str,
+    tls: &crate::tls::AmqpTls,
+    prefix: &str,
+    units: &[String],
+) -> Result<(), BusError> {
+    let conn = connect_to(url, tls, "pietura-cleanup").await?;
     let ch = conn.create_channel().await.map_err(unavailable)?;
     let mut queues: Vec<String> = ["engine", "dead", "review"]
         .iter()

@@ -29,6 +29,9 @@ pub enum BusError {
     NotConfirmed { message_id: String, reason: String },
     #[error("bus error: {0}")]
     Other(String),
+    /// A file `bus.tls` names cannot be used: fix the configuration.
+    #[error("bus TLS: {0}")]
+    Tls(#[from] crate::tls::TlsFileError),
     /// Refused before publishing: the door answers 400 naming the field.
     #[error("message refused before publishing: {0}")]
     Refused(#[from] crate::message::MessageError),
@@ -210,6 +213,7 @@ pub async fn open(settings: &Settings, registry: &Registry) -> Result<Arc<dyn Bu
                     max_length: settings.bus.unit_queue_max_length,
                     max_bytes: settings.bus.unit_queue_max_bytes,
                 },
+                tls: settings.amqp_tls()?,
             })
             .await?;
             Ok(Arc::new(bus))

@@ -9,6 +9,7 @@
 pub mod desk;
 pub mod dovecot;
 pub mod mayan;
+pub mod servers;
 pub mod smtp;
 pub mod standins;
 
@@ -160,6 +161,56 @@ pub fn make_certificates(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
         root.join("server.pem"),
         root.join("server.key"),
     )
+}
+
+/// A client certificate with common name `cn`, signed by the CA that
+/// [`make_certificates`] made in `root`: (certificate, key), PEM.
+pub fn make_client_certificate(root: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (cert, key, csr) = (
+        format!("{cn}.pem"),
+        format!("{cn}.key"),
+        format!("{cn}.csr"),
+    );
+    let subject = format!("/CN={cn}");
+    run(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr,
+    ]);
+    std::fs::write(
+        root.join("client.ext"),
+        "extendedKeyUsage = clientAuth\nbasicConstraints = CA:FALSE\n",
+    )
+    .expect("client.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+        "-out",
+        &cert,
+    ]);
+    (root.join(cert), root.join(key))
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -450,7 +501,13 @@ impl TestEnv {
         let units: Vec<String> = daemon.rules.load().units.keys().cloned().collect();
         daemon.shutdown().await;
         if backend == Backend::Amqp
-            && let Err(e) = pietura::bus::amqp::delete_topology(&amqp_url(), &prefix, &units).await
+            && let Err(e) = pietura::bus::amqp::delete_topology(
+                &amqp_url(),
+                &Default::default(),
+                &prefix,
+                &units,
+            )
+            .await
         {
             eprintln!("could not delete the test's queues ({prefix}.*): {e}");
         }
