@@ -245,6 +245,8 @@ pub struct Options {
     pub channels_from: PathBuf,
     /// An external DMS to register items in too.
     pub dms: Option<pietura::dms::DmsSettings>,
+    /// clamd (`[malware]`); none by default.
+    pub malware: pietura::malware::MalwareSettings,
 }
 
 impl Options {
@@ -256,6 +258,7 @@ impl Options {
             amqp_url: None,
             channels_from: repo_path("channels"),
             dms: None,
+            malware: pietura::malware::MalwareSettings::default(),
         }
     }
 }
@@ -323,6 +326,7 @@ impl TestEnv {
         s.channels.dir = opts.channels_from.clone();
         s.bus.prefix = prefix.clone();
         s.dms = opts.dms.clone();
+        s.malware = opts.malware.clone();
         let mut pg_db = None;
         match opts.backend {
             Backend::Amqp => {
