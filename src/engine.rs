@@ -297,7 +297,7 @@ impl Engine {
     }
 
     /// Scans the message's blobs before it is classified and notes the
-    /// outcome in `metadata.malware`: malware quarantines the blob and
+    /// outcome in the channel's metadata (`metadata.<kind>.malware`): malware quarantines the blob and
     /// sends the item to review (the reason names the signature, never a
     /// file); clamd out of reach leaves it `pending` (registered unrouted,
     /// [`crate::malware::run_pending`] routes it) or, when not required,
@@ -314,7 +314,9 @@ impl Engine {
                         .quarantine(sha, signature, &msg.id.to_string())
                         .await
                     {
-                        tracing::warn!("malware found, but the quarantine could not be recorded ({e}); the item waits for a scan again");
+                        tracing::warn!(
+                            "malware found, but the quarantine could not be recorded ({e}); the item waits for a scan again"
+                        );
                         kept = false;
                     }
                 }
@@ -330,10 +332,14 @@ impl Engine {
             }
             Err(e) if e.is_transient() => {
                 if scanner.required {
-                    tracing::warn!("not scanned for malware ({e}); registered unrouted until clamd answers");
+                    tracing::warn!(
+                        "not scanned for malware ({e}); registered unrouted until clamd answers"
+                    );
                     serde_json::json!({ "state": "pending" })
                 } else {
-                    tracing::warn!("not scanned for malware ({e}); routed unscanned (malware.required = false)");
+                    tracing::warn!(
+                        "not scanned for malware ({e}); routed unscanned (malware.required = false)"
+                    );
                     serde_json::json!({ "state": "not_scanned" })
                 }
             }
@@ -342,7 +348,17 @@ impl Engine {
                 serde_json::json!({ "state": "unscannable" })
             }
         };
-        msg.metadata.insert("malware".into(), note);
+        // Kept with the channel's own metadata (its only top-level key).
+        let own = msg
+            .metadata
+            .entry(msg.channel.kind.as_str().to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        if !own.is_object() {
+            *own = serde_json::json!({ "value": own.clone() });
+        }
+        if let Some(obj) = own.as_object_mut() {
+            obj.insert("malware".into(), note);
+        }
     }
 
     /// The one-item path: retries transient failures in place; an item the

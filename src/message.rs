@@ -491,10 +491,13 @@ impl IntakeMessage {
     }
 
     /// Where the engine's malware scan left the message
-    /// (`metadata.malware.state`: `clean`, `infected`, `pending`,
+    /// (`metadata.<kind>.malware.state`: `clean`, `infected`, `pending`,
     /// `not_scanned`, `unscannable`; see [`crate::malware`]).
     pub fn malware_state(&self) -> Option<&str> {
-        self.metadata.get("malware")?.get("state")?.as_str()
+        self.channel_metadata()?
+            .get("malware")?
+            .get("state")?
+            .as_str()
     }
 
     /// The web form id, for rules that match on it.

@@ -6,9 +6,9 @@
 //! delivery report is not recorded as a bounce, and a failing sender gets no
 //! acknowledgement; all are registered.
 
-mod support;
 #[path = "support/dns.rs"]
 mod dns;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -171,11 +171,19 @@ async fn forged_mail_is_registered_but_not_threaded_bounced_or_acknowledged() {
         "",
     ));
     let item = hand_in(&env, &dovecot, &first).await;
-    assert_eq!(item.sender_authenticity.as_deref(), Some("pass"), "{item:?}");
+    assert_eq!(
+        item.sender_authenticity.as_deref(),
+        Some("pass"),
+        "{item:?}"
+    );
     let msg = env.message_of(&item).await;
     let proven = msg.sender_authenticity.expect("verdict on the message");
     assert_eq!(
-        (proven.dkim.as_str(), proven.spf.as_str(), proven.dmarc.as_str()),
+        (
+            proven.dkim.as_str(),
+            proven.spf.as_str(),
+            proven.dmarc.as_str()
+        ),
         ("pass", "pass", "pass"),
         "{proven:?}"
     );
@@ -215,7 +223,10 @@ async fn forged_mail_is_registered_but_not_threaded_bounced_or_acknowledged() {
     assert_eq!(intruder.sender_authenticity.as_deref(), Some("fail"));
     let msg = env.message_of(&intruder).await;
     let verdict = msg.sender_authenticity.expect("verdict");
-    assert_eq!((verdict.spf.as_str(), verdict.dmarc.as_str()), ("fail", "fail"));
+    assert_eq!(
+        (verdict.spf.as_str(), verdict.dmarc.as_str()),
+        ("fail", "fail")
+    );
 
     // A signed mail changed on the way (body appended), sent from a server
     // the domain's SPF does not allow: the signature no longer proves it.
@@ -232,7 +243,10 @@ async fn forged_mail_is_registered_but_not_threaded_bounced_or_acknowledged() {
     let msg = env.message_of(&broken).await;
     let verdict = msg.sender_authenticity.expect("verdict");
     assert_ne!(verdict.dkim, "pass", "{verdict:?}");
-    assert_ne!(verdict.dkim, "none", "the broken signature was not seen: {verdict:?}");
+    assert_ne!(
+        verdict.dkim, "none",
+        "the broken signature was not seen: {verdict:?}"
+    );
 
     // A forged delivery report naming our acknowledgement: not recorded as
     // a bounce, registered as mail for the records officer.
@@ -271,6 +285,7 @@ async fn forged_mail_is_registered_but_not_threaded_bounced_or_acknowledged() {
 
     // The desk's item page shows the verdict.
     let reader = support::desk::DeskClient::new(&env);
+    support::desk::add_accounts(&env).await;
     let (user, password) = support::desk::READER;
     assert_eq!(reader.sign_in(user, password).await, 303);
     let (status, page) = reader
@@ -301,13 +316,7 @@ async fn a_trusted_relays_verdict_is_believed_only_in_its_own_top_most_header() 
         "mode = \"trusted_relay\"\nauthserv_id = \"mx.example.lv\"\n",
     );
     let env = start(dir.path()).await;
-    let proven = mail(
-        CITIZEN,
-        SENDER_MTA,
-        "Iesniegums",
-        "Lūdzu būvatļauju.",
-        "",
-    );
+    let proven = mail(CITIZEN, SENDER_MTA, "Iesniegums", "Lūdzu būvatļauju.", "");
     let mut raw = b"Authentication-Results: mx.example.lv; spf=pass smtp.mailfrom=sender.example;\r\n dkim=pass header.d=sender.example; dmarc=pass header.from=sender.example\r\n".to_vec();
     raw.extend_from_slice(&proven);
     let item = hand_in(&env, &dovecot, &raw).await;

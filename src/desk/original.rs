@@ -200,7 +200,9 @@ async fn refused_if_quarantined(s: &HttpState, sha256: &str) -> Option<Response>
         Ok(Some(signature)) => Some(
             (
                 StatusCode::FORBIDDEN,
-                format!("quarantined: malware ({signature}) was found in this file; it is not served"),
+                format!(
+                    "quarantined: malware ({signature}) was found in this file; it is not served"
+                ),
             )
                 .into_response(),
         ),

@@ -403,7 +403,10 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             (
                 verdict.to_string(),
                 l.t(&format!("item.authenticity_{verdict}")).to_string(),
-                format!("SPF {}, DKIM {}, DMARC {}; {}", a.spf, a.dkim, a.dmarc, a.method),
+                format!(
+                    "SPF {}, DKIM {}, DMARC {}; {}",
+                    a.spf, a.dkim, a.dmarc, a.method
+                ),
             )
         }),
         error: error.clone(),

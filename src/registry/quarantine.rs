@@ -96,11 +96,12 @@ impl Registry {
         let ctx = format!("routing of scanned item {item_id}");
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
         fence_one(&mut tx, &MALWARE_SCANS, lease).await?;
-        let row = sqlx::query("DELETE FROM malware_scans WHERE item_id = $1 RETURNING intended_state")
-            .bind(item_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(q(ctx.clone()))?;
+        let row =
+            sqlx::query("DELETE FROM malware_scans WHERE item_id = $1 RETURNING intended_state")
+                .bind(item_id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q(ctx.clone()))?;
         let intended: String = row.try_get(0).map_err(q(ctx.clone()))?;
         let now = db_time(Utc::now());
         let (state, routed_by) = match review_reason {
@@ -149,7 +150,15 @@ impl Registry {
             "unit": item.unit_id,
             "malware": review_reason,
         });
-        insert_audit(&mut tx, item_id, "pietura", "malware_scanned", &detail, &ctx).await?;
+        insert_audit(
+            &mut tx,
+            item_id,
+            "pietura",
+            "malware_scanned",
+            &detail,
+            &ctx,
+        )
+        .await?;
         tx.commit().await.map_err(q(ctx))
     }
 }

@@ -3,13 +3,12 @@
 //! body signature, since signature downloads (freshclam) are out of reach
 //! and clamd refuses to start without a database.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The EICAR anti-virus test file (harmless; every scanner flags it).
-pub const EICAR: &[u8] =
-    br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 /// The name clamd reports for it with the database below.
 pub const SIGNATURE: &str = "Pietura-Test-EICAR";
@@ -27,8 +26,11 @@ impl Clamd {
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db).expect("db dir");
         let needle: String = hex_of(b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE");
-        std::fs::write(db.join("pietura-test.ndb"), format!("{SIGNATURE}:0:*:{needle}\n"))
-            .expect("signature database");
+        std::fs::write(
+            db.join("pietura-test.ndb"),
+            format!("{SIGNATURE}:0:*:{needle}\n"),
+        )
+        .expect("signature database");
         let socket = dir.path().join("clamd.sock");
         std::fs::write(
             dir.path().join("clamd.conf"),
@@ -66,7 +68,9 @@ impl Clamd {
                     .status()
                     .is_ok_and(|s| s.success())
             })
-            .expect("clamd is not installed: `apt-get install clamav-daemon` (scripts/test.sh does)");
+            .expect(
+                "clamd is not installed: `apt-get install clamav-daemon` (scripts/test.sh does)",
+            );
         let _ = std::fs::remove_file(&self.socket);
         let child = Command::new(bin)
             .arg("-c")
@@ -97,10 +101,6 @@ impl Clamd {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(&self.socket);
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -29,6 +29,17 @@ impl Dns {
             format!("--port={port}"),
             "--log-facility=-".into(),
         ];
+        // Authoritative for the test's top-level domains: a name not listed
+        // is NXDOMAIN (as the real DNS answers), never REFUSED.
+        let mut tlds: Vec<&str> = records
+            .iter()
+            .filter_map(|(name, _)| name.rsplit('.').next())
+            .collect();
+        tlds.sort();
+        tlds.dedup();
+        for tld in tlds {
+            args.push(format!("--local=/{tld}/"));
+        }
         for (name, value) in records {
             let parts: Vec<String> = value
                 .as_bytes()
@@ -46,7 +57,9 @@ impl Dns {
                     .status()
                     .is_ok_and(|s| s.success())
             })
-            .expect("dnsmasq is not installed: `apt-get install dnsmasq-base` (scripts/test.sh does)");
+            .expect(
+                "dnsmasq is not installed: `apt-get install dnsmasq-base` (scripts/test.sh does)",
+            );
         let child = Command::new(bin)
             .args(&args)
             .stdin(Stdio::null())

@@ -309,32 +309,20 @@ async fn evaluate(auth: &MessageAuthenticator, raw: &[u8]) -> SenderAuthenticity
     };
     let spf_word = spf_name(spf.result());
     let dmarc = auth
-        .verify_dmarc(DmarcParameters::new(
-            &msg,
-            &dkim,
-            &mail_from_domain,
-            &spf,
-        ))
+        .verify_dmarc(DmarcParameters::new(&msg, &dkim, &mail_from_domain, &spf))
         .await;
-    let dmarc_result = if dmarc.dkim_result() == &DmarcResult::Pass
-        || dmarc.spf_result() == &DmarcResult::Pass
-    {
-        DmarcResult::Pass
-    } else if dmarc.dmarc_record().is_some() {
-        match (dmarc.dkim_result(), dmarc.spf_result()) {
-            (DmarcResult::TempError(e), _) | (_, DmarcResult::TempError(e)) => {
-                DmarcResult::TempError(e.clone())
-            }
-            (r, _) => r.clone(),
-        }
-    } else {
-        DmarcResult::None
+    // DNS trouble finding the policy is not "no policy": the mail is not proven.
+    let dmarc_word = match (dmarc.dkim_result(), dmarc.spf_result()) {
+        (DmarcResult::Pass, _) | (_, DmarcResult::Pass) => "pass",
+        (DmarcResult::TempError(_), _) | (_, DmarcResult::TempError(_)) => "temperror",
+        (DmarcResult::PermError(_), _) | (_, DmarcResult::PermError(_)) => "permerror",
+        _ if dmarc.dmarc_record().is_some() => "fail",
+        _ => "none",
     };
-    let dmarc_word = dmarc_name(&dmarc_result);
-    let pass = match &dmarc_result {
-        DmarcResult::Pass => true,
+    let pass = match dmarc_word {
+        "pass" => true,
         // No DMARC policy: an aligned DKIM signature or SPF pass proves the domain.
-        DmarcResult::None => from_domain.as_deref().is_some_and(|from| {
+        "none" => from_domain.as_deref().is_some_and(|from| {
             dkim_pass_domains.iter().any(|d| aligned(d, from))
                 || (spf.result() == SpfResult::Pass && aligned(&mail_from_domain, from))
         }),
@@ -373,16 +361,6 @@ fn spf_name(r: SpfResult) -> &'static str {
         SpfResult::TempError => "temperror",
         SpfResult::PermError => "permerror",
         SpfResult::None => "none",
-    }
-}
-
-fn dmarc_name(r: &DmarcResult) -> &'static str {
-    match r {
-        DmarcResult::Pass => "pass",
-        DmarcResult::Fail(_) => "fail",
-        DmarcResult::TempError(_) => "temperror",
-        DmarcResult::PermError(_) => "permerror",
-        DmarcResult::None => "none",
     }
 }
 
