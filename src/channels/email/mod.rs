@@ -148,7 +148,7 @@ pub struct EmailConfig {
     pub acknowledgement: Option<ack::AckSettings>,
     /// Whether the sender is who `From:` says, and what waits for it.
     #[serde(default)]
-    pub authenticity: authenticity::AuthenticityConfig,
+    pub authenticity: Box<authenticity::AuthenticityConfig>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -341,7 +341,7 @@ impl Email {
             None => None,
         };
         let checker =
-            authenticity::Checker::new(cfg.authenticity.clone()).map_err(|e| ChannelError {
+            authenticity::Checker::new((*cfg.authenticity).clone()).map_err(|e| ChannelError {
                 channel: cfg.id.clone(),
                 message: e.to_string(),
             })?;
