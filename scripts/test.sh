@@ -51,6 +51,12 @@ PIETURA_TEST_PACKAGES=(
     python3-pil
     python3-cairo
     python3-qrcode
+    # Mail authenticity and malware (issue 17): a real DNS server publishing
+    # the test DKIM key, SPF and DMARC records (tests/mail_authenticity.rs),
+    # and a real clamd the tests start on their own socket with an EICAR
+    # signature database they write (tests/malware.rs).
+    dnsmasq-base
+    clamav-daemon
 )
 
 # Upper bound for the `cargo test` step (the whole run must stay well under

@@ -59,6 +59,8 @@ pub struct Settings {
     pub dms: Option<crate::dms::DmsSettings>,
     pub desk: DeskSettings,
     pub janitor: JanitorSettings,
+    /// ClamAV's clamd: every attachment and original scanned before routing.
+    pub malware: crate::malware::MalwareSettings,
 }
 
 impl Default for Settings {
@@ -77,6 +79,7 @@ impl Default for Settings {
             dms: None,
             desk: DeskSettings::default(),
             janitor: JanitorSettings::default(),
+            malware: crate::malware::MalwareSettings::default(),
         }
     }
 }
@@ -551,6 +554,9 @@ impl Settings {
                 "janitor.blob_grace_hours",
                 "must be at least 1, so an upload in flight is never collected".into(),
             );
+        }
+        for (key, message) in self.malware.issues() {
+            issue(&key, message);
         }
         if !(1..=20).contains(&self.engine.poison_attempts) {
             issue("engine.poison_attempts", "must be between 1 and 20".into());

@@ -141,6 +141,20 @@ impl Daemon {
             )
         });
 
+        let malware = crate::malware::Scanner::new(&settings.malware, blobs.clone())
+            .map_err(StartError::Config)?
+            .map(Arc::new);
+        match &malware {
+            Some(scanner) => {
+                let (reg, sc, stop) = (registry.clone(), scanner.clone(), shutdown.clone());
+                tasks.spawn("malware", move || {
+                    crate::malware::run_pending(reg.clone(), sc.clone(), stop.clone())
+                });
+            }
+            None => tracing::warn!(
+                "no [malware] clamd configured: attachments are not scanned for malware"
+            ),
+        }
         let wake = Arc::new(Notify::new());
         let engine = Arc::new(Engine {
             registry: registry.clone(),
@@ -153,6 +167,7 @@ impl Daemon {
             batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),
             poison_attempts: settings.engine.poison_attempts,
+            malware,
         });
         let stop = shutdown.clone();
         tasks.spawn("engine", move || engine.clone().run(stop.clone()));

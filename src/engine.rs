@@ -52,6 +52,9 @@ pub struct Engine {
     /// the registry registers others, after which the item is poison: it is
     /// dead-lettered (then parked), not retried in place for ever.
     pub poison_attempts: u32,
+    /// clamd, when configured: every message's blobs are scanned before it
+    /// is classified ([`Engine::scan`]).
+    pub malware: Option<Arc<crate::malware::Scanner>>,
 }
 
 /// Whether the registry can take a registration now: it answers, and (on
@@ -213,6 +216,11 @@ impl Engine {
         if items.is_empty() {
             return;
         }
+        if let Some(scanner) = &self.malware {
+            for (msg, _) in items.iter_mut() {
+                self.scan(scanner, msg).await;
+            }
+        }
         let started = std::time::Instant::now();
         let rules = self.rules.load_full();
         let decisions: Vec<Decision> = items.iter().map(|(m, _)| rules.evaluate(m)).collect();
@@ -284,6 +292,71 @@ impl Engine {
             .instrument(span)
         });
         futures::future::join_all(work).await;
+    }
+
+    /// Scans the message's blobs before it is classified and notes the
+    /// outcome in the channel's metadata (`metadata.<kind>.malware`): malware quarantines the blob and
+    /// sends the item to review (the reason names the signature, never a
+    /// file); clamd out of reach leaves it `pending` (registered unrouted,
+    /// [`crate::malware::run_pending`] routes it) or, when not required,
+    /// `not_scanned`.
+    async fn scan(&self, scanner: &crate::malware::Scanner, msg: &mut IntakeMessage) {
+        use crate::malware::{Verdict, infected_reason, unscannable_reason};
+        let note = match scanner.scan_message(msg).await {
+            Ok(Verdict::Clean) => serde_json::json!({ "state": "clean" }),
+            Ok(Verdict::Infected(found)) => {
+                let mut kept = true;
+                for (sha, signature) in &found {
+                    if let Err(e) = self
+                        .registry
+                        .quarantine(sha, signature, &msg.id.to_string())
+                        .await
+                    {
+                        tracing::warn!(
+                            "malware found, but the quarantine could not be recorded ({e}); the item waits for a scan again"
+                        );
+                        kept = false;
+                    }
+                }
+                if kept {
+                    crate::metrics::malware_found();
+                    let signatures: Vec<&str> = found.iter().map(|(_, s)| s.as_str()).collect();
+                    tracing::warn!(signatures = ?signatures, "malware found; quarantined, the item goes to review");
+                    msg.review_reason = Some(infected_reason(&found));
+                    serde_json::json!({ "state": "infected", "signatures": signatures })
+                } else {
+                    serde_json::json!({ "state": "pending" })
+                }
+            }
+            Err(e) if e.is_transient() => {
+                if scanner.required {
+                    tracing::warn!(
+                        "not scanned for malware ({e}); registered unrouted until clamd answers"
+                    );
+                    serde_json::json!({ "state": "pending" })
+                } else {
+                    tracing::warn!(
+                        "not scanned for malware ({e}); routed unscanned (malware.required = false)"
+                    );
+                    serde_json::json!({ "state": "not_scanned" })
+                }
+            }
+            Err(e) => {
+                msg.review_reason = Some(unscannable_reason(&e));
+                serde_json::json!({ "state": "unscannable" })
+            }
+        };
+        // Kept with the channel's own metadata (its only top-level key).
+        let own = msg
+            .metadata
+            .entry(msg.channel.kind.as_str().to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        if !own.is_object() {
+            *own = serde_json::json!({ "value": own.clone() });
+        }
+        if let Some(obj) = own.as_object_mut() {
+            obj.insert("malware".into(), note);
+        }
     }
 
     /// The one-item path: retries transient failures in place; an item the

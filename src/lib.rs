@@ -36,6 +36,9 @@
 //!   item and retried until the DMS has it.
 //! - [`ocr`]: Tesseract OCR of scanned pages in a bounded pool of
 //!   single-threaded engines (orientation, deskew, blank pages, limits).
+//! - [`malware`]: every attachment and original scanned by clamd before
+//!   routing; malware quarantined and sent to review, items waiting unrouted
+//!   while clamd is away.
 //! - [`backoff`]: the one doubling backoff and retry pause every retrying task uses.
 //! - [`blobs`]: content-addressed attachment store written before any message is published.
 //! - [`http`]: the daemon's HTTP server (channels' routes, JSON API, deadline
@@ -79,6 +82,7 @@ pub mod explain;
 pub mod http;
 pub mod janitor;
 pub mod keeper;
+pub mod malware;
 pub mod message;
 pub mod metrics;
 pub mod ocr;

@@ -123,6 +123,50 @@ pub struct IntakeMessage {
     /// officer with this reason, whatever the rules say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_reason: Option<String>,
+    /// Whether the sender is who the message says (e-mail: SPF, DKIM,
+    /// DMARC); absent for channels that cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_authenticity: Option<SenderAuthenticity>,
+}
+
+/// Whether an e-mail's `From:` is proven, as the e-mail channel found it
+/// ([`crate::channels::email::authenticity`]). Threading into a case,
+/// bounce recording and acknowledgements wait for [`AuthenticityVerdict::Pass`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SenderAuthenticity {
+    pub verdict: AuthenticityVerdict,
+    /// `evaluated` (checked by Pietura) or `trusted_relay` (the relay's
+    /// `Authentication-Results`).
+    pub method: String,
+    /// The results as RFC 8601 names them (`pass`, `fail`, `none`, `temperror`…).
+    pub spf: String,
+    pub dkim: String,
+    pub dmarc: String,
+}
+
+/// The one answer the channel acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticityVerdict {
+    /// The `From:` domain is proven (DMARC pass, or an aligned DKIM or SPF
+    /// pass where the domain publishes no DMARC policy).
+    Pass,
+    /// Not proven: forged, unsigned, or the checks could not be made.
+    Fail,
+    /// The channel does not check (`authenticity.mode = "off"`).
+    NotChecked,
+}
+
+impl AuthenticityVerdict {
+    /// The snake_case name stored in the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthenticityVerdict::Pass => "pass",
+            AuthenticityVerdict::Fail => "fail",
+            AuthenticityVerdict::NotChecked => "not_checked",
+        }
+    }
 }
 
 /// A registered item this message follows up, found by the channel (our
@@ -242,6 +286,7 @@ impl IntakeMessage {
             attachments: Vec::new(),
             metadata: BTreeMap::new(),
             review_reason: None,
+            sender_authenticity: None,
         }
     }
 
@@ -443,6 +488,16 @@ impl IntakeMessage {
     pub fn follow_up_of(&self) -> Option<FollowUp> {
         let v = self.channel_metadata()?.get("follow_up_of")?;
         serde_json::from_value(v.clone()).ok()
+    }
+
+    /// Where the engine's malware scan left the message
+    /// (`metadata.<kind>.malware.state`: `clean`, `infected`, `pending`,
+    /// `not_scanned`, `unscannable`; see [`crate::malware`]).
+    pub fn malware_state(&self) -> Option<&str> {
+        self.channel_metadata()?
+            .get("malware")?
+            .get("state")?
+            .as_str()
     }
 
     /// The web form id, for rules that match on it.

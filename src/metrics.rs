@@ -131,3 +131,8 @@ pub fn component_up(component: &str, up: bool) {
 pub fn component_restarted(component: &str) {
     counter!("pietura_component_restarts_total", "component" => component.to_string()).increment(1);
 }
+
+/// A message in which clamd found malware.
+pub fn malware_found() {
+    counter!("pietura_malware_found_total").increment(1);
+}

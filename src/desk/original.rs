@@ -193,6 +193,32 @@ fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
     r
 }
 
+/// A blob clamd found malware in is never served ([`crate::malware`]).
+async fn refused_if_quarantined(s: &HttpState, sha256: &str) -> Option<Response> {
+    match s.registry.quarantined(sha256).await {
+        Ok(None) => None,
+        Ok(Some(signature)) => Some(
+            (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "quarantined: malware ({signature}) was found in this file; it is not served"
+                ),
+            )
+                .into_response(),
+        ),
+        Err(e) => {
+            tracing::error!("quarantine state unknown: {e}");
+            Some(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "whether this file is quarantined cannot be checked now; try again",
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
 /// `GET /desk/items/{item}/attachments/{ordinal}` (from 0).
 pub async fn attachment(
     State(s): State<HttpState>,
@@ -207,6 +233,9 @@ pub async fn attachment(
     let Some(a) = msg.attachments.get(ordinal) else {
         return (StatusCode::NOT_FOUND, "no such attachment").into_response();
     };
+    if let Some(refusal) = refused_if_quarantined(&s, &a.sha256).await {
+        return refusal;
+    }
     match s.blobs.get(&a.sha256).await {
         Ok(bytes) => download(bytes, &a.content_type, &a.filename),
         Err(e) => {
@@ -255,6 +284,9 @@ pub async fn original_file(
             .unwrap_or("scan")
             .to_string(),
     };
+    if let Some(refusal) = refused_if_quarantined(&s, &sha).await {
+        return refusal;
+    }
     match s.blobs.get(&sha).await {
         Ok(bytes) => download(bytes, &content_type, &name),
         Err(e) => {

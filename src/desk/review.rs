@@ -244,6 +244,8 @@ struct ItemPage {
     sender_address: String,
     /// Signed containers (.edoc…) with their files and signers, not verified.
     signed: Vec<crate::channels::email::edoc::ListedContainer>,
+    /// E-mail: the verdict, in words, and SPF/DKIM/DMARC.
+    authenticity: Option<(String, String, String)>,
 }
 
 fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
@@ -396,6 +398,17 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         open,
         sender_address: msg.sender.postal_address.clone().unwrap_or_default(),
         signed: crate::channels::email::edoc::listed_in(&msg),
+        authenticity: msg.sender_authenticity.as_ref().map(|a| {
+            let verdict = a.verdict.as_str();
+            (
+                verdict.to_string(),
+                l.t(&format!("item.authenticity_{verdict}")).to_string(),
+                format!(
+                    "SPF {}, DKIM {}, DMARC {}; {}",
+                    a.spf, a.dkim, a.dmarc, a.method
+                ),
+            )
+        }),
         error: error.clone(),
         item_id: found.id.clone(),
         state_label: l.t(&format!("state.{}", found.state)).to_string(),

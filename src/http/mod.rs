@@ -437,6 +437,7 @@ async fn show_item(
                 "item": found,
                 "answer": answer,
                 "signed_containers": signed,
+                "sender_authenticity": msg.sender_authenticity,
                 "dms": dms,
                 "history": history,
             }))

@@ -99,6 +99,18 @@ pub const BUS_DEAD: Queue = Queue {
     on_claim: "",
 };
 
+/// Items registered while clamd could not be reached, waiting for their
+/// malware scan ([`crate::malware::run_pending`]).
+pub const MALWARE_SCANS: Queue = Queue {
+    name: "malware scan",
+    table: "malware_scans",
+    key: "item_id",
+    due: "1 = 1",
+    order: "created_at",
+    scope: None,
+    on_claim: "",
+};
+
 /// Named work (`work_leases`): one row per name, made by the first claim
 /// ([`Registry::claim_named`]); `state` keeps what its last holder recorded.
 pub const NAMED: Queue = Queue {

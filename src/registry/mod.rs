@@ -17,6 +17,7 @@ pub mod numbering;
 mod register;
 pub use register::RegisterPolicy;
 pub mod parked;
+pub mod quarantine;
 pub mod replies;
 pub mod rulesets;
 pub mod sms_pending;
@@ -151,6 +152,9 @@ pub enum ItemState {
     Forwarding,
     /// The records officer found it is spam or not a submission: kept, closed.
     Discarded,
+    /// Registered while clamd could not be reached: unrouted until its
+    /// malware scan ([`crate::malware`]).
+    ScanPending,
 }
 
 impl ItemState {
@@ -161,6 +165,7 @@ impl ItemState {
             ItemState::Review => "review",
             ItemState::Forwarding => "forwarding",
             ItemState::Discarded => "discarded",
+            ItemState::ScanPending => "scan_pending",
         }
     }
 }
@@ -199,6 +204,9 @@ pub struct ItemSummary {
     /// The item this one follows up (a sender's reply to our acknowledgement),
     /// or that the records officer linked it to (same case).
     pub linked_item_id: Option<String>,
+    /// E-mail: whether the sender is proven (`pass`, `fail`, `not_checked`);
+    /// none for other channels.
+    pub sender_authenticity: Option<String>,
     /// Bumped by every recorded action: an action names the revision it
     /// was decided on, so a concurrent change is a conflict, not a loss.
     pub revision: i64,
@@ -208,7 +216,7 @@ const SUMMARY_COLUMNS: &str = "i.id, i.registration_number, i.state, i.channel_k
      i.received_at, i.registered_at, i.unit_id, i.service_id, i.rule_id, i.ruleset_version, \
      i.review_reason, i.priority, i.tags, i.reply_due, i.sender_name, i.sender_email, \
      i.sender_phone, i.subject, i.forward_due, i.routed_by, i.paused_since, i.closed_at, \
-     i.linked_item_id, i.revision";
+     i.linked_item_id, i.revision, i.sender_authenticity";
 
 impl ItemSummary {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -238,6 +246,7 @@ impl ItemSummary {
             sender_phone: r.try_get("sender_phone")?,
             subject: r.try_get("subject")?,
             linked_item_id: r.try_get("linked_item_id")?,
+            sender_authenticity: r.try_get("sender_authenticity")?,
             revision: r.try_get("revision")?,
         })
     }

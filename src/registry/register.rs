@@ -92,6 +92,8 @@ struct NewItem<'m> {
     seq: i64,
     summary: ItemSummary,
     state: ItemState,
+    /// The state the rules gave; differs from `state` while a scan is pending.
+    intended: ItemState,
 }
 
 /// Registers `batch` in `tx`; the caller commits. Results are in batch order.
@@ -187,7 +189,13 @@ pub(super) async fn register_batch_in(
                 "the database returned no counter for series {series}, year {year}"
             ))));
         };
-        let state = how.state_of(decision);
+        // Waiting for clamd: registered, routed once scanned.
+        let intended = how.state_of(decision);
+        let state = if msg.malware_state() == Some("pending") {
+            ItemState::ScanPending
+        } else {
+            intended
+        };
         let basis = DeadlineBasis {
             received_at: msg.received_at,
             reply_working_days: decision.reply_working_days,
@@ -198,7 +206,8 @@ pub(super) async fn register_batch_in(
             ItemState::Forwarding => (None, Some(deadlines.forward_due(&basis))),
             _ => (Some(deadlines.reply_due(&basis)), None),
         };
-        let routed_by = (state != ItemState::Review).then(|| ROUTED_BY_RULES.to_string());
+        let routed_by = matches!(state, ItemState::Routed | ItemState::Forwarding)
+            .then(|| ROUTED_BY_RULES.to_string());
         let summary = ItemSummary {
             id: msg.id.to_string(),
             registration_number: how.pattern.render(&series, year, seq),
@@ -224,6 +233,10 @@ pub(super) async fn register_batch_in(
             sender_phone: msg.sender.phone.clone(),
             subject: msg.subject.clone(),
             linked_item_id: msg.follow_up_of().map(|f| f.item_id),
+            sender_authenticity: msg
+                .sender_authenticity
+                .as_ref()
+                .map(|a| a.verdict.as_str().to_string()),
             revision: 0,
         };
         items.push(NewItem {
@@ -234,6 +247,7 @@ pub(super) async fn register_batch_in(
             seq,
             summary,
             state,
+            intended,
         });
     }
 
@@ -298,9 +312,9 @@ async fn insert_items(
          channel_kind, channel_instance, received_at, registered_at, state, unit_id, service_id, \
          rule_id, ruleset_version, review_reason, priority, tags, reply_due, sender_name, \
          sender_email, sender_phone, sender_address, subject, body, message_json, decision_json, \
-         forward_due, reply_working_days, routed_by, routed_at, linked_item_id)",
+         forward_due, reply_working_days, routed_by, routed_at, linked_item_id, sender_authenticity)",
         items.len(),
-        32,
+        33,
         "",
     );
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -338,7 +352,8 @@ async fn insert_items(
             .bind(n.decision.reply_working_days.map(i64::from))
             .bind(s.routed_by.clone())
             .bind(s.routed_by.as_ref().map(|_| s.registered_at.clone()))
-            .bind(s.linked_item_id.clone());
+            .bind(s.linked_item_id.clone())
+            .bind(s.sender_authenticity.clone());
     }
     query
         .execute(&mut **tx)
@@ -464,14 +479,37 @@ async fn insert_audit_and_outbox(
         query.execute(&mut **tx).await.map_err(q(ctx.to_string()))?;
     }
 
+    // Items waiting for clamd get no notice yet: a scan row instead.
+    let (pending, routed): (Vec<&NewItem<'_>>, Vec<&NewItem<'_>>) = items
+        .iter()
+        .partition(|n| n.state == ItemState::ScanPending);
+    if !pending.is_empty() {
+        let sql = multi_insert(
+            "INSERT INTO malware_scans (item_id, intended_state, created_at)",
+            pending.len(),
+            3,
+            "",
+        );
+        let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in &pending {
+            query = query
+                .bind(n.summary.id.clone())
+                .bind(n.intended.as_str().to_string())
+                .bind(now.to_string());
+        }
+        query.execute(&mut **tx).await.map_err(q(ctx.to_string()))?;
+    }
+    if routed.is_empty() {
+        return Ok(());
+    }
     let sql = multi_insert(
         "INSERT INTO outbox (id, item_id, destination, payload, created_at, attempts)",
-        items.len(),
+        routed.len(),
         6,
         "",
     );
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for n in items {
+    for n in routed {
         let s = &n.summary;
         let notice = RoutedNotice::of(s);
         let destination = match (n.state, &s.unit_id) {

@@ -296,6 +296,8 @@ pub struct Options {
     pub channels_from: PathBuf,
     /// An external DMS to register items in too.
     pub dms: Option<pietura::dms::DmsSettings>,
+    /// clamd (`[malware]`); none by default.
+    pub malware: pietura::malware::MalwareSettings,
     /// Changes to the daemon's settings (trusted proxies, limits…).
     pub configure: fn(&mut Settings),
 }
@@ -309,6 +311,7 @@ impl Options {
             amqp_url: None,
             channels_from: repo_path("channels"),
             dms: None,
+            malware: pietura::malware::MalwareSettings::default(),
             configure: |_| {},
         }
     }
@@ -393,6 +396,7 @@ impl TestEnv {
         s.channels.dir = opts.channels_from.clone();
         s.bus.prefix = prefix.clone();
         s.dms = opts.dms.clone();
+        s.malware = opts.malware.clone();
         (opts.configure)(&mut s);
         let mut pg_db = None;
         match opts.backend {

@@ -11,8 +11,11 @@
 //! - [`normalise`]: raw mail → the one message format (pure, golden-tested).
 //! - [`edoc`]: signed containers (.edoc/.asice/.bdoc) listed.
 //! - [`ack`]: the acknowledgement with the registration number (SMTP).
+//! - [`authenticity`]: SPF, DKIM and DMARC; threading, bounces and
+//!   acknowledgements only for mail whose sender is proven.
 
 pub mod ack;
+pub mod authenticity;
 pub mod edoc;
 pub mod imap;
 pub mod normalise;
@@ -28,6 +31,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use self::authenticity::Requirement;
 use self::imap::{Credentials, ImapError, Mailbox, Waiting};
 use self::normalise::{ImapSource, ParsedMail};
 use super::{Channel, ChannelContext, ChannelError};
@@ -142,6 +146,9 @@ pub struct EmailConfig {
     /// The acknowledgement with the registration number; none when absent.
     #[serde(default)]
     pub acknowledgement: Option<ack::AckSettings>,
+    /// Whether the sender is who `From:` says, and what waits for it.
+    #[serde(default)]
+    pub authenticity: Box<authenticity::AuthenticityConfig>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -199,6 +206,7 @@ impl EmailConfig {
         if let Some(a) = &self.acknowledgement {
             issues.extend(a.validate());
         }
+        issues.extend(self.authenticity.validate());
         issues
     }
 
@@ -304,6 +312,7 @@ pub struct Email {
     ctx: ChannelContext,
     ours: Vec<String>,
     acknowledger: Option<Arc<ack::Acknowledger>>,
+    checker: authenticity::Checker,
     /// This daemon's claim on the mailbox, while it holds it.
     lease: std::sync::Mutex<Option<crate::registry::lease::Lease>>,
     /// The other holder last reported (reported again when it changes).
@@ -331,11 +340,17 @@ impl Email {
             )),
             None => None,
         };
+        let checker =
+            authenticity::Checker::new((*cfg.authenticity).clone()).map_err(|e| ChannelError {
+                channel: cfg.id.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             cfg,
             ctx,
             ours,
             acknowledger,
+            checker,
             lease: std::sync::Mutex::new(None),
             lease_seen: std::sync::Mutex::new(None),
         })
@@ -561,19 +576,38 @@ impl Email {
             if let Some(reason) = &parsed.review_reason {
                 span.in_scope(|| tracing::warn!("kept for review: {reason}"));
             }
-            if parsed.is_report && self.record_report(&parsed).instrument(span.clone()).await? {
-                outcomes.push(Ok(()));
-                continue;
+            let proven = self.checker.check(&parsed.raw.bytes).await;
+            let rules = self.checker.config();
+            if !rules.allows(Requirement::Acknowledgement, &proven) {
+                parsed.no_acknowledgement.get_or_insert_with(|| {
+                    "the sender is not proven (SPF, DKIM, DMARC): no acknowledgement to a possibly forged address".into()
+                });
             }
-            let follow_up = self.follow_up(&parsed).instrument(span.clone()).await?;
+            if parsed.is_report {
+                if !rules.allows(Requirement::Bounces, &proven) {
+                    span.in_scope(|| tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "a delivery report whose sender is not proven: registered as mail, not recorded as a bounce"));
+                } else if self.record_report(&parsed).instrument(span.clone()).await? {
+                    outcomes.push(Ok(()));
+                    continue;
+                }
+            }
+            let follow_up = if rules.allows(Requirement::Threading, &proven) {
+                self.follow_up(&parsed).instrument(span.clone()).await?
+            } else {
+                if !parsed.acknowledged_items.is_empty() || parsed.subject_number.is_some() {
+                    span.in_scope(|| tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "mail names a registered item but its sender is not proven: a new item, not threaded"));
+                }
+                None
+            };
             let source = ImapSource {
                 mailbox: self.cfg.mailbox.clone(),
                 uid_validity: validity,
                 uid: w.uid,
             };
             let received_at = w.received_at.unwrap_or_else(Utc::now);
-            let msg =
+            let mut msg =
                 parsed.to_message(&self.cfg.id, received_at, Some(&source), follow_up.as_ref());
+            msg.sender_authenticity = Some(proven);
             outcomes.push(Err("not handed on yet".into()));
             to_publish.push((i, parsed, msg, span));
         }
