@@ -8,6 +8,7 @@
 
 pub mod desk;
 pub mod dovecot;
+pub mod identity;
 pub mod mayan;
 pub mod smtp;
 pub mod standins;
@@ -245,6 +246,8 @@ pub struct Options {
     pub channels_from: PathBuf,
     /// An external DMS to register items in too.
     pub dms: Option<pietura::dms::DmsSettings>,
+    /// Last changes to the daemon's settings (desk sign-in, a fixed port …).
+    pub tweak: Option<Box<dyn FnOnce(&mut Settings) + Send>>,
 }
 
 impl Options {
@@ -256,6 +259,7 @@ impl Options {
             amqp_url: None,
             channels_from: repo_path("channels"),
             dms: None,
+            tweak: None,
         }
     }
 }
@@ -323,6 +327,9 @@ impl TestEnv {
         s.channels.dir = opts.channels_from.clone();
         s.bus.prefix = prefix.clone();
         s.dms = opts.dms.clone();
+        if let Some(tweak) = opts.tweak {
+            tweak(&mut s);
+        }
         let mut pg_db = None;
         match opts.backend {
             Backend::Amqp => {
