@@ -590,7 +590,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     a.user.username,
                     a.user.role,
                     a.user.source,
-                    if a.user.disabled { "disabled" } else { "active" },
+                    if a.user.disabled {
+                        "disabled"
+                    } else {
+                        "active"
+                    },
                     a.last_sign_in_at.as_deref().unwrap_or("never")
                 );
             }
@@ -763,9 +767,18 @@ async fn set_disabled(
         .await?
         .with_context(|| format!("no account {username}"))?;
     registry.set_user_disabled(&user.id, disable).await?;
-    let action = if disable { "user_disabled" } else { "user_enabled" };
+    let action = if disable {
+        "user_disabled"
+    } else {
+        "user_enabled"
+    };
     registry
-        .account_event("pietura user (CLI)", action, Some(&user.id), &serde_json::json!({}))
+        .account_event(
+            "pietura user (CLI)",
+            action,
+            Some(&user.id),
+            &serde_json::json!({}),
+        )
         .await?;
     Ok(())
 }

@@ -652,7 +652,10 @@ async fn administrator_signs_in_through_openid_connect_in_chromium() {
         .text()
         .await
         .expect("row");
-    assert!(row.contains("OpenID Connect") && row.contains("admin"), "{row}");
+    assert!(
+        row.contains("OpenID Connect") && row.contains("admin"),
+        "{row}"
+    );
     screenshot(&browser, "users.png").await;
     browser.close().await.expect("close browser");
     env.stop().await;

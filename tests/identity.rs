@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use pietura::config::Settings;
 use support::desk::{ADMIN, DeskClient, OFFICER, READER, add_accounts, hidden};
-use support::identity::{
-    LDAP_ADMIN_USER, LDAP_OFFICER, LDAP_OUTSIDER, OidcProvider, Slapd,
-};
+use support::identity::{LDAP_ADMIN_USER, LDAP_OFFICER, LDAP_OUTSIDER, OidcProvider, Slapd};
 use support::{Backend, Options, TestEnv};
 
 fn options(tweak: impl FnOnce(&mut Settings) + Send + 'static) -> Options {
@@ -55,11 +53,7 @@ async fn anonymous_visits_store_no_session_and_statistics_need_sign_in() {
     assert_eq!(registry.web_session_count().await.expect("count"), 0);
 
     // The statistics are behind the sign-in.
-    for path in [
-        "/dashboard",
-        "/reports/quarterly",
-        "/reports/quarterly.csv",
-    ] {
+    for path in ["/dashboard", "/reports/quarterly", "/reports/quarterly.csv"] {
         let r = anonymous.get(path).await;
         assert_eq!(r.status().as_u16(), 303, "{path}");
         assert_eq!(r.headers()["location"], "/login", "{path}");
@@ -73,14 +67,22 @@ async fn anonymous_visits_store_no_session_and_statistics_need_sign_in() {
     let (status, _, _) = stranger
         .post(
             "/login",
-            &[("username", OFFICER.0), ("password", OFFICER.1), ("csrf", &token)],
+            &[
+                ("username", OFFICER.0),
+                ("password", OFFICER.1),
+                ("csrf", &token),
+            ],
         )
         .await;
     assert_eq!(status, 403, "a token without its cookie");
     let (status, _, _) = visitor
         .post(
             "/login",
-            &[("username", OFFICER.0), ("password", OFFICER.1), ("csrf", "0000")],
+            &[
+                ("username", OFFICER.0),
+                ("password", OFFICER.1),
+                ("csrf", "0000"),
+            ],
         )
         .await;
     assert_eq!(status, 403, "a forged token");
@@ -89,11 +91,7 @@ async fn anonymous_visits_store_no_session_and_statistics_need_sign_in() {
     // Signed in (even read-only), the statistics open; one session stored.
     let reader = DeskClient::new(&env);
     assert_eq!(reader.sign_in(READER.0, READER.1).await, 303);
-    for path in [
-        "/dashboard",
-        "/reports/quarterly",
-        "/reports/quarterly.csv",
-    ] {
+    for path in ["/dashboard", "/reports/quarterly", "/reports/quarterly.csv"] {
         assert_eq!(reader.get(path).await.status().as_u16(), 200, "{path}");
     }
     assert_eq!(registry.web_session_count().await.expect("count"), 1);
@@ -107,7 +105,11 @@ async fn anonymous_visits_store_no_session_and_statistics_need_sign_in() {
     }
     assert_eq!(anonymous.get("/desk").await.status().as_u16(), 303);
     assert_eq!(
-        env.daemon.registry.web_session_count().await.expect("count"),
+        env.daemon
+            .registry
+            .web_session_count()
+            .await
+            .expect("count"),
         0
     );
     env.stop().await;
@@ -156,8 +158,16 @@ async fn guessing_slows_the_guesser_but_never_locks_the_user_out() {
 
     // The audit log names the account attacked, never the typed name of an
     // account that does not exist.
-    assert_eq!(guesser.sign_in("nav-tada-lietotaja", "x-parole-123").await, 401);
-    let events = env.daemon.registry.account_events(100).await.expect("events");
+    assert_eq!(
+        guesser.sign_in("nav-tada-lietotaja", "x-parole-123").await,
+        401
+    );
+    let events = env
+        .daemon
+        .registry
+        .account_events(100)
+        .await
+        .expect("events");
     let failed: Vec<_> = events
         .iter()
         .filter(|e| e.action == "sign_in_failed")
@@ -171,13 +181,21 @@ async fn guessing_slows_the_guesser_but_never_locks_the_user_out() {
         8
     );
     assert!(failed.iter().all(|e| e.detail["address"] == "127.0.0.1"));
-    assert!(failed.iter().all(|e| e.detail["user_fingerprint"].is_string()));
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.detail["user_fingerprint"].is_string())
+    );
     let text = serde_json::to_string(&events).expect("json");
     assert!(!text.contains("nav-tada-lietotaja"), "{text}");
     assert!(!text.contains("minējums"), "{text}");
     let signed_in: Vec<_> = events.iter().filter(|e| e.action == "sign_in").collect();
     assert_eq!(signed_in.len(), 2);
-    assert!(signed_in.iter().all(|e| e.actor == "Admins Kārlis (admins)"));
+    assert!(
+        signed_in
+            .iter()
+            .all(|e| e.actor == "Admins Kārlis (admins)")
+    );
     env.stop().await;
 }
 
@@ -283,7 +301,11 @@ fn row_id(page: &str, username: &str) -> String {
         .find(&marker)
         .unwrap_or_else(|| panic!("no row for {username}:\n{page}"))
         + marker.len();
-    page[start..].split('"').next().unwrap_or_default().to_string()
+    page[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The users page's row of `username`, as text.
@@ -291,7 +313,9 @@ fn row_of<'a>(page: &'a str, username: &str) -> &'a str {
     let start = page
         .find(&format!("id=\"user-{username}\""))
         .unwrap_or_else(|| panic!("no row for {username}:\n{page}"));
-    let end = page[start..].find("</tr>").map_or(page.len(), |e| start + e);
+    let end = page[start..]
+        .find("</tr>")
+        .map_or(page.len(), |e| start + e);
     &page[start..end]
 }
 
@@ -309,7 +333,10 @@ async fn administrators_add_disable_and_change_roles_on_the_users_page() {
     let (status, page) = admin.page("/admin/users").await;
     assert_eq!(status, 200, "{page}");
     let liga = row_of(&page, OFFICER.0);
-    assert!(liga.contains("officer") && liga.contains("active"), "{liga}");
+    assert!(
+        liga.contains("officer") && liga.contains("aktīvs"),
+        "{liga}"
+    );
     assert!(
         row_of(&page, ADMIN.0).contains("20"),
         "last sign-in shown: {}",
@@ -326,15 +353,28 @@ async fn administrators_add_disable_and_change_roles_on_the_users_page() {
         ("password", "martas-parole-2026"),
     ];
     let (status, _, _) = admin.post("/admin/users/add", &new).await;
-    assert!((400..500).contains(&status), "no token field at all: {status}");
+    assert!(
+        (400..500).contains(&status),
+        "no token field at all: {status}"
+    );
     let mut forged = new.to_vec();
     forged.push(("csrf", "0000"));
     assert_eq!(admin.post("/admin/users/add", &forged).await.0, 403);
-    assert!(env.daemon.registry.user("marta").await.expect("user").is_none());
+    assert!(
+        env.daemon
+            .registry
+            .user("marta")
+            .await
+            .expect("user")
+            .is_none()
+    );
     let mut form = new.to_vec();
     form.push(("csrf", &csrf));
     let (status, _, location) = admin.post("/admin/users/add", &form).await;
-    assert_eq!((status, location.as_deref()), (303, Some("/admin/users?done=added")));
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/admin/users?done=added"))
+    );
     let (_, _, location) = admin.post("/admin/users/add", &form).await;
     assert_eq!(location.as_deref(), Some("/admin/users?error=exists"));
     let marta = DeskClient::new(&env);
@@ -369,7 +409,10 @@ async fn administrators_add_disable_and_change_roles_on_the_users_page() {
         401
     );
     let (_, page) = admin.page("/admin/users").await;
-    assert!(row_of(&page, "marta").contains("atslēgts"), "disabled shown");
+    assert!(
+        row_of(&page, "marta").contains("atslēgts"),
+        "disabled shown"
+    );
     // … and enabled again.
     admin
         .post(
@@ -396,7 +439,12 @@ async fn administrators_add_disable_and_change_roles_on_the_users_page() {
     assert_eq!(admin.page("/admin/users").await.0, 200);
 
     // Every change is on the accounts' audit log, with who made it.
-    let events = env.daemon.registry.account_events(100).await.expect("events");
+    let events = env
+        .daemon
+        .registry
+        .account_events(100)
+        .await
+        .expect("events");
     let by_admin: Vec<&str> = events
         .iter()
         .filter(|e| e.actor == "Admins Kārlis (admins)" && e.action != "sign_in")
@@ -404,11 +452,19 @@ async fn administrators_add_disable_and_change_roles_on_the_users_page() {
         .collect();
     assert_eq!(
         by_admin,
-        ["user_enabled", "user_disabled", "role_changed", "user_added"],
+        [
+            "user_enabled",
+            "user_disabled",
+            "role_changed",
+            "user_added"
+        ],
         "newest first"
     );
     let (_, page) = admin.page("/admin/users").await;
-    assert!(page.contains("role_changed") && page.contains("from: readonly"), "history shown");
+    assert!(
+        page.contains("role_changed") && page.contains("from: readonly"),
+        "history shown"
+    );
     env.stop().await;
 }
 
@@ -428,11 +484,17 @@ async fn directory_users_sign_in_with_their_groups_roles() {
     assert_eq!(ilze.page("/desk/parked").await.0, 200);
     assert_eq!(ilze.page("/admin/users").await.0, 403);
     let andris = DeskClient::new(&env);
-    assert_eq!(andris.sign_in(LDAP_ADMIN_USER.0, LDAP_ADMIN_USER.1).await, 303);
+    assert_eq!(
+        andris.sign_in(LDAP_ADMIN_USER.0, LDAP_ADMIN_USER.1).await,
+        303
+    );
     let (status, page) = andris.page("/admin/users").await;
     assert_eq!(status, 200);
     let row = row_of(&page, LDAP_OFFICER.0);
-    assert!(row.contains("LDAP / AD") && row.contains("officer"), "{row}");
+    assert!(
+        row.contains("LDAP / AD") && row.contains("officer"),
+        "{row}"
+    );
 
     // Wrong and empty passwords, a person in no mapped group, nobody.
     let other = DeskClient::new(&env);
@@ -443,7 +505,11 @@ async fn directory_users_sign_in_with_their_groups_roles() {
     let (status, body, _) = other
         .post(
             "/login",
-            &[("username", LDAP_OUTSIDER.0), ("password", LDAP_OUTSIDER.1), ("csrf", &csrf)],
+            &[
+                ("username", LDAP_OUTSIDER.0),
+                ("password", LDAP_OUTSIDER.1),
+                ("csrf", &csrf),
+            ],
         )
         .await;
     assert_eq!(status, 401);
@@ -469,13 +535,21 @@ async fn directory_users_sign_in_with_their_groups_roles() {
             .await,
         401
     );
-    let events = env.daemon.registry.account_events(100).await.expect("events");
+    let events = env
+        .daemon
+        .registry
+        .account_events(100)
+        .await
+        .expect("events");
     let reasons: Vec<&str> = events
         .iter()
         .filter(|e| e.action == "sign_in_failed")
         .filter_map(|e| e.detail["reason"].as_str())
         .collect();
-    assert!(reasons.contains(&"no_role") && reasons.contains(&"disabled"), "{reasons:?}");
+    assert!(
+        reasons.contains(&"no_role") && reasons.contains(&"disabled"),
+        "{reasons:?}"
+    );
     env.stop().await;
     drop(slapd);
 }
@@ -493,7 +567,10 @@ async fn through_the_provider(client: &DeskClient, provider: &OidcProvider, logi
     };
     let r = client.get("/login/oidc").await;
     assert_eq!(r.status().as_u16(), 303);
-    let mut url = r.headers()["location"].to_str().expect("location").to_string();
+    let mut url = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
     let action = regex::Regex::new(r#"<form[^>]*action="([^"]+)""#).expect("regex");
     for _ in 0..12 {
         if url.starts_with(&client.base) {
@@ -510,12 +587,26 @@ async fn through_the_provider(client: &DeskClient, provider: &OidcProvider, logi
             .unwrap_or_else(|| panic!("no form on the provider's page:\n{page}"))[1]
             .to_string();
         let fields: Vec<(&str, &str)> = if page.contains("name=\"login\"") {
-            vec![("prompt", "login"), ("login", login), ("password", "jebkas")]
+            vec![
+                ("prompt", "login"),
+                ("login", login),
+                ("password", "jebkas"),
+            ]
         } else {
             vec![("prompt", "consent")]
         };
-        let r = client.http.post(abs(&to)).form(&fields).send().await.expect("submit");
-        assert!(r.status().is_redirection(), "{}", r.text().await.unwrap_or_default());
+        let r = client
+            .http
+            .post(abs(&to))
+            .form(&fields)
+            .send()
+            .await
+            .expect("submit");
+        assert!(
+            r.status().is_redirection(),
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
         url = abs(r.headers()["location"].to_str().expect("location"));
     }
     panic!("the provider never sent us back");
@@ -543,7 +634,10 @@ async fn openid_connect_sign_in_maps_groups_and_rejects_forgeries() {
     // The sign-in page offers the provider.
     let dace = DeskClient::new(&env);
     let (_, login) = dace.page("/login").await;
-    assert!(login.contains("Novada ID") && login.contains("/login/oidc"), "{login}");
+    assert!(
+        login.contains("Novada ID") && login.contains("/login/oidc"),
+        "{login}"
+    );
 
     // A forged callback (state not ours, no cookie) is refused.
     let forged = DeskClient::new(&env);
@@ -567,7 +661,17 @@ async fn openid_connect_sign_in_maps_groups_and_rejects_forgeries() {
     assert_eq!(dace.page("/desk/parked").await.0, 200, "officer");
     // Replaying the same code does not sign anyone in.
     let replay = DeskClient::new(&env);
-    assert_ne!(replay.http.get(&callback).send().await.expect("replay").status().as_u16(), 200);
+    assert_ne!(
+        replay
+            .http
+            .get(&callback)
+            .send()
+            .await
+            .expect("replay")
+            .status()
+            .as_u16(),
+        200
+    );
 
     // A person in no mapped group gets no account.
     let guest = DeskClient::new(&env);
@@ -577,7 +681,10 @@ async fn openid_connect_sign_in_maps_groups_and_rejects_forgeries() {
     assert_eq!(guest.get("/desk").await.status().as_u16(), 303);
 
     let accounts = env.daemon.registry.accounts().await.expect("accounts");
-    let oidc: Vec<_> = accounts.iter().filter(|a| a.user.source == "oidc").collect();
+    let oidc: Vec<_> = accounts
+        .iter()
+        .filter(|a| a.user.source == "oidc")
+        .collect();
     assert_eq!(oidc.len(), 1);
     assert_eq!(oidc[0].user.username, "oidc:dace");
     assert_eq!(oidc[0].user.role, "officer");

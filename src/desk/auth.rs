@@ -486,7 +486,11 @@ pub struct LoginForm {
 /// Checks a typed username and password: a local account's Argon2 hash,
 /// else the directory (when configured), else a dummy hash so an unknown
 /// name costs what a known one does.
-async fn check_password(s: &HttpState, username: &str, password: &str) -> Result<User, SignInError> {
+async fn check_password(
+    s: &HttpState,
+    username: &str,
+    password: &str,
+) -> Result<User, SignInError> {
     let found = s.registry.user(username).await?;
     match found {
         Some(u) if u.source == "local" => {
@@ -784,12 +788,19 @@ mod tests {
         .collect();
         let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            role_from_groups(&g(&["cn=pietura-officers,ou=groups,dc=novads,dc=lv"]), &map, None),
+            role_from_groups(
+                &g(&["cn=pietura-officers,ou=groups,dc=novads,dc=lv"]),
+                &map,
+                None
+            ),
             Some(Role::Officer)
         );
         assert_eq!(
             role_from_groups(
-                &g(&["pietura-officers", "CN=Pietura Admins,OU=groups,DC=novads,DC=lv"]),
+                &g(&[
+                    "pietura-officers",
+                    "CN=Pietura Admins,OU=groups,DC=novads,DC=lv"
+                ]),
                 &map,
                 None
             ),
@@ -808,6 +819,9 @@ mod tests {
         assert!(!verify_password_blocking("anything-at-all", None).await);
         let h = hash_password("pareiza-parole-1").expect("hash");
         assert!(verify_password_blocking("pareiza-parole-1", Some(&h)).await);
-        assert!(PasswordHash::new(dummy_hash()).is_ok(), "a real Argon2 hash");
+        assert!(
+            PasswordHash::new(dummy_hash()).is_ok(),
+            "a real Argon2 hash"
+        );
     }
 }

@@ -117,7 +117,10 @@ impl LdapSettings {
             ));
         }
         if self.timeout_seconds == 0 {
-            issues.push(("desk.ldap.timeout_seconds".into(), "must be at least 1".into()));
+            issues.push((
+                "desk.ldap.timeout_seconds".into(),
+                "must be at least 1".into(),
+            ));
         }
         issues
     }
@@ -181,12 +184,10 @@ impl Directory {
         let s = &self.settings;
         let timeout = Duration::from_secs(s.timeout_seconds);
         let unreachable = |e: ldap3::LdapError| LdapError::Unreachable(e.to_string());
-        let (conn, mut ldap) = LdapConnAsync::with_settings(
-            LdapConnSettings::new().set_conn_timeout(timeout),
-            &s.url,
-        )
-        .await
-        .map_err(unreachable)?;
+        let (conn, mut ldap) =
+            LdapConnAsync::with_settings(LdapConnSettings::new().set_conn_timeout(timeout), &s.url)
+                .await
+                .map_err(unreachable)?;
         ldap3::drive!(conn);
         let dn = match (&s.bind_dn_template, &s.search_base) {
             (Some(t), _) => t.replace("{username}", &dn_escape(username)),

@@ -139,8 +139,14 @@ impl OidcSettings {
     }
 }
 
-type Discovered =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Discovered = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// Why the OpenID round trip failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,9 +194,10 @@ pub struct ProviderUser {
 
 impl Oidc {
     pub fn new(settings: OidcSettings) -> Result<Oidc, OidcError> {
-        let secret = crate::config::resolve_secret(&settings.client_secret, &settings.client_secret_file)
-            .map_err(OidcError::Rejected)?
-            .unwrap_or_default();
+        let secret =
+            crate::config::resolve_secret(&settings.client_secret, &settings.client_secret_file)
+                .map_err(OidcError::Rejected)?
+                .unwrap_or_default();
         let http = reqwest::Client::builder()
             // The token endpoint must not redirect us anywhere (SSRF).
             .redirect(reqwest::redirect::Policy::none())
@@ -415,7 +422,8 @@ pub async fn callback(
                     .await
                     .map_err(SignInError::from),
             };
-            match super::auth::complete_external(&s, &session, result, "oidc", address, lang).await {
+            match super::auth::complete_external(&s, &session, result, "oidc", address, lang).await
+            {
                 Ok(()) => continue_to_desk(lang),
                 Err(r) => r,
             }
@@ -442,7 +450,13 @@ pub async fn callback(
             )
         }
     };
-    if let Some(c) = signed::set_cookie(COOKIE, "", Duration::ZERO, SameSite::Lax, s.desk.secure_cookies) {
+    if let Some(c) = signed::set_cookie(
+        COOKIE,
+        "",
+        Duration::ZERO,
+        SameSite::Lax,
+        s.desk.secure_cookies,
+    ) {
         response.headers_mut().append(header::SET_COOKIE, c);
     }
     response

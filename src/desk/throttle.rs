@@ -111,7 +111,12 @@ impl SignInThrottle {
         self.admit_at(username, address, Instant::now())
     }
 
-    fn admit_at(self: &Arc<Self>, username: &str, address: IpAddr, now: Instant) -> Option<Attempt> {
+    fn admit_at(
+        self: &Arc<Self>,
+        username: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Option<Attempt> {
         let k = key(username);
         let mut s = self.lock();
         let pending = s.in_flight.entry(address).or_insert(0);
@@ -155,7 +160,8 @@ impl SignInThrottle {
         bump(s.addresses.entry(address).or_insert(fresh));
         if s.users.len() > MAX_ENTRIES || s.addresses.len() > MAX_ENTRIES {
             s.users.retain(|_, c| now.duration_since(c.last) < WINDOW);
-            s.addresses.retain(|_, c| now.duration_since(c.last) < WINDOW);
+            s.addresses
+                .retain(|_, c| now.duration_since(c.last) < WINDOW);
         }
     }
 
@@ -200,7 +206,11 @@ mod tests {
         assert_eq!(a.delay, Duration::from_secs(4), "6 failures: 250 ms × 2^4");
         drop(a);
         let at_office = t.admit_at("anna", office, now).expect("admitted");
-        assert_eq!(at_office.delay, Duration::ZERO, "not locked out, not slowed");
+        assert_eq!(
+            at_office.delay,
+            Duration::ZERO,
+            "not locked out, not slowed"
+        );
         drop(at_office);
         // From a new address Anna waits, but a bounded time, and is admitted.
         let elsewhere = t.admit_at("anna", ip("10.0.0.6"), now).expect("admitted");

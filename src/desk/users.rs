@@ -61,7 +61,12 @@ pub struct UsersQuery {
     error: Option<String>,
 }
 
-async fn admin(s: &HttpState, session: &Session, headers: &HeaderMap, lang: Option<&str>) -> Result<Viewer, Response> {
+async fn admin(
+    s: &HttpState,
+    session: &Session,
+    headers: &HeaderMap,
+    lang: Option<&str>,
+) -> Result<Viewer, Response> {
     let v = viewer(s, session, headers, lang).await?;
     v.require(Role::Admin).map_err(Response::from)?;
     Ok(v)
@@ -89,7 +94,10 @@ pub async fn list(
         Err(r) => return r,
     };
     let l = v.lang;
-    let (accounts, events) = match (s.registry.accounts().await, s.registry.account_events(50).await) {
+    let (accounts, events) = match (
+        s.registry.accounts().await,
+        s.registry.account_events(50).await,
+    ) {
         (Ok(a), Ok(e)) => (a, e),
         (Err(e), _) | (_, Err(e)) => return unavailable(l, &e),
     };
@@ -121,7 +129,12 @@ pub async fn list(
                 serde_json::Value::Object(m) => m
                     .iter()
                     .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| format!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}: {}",
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
                 other => other.to_string(),
@@ -195,7 +208,11 @@ pub async fn add(
         Ok(None) => {}
         Err(e) => return unavailable(v.lang, &e),
     }
-    let name = if f.name.trim().is_empty() { username } else { f.name.trim() };
+    let name = if f.name.trim().is_empty() {
+        username
+    } else {
+        f.name.trim()
+    };
     match add_or_update_user(&s.registry, username, name, &f.role, &f.password).await {
         Ok(_) => {}
         Err(AccountError::Registry(e)) => return unavailable(v.lang, &e),
@@ -208,7 +225,12 @@ pub async fn add(
     let detail = serde_json::json!({ "username": username, "role": f.role, "source": "local" });
     if let Err(e) = s
         .registry
-        .account_event(&v.actor(), "user_added", added.as_ref().map(|u| u.id.as_str()), &detail)
+        .account_event(
+            &v.actor(),
+            "user_added",
+            added.as_ref().map(|u| u.id.as_str()),
+            &detail,
+        )
         .await
     {
         return unavailable(v.lang, &e);
@@ -259,7 +281,11 @@ pub async fn set_state(
         }
         Err(e) => return unavailable(v.lang, &e),
     }
-    let action = if disable { "user_disabled" } else { "user_enabled" };
+    let action = if disable {
+        "user_disabled"
+    } else {
+        "user_enabled"
+    };
     if let Err(e) = s
         .registry
         .account_event(&v.actor(), action, Some(&id), &serde_json::json!({}))

@@ -219,12 +219,14 @@ impl Registry {
     /// The desk's secret `name`: the one stored, or `fresh` stored now (the
     /// first daemon to ask wins; every daemon gets the same value).
     pub async fn desk_secret(&self, name: &str, fresh: &str) -> Result<String, RegistryError> {
-        sqlx::query("INSERT INTO desk_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(fresh)
-            .execute(&self.pool)
-            .await
-            .map_err(q("desk secret"))?;
+        sqlx::query(
+            "INSERT INTO desk_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await
+        .map_err(q("desk secret"))?;
         sqlx::query("SELECT value FROM desk_secrets WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)

@@ -142,7 +142,16 @@ access to * by * read
         wait_port(port, "slapd");
         std::fs::write(slapd._dir.path().join("data.ldif"), LDIF).expect("ldif");
         let out = Command::new("/usr/bin/ldapadd")
-            .args(["-x", "-D", LDAP_ADMIN.0, "-w", LDAP_ADMIN.1, "-H", &slapd.url, "-f"])
+            .args([
+                "-x",
+                "-D",
+                LDAP_ADMIN.0,
+                "-w",
+                LDAP_ADMIN.1,
+                "-H",
+                &slapd.url,
+                "-f",
+            ])
             .arg(slapd._dir.path().join("data.ldif"))
             .stdin(Stdio::null())
             .output()
@@ -209,7 +218,9 @@ impl OidcProvider {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start node (Debian/NodeSource nodejs 20+) with tests/support/oidc/provider.mjs");
+            .expect(
+                "start node (Debian/NodeSource nodejs 20+) with tests/support/oidc/provider.mjs",
+            );
         let provider = OidcProvider {
             child,
             issuer: format!("http://127.0.0.1:{port}"),
