@@ -234,6 +234,9 @@ pub async fn drop_pg_database(name: &str) {
     }
 }
 
+/// A last change to a test daemon's settings.
+pub type SettingsTweak = Box<dyn FnOnce(&mut Settings) + Send>;
+
 /// How a test wants its daemon.
 pub struct Options {
     pub backend: Backend,
@@ -247,7 +250,7 @@ pub struct Options {
     /// An external DMS to register items in too.
     pub dms: Option<pietura::dms::DmsSettings>,
     /// Last changes to the daemon's settings (desk sign-in, a fixed port …).
-    pub tweak: Option<Box<dyn FnOnce(&mut Settings) + Send>>,
+    pub tweak: Option<SettingsTweak>,
 }
 
 impl Options {
