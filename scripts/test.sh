@@ -57,6 +57,10 @@ PIETURA_TEST_PACKAGES=(
     # signature database they write (tests/malware.rs).
     dnsmasq-base
     clamav-daemon
+    # A real LDAP directory (OpenLDAP's slapd, started by tests/identity.rs
+    # with its own slapd.conf) and ldapadd to load its people and groups.
+    slapd
+    ldap-utils
 )
 
 # Upper bound for the `cargo test` step (the whole run must stay well under
@@ -70,6 +74,8 @@ cd "$ROOT"
 . "$ROOT/scripts/lib/services.sh"
 # shellcheck source=scripts/lib/mayan.sh
 . "$ROOT/scripts/lib/mayan.sh"
+# shellcheck source=scripts/lib/oidc.sh
+. "$ROOT/scripts/lib/oidc.sh"
 
 step() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -98,6 +104,10 @@ ensure_postgres
 # A real DMS for tests/dms_mayan.rs; each test runs its own copy of the template.
 step "Mayan EDMS"
 ensure_mayan
+
+# A real OpenID provider (npm oidc-provider) for the desk's sign-in tests.
+step "OpenID provider"
+ensure_oidc_provider
 
 export PIETURA_TEST_AMQP_URL=${PIETURA_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export PIETURA_TEST_DATABASE_URL=${PIETURA_TEST_DATABASE_URL:-postgres://pietura:pietura@127.0.0.1:5432/pietura_test}

@@ -125,11 +125,21 @@ pub struct DeskSettings {
     pub secure_cookies: Option<bool>,
     /// A session ends after this many minutes without a request.
     pub session_idle_minutes: i64,
-    /// Sign-in attempts allowed per username (and per client address ×4)
-    /// per minute before further attempts are refused.
+    /// Failed sign-ins per username and per client address (within 15
+    /// minutes) before each further attempt is delayed; the delay doubles
+    /// from 250 ms with each failure. Nobody is locked out.
     pub login_attempts_per_minute: u32,
+    /// The longest delay a sign-in waits, however many failures came before.
+    pub login_max_delay_seconds: u64,
     /// Items a rules dry run compares by default.
     pub dry_run_items: i64,
+    /// The dashboard and the quarterly reports (aggregates only) are open
+    /// without signing in; false: any desk account must sign in.
+    pub public_statistics: bool,
+    /// Sign-in through an OpenID provider ([`crate::desk::oidc`]).
+    pub oidc: Option<crate::desk::oidc::OidcSettings>,
+    /// Sign-in against LDAP / Active Directory ([`crate::desk::ldap`]).
+    pub ldap: Option<crate::desk::ldap::LdapSettings>,
 }
 
 impl Default for DeskSettings {
@@ -138,7 +148,11 @@ impl Default for DeskSettings {
             secure_cookies: None,
             session_idle_minutes: 480,
             login_attempts_per_minute: 5,
+            login_max_delay_seconds: 10,
             dry_run_items: 200,
+            public_statistics: false,
+            oidc: None,
+            ldap: None,
         }
     }
 }
@@ -526,6 +540,21 @@ impl Settings {
                 "must be at least 1".into(),
             );
         }
+        if !(1..=300).contains(&self.desk.login_max_delay_seconds) {
+            issue(
+                "desk.login_max_delay_seconds",
+                "must be between 1 and 300".into(),
+            );
+        }
+        for (key, message) in self
+            .desk
+            .oidc
+            .iter()
+            .flat_map(|o| o.validate())
+            .chain(self.desk.ldap.iter().flat_map(|l| l.validate()))
+        {
+            issue(&key, message);
+        }
         if !(1..=10_000).contains(&self.desk.dry_run_items) {
             issue("desk.dry_run_items", "must be between 1 and 10000".into());
         }
@@ -713,7 +742,7 @@ impl Settings {
 }
 
 /// A value given inline or through a file; both at once is a mistake.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     inline: &Option<SecretString>,
     file: &Option<PathBuf>,
 ) -> Result<Option<String>, String> {

@@ -313,8 +313,10 @@ impl Daemon {
                 .map(|c| (c.id().to_string(), c.kind().as_str().to_string()))
                 .collect(),
             components: tasks.components(),
-            login_limiter: crate::desk::auth::LoginLimiter::new(
-                settings.desk.login_attempts_per_minute,
+            identity: Arc::new(
+                crate::desk::auth::Identity::start(&registry, &settings.desk)
+                    .await
+                    .map_err(|e| StartError::Config(e.to_string()))?,
             ),
             desk: crate::desk::DeskOptions {
                 secure_cookies: settings
@@ -323,6 +325,7 @@ impl Daemon {
                     .unwrap_or(!settings.http.listen.ip().is_loopback()),
                 session_idle_minutes: settings.desk.session_idle_minutes,
                 dry_run_items: settings.desk.dry_run_items,
+                public_statistics: settings.desk.public_statistics,
             },
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);

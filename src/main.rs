@@ -214,6 +214,12 @@ enum UserCommand {
         #[arg(long, default_value = "PIETURA_USER_PASSWORD")]
         password_env: String,
     },
+    /// Lists the accounts: username, role, how they sign in, state, last sign-in.
+    List,
+    /// Disables an account (any kind): its sessions end at the next request.
+    Disable { username: String },
+    /// Enables a disabled account again.
+    Enable { username: String },
 }
 
 #[derive(Subcommand)]
@@ -675,6 +681,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::ApiClient { command } => api_client(&settings, command).await?,
+        Command::User {
+            command: UserCommand::List,
+        } => {
+            let registry = open_registry(&settings, Open::Existing).await?;
+            for a in registry.accounts().await? {
+                outln!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    a.user.username,
+                    a.user.role,
+                    a.user.source,
+                    if a.user.disabled {
+                        "disabled"
+                    } else {
+                        "active"
+                    },
+                    a.last_sign_in_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        Command::User {
+            command: UserCommand::Disable { username },
+        } => {
+            let registry = open_registry(&settings, Open::Existing).await?;
+            set_disabled(&registry, &username, true).await?;
+            outln!("disabled {username}");
+        }
+        Command::User {
+            command: UserCommand::Enable { username },
+        } => {
+            let registry = open_registry(&settings, Open::Existing).await?;
+            set_disabled(&registry, &username, false).await?;
+            outln!("enabled {username}");
+        }
         Command::Config {
             command: ConfigCommand::Check { channels },
         } => {
@@ -817,4 +856,31 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pietura user disable|enable`: the account's state, on the accounts' audit log.
+async fn set_disabled(
+    registry: &pietura::registry::Registry,
+    username: &str,
+    disable: bool,
+) -> anyhow::Result<()> {
+    let user = registry
+        .user(username)
+        .await?
+        .with_context(|| format!("no account {username}"))?;
+    registry.set_user_disabled(&user.id, disable).await?;
+    let action = if disable {
+        "user_disabled"
+    } else {
+        "user_enabled"
+    };
+    registry
+        .account_event(
+            "pietura user (CLI)",
+            action,
+            Some(&user.id),
+            &serde_json::json!({}),
+        )
+        .await?;
+    Ok(())
 }

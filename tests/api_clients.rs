@@ -112,10 +112,10 @@ async fn loopback_without_a_credential_gets_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_development_flag_lets_loopback_in_but_not_a_proxy_s_clients() {
     let env = TestEnv::start(Options {
-        configure: |s| {
+        tweak: Some(Box::new(|s: &mut pietura::config::Settings| {
             s.http.dev_trust_loopback = true;
             s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")];
-        },
+        })),
         ..Options::new(Backend::Embedded)
     })
     .await;
@@ -483,11 +483,11 @@ async fn submit_as(env: &TestEnv, http: &reqwest::Client, forwarded_for: Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_form_limit_keys_on_the_client_behind_a_trusted_proxy_only() {
     let env = TestEnv::start(Options {
-        configure: |s| {
+        tweak: Some(Box::new(|s: &mut pietura::config::Settings| {
             s.http.submissions_per_minute = 2;
             // The proxy on this host; 127.0.0.2 is an ordinary client.
             s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")];
-        },
+        })),
         ..Options::new(Backend::Embedded)
     })
     .await;

@@ -97,7 +97,11 @@ async fn cell(browser: &Client, table: &str, row_starts: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn form_dashboard_and_quarterly_report_in_chromium() {
     let driver = Driver::start();
-    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    // Statistics open to everyone (`desk.public_statistics`; by default
+    // they need a sign-in, tests/identity.rs).
+    let mut options = Options::new(Backend::Amqp);
+    options.tweak = Some(Box::new(|s| s.desk.public_statistics = true));
+    let env = TestEnv::start(options).await;
     let browser = driver.browser().await;
 
     // A citizen submits the form in the browser.
@@ -564,4 +568,96 @@ async fn officer_assigns_and_administrator_edits_rules_in_chromium() {
     screenshot(&browser, "channels.png").await;
     browser.close().await.expect("close browser");
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrator_signs_in_through_openid_connect_in_chromium() {
+    use support::identity::OidcProvider;
+    let driver = Driver::start();
+    let port = support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let provider = OidcProvider::start(
+        &base,
+        json!({ "inese": { "name": "Inese Krūmiņa", "groups": ["pietura-admins"] } }),
+    );
+    let oidc = provider.settings();
+    let mut options = Options::new(Backend::Embedded);
+    options.tweak = Some(Box::new(move |s| {
+        s.http.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+        s.desk.oidc = Some(oidc);
+    }));
+    let env = TestEnv::start(options).await;
+    let browser = driver.browser().await;
+
+    // The desk's sign-in page offers the provider; its own pages follow.
+    browser
+        .goto(&format!("{base}/login"))
+        .await
+        .expect("login page");
+    browser
+        .find(Locator::Id("oidc-sign-in"))
+        .await
+        .expect("the OpenID button")
+        .click()
+        .await
+        .expect("to the provider");
+    let login = browser
+        .wait()
+        .for_element(Locator::Css("input[name='login']"))
+        .await
+        .expect("the provider's login page");
+    login.send_keys("inese").await.expect("type");
+    browser
+        .find(Locator::Css("input[name='password']"))
+        .await
+        .expect("password field")
+        .send_keys("provider-parole")
+        .await
+        .expect("type");
+    screenshot(&browser, "oidc-provider-login.png").await;
+    browser
+        .find(Locator::Css("button[type='submit']"))
+        .await
+        .expect("the provider's sign-in button")
+        .click()
+        .await
+        .expect("sign in at the provider");
+    browser
+        .wait()
+        .for_element(Locator::XPath("//button[normalize-space(.)='Continue']"))
+        .await
+        .expect("the provider's consent page")
+        .click()
+        .await
+        .expect("consent");
+
+    // Back at the desk, signed in as the administrator her group makes her.
+    let who = browser
+        .wait()
+        .for_element(Locator::Id("signed-in"))
+        .await
+        .expect("the desk after the provider")
+        .text()
+        .await
+        .expect("name");
+    assert_eq!(who, "Inese Krūmiņa");
+    browser
+        .goto(&format!("{base}/admin/users"))
+        .await
+        .expect("users page");
+    let row = browser
+        .find(Locator::XPath("//tr[@id='user-oidc:inese']"))
+        .await
+        .expect("her account on the users page")
+        .text()
+        .await
+        .expect("row");
+    assert!(
+        row.contains("OpenID Connect") && row.contains("admin"),
+        "{row}"
+    );
+    screenshot(&browser, "users.png").await;
+    browser.close().await.expect("close browser");
+    env.stop().await;
+    drop(provider);
 }

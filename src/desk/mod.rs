@@ -1,6 +1,11 @@
 //! The records office's web desk, served by the daemon's HTTP server:
 //!
 //! - [`auth`]: accounts, sign-in, sessions' CSRF token, roles;
+//! - [`ldap`]: sign-in against LDAP / Active Directory with group → role;
+//! - [`oidc`]: sign-in through an OpenID provider (code flow, PKCE);
+//! - [`signed`]: signed stateless tokens for visitors not signed in yet;
+//! - [`throttle`]: growing delays for failed sign-ins, no lockout;
+//! - [`users`]: the administrators' accounts page;
 //! - [`review`]: the review queue, the item page and the officer's decisions;
 //! - [`original`]: an item as the citizen sent it (sanitised e-mail HTML,
 //!   scanned pages beside their OCR text, SMS and form fields);
@@ -16,12 +21,17 @@
 pub mod auth;
 pub mod channels;
 pub mod i18n;
+pub mod ldap;
+pub mod oidc;
 pub mod original;
 pub mod parked_view;
 pub mod review;
 pub mod rules_editor;
 pub mod sessions;
+pub mod signed;
 pub mod suggest;
+pub mod throttle;
+pub mod users;
 
 use askama::Template;
 use axum::Router;
@@ -35,9 +45,10 @@ use crate::http::HttpState;
 use auth::{Role, Viewer};
 use i18n::Lang;
 
-/// The desk's routes, with their session layer (the API and channels' routes have none).
-pub fn routes(s: &HttpState) -> Router<HttpState> {
-    let layer = SessionManagerLayer::new(sessions::RegistrySessions(s.registry.clone()))
+/// The desk's session layer: a session is stored only once it holds
+/// something (a signed-in account), never for an anonymous visit.
+pub fn session_layer(s: &HttpState) -> SessionManagerLayer<sessions::RegistrySessions> {
+    SessionManagerLayer::new(sessions::RegistrySessions(s.registry.clone()))
         .with_name("pietura_session")
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
@@ -46,9 +57,16 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         .with_always_save(true)
         .with_expiry(Expiry::OnInactivity(
             tower_sessions::cookie::time::Duration::minutes(s.desk.session_idle_minutes),
-        ));
+        ))
+}
+
+/// The desk's routes, with their session layer (the API and channels' routes have none).
+pub fn routes(s: &HttpState) -> Router<HttpState> {
+    let layer = session_layer(s);
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login))
+        .route("/login/oidc", get(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/logout", post(auth::logout))
         .route("/desk", get(review::queue))
         .route("/desk/items/{item}", get(review::item_page))
@@ -66,6 +84,10 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         .route("/admin/rules/save", post(rules_editor::save))
         .route("/admin/rules/rollback", post(rules_editor::rollback))
         .route("/admin/channels", get(channels::overview))
+        .route("/admin/users", get(users::list))
+        .route("/admin/users/add", post(users::add))
+        .route("/admin/users/{id}/state", post(users::set_state))
+        .route("/admin/users/{id}/role", post(users::set_role))
         .route("/static/desk.js", get(script))
         .layer(layer)
         .layer(axum::middleware::from_fn(remember_language))
@@ -97,6 +119,8 @@ pub struct DeskOptions {
     pub secure_cookies: bool,
     pub session_idle_minutes: i64,
     pub dry_run_items: i64,
+    /// The dashboard and reports are open to anyone (`desk.public_statistics`).
+    pub public_statistics: bool,
 }
 
 /// The header every desk page shows: who is signed in, what they may open.

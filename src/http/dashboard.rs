@@ -1,17 +1,20 @@
 //! The statistics dashboard and the quarterly report: server-rendered HTML
 //! with inline SVG charts (readable without JavaScript, printable), and the
 //! same figures as CSV. They show aggregates only, never an item's content.
+//! Any desk account must sign in to see them, unless
+//! `desk.public_statistics = true` opens them to everyone.
 
 use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use serde::Deserialize;
+use tower_sessions::Session;
 
 use super::{HttpState, html};
 use crate::deadline::local_date;
@@ -218,6 +221,17 @@ fn bad_request(text: String) -> Response {
     (StatusCode::BAD_REQUEST, text).into_response()
 }
 
+/// Open to everyone with `desk.public_statistics`, else to signed-in
+/// desk accounts (any role); others go to the sign-in page.
+async fn allowed(s: &HttpState, session: &Session, headers: &HeaderMap) -> Result<(), Response> {
+    if s.desk.public_statistics {
+        return Ok(());
+    }
+    crate::desk::auth::viewer(s, session, headers, None)
+        .await
+        .map(|_| ())
+}
+
 /// Loads the report the query asks for (`unit` narrows it to one unit).
 async fn load(s: &HttpState, q: &PeriodQuery) -> Result<Report, Response> {
     let today = local_date(Utc::now());
@@ -244,7 +258,15 @@ fn display_names<T>(
         .collect()
 }
 
-async fn dashboard(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -> Response {
+async fn dashboard(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    if let Err(r) = allowed(&s, &session, &headers).await {
+        return r;
+    }
     let report = match load(&s, &q).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -346,7 +368,15 @@ async fn dashboard(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -> 
     })
 }
 
-async fn report_page(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -> Response {
+async fn report_page(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    if let Err(r) = allowed(&s, &session, &headers).await {
+        return r;
+    }
     let report = match load(&s, &q).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -383,7 +413,15 @@ async fn report_page(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -
     })
 }
 
-async fn report_csv(State(s): State<HttpState>, Query(q): Query<PeriodQuery>) -> Response {
+async fn report_csv(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    if let Err(r) = allowed(&s, &session, &headers).await {
+        return r;
+    }
     let report = match load(&s, &q).await {
         Ok(r) => r,
         Err(resp) => return resp,

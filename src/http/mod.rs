@@ -50,8 +50,8 @@ pub struct HttpState {
     pub channels: Vec<(String, String)>,
     /// The supervised tasks' states.
     pub components: crate::supervise::Components,
-    /// Sign-in attempts per username and client address.
-    pub login_limiter: Arc<crate::desk::auth::LoginLimiter>,
+    /// The desk's sign-in: signing key, throttle, directory, OpenID provider.
+    pub identity: Arc<crate::desk::auth::Identity>,
     pub desk: crate::desk::DeskOptions,
 }
 
@@ -84,7 +84,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(deadlines::routes())
-        .merge(dashboard::routes())
+        .merge(dashboard::routes().layer(crate::desk::session_layer(&state)))
         .merge(crate::desk::routes(&state))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -115,6 +115,8 @@ pub struct User {
     #[serde(skip)]
     pub password_hash: Option<String>,
     pub disabled: bool,
+    /// Where the account signs in: `local`, `oidc` or `ldap`.
+    pub source: String,
 }
 
 /// One saved or rolled-back rule edit.
@@ -470,6 +472,7 @@ impl Registry {
             role: role.to_string(),
             password_hash: Some(password_hash.to_string()),
             disabled: false,
+            source: "local".into(),
         };
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at) \
@@ -487,7 +490,7 @@ impl Registry {
         Ok(user)
     }
 
-    /// Sets a new password (and role) on an existing account.
+    /// Sets a new password (and role) on an existing local account.
     pub async fn update_user(
         &self,
         username: &str,
@@ -495,7 +498,8 @@ impl Registry {
         password_hash: &str,
     ) -> Result<bool, RegistryError> {
         sqlx::query(
-            "UPDATE users SET role = $2, password_hash = $3, disabled_at = NULL WHERE username = $1",
+            "UPDATE users SET role = $2, password_hash = $3, disabled_at = NULL \
+             WHERE username = $1 AND source = 'local'",
         )
         .bind(username)
         .bind(role)
@@ -519,7 +523,7 @@ impl Registry {
     async fn user_where(&self, column: &str, value: &str) -> Result<Option<User>, RegistryError> {
         let ctx = format!("user {value}");
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, username, display_name, role, password_hash, disabled_at FROM users \
+            "SELECT id, username, display_name, role, password_hash, disabled_at, source FROM users \
              WHERE {column} = $1"
         )))
         .bind(value)
@@ -535,6 +539,7 @@ impl Registry {
                 role: r.try_get(3)?,
                 password_hash: r.try_get(4)?,
                 disabled: disabled.is_some(),
+                source: r.try_get(6)?,
             })
         })
         .transpose()

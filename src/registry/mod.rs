@@ -6,6 +6,7 @@
 //! item, its attachments, the audit entry and the outbox row commit together
 //! or not at all. The bus message is acknowledged only after that commit.
 
+pub mod accounts;
 pub mod api_clients;
 pub mod claims;
 pub mod deadlines;

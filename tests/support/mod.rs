@@ -8,6 +8,7 @@
 
 pub mod desk;
 pub mod dovecot;
+pub mod identity;
 pub mod mayan;
 pub mod servers;
 pub mod smtp;
@@ -284,6 +285,9 @@ pub async fn drop_pg_database(name: &str) {
     }
 }
 
+/// A last change to a test daemon's settings.
+pub type SettingsTweak = Box<dyn FnOnce(&mut Settings) + Send>;
+
 /// How a test wants its daemon.
 pub struct Options {
     pub backend: Backend,
@@ -298,8 +302,8 @@ pub struct Options {
     pub dms: Option<pietura::dms::DmsSettings>,
     /// clamd (`[malware]`); none by default.
     pub malware: pietura::malware::MalwareSettings,
-    /// Changes to the daemon's settings (trusted proxies, limits…).
-    pub configure: fn(&mut Settings),
+    /// Last changes to the daemon's settings (desk sign-in, a fixed port …).
+    pub tweak: Option<SettingsTweak>,
 }
 
 impl Options {
@@ -312,7 +316,7 @@ impl Options {
             channels_from: repo_path("channels"),
             dms: None,
             malware: pietura::malware::MalwareSettings::default(),
-            configure: |_| {},
+            tweak: None,
         }
     }
 }
@@ -397,7 +401,9 @@ impl TestEnv {
         s.bus.prefix = prefix.clone();
         s.dms = opts.dms.clone();
         s.malware = opts.malware.clone();
-        (opts.configure)(&mut s);
+        if let Some(tweak) = opts.tweak {
+            tweak(&mut s);
+        }
         let mut pg_db = None;
         match opts.backend {
             Backend::Amqp => {
