@@ -210,7 +210,8 @@ pub fn bus_tls_issues(s: &BusTlsSettings, urls: &[String]) -> Vec<(String, Strin
     issues
 }
 
-/// `localhost`, a loopback address, or a Unix socket directory.
+/// `localhost`, a loopback address, or a Unix socket directory: a host
+/// plaintext may go to (the database, the bus, IMAP and SMTP).
 pub fn is_local_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.is_empty()

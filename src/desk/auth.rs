@@ -369,6 +369,35 @@ fn unavailable(e: &str) -> Response {
         .into_response()
 }
 
+/// The signed-in viewer, when their role is at least `role`; otherwise
+/// the sign-in page or 403.
+pub async fn viewer_as(
+    s: &HttpState,
+    session: &Session,
+    headers: &HeaderMap,
+    lang_query: Option<&str>,
+    role: Role,
+) -> Result<Viewer, Response> {
+    let v = viewer(s, session, headers, lang_query).await?;
+    v.require(role)?;
+    Ok(v)
+}
+
+/// A desk form's post: the viewer with at least `role`, then the
+/// session's CSRF token — the preamble of every handler that changes
+/// something.
+pub async fn posting(
+    s: &HttpState,
+    session: &Session,
+    headers: &HeaderMap,
+    role: Role,
+    csrf: &str,
+) -> Result<Viewer, Response> {
+    let v = viewer_as(s, session, headers, None, role).await?;
+    v.check_csrf(csrf)?;
+    Ok(v)
+}
+
 /// The signed-in viewer, or a redirect to the sign-in page.
 pub async fn viewer(
     s: &HttpState,

@@ -158,6 +158,15 @@ async fn message_for(
     let Some(found) = found else {
         return Err(not_found());
     };
+    // Its files are read (served, or a scan's page drawn) only once clamd
+    // has checked them (src/malware.rs).
+    if found.state == crate::registry::ItemState::ScanPending.as_str() {
+        return Err((
+            StatusCode::CONFLICT,
+            "this item's files wait for the malware scan; they are served once it is done",
+        )
+            .into_response());
+    }
     s.registry.item_message(&found.id).await.map_err(|e| {
         tracing::error!(%item, "desk: stored message unreadable: {e}");
         not_found()

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{Role, viewer};
+use super::auth::{Role, posting};
 use super::i18n::Lang;
 use super::review::local_time;
 use super::{Nav, html, status_page};
@@ -133,16 +133,10 @@ pub async fn retry(
     Path(id): Path<String>,
     Form(f): Form<RetryForm>,
 ) -> Response {
-    let v = match viewer(&s, &session, &headers, None).await {
+    let v = match posting(&s, &session, &headers, Role::Officer, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = v
-        .require(Role::Officer)
-        .and_then(|()| v.check_csrf(&f.csrf))
-    {
-        return r.into();
-    }
     match crate::parked::retry_asked(&s.registry, s.bus.as_ref(), &id, Some(v.actor().as_str()))
         .await
     {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{Role, Viewer, viewer};
+use super::auth::{Role, Viewer, posting, viewer, viewer_as};
 use super::i18n::Lang;
 use super::original::{Original, original_of};
 use super::suggest::{Suggester, Suggestion};
@@ -515,16 +515,10 @@ pub async fn decide(
     Path(item): Path<String>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    let v = match viewer(&s, &session, &headers, None).await {
+    let v = match posting(&s, &session, &headers, Role::Officer, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = v
-        .require(Role::Officer)
-        .and_then(|()| v.check_csrf(&f.csrf))
-    {
-        return r.into();
-    }
     let decision = match f.decision(v.lang) {
         Ok(d) => d,
         Err(e) => return render_item(&s, &v, &item, Some(e)).await,

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{Role, Viewer, viewer};
+use super::auth::{Role, Viewer, posting, viewer, viewer_as};
 use super::i18n::Lang;
 use super::{Nav, html};
 use crate::http::HttpState;
@@ -81,29 +81,6 @@ pub struct DraftForm {
 pub struct RollbackForm {
     csrf: String,
     version: String,
-}
-
-async fn admin(
-    s: &HttpState,
-    session: &Session,
-    headers: &HeaderMap,
-    lang: Option<&str>,
-) -> Result<Viewer, Response> {
-    let v = viewer(s, session, headers, lang).await?;
-    v.require(Role::Admin)?;
-    Ok(v)
-}
-
-/// An administrator's form post: the role, then the session's CSRF token.
-async fn admin_posting(
-    s: &HttpState,
-    session: &Session,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<Viewer, Response> {
-    let v = admin(s, session, headers, None).await?;
-    v.check_csrf(csrf)?;
-    Ok(v)
 }
 
 /// The file the editor opens with: the first routing file.
@@ -263,7 +240,7 @@ pub async fn editor(
     headers: HeaderMap,
     Query(q): Query<EditorQuery>,
 ) -> Response {
-    let v = match admin(&s, &session, &headers, q.lang.as_deref()).await {
+    let v = match viewer_as(&s, &session, &headers, q.lang.as_deref(), Role::Admin).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -295,7 +272,7 @@ pub async fn check(
     headers: HeaderMap,
     Form(f): Form<DraftForm>,
 ) -> Response {
-    let v = match admin_posting(&s, &session, &headers, &f.csrf).await {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -359,7 +336,7 @@ pub async fn save(
     headers: HeaderMap,
     Form(f): Form<DraftForm>,
 ) -> Response {
-    let v = match admin_posting(&s, &session, &headers, &f.csrf).await {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -415,7 +392,7 @@ pub async fn rollback(
     headers: HeaderMap,
     Form(f): Form<RollbackForm>,
 ) -> Response {
-    let v = match admin_posting(&s, &session, &headers, &f.csrf).await {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };

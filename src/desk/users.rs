@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{AccountError, Role, Viewer, add_or_update_user, viewer};
+use super::auth::{AccountError, Role, Viewer, add_or_update_user, posting, viewer_as};
 use super::i18n::Lang;
 use super::review::local_time;
 use super::{Nav, html, status_page};
@@ -61,17 +61,6 @@ pub struct UsersQuery {
     error: Option<String>,
 }
 
-async fn admin(
-    s: &HttpState,
-    session: &Session,
-    headers: &HeaderMap,
-    lang: Option<&str>,
-) -> Result<Viewer, Response> {
-    let v = viewer(s, session, headers, lang).await?;
-    v.require(Role::Admin).map_err(Response::from)?;
-    Ok(v)
-}
-
 fn unavailable(l: Lang, e: &dyn std::fmt::Display) -> Response {
     tracing::error!("users page: {e}");
     status_page(
@@ -89,7 +78,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<UsersQuery>,
 ) -> Response {
-    let v = match admin(&s, &session, &headers, q.lang.as_deref()).await {
+    let v = match viewer_as(&s, &session, &headers, q.lang.as_deref(), Role::Admin).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -195,13 +184,10 @@ pub async fn add(
     headers: HeaderMap,
     Form(f): Form<AddForm>,
 ) -> Response {
-    let v = match admin(&s, &session, &headers, None).await {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r.into();
-    }
     let username = f.username.trim();
     match s.registry.user(username).await {
         Ok(Some(_)) => return back("error=exists"),
@@ -254,13 +240,10 @@ pub async fn set_state(
     Path(id): Path<String>,
     Form(f): Form<StateForm>,
 ) -> Response {
-    let v = match admin(&s, &session, &headers, None).await {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r.into();
-    }
     let disable = match f.action.as_str() {
         "disable" => true,
         "enable" => false,
@@ -312,13 +295,10 @@ pub async fn set_role(
     Path(id): Path<String>,
     Form(f): Form<RoleForm>,
 ) -> Response {
-    let v = match admin(&s, &session, &headers, None).await {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r.into();
-    }
     let Some(role) = Role::parse(&f.role) else {
         return problem(&AccountError::Role(f.role.clone()));
     };

@@ -83,7 +83,7 @@ impl AckSettings {
             issues.push("acknowledgement.max_per_address_per_day must be at least 1".into());
         }
         let s = &self.smtp;
-        if s.security == Security::Plain && !super::is_loopback(&s.host) {
+        if s.security == Security::Plain && !crate::tls::is_local_host(&s.host) {
             issues.push(format!(
                 "acknowledgement.smtp.security = \"plain\" to {} would send mail unprotected; use \"starttls\" or \"tls\"",
                 s.host

@@ -151,13 +151,6 @@ pub struct EmailConfig {
     pub authenticity: Box<authenticity::AuthenticityConfig>,
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl EmailConfig {
     /// Problems with the file's values, each naming its key.
     pub fn validate(&self) -> Vec<String> {
@@ -175,7 +168,7 @@ impl EmailConfig {
         if secrets != 1 {
             issues.push("imap: set exactly one of password, password_env, oauth2_token_env, oauth2_token_file".into());
         }
-        if i.security == Security::Plain && !is_loopback(&i.host) {
+        if i.security == Security::Plain && !crate::tls::is_local_host(&i.host) {
             issues.push(format!(
                 "imap.security = \"plain\" would send the password in clear to {}; use \"tls\" or \"starttls\"",
                 i.host
