@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{Role, posting};
+use super::auth::{Role, posting, viewer_as};
 use super::i18n::Lang;
 use super::review::local_time;
 use super::{Nav, html, status_page};
@@ -89,13 +89,10 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ParkedQuery>,
 ) -> Response {
-    let v = match viewer(&s, &session, &headers, q.lang.as_deref()).await {
+    let v = match viewer_as(&s, &session, &headers, q.lang.as_deref(), Role::Officer).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = v.require(Role::Officer) {
-        return r.into();
-    }
     let parked = match s.registry.parked().await {
         Ok(p) => p,
         Err(e) => {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{Role, Viewer, posting, viewer, viewer_as};
+use super::auth::{Role, Viewer, posting, viewer};
 use super::i18n::Lang;
 use super::original::{Original, original_of};
 use super::suggest::{Suggester, Suggestion};

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{Role, Viewer, posting, viewer, viewer_as};
+use super::auth::{Role, Viewer, posting, viewer_as};
 use super::i18n::Lang;
 use super::{Nav, html};
 use crate::http::HttpState;

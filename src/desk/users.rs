@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{AccountError, Role, Viewer, add_or_update_user, posting, viewer_as};
+use super::auth::{AccountError, Role, add_or_update_user, posting, viewer_as};
 use super::i18n::Lang;
 use super::review::local_time;
 use super::{Nav, html, status_page};
