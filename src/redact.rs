@@ -84,10 +84,12 @@ static PHONE_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// `field=value` or `field: value` for a personal field, the value quoted
-/// or up to the next space.
+/// or up to the next space; the field starts the line or follows a space,
+/// `{`, `(` or `,` (never `::`, so a log target such as
+/// `pietura::channels::email: …` is not taken for a field).
 static FIELD_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
-        r#"\b({PERSONAL_FIELDS})(=|: )("(?:[^"\\]|\\.)*"|\S+)"#
+        r#"(^|[\s{{(,])({PERSONAL_FIELDS})(=|: )("(?:[^"\\]|\\.)*"|\S+)"#
     ))
     .expect("field pattern")
 });
@@ -98,7 +100,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     // Fields first: a whole quoted value goes, whatever it holds.
     if let Cow::Owned(s) = FIELD_RE.replace_all(&out, |c: &regex::Captures<'_>| {
-        format!("{}{}{FIELD}", &c[1], &c[2])
+        format!("{}{}{}{FIELD}", &c[1], &c[2], &c[3])
     }) {
         out = Cow::Owned(s);
     }
@@ -237,6 +239,7 @@ mod tests {
         for line in [
             "2026-11-30T22:04:16.123456Z  INFO registered number=1-2/2026/123 in 12 ms",
             "deadline 2026-12-30, +02:00, 3000 items, port 5672",
+            "WARN pietura::channels::email: e-mail channel waits: the variable is not set",
         ] {
             assert_eq!(redact(line), line);
             assert!(matches!(redact(line), std::borrow::Cow::Borrowed(_)));
