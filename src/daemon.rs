@@ -142,7 +142,7 @@ impl Daemon {
         });
 
         let malware = crate::malware::Scanner::new(&settings.malware, blobs.clone())
-            .map_err(StartError::Config)?
+            .map_err(|e| StartError::Config(format!("malware.clamd: {e}")))?
             .map(Arc::new);
         match &malware {
             Some(scanner) => {
