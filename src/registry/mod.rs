@@ -411,6 +411,16 @@ impl Registry {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(std::time::Duration::from_secs(30))
+            // No reaping task: sqlx-core 0.9.0's loops over its idle count
+            // without yielding, and that count wraps below zero for a moment
+            // when a connection is taken while another is being returned
+            // (`release` pushes before it counts), so the task can spin a
+            // runtime thread for good (seen: `pietura api-client list` hung
+            // at 100 % CPU). Connections are checked before each use
+            // (`test_before_acquire`), so one broken by a database restart
+            // is replaced all the same.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect(url)
             .await
             .map_err(|source| RegistryError::Connect {
