@@ -416,7 +416,8 @@ impl Registry {
             // when a connection is taken while another is being returned
             // (`release` pushes before it counts), so the task can spin a
             // runtime thread for good (seen: `pietura api-client list` hung
-            // at 100 % CPU). Connections are checked before each use
+            // at 100 % CPU; transact-rs/sqlx#3645, fixed upstream by #4289,
+            // not yet released). Connections are checked before each use
             // (`test_before_acquire`), so one broken by a database restart
             // is replaced all the same.
             .idle_timeout(None)
