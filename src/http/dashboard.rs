@@ -232,8 +232,15 @@ async fn allowed(s: &HttpState, session: &Session, headers: &HeaderMap) -> Resul
         .map(|_| ())
 }
 
-/// Loads the report the query asks for (`unit` narrows it to one unit).
-async fn load(s: &HttpState, q: &PeriodQuery) -> Result<Report, Response> {
+/// Loads the report the query asks for (`unit` narrows it to one unit),
+/// for a visitor [`allowed`] to see it.
+async fn load(
+    s: &HttpState,
+    session: &Session,
+    headers: &HeaderMap,
+    q: &PeriodQuery,
+) -> Result<Report, Response> {
+    allowed(s, session, headers).await?;
     let today = local_date(Utc::now());
     let period = Period::quarter_or_current(q.quarter.as_deref(), today).map_err(bad_request)?;
     let records = s
@@ -264,10 +271,7 @@ async fn dashboard(
     headers: HeaderMap,
     Query(q): Query<PeriodQuery>,
 ) -> Response {
-    if let Err(r) = allowed(&s, &session, &headers).await {
-        return r;
-    }
-    let report = match load(&s, &q).await {
+    let report = match load(&s, &session, &headers, &q).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -374,10 +378,7 @@ async fn report_page(
     headers: HeaderMap,
     Query(q): Query<PeriodQuery>,
 ) -> Response {
-    if let Err(r) = allowed(&s, &session, &headers).await {
-        return r;
-    }
-    let report = match load(&s, &q).await {
+    let report = match load(&s, &session, &headers, &q).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -419,10 +420,7 @@ async fn report_csv(
     headers: HeaderMap,
     Query(q): Query<PeriodQuery>,
 ) -> Response {
-    if let Err(r) = allowed(&s, &session, &headers).await {
-        return r;
-    }
-    let report = match load(&s, &q).await {
+    let report = match load(&s, &session, &headers, &q).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };

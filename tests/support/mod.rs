@@ -92,22 +92,25 @@ pub fn wait_port(port: u16, what: &str) {
     panic!("{what} did not listen on 127.0.0.1:{port}");
 }
 
+/// Runs the openssl command in `root`; fails the test with its stderr.
+fn openssl(root: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A private CA and a server certificate for 127.0.0.1 signed by it, made
 /// with the openssl command: (CA certificate, server certificate, key).
 pub fn make_certificates(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| openssl(root, args);
     run(&[
         "req",
         "-x509",
@@ -167,19 +170,7 @@ pub fn make_certificates(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// A client certificate with common name `cn`, signed by the CA that
 /// [`make_certificates`] made in `root`: (certificate, key), PEM.
 pub fn make_client_certificate(root: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| openssl(root, args);
     let (cert, key, csr) = (
         format!("{cn}.pem"),
         format!("{cn}.key"),
