@@ -14,11 +14,15 @@
 //! - [`message`]: the one message format every channel produces (schema v1).
 //! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind
 //!   (`web_form`; `email`: IMAP intake with a mailbox lease, MIME normalisation,
-//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways).
+//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways;
+//!   `eadrese`: the official electronic address).
 //! - [`replies`]: answers on the channel an item came by (the SMS with its number,
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
+//! - [`eadrese`]: the e-adrese protocol (DIV UnifiedService: SOAP 1.2, mutual
+//!   TLS, WS-Security, XAdES-BES, encrypted files, addressee directory), used
+//!   by the thin `channels::eadrese` door; storage in `registry::eadrese`.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
 //!   cluster, moving to another node when its node goes) or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
@@ -77,6 +81,7 @@ pub mod deadline;
 pub mod desk;
 pub mod dispatch;
 pub mod dms;
+pub mod eadrese;
 pub mod engine;
 pub mod explain;
 pub mod http;

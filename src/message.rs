@@ -24,6 +24,8 @@ pub enum ChannelKind {
     Email,
     Scan,
     Sms,
+    /// The official electronic address (DIV UnifiedService).
+    EAdrese,
 }
 
 impl ChannelKind {
@@ -34,12 +36,13 @@ impl ChannelKind {
             ChannelKind::Email => "email",
             ChannelKind::Scan => "scan",
             ChannelKind::Sms => "sms",
+            ChannelKind::EAdrese => "e_adrese",
         }
     }
 
     /// Parses the snake_case name (as written in rule files).
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::WebForm, Self::Email, Self::Scan, Self::Sms]
+        [Self::WebForm, Self::Email, Self::Scan, Self::Sms, Self::EAdrese]
             .into_iter()
             .find(|k| k.as_str() == s)
     }
@@ -74,6 +77,9 @@ pub struct Sender {
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_address: Option<String>,
+    /// The official electronic address (`_PRIVATE@…`, `_DEFAULT@…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_address: Option<String>,
 }
 
 /// An attachment stored in the blob store before the message was published.
@@ -127,6 +133,18 @@ pub struct IntakeMessage {
     /// DMARC); absent for channels that cannot tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_authenticity: Option<SenderAuthenticity>,
+    /// The item's formal standing as its channel established it; absent
+    /// where the channel cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formal_status: Option<FormalStatus>,
+}
+
+/// How an item's sender was established by the door itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormalStatus {
+    /// Sent through e-adrese: the state portal authenticated the sender.
+    AuthenticatedByStatePortal,
 }
 
 /// Whether an e-mail's `From:` is proven, as the e-mail channel found it
@@ -287,6 +305,7 @@ impl IntakeMessage {
             metadata: BTreeMap::new(),
             review_reason: None,
             sender_authenticity: None,
+            formal_status: None,
         }
     }
 
@@ -328,6 +347,7 @@ impl IntakeMessage {
             &mut self.sender.email,
             &mut self.sender.phone,
             &mut self.sender.postal_address,
+            &mut self.sender.e_address,
             &mut self.subject,
             &mut self.language,
             &mut self.review_reason,
@@ -357,6 +377,7 @@ impl IntakeMessage {
             ("sender.email", &self.sender.email),
             ("sender.phone", &self.sender.phone),
             ("sender.postal_address", &self.sender.postal_address),
+            ("sender.e_address", &self.sender.e_address),
             ("subject", &self.subject),
             ("language", &self.language),
             ("review_reason", &self.review_reason),
@@ -425,7 +446,7 @@ impl IntakeMessage {
         {
             return Err(at(
                 &format!("metadata.{}", storable_text(key)),
-                "is not a channel kind (web_form, email, scan, sms)".into(),
+                "is not a channel kind (web_form, email, scan, sms, e_adrese)".into(),
             ));
         }
         Ok(())
@@ -457,6 +478,14 @@ impl IntakeMessage {
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(false);
                 self.sender.email.as_deref().filter(|_| acknowledge)
+            }
+            ChannelKind::EAdrese => {
+                let acknowledge = self
+                    .channel_metadata()
+                    .and_then(|m| m.get("acknowledge"))
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                self.sender.e_address.as_deref().filter(|_| acknowledge)
             }
             _ => None,
         }
@@ -497,6 +526,15 @@ impl IntakeMessage {
         self.channel_metadata()?
             .get("malware")?
             .get("state")?
+            .as_str()
+    }
+
+    /// The unit an e-adrese sub-address (struktūrvienība) names, as the
+    /// channel mapped it (`metadata.e_adrese.unit`).
+    pub fn addressed_unit(&self) -> Option<&str> {
+        self.metadata
+            .get(ChannelKind::EAdrese.as_str())?
+            .get("unit")?
             .as_str()
     }
 

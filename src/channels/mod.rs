@@ -4,6 +4,7 @@
 //! one file per configured instance, tagged by `type` in [`ChannelConfig`].
 //! Adding a kind means one module plus one variant here.
 
+pub mod eadrese;
 pub mod email;
 pub mod form_data;
 pub mod scan;
@@ -87,6 +88,7 @@ pub enum ChannelConfig {
     Sms(sms::SmsConfig),
     Email(email::EmailConfig),
     Scan(scan::ScanConfig),
+    EAdrese(eadrese::EadreseConfig),
 }
 
 impl ChannelConfig {
@@ -97,6 +99,7 @@ impl ChannelConfig {
             ChannelConfig::Sms(c) => &c.id,
             ChannelConfig::Email(c) => &c.id,
             ChannelConfig::Scan(c) => &c.id,
+            ChannelConfig::EAdrese(c) => &c.id,
         }
     }
 
@@ -107,6 +110,7 @@ impl ChannelConfig {
             ChannelConfig::Sms(c) => Ok(Arc::new(sms::Sms::new(c, ctx)?)),
             ChannelConfig::Email(c) => Ok(Arc::new(email::Email::new(c, ctx)?)),
             ChannelConfig::Scan(c) => Ok(Arc::new(scan::Scan::new(c, ctx)?)),
+            ChannelConfig::EAdrese(c) => Ok(Arc::new(eadrese::Eadrese::new(c, ctx)?)),
         }
     }
 }
@@ -234,6 +238,7 @@ fn read_file(file: &Path) -> Result<ChannelConfig, Vec<ChannelFileError>> {
         ChannelConfig::Sms(c) => c.validate(),
         ChannelConfig::Email(c) => c.validate(),
         ChannelConfig::Scan(c) => c.validate(),
+        ChannelConfig::EAdrese(c) => c.validate(),
     });
     if issues.is_empty() {
         Ok(c)

@@ -12,6 +12,7 @@ pub mod claims;
 pub mod deadlines;
 pub mod desk;
 pub mod dms;
+pub mod eadrese;
 pub mod lease;
 pub mod mailboxes;
 pub mod numbering;

@@ -494,7 +494,7 @@ fn compile_rule(
                 None => p.at(
                     c.span().start,
                     format!(
-                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms",
+                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms, e_adrese",
                         c.get_ref()
                     ),
                 ),
