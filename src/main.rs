@@ -777,7 +777,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let configs = pietura::channels::load_dir(&settings.channels.dir).map_err(|p| {
                 anyhow::anyhow!(
                     "{}",
-                    p.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+                    p.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )
             })?;
             let mut found: Vec<_> = configs
@@ -798,9 +801,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = found.remove(0);
             let client = cfg.client()?.logging_exchange();
             let valid = client.cert_validate().await?;
-            outln!("{}: CertValidate: certificate {}", cfg.id, if valid { "accepted" } else { "NOT accepted" });
+            outln!(
+                "{}: CertValidate: certificate {}",
+                cfg.id,
+                if valid { "accepted" } else { "NOT accepted" }
+            );
             let waiting = client.message_list().await?;
-            outln!("{}: GetMessageList: {} message(s) waiting", cfg.id, waiting.len());
+            outln!(
+                "{}: GetMessageList: {} message(s) waiting",
+                cfg.id,
+                waiting.len()
+            );
             if !valid {
                 bail!("the service does not accept the certificate");
             }

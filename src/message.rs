@@ -16,7 +16,8 @@ use uuid::Uuid;
 /// The schema version this build writes and accepts.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The door an item came through. Closed: a new channel adds a variant here.
+/// The door an item came through (`e_adrese`: the official electronic
+/// address). Closed: a new channel adds a variant here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelKind {
@@ -24,7 +25,6 @@ pub enum ChannelKind {
     Email,
     Scan,
     Sms,
-    /// The official electronic address (DIV UnifiedService).
     EAdrese,
 }
 
@@ -42,9 +42,15 @@ impl ChannelKind {
 
     /// Parses the snake_case name (as written in rule files).
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::WebForm, Self::Email, Self::Scan, Self::Sms, Self::EAdrese]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Self::WebForm,
+            Self::Email,
+            Self::Scan,
+            Self::Sms,
+            Self::EAdrese,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -102,7 +102,11 @@ async fn a_latvian_message_with_two_encrypted_attachments_is_registered_once_con
         msg.formal_status,
         Some(FormalStatus::AuthenticatedByStatePortal)
     );
-    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"), "routed by sub-address");
+    assert_eq!(
+        item.unit_id.as_deref(),
+        Some("buvvalde"),
+        "routed by sub-address"
+    );
     assert_eq!(msg.attachments.len(), 2);
     for (a, want) in msg.attachments.iter().zip([&letter, &plan]) {
         let stored = pietura::blobs::BlobStore::open(env.blob_dir())
@@ -149,10 +153,16 @@ async fn a_latvian_message_with_two_encrypted_attachments_is_registered_once_con
         {
             break r;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no confirmation recorded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no confirmation recorded"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(record.div_message_id, sent["message_id"].as_str().unwrap_or(""));
+    assert_eq!(
+        record.div_message_id,
+        sent["message_id"].as_str().unwrap_or("")
+    );
     assert_eq!(record.delivery_status.as_deref(), Some("Delivered"));
     let sent_day = pietura::deadline::local_date(
         pietura::registry::parse_db_time(&record.sent_at).expect("sent_at"),
@@ -188,10 +198,11 @@ async fn a_confirm_that_fails_after_publishing_registers_nothing_twice() {
     .await;
     assert_eq!(state["served"][&div_id], 3, "{state:#}");
     // Every publish reached the engine before the confirm that followed it.
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM items WHERE channel_kind = 'e_adrese'")
-        .fetch_one(env.daemon.registry.pool())
-        .await
-        .expect("count");
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM items WHERE channel_kind = 'e_adrese'")
+            .fetch_one(env.daemon.registry.pool())
+            .await
+            .expect("count");
     assert_eq!(count, 1, "registered once ({})", item.registration_number);
     env.stop().await;
 }
@@ -203,7 +214,10 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
     let good = client(&standin, &standin.cert, &standin.key);
 
     // Signed as we sign: accepted.
-    assert_eq!(good.message_list().await.expect("list"), Vec::<String>::new());
+    assert_eq!(
+        good.message_list().await.expect("list"),
+        Vec::<String>::new()
+    );
 
     // One character of the signed Timestamp changed: refused.
     let request = good
@@ -232,7 +246,10 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
     assert_ne!(tampered, request);
     match good.post(Operation::SendMessage, tampered).await {
         Err(DivError::Fault { reason, .. }) => {
-            assert!(reason.contains("XAdES signature does not verify"), "{reason}")
+            assert!(
+                reason.contains("XAdES signature does not verify"),
+                "{reason}"
+            )
         }
         other => panic!("a tampered XAdES signature was not refused: {other:?}"),
     }
@@ -243,7 +260,10 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
 
     // Another certificate of the same CA: a connection, but refused.
     let (other_cert, other_key) = support::make_client_certificate(dir.path(), "cits");
-    match client(&standin, &other_cert, &other_key).message_list().await {
+    match client(&standin, &other_cert, &other_key)
+        .message_list()
+        .await
+    {
         Err(DivError::Fault { reason, .. }) => {
             assert!(reason.contains("not registered"), "{reason}")
         }
@@ -282,8 +302,14 @@ async fn pietura_eadrese_check_validates_the_certificate_and_lists_without_confi
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("CertValidate: certificate accepted"), "{stdout}");
-    assert!(stdout.contains("GetMessageList: 1 message(s) waiting"), "{stdout}");
+    assert!(
+        stdout.contains("CertValidate: certificate accepted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("GetMessageList: 1 message(s) waiting"),
+        "{stdout}"
+    );
     // The exchange is logged, the citizen's personas kods is not.
     assert!(stderr.contains("GetMessageListOutput"), "{stderr}");
     assert!(stderr.contains(&div_id), "{stderr}");
@@ -314,7 +340,10 @@ async fn the_addressee_directory_is_synced_whole_then_by_changes() {
             {
                 return n;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the sync never came due");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sync never came due"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };

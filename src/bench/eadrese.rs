@@ -38,7 +38,11 @@ pub struct EadreseBenchReport {
 
 impl std::fmt::Display for EadreseBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:<36}{}", "messages (one 2 KiB file each)", self.messages)?;
+        writeln!(
+            f,
+            "{:<36}{}",
+            "messages (one 2 KiB file each)", self.messages
+        )?;
         writeln!(
             f,
             "{:<36}{:>8.1} messages/s",
@@ -85,8 +89,8 @@ pub async fn run(
 ) -> BenchResult<EadreseBenchReport> {
     let http = reqwest::Client::new();
     eprintln!("adding {n} messages to the stand-in…");
-    let file = "Labdien! Lūdzu izsniegt būvatļauju šķūņa būvniecībai Bebrenes pagastā.\n"
-        .repeat(28);
+    let file =
+        "Labdien! Lūdzu izsniegt būvatļauju šķūņa būvniecībai Bebrenes pagastā.\n".repeat(28);
     for i in 0..n {
         http.post(format!("{}/messages", target.control))
             .json(&serde_json::json!({
@@ -111,10 +115,14 @@ pub async fn run(
     }
     let raw_secs = started.elapsed().as_secs_f64().max(1e-9);
     if ids.len() != n {
-        return Err(format!("the stand-in lists {} messages, not {n}", ids.len()));
+        return Err(format!(
+            "the stand-in lists {} messages, not {n}",
+            ids.len()
+        ));
     }
 
-    let channels = std::env::temp_dir().join(format!("pietura-eadresebench-{}", std::process::id()));
+    let channels =
+        std::env::temp_dir().join(format!("pietura-eadresebench-{}", std::process::id()));
     std::fs::create_dir_all(&channels).map_err(|e| format!("{}: {e}", channels.display()))?;
     let path = |name: &str| toml::Value::String(target.certs.join(name).display().to_string());
     std::fs::write(

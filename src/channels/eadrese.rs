@@ -146,7 +146,11 @@ const POLL_CLAIM_SECS: i64 = 120;
 impl Eadrese {
     pub fn new(cfg: EadreseConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
         let units = ctx.rules.load().units.clone();
-        if let Some((sub, unit)) = cfg.sub_addresses.iter().find(|(_, u)| !units.contains_key(*u)) {
+        if let Some((sub, unit)) = cfg
+            .sub_addresses
+            .iter()
+            .find(|(_, u)| !units.contains_key(*u))
+        {
             return Err(ChannelError {
                 channel: cfg.id.clone(),
                 message: format!("sub_addresses.{sub:?}: unit {unit:?} is not in units.toml"),
@@ -183,10 +187,7 @@ impl Eadrese {
     /// Fetches, stores, publishes and then confirms one message; false when
     /// it was left for the next poll (a blob or the bus failed).
     async fn take(&self, div_id: &str) -> Result<bool, DivError> {
-        let inbound = self
-            .client
-            .message(div_id, self.cfg.max_file_bytes)
-            .await?;
+        let inbound = self.client.message(div_id, self.cfg.max_file_bytes).await?;
         let msg = match self.message(&inbound).await {
             Ok(m) => m,
             Err(e) => {
@@ -283,9 +284,7 @@ impl Channel for Eadrese {
     }
 
     fn replier(self: Arc<Self>) -> Option<Arc<dyn Replier>> {
-        self.cfg
-            .acknowledge
-            .then_some(self as Arc<dyn Replier>)
+        self.cfg.acknowledge.then_some(self as Arc<dyn Replier>)
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
@@ -296,7 +295,8 @@ impl Channel for Eadrese {
                 tracing::warn!("{e}");
             }
             if self.cfg.directory_sync_minutes > 0 {
-                let every_secs = i64::try_from(self.cfg.directory_sync_minutes * 60).unwrap_or(i64::MAX);
+                let every_secs =
+                    i64::try_from(self.cfg.directory_sync_minutes * 60).unwrap_or(i64::MAX);
                 if let Err(e) = crate::eadrese::directory::sync_due(
                     &self.client,
                     &self.ctx.registry,

@@ -37,7 +37,10 @@ pub enum DivError {
     #[error("DIV could not be reached: {0}")]
     Transport(#[source] reqwest::Error),
     #[error("DIV answered {operation} with HTTP {status} and no SOAP fault")]
-    Status { operation: &'static str, status: u16 },
+    Status {
+        operation: &'static str,
+        status: u16,
+    },
     #[error("DIV refused {operation}: {reason}")]
     Fault {
         operation: &'static str,
@@ -145,8 +148,8 @@ impl DivClient {
             .timeout(endpoint.timeout)
             .use_rustls_tls();
         if let Some(ca) = &endpoint.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| DivError::Setup(format!("{}: {e}", ca.display())))?;
+            let pem =
+                std::fs::read(ca).map_err(|e| DivError::Setup(format!("{}: {e}", ca.display())))?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| DivError::Setup(format!("{}: {e}", ca.display())))?;
             builder = builder
@@ -196,7 +199,10 @@ impl DivClient {
             .post(&self.endpoint.url)
             .header(
                 reqwest::header::CONTENT_TYPE,
-                format!("application/soap+xml; charset=utf-8; action=\"{}\"", op.action()),
+                format!(
+                    "application/soap+xml; charset=utf-8; action=\"{}\"",
+                    op.action()
+                ),
             )
             .body(request)
             .send()

@@ -59,15 +59,14 @@ pub fn unwrap_key(private: &RsaPrivateKey, wrapped: &[u8]) -> Result<ContentKey,
     })
 }
 
-fn cbc_decrypt<C>(key: &ContentKey, data: &[u8]) -> Result<Vec<u8>, DecryptError>
-where
-    cbc::Decryptor<C>: KeyIvInit + BlockDecryptMut,
-    C: aes::cipher::BlockCipher + aes::cipher::BlockDecrypt,
-{
-    let dec = cbc::Decryptor::<C>::new_from_slices(&key.key, &key.iv)
-        .map_err(|_| DecryptError::KeyMaterial(key.key.len()))?;
-    dec.decrypt_padded_vec_mut::<Pkcs7>(data)
-        .map_err(|_| DecryptError::Cipher)
+/// AES-CBC with PKCS#7 padding, the AES variant chosen by the key's length.
+macro_rules! cbc_decrypt {
+    ($aes:ty, $key:expr, $data:expr) => {
+        cbc::Decryptor::<$aes>::new_from_slices(&$key.key, &$key.iv)
+            .map_err(|_| DecryptError::KeyMaterial($key.key.len()))?
+            .decrypt_padded_vec_mut::<Pkcs7>($data)
+            .map_err(|_| DecryptError::Cipher)?
+    };
 }
 
 /// Decrypts (and inflates) one file's contents, at most `limit` bytes,
@@ -80,9 +79,9 @@ pub fn decrypt_file(
     limit: u64,
 ) -> Result<Vec<u8>, DecryptError> {
     let data = match key.key.len() {
-        16 => cbc_decrypt::<aes::Aes128>(key, contents)?,
-        24 => cbc_decrypt::<aes::Aes192>(key, contents)?,
-        _ => cbc_decrypt::<aes::Aes256>(key, contents)?,
+        16 => cbc_decrypt!(aes::Aes128, key, contents),
+        24 => cbc_decrypt!(aes::Aes192, key, contents),
+        _ => cbc_decrypt!(aes::Aes256, key, contents),
     };
     let data = if compressed {
         let mut out = Vec::new();
@@ -98,7 +97,7 @@ pub fn decrypt_file(
         return Err(DecryptError::TooLarge(limit));
     }
     if let Some(want) = sha512
-        && Sha512::digest(&data).as_slice() != want
+        && Sha512::digest(&data)[..] != *want
     {
         return Err(DecryptError::Digest);
     }
@@ -132,8 +131,8 @@ mod tests {
             .encrypt_padded_vec_mut::<Pkcs7>(&zipped);
         let ck = unwrap_key(&private, &wrapped).expect("unwrap");
         let digest = Sha512::digest(text);
-        let plain = decrypt_file(&ck, &contents, true, Some(digest.as_slice()), 1 << 20)
-            .expect("decrypt");
+        let plain =
+            decrypt_file(&ck, &contents, true, Some(&digest[..]), 1 << 20).expect("decrypt");
         assert_eq!(plain, text);
         assert!(matches!(
             decrypt_file(&ck, &contents, true, Some(&[0u8; 64]), 1 << 20),

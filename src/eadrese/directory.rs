@@ -47,10 +47,7 @@ pub async fn sync_due(
     };
     let span = tracing::info_span!("eadrese_directory", channel);
     async {
-        let token = registry
-            .named_state(&name)
-            .await?
-            .filter(|t| !t.is_empty());
+        let token = registry.named_state(&name).await?.filter(|t| !t.is_empty());
         let changes = match client.addressees(token.as_deref()).await {
             Ok(c) => c,
             Err(e) => {
@@ -65,7 +62,10 @@ pub async fn sync_due(
         registry
             .periodic_done(&lease, every_secs, &changes.token)
             .await?;
-        tracing::info!(records = changes.records.len(), "addressee directory synced");
+        tracing::info!(
+            records = changes.records.len(),
+            "addressee directory synced"
+        );
         Ok(Some(changes.records.len()))
     }
     .instrument(span)

@@ -88,10 +88,7 @@ pub(crate) fn sign(
         alg.signature_uri()
     );
     for p in parts {
-        let kind = p
-            .kind
-            .map(|t| format!(" Type=\"{t}\""))
-            .unwrap_or_default();
+        let kind = p.kind.map(|t| format!(" Type=\"{t}\"")).unwrap_or_default();
         info.push_str(&format!(
             "<ds:Reference URI=\"#{}\"{kind}><ds:Transforms><ds:Transform Algorithm=\"{EXC_C14N}\"/>\
              </ds:Transforms><ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue>{}</ds:DigestValue>\

@@ -55,14 +55,16 @@ pub(crate) fn envelope(header: &str, op: Operation, input: &str) -> String {
     )
 }
 
-/// What an answer said: the output element's document, or a fault.
-pub(crate) enum Answer<'a> {
-    Output(roxmltree::Node<'a, 'a>),
+/// What an answer said: the output element, or a fault.
+pub(crate) enum Answer<'a, 'input> {
+    Output(roxmltree::Node<'a, 'input>),
     Fault(String),
 }
 
 /// Reads an answer's body.
-pub(crate) fn answer<'a>(doc: &'a roxmltree::Document<'a>) -> Option<Answer<'a>> {
+pub(crate) fn answer<'a, 'input>(
+    doc: &'a roxmltree::Document<'input>,
+) -> Option<Answer<'a, 'input>> {
     let body = doc
         .root_element()
         .children()
@@ -81,17 +83,20 @@ pub(crate) fn answer<'a>(doc: &'a roxmltree::Document<'a>) -> Option<Answer<'a>>
 }
 
 /// The text of the first descendant `local` of `node` (any namespace).
-pub(crate) fn text_of<'a>(node: roxmltree::Node<'a, 'a>, local: &str) -> Option<&'a str> {
+pub(crate) fn text_of<'a, 'input>(
+    node: roxmltree::Node<'a, 'input>,
+    local: &str,
+) -> Option<&'a str> {
     node.descendants()
         .find(|n| n.is_element() && n.tag_name().name() == local)
         .and_then(|n| n.text())
 }
 
 /// Every descendant element named `local`.
-pub(crate) fn all<'a>(
-    node: roxmltree::Node<'a, 'a>,
-    local: &'a str,
-) -> impl Iterator<Item = roxmltree::Node<'a, 'a>> + 'a {
+pub(crate) fn all<'a, 'input, 'name>(
+    node: roxmltree::Node<'a, 'input>,
+    local: &'name str,
+) -> impl Iterator<Item = roxmltree::Node<'a, 'input>> + use<'a, 'input, 'name> {
     node.descendants()
         .filter(move |n| n.is_element() && n.tag_name().name() == local)
 }

@@ -63,7 +63,9 @@ impl DivStandin {
             .expect("start the DIV stand-in");
         let standin = DivStandin {
             child,
-            url: format!("https://127.0.0.1:{port}/Vraa.Div.WebService.UnifiedInterface/UnifiedService.svc"),
+            url: format!(
+                "https://127.0.0.1:{port}/Vraa.Div.WebService.UnifiedInterface/UnifiedService.svc"
+            ),
             control: format!("http://127.0.0.1:{control_port}"),
             ca,
             cert,
