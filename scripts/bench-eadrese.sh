@@ -25,11 +25,13 @@ cd "$STATE"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Pietura bench CA" \
     -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr 2>/dev/null
-printf 'subjectAltName = IP:127.0.0.1\n' >san.ext
+printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n' >san.ext
 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
     -extfile san.ext -out server.pem 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=pasvaldiba" -keyout client.key -out client.csr 2>/dev/null
-openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem 2>/dev/null
+printf 'extendedKeyUsage = clientAuth\nbasicConstraints = CA:FALSE\n' >client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile client.ext -out client.pem 2>/dev/null
 cd "$ROOT"
 
 PORT=18443
