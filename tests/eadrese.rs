@@ -208,6 +208,39 @@ async fn a_confirm_that_fails_after_publishing_registers_nothing_twice() {
 }
 
 #[tokio::test]
+async fn a_file_that_does_not_open_goes_to_review_with_the_message_confirmed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let standin = DivStandin::start(dir.path(), 64 * 1024);
+    let good = "Pielikums, kas atveras.".repeat(10);
+    let div_id = standin
+        .add_message(json!({
+            "sender": CITIZEN,
+            "title": "Iesniegums",
+            "description": LATVIAN,
+            "attachments": [
+                {"name": "bojāts.pdf", "mime": "application/pdf", "content_b64": B64.encode([7u8; 4000]), "corrupt": true},
+                {"name": "labs.txt", "mime": "text/plain", "content_b64": B64.encode(good.as_bytes())},
+            ],
+        }))
+        .await;
+    let env = daemon(&standin, dir.path(), "acknowledge = false").await;
+    let (item, msg) = env.registered_message(&format!("e_adrese:{div_id}")).await;
+    let reason = item.review_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("bojāts.pdf") && reason.contains("could not be opened"),
+        "{reason}"
+    );
+    assert_eq!(item.unit_id, None, "for the records officer");
+    assert_eq!(msg.attachments.len(), 1);
+    assert_eq!(msg.attachments[0].filename, "labs.txt");
+    wait_state(&standin, "the confirm", |s| {
+        s["confirmed"].as_array().is_some_and(|c| c.len() == 1)
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test]
 async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
     let dir = tempfile::tempdir().expect("temp dir");
     let standin = DivStandin::start(dir.path(), 64 * 1024);

@@ -220,6 +220,17 @@ impl Eadrese {
         if m.sender_verified {
             msg.formal_status = Some(FormalStatus::AuthenticatedByStatePortal);
         }
+        if !m.unreadable.is_empty() {
+            let files: Vec<String> = m
+                .unreadable
+                .iter()
+                .map(|(name, e)| format!("{}: {e}", display_filename(name)))
+                .collect();
+            msg.review_reason = Some(format!(
+                "e-adrese files that could not be opened: {}",
+                files.join("; ")
+            ));
+        }
         for f in &m.files {
             let stored = self.ctx.blobs.put(&f.content).await?;
             msg.attachments.push(AttachmentRef {

@@ -57,12 +57,6 @@ pub enum DivError {
         #[source]
         source: SignError,
     },
-    #[error("message {message_id}: {source}")]
-    Decrypt {
-        message_id: String,
-        #[source]
-        source: DecryptError,
-    },
     #[error("the TLS client cannot be set up: {0}")]
     Setup(String),
 }
@@ -87,7 +81,7 @@ pub struct InboundFile {
 }
 
 /// An inbound message as Pietura needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct InboundMessage {
     /// The service's message id (the idempotency key).
     pub message_id: String,
@@ -101,6 +95,9 @@ pub struct InboundMessage {
     /// The service says it authenticated the sender.
     pub sender_verified: bool,
     pub files: Vec<InboundFile>,
+    /// Files that could not be opened (wrong key, corrupt, over the limit),
+    /// by name: the message is still taken, for the records officer.
+    pub unreadable: Vec<(String, DecryptError)>,
 }
 
 /// An answer to send: a document without files (`DOC_EMPTY`).
@@ -274,7 +271,14 @@ impl DivClient {
             .await?;
         let ours = B64.encode(self.creds.thumbprint_sha1());
         let raw = with_output(&text, op, |out| read_message(out, &ours))?;
+        let key = match &raw.key {
+            Some(k) => B64
+                .decode(strip_ws(k))
+                .map_err(|e| malformed(op, format!("EncryptionInfo key: {e}")))?,
+            None => Vec::new(),
+        };
         let mut files = Vec::new();
+        let mut unreadable = Vec::new();
         for f in &raw.files {
             let contents = match raw.contents.iter().find(|(cid, ..)| *cid == f.content_id) {
                 Some((_, Some(bytes), _)) => bytes.clone(),
@@ -288,30 +292,23 @@ impl DivClient {
                     ));
                 }
             };
-            let Some(key) = &raw.key else {
-                return Err(malformed(op, "no EncryptionInfo key for us".into()));
-            };
-            let wrapped = B64
-                .decode(key.as_bytes())
-                .map_err(|e| malformed(op, format!("EncryptionInfo key: {e}")))?;
-            let decrypt = |source| DivError::Decrypt {
-                message_id: message_id.to_string(),
-                source,
-            };
-            let content_key = crypto::unwrap_key(&self.creds.private, &wrapped).map_err(decrypt)?;
-            let content = crypto::decrypt_file(
-                &content_key,
-                &contents,
-                f.compressed,
-                f.sha512.as_deref(),
-                limit,
-            )
-            .map_err(decrypt)?;
-            files.push(InboundFile {
-                name: f.name.clone(),
-                mime_type: f.mime_type.clone(),
-                content,
+            let opened = crypto::unwrap_key(&self.creds.private, &key).and_then(|content_key| {
+                crypto::decrypt_file(
+                    &content_key,
+                    &contents,
+                    f.compressed,
+                    f.sha512.as_deref(),
+                    limit,
+                )
             });
+            match opened {
+                Ok(content) => files.push(InboundFile {
+                    name: f.name.clone(),
+                    mime_type: f.mime_type.clone(),
+                    content,
+                }),
+                Err(e) => unreadable.push((f.name.clone(), e)),
+            }
         }
         Ok(InboundMessage {
             message_id: message_id.to_string(),
@@ -323,6 +320,7 @@ impl DivClient {
             recipients: raw.recipients,
             sender_verified: raw.sender_verified,
             files,
+            unreadable,
         })
     }
 

@@ -142,6 +142,9 @@ def add_message(state, spec):
         plain = base64.b64decode(a["content_b64"])
         compress = bool(a.get("compress"))
         contents = encrypt(key, iv, plain, compress)
+        if a.get("corrupt"):
+            # One bit changed in the first block: the file does not match its digest.
+            contents = bytes([contents[0] ^ 1]) + contents[1:]
         content_id = f"att{n}"
         attachments[content_id] = contents
         files.append(
