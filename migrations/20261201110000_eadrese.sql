@@ -5,7 +5,7 @@
 -- the state of the named work `eadrese-directory:<channel>`).
 CREATE TABLE eadrese_addressees (
     e_address  TEXT PRIMARY KEY,
-    active     INTEGER NOT NULL, -- 1 active, 0 not
+    active     BIGINT NOT NULL, -- 1 active, 0 not
     updated_at TEXT NOT NULL
 );
 

@@ -22,14 +22,19 @@ const CITIZEN: &str = "_PRIVATE@01019912345";
 const SUB_ADDRESS: &str = "_DEFAULT@90000000001-BUVVALDE";
 
 /// A daemon whose one channel is the stand-in's institution.
-async fn daemon(standin: &DivStandin, dir: &std::path::Path, extra: &str) -> TestEnv {
+async fn daemon(
+    standin: &DivStandin,
+    dir: &std::path::Path,
+    extra: &str,
+    backend: Backend,
+) -> TestEnv {
     let extra = format!(
         "directory_sync_minutes = 0\n{extra}\n[sub_addresses]\n\"{SUB_ADDRESS}\" = \"buvvalde\"\n"
     );
     let channels = standin.channels_dir(dir, &standin.cert, &standin.key, &extra);
     TestEnv::start(Options {
         channels_from: channels,
-        ..Options::new(Backend::Embedded)
+        ..Options::new(backend)
     })
     .await
 }
@@ -91,7 +96,8 @@ async fn a_latvian_message_with_two_encrypted_attachments_is_registered_once_con
             ],
         }))
         .await;
-    let env = daemon(&standin, dir.path(), "").await;
+    // Production's RabbitMQ and PostgreSQL (the other tests run on SQLite).
+    let env = daemon(&standin, dir.path(), "", Backend::Amqp).await;
 
     let key = format!("e_adrese:{div_id}");
     let (item, msg) = env.registered_message(&key).await;
@@ -190,7 +196,13 @@ async fn a_confirm_that_fails_after_publishing_registers_nothing_twice() {
     let div_id = standin
         .add_message(json!({"sender": CITIZEN, "title": "Jautājums", "description": LATVIAN}))
         .await;
-    let env = daemon(&standin, dir.path(), "acknowledge = false").await;
+    let env = daemon(
+        &standin,
+        dir.path(),
+        "acknowledge = false",
+        Backend::Embedded,
+    )
+    .await;
     let item = env.registered_key(&format!("e_adrese:{div_id}")).await;
     let state = wait_state(&standin, "the confirm", |s| {
         s["confirmed"].as_array().is_some_and(|c| c.len() == 1)
@@ -223,7 +235,13 @@ async fn a_file_that_does_not_open_goes_to_review_with_the_message_confirmed() {
             ],
         }))
         .await;
-    let env = daemon(&standin, dir.path(), "acknowledge = false").await;
+    let env = daemon(
+        &standin,
+        dir.path(),
+        "acknowledge = false",
+        Backend::Embedded,
+    )
+    .await;
     let (item, msg) = env.registered_message(&format!("e_adrese:{div_id}")).await;
     let reason = item.review_reason.clone().unwrap_or_default();
     assert!(
@@ -361,7 +379,13 @@ async fn the_addressee_directory_is_synced_whole_then_by_changes() {
             {"e_address": "_PRIVATE@02029912345", "active": false},
         ]))
         .await;
-    let env = daemon(&standin, dir.path(), "acknowledge = false").await;
+    let env = daemon(
+        &standin,
+        dir.path(),
+        "acknowledge = false",
+        Backend::Embedded,
+    )
+    .await;
     let registry = &env.daemon.registry;
     let div = client(&standin, &standin.cert, &standin.key);
     let sync = || async {
