@@ -61,6 +61,19 @@ pub struct Settings {
     pub janitor: JanitorSettings,
     /// ClamAV's clamd: every attachment and original scanned before routing.
     pub malware: crate::malware::MalwareSettings,
+    /// Signed containers (.edoc, .asice, .bdoc): the trust list their
+    /// signers' certificates must chain to.
+    pub signatures: SignatureSettings,
+}
+
+/// `[signatures]`: trust anchors for verifying signed containers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignatureSettings {
+    /// PEM files, or directories of `*.pem` / `*.crt`, with the CA
+    /// certificates accepted as trust anchors. Empty: no signer is trusted,
+    /// so signatures are at best "failed: certificate not trusted".
+    pub trust: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -80,6 +93,7 @@ impl Default for Settings {
             desk: DeskSettings::default(),
             janitor: JanitorSettings::default(),
             malware: crate::malware::MalwareSettings::default(),
+            signatures: SignatureSettings::default(),
         }
     }
 }
@@ -459,6 +473,9 @@ impl Settings {
                 message,
             })
         };
+        if let Err(e) = crate::xmldsig::TrustList::load(&self.signatures.trust) {
+            issue("signatures.trust", e.to_string());
+        }
         match self.database_url() {
             Err(e) => issue("database.url", e),
             Ok(url) => {

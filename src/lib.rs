@@ -53,6 +53,8 @@
 //! - [`desk`]: the records office's web desk: review queue and item page
 //!   with the officer's decisions, rules editor with dry run and versions,
 //!   channels overview, accounts (argon2), sessions and CSRF.
+//! - [`xmldsig`]: XML-DSig verification (signature value, detached and same-document
+//!   references, certificate path to a trust list) for signed containers.
 //! - [`tls`]: TLS to PostgreSQL and RabbitMQ (`sslmode=verify-full`, `amqps://`
 //!   with `bus.tls`), checked before anything connects; plaintext to another
 //!   host only when allowed.
@@ -101,3 +103,4 @@ pub mod stats;
 pub mod supervise;
 pub mod tls;
 pub mod tomlfile;
+pub mod xmldsig;

@@ -388,7 +388,7 @@ async fn reachable_item(
 /// sender stands (`state`: waiting with the last error, sent, uncertain
 /// (its sender died mid-send), or not_sent with the `reason`, also when
 /// none was queued at intake), the signed
-/// containers it came with (files, signers, `verified: false`),
+/// containers it came with (files, signers, each signature's verdict),
 /// where its external DMS registration stands (pending with the last error,
 /// or the DMS's id and link), and its history.
 async fn show_item(
@@ -415,7 +415,7 @@ async fn show_item(
         })),
         Err(e) => Err(e),
     };
-    // Signed containers (.edoc…): files and signers, never verified here.
+    // Signed containers (.edoc…): files, signers and verdicts as stored at intake.
     let signed = crate::channels::email::edoc::listed_in(&msg);
     let dms = s.registry.dms_state(&found.id).await;
     let history = s.registry.audit_of(&found.id).await;

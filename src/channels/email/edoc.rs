@@ -2,14 +2,23 @@
 //! ASiC-E, a ZIP with `mimetype`, `META-INF/manifest.xml` and one
 //! `META-INF/*signatures*.xml` per signer). The container is the original
 //! and is registered as it came; this module only lists what it holds and
-//! who signed it, for the records officer and the rules. The signatures are
-//! not validated (that is a qualified validator's job, e.g. SiVa).
+//! who signed it, for the records officer and the rules, and checks each
+//! signature ([`verify`], with [`crate::xmldsig`]): the signature value, the
+//! digests of the signed files and of the XAdES `SignedProperties`, and the
+//! signer's certificate path to the configured trust list at the claimed
+//! signing time. Revocation (OCSP, CRL) and timestamp tokens are not
+//! checked: that, and qualified status, remains a qualified validator's job
+//! (e.g. SiVa).
 
 use std::io::{Cursor, Read};
+
+use std::collections::HashMap;
 
 use base64::Engine as _;
 use quick_xml::events::Event;
 use serde::{Deserialize, Serialize};
+
+use crate::xmldsig::{TrustList, Verdict};
 
 /// The media type an ASiC-E container's `mimetype` entry holds.
 const ASIC_E: &str = "application/vnd.etsi.asic-e+zip";
@@ -25,8 +34,13 @@ pub struct SignedContainer {
     /// The signed data files (names inside the container).
     pub files: Vec<String>,
     pub signers: Vec<Signer>,
-    /// Always false here: nothing was verified cryptographically.
+    /// True when every signature was verified (see `verification`).
     pub verified: bool,
+    /// The container's verdict: verified when every signature is; else the
+    /// first failure, else why it could not be checked. Absent on
+    /// containers listed before verification existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verdict>,
 }
 
 /// One signature: the signer's name from the certificate's subject and the
@@ -37,12 +51,15 @@ pub struct Signer {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_time: Option<String>,
+    /// This signature's verdict (absent before verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verdict>,
 }
 
 /// A signed container as an item's message lists it
 /// (`metadata.email.signed_containers`): what it holds and who signed it,
 /// or why it could not be read. Shown on the desk's item page and by the
-/// item API, always as not verified.
+/// item API with each signature's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedContainer {
     /// The attachment's display name.
@@ -75,6 +92,129 @@ pub fn looks_signed(filename: &str, bytes: &[u8]) -> bool {
         || bytes.get(30..38) == Some(b"mimetype") && bytes[38..].starts_with(ASIC_E.as_bytes())
 }
 
+/// The `META-INF/*signatures*.xml` entries, in the order [`inspect`] reads them.
+fn signature_entries(names: &[String]) -> impl Iterator<Item = &String> {
+    names
+        .iter()
+        .filter(|n| n.starts_with("META-INF/") && n.contains("signatures") && n.ends_with(".xml"))
+}
+
+/// Checks every signature of a container [`inspect`] listed (from the same
+/// bytes) and records the verdicts on its signers and on the container.
+pub fn verify(bytes: &[u8], container: &mut SignedContainer, trust: &TrustList) {
+    let summary = if container.format == "legacy-edoc" {
+        Verdict::NotCheckable("legacy E-ME .edoc format (before 2010): not verified".into())
+    } else {
+        match signature_verdicts(bytes, trust) {
+            Err(why) => Verdict::NotCheckable(why),
+            Ok(verdicts) => {
+                for (signer, verdict) in container.signers.iter_mut().zip(verdicts) {
+                    signer.verification = Some(verdict);
+                }
+                summarise(&container.signers)
+            }
+        }
+    };
+    container.verified = summary == Verdict::Verified;
+    container.verification = Some(summary);
+}
+
+fn summarise(signers: &[Signer]) -> Verdict {
+    if signers.is_empty() {
+        return Verdict::NotCheckable("the container holds no signature".into());
+    }
+    let verdicts = signers.iter().map(|s| (&s.name, s.verification.as_ref()));
+    let mut not_checkable = None;
+    for (name, v) in verdicts {
+        match v {
+            Some(Verdict::Verified) => {}
+            Some(Verdict::Failed(why)) => return Verdict::Failed(format!("{name}: {why}")),
+            Some(Verdict::NotCheckable(why)) => {
+                not_checkable.get_or_insert_with(|| format!("{name}: {why}"));
+            }
+            None => {
+                not_checkable.get_or_insert_with(|| format!("{name}: not checked"));
+            }
+        }
+    }
+    not_checkable.map_or(Verdict::Verified, Verdict::NotCheckable)
+}
+
+/// One verdict per `ds:Signature`, in the order [`signers_in`] lists them.
+fn signature_verdicts(bytes: &[u8], trust: &TrustList) -> Result<Vec<Verdict>, String> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| format!("not a readable ZIP container: {e}"))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    let mut files = HashMap::new();
+    let mut total: u64 = 0;
+    for name in names
+        .iter()
+        .filter(|n| *n != "mimetype" && !n.starts_with("META-INF/") && !n.ends_with('/'))
+    {
+        let mut data = Vec::new();
+        let mut f = zip.by_name(name).map_err(|e| format!("{name}: {e}"))?;
+        // The container itself was already accepted at its size; this only
+        // bounds what a compressed entry may expand to.
+        f.by_ref()
+            .take(MAX_UNPACKED.saturating_sub(total) + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{name}: {e}"))?;
+        total += data.len() as u64;
+        if total > MAX_UNPACKED {
+            return Err(format!(
+                "the signed files unpack to more than {} MiB",
+                MAX_UNPACKED >> 20
+            ));
+        }
+        let encoded = percent_encoding::utf8_percent_encode(name, URI_PATH).to_string();
+        if encoded != *name {
+            files.insert(encoded, data.clone());
+        }
+        files.insert(name.clone(), data);
+    }
+    let mut verdicts = Vec::new();
+    for name in signature_entries(&names) {
+        let mut xml = String::new();
+        zip.by_name(name)
+            .map_err(|e| format!("{name}: {e}"))?
+            .take(MAX_SIGNATURE_XML)
+            .read_to_string(&mut xml)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let signers = signers_in(&xml).map_err(|e| format!("{name}: {e}"))?;
+        match signers.as_slice() {
+            [] => {}
+            [one] => {
+                let at = one
+                    .signing_time
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(std::time::SystemTime::from);
+                verdicts.push(crate::xmldsig::verify_detached(&xml, &files, trust, at));
+            }
+            several => verdicts.extend(several.iter().map(|_| {
+                Verdict::NotCheckable(format!(
+                    "{name} holds {} signatures; only one a file is checked",
+                    several.len()
+                ))
+            })),
+        }
+    }
+    Ok(verdicts)
+}
+
+/// What a file name keeps unescaped in a reference URI (RFC 3986 path characters).
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+/// The most the signed files of one container may unpack to for checking.
+const MAX_UNPACKED: u64 = 256 * 1024 * 1024;
+
 /// Lists a container's files and signers; the error says what is wrong with it.
 pub fn inspect(bytes: &[u8]) -> Result<SignedContainer, String> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
@@ -100,6 +240,7 @@ pub fn inspect(bytes: &[u8]) -> Result<SignedContainer, String> {
                 .collect(),
             signers: Vec::new(),
             verified: false,
+            verification: None,
         });
     }
     let mut mimetype = String::new();
@@ -118,10 +259,7 @@ pub fn inspect(bytes: &[u8]) -> Result<SignedContainer, String> {
         .cloned()
         .collect();
     let mut signers = Vec::new();
-    for name in names
-        .iter()
-        .filter(|n| n.starts_with("META-INF/") && n.contains("signatures") && n.ends_with(".xml"))
-    {
+    for name in signature_entries(&names) {
         let mut xml = String::new();
         zip.by_name(name)
             .map_err(|e| format!("{name}: {e}"))?
@@ -135,6 +273,7 @@ pub fn inspect(bytes: &[u8]) -> Result<SignedContainer, String> {
         files,
         signers,
         verified: false,
+        verification: None,
     })
 }
 
@@ -183,6 +322,7 @@ fn signers_in(xml: &str) -> Result<Vec<Signer>, String> {
                         signers.push(Signer {
                             name,
                             signing_time: time,
+                            verification: None,
                         });
                     }
                 }

@@ -9,7 +9,7 @@
 //!
 //! - [`imap`]: the protocol (TLS/STARTTLS, password or XOAUTH2, IDLE).
 //! - [`normalise`]: raw mail → the one message format (pure, golden-tested).
-//! - [`edoc`]: signed containers (.edoc/.asice/.bdoc) listed.
+//! - [`edoc`]: signed containers (.edoc/.asice/.bdoc) listed and their signatures verified.
 //! - [`ack`]: the acknowledgement with the registration number (SMTP).
 //! - [`authenticity`]: SPF, DKIM and DMARC; threading, bounces and
 //!   acknowledgements only for mail whose sender is proven.
@@ -306,6 +306,8 @@ pub struct Email {
     ours: Vec<String>,
     acknowledger: Option<Arc<ack::Acknowledger>>,
     checker: authenticity::Checker,
+    /// Trust anchors for the signatures of signed containers (`[signatures]`).
+    trust: crate::xmldsig::TrustList,
     /// This daemon's claim on the mailbox, while it holds it.
     lease: std::sync::Mutex<Option<crate::registry::lease::Lease>>,
     /// The other holder last reported (reported again when it changes).
@@ -338,12 +340,20 @@ impl Email {
                 channel: cfg.id.clone(),
                 message: e.to_string(),
             })?;
+        let trust =
+            crate::xmldsig::TrustList::load(&ctx.settings.signatures.trust).map_err(|e| {
+                ChannelError {
+                    channel: cfg.id.clone(),
+                    message: format!("signatures.trust: {e}"),
+                }
+            })?;
         Ok(Self {
             cfg,
             ctx,
             ours,
             acknowledger,
             checker,
+            trust,
             lease: std::sync::Mutex::new(None),
             lease_seen: std::sync::Mutex::new(None),
         })
@@ -560,6 +570,11 @@ impl Email {
                 oversized.then_some((w.size, self.cfg.max_message_bytes)),
                 &self.ours,
             );
+            for part in &mut parsed.parts {
+                if let Some(Ok(container)) = part.signed.as_mut() {
+                    edoc::verify(&part.blob.bytes, container, &self.trust);
+                }
+            }
             if self.acknowledger.is_none() {
                 parsed
                     .no_acknowledgement
