@@ -224,7 +224,7 @@ fn is_unsupported(e: &DsigError) -> bool {
     text.contains("unsupported") || text.contains("not implemented") || text.contains("not allowed")
 }
 
-/// Why the signer's certificate did not chain: expired (or not yet valid)
+/// Why the signer's certificate did not chain: expired or not yet valid
 /// at the signing time, else not trusted.
 fn certificate_problem(
     xml: &str,
@@ -239,9 +239,13 @@ fn certificate_problem(
     if let Some(der) = first_certificate(xml)
         && let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der)
         && let Ok(t) = x509_parser::time::ASN1Time::from_timestamp(secs)
-        && !cert.validity().is_valid_at(t)
     {
-        return "certificate expired at signing time".into();
+        if t > cert.validity().not_after {
+            return "certificate expired at signing time".into();
+        }
+        if t < cert.validity().not_before {
+            return "certificate not yet valid at signing time".into();
+        }
     }
     format!("certificate not trusted ({e})")
 }

@@ -9,6 +9,7 @@
 pub mod desk;
 pub mod div;
 pub mod dovecot;
+pub mod edoc;
 pub mod identity;
 pub mod mayan;
 pub mod servers;
@@ -94,7 +95,7 @@ pub fn wait_port(port: u16, what: &str) {
 }
 
 /// Runs the openssl command in `root`; fails the test with its stderr.
-fn openssl(root: &Path, args: &[&str]) {
+pub fn openssl(root: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(root)
