@@ -970,7 +970,7 @@ async fn a_mailbox_is_leased_to_one_daemon_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edoc_signers_are_shown_as_not_verified_on_the_desk_and_in_the_api() {
+async fn edoc_signers_are_shown_and_a_malformed_signature_failed_on_the_desk_and_in_the_api() {
     let dovecot = Dovecot::start();
     let dir = channels(&dovecot, None, "");
     let env = start(dir.path()).await;
@@ -985,12 +985,17 @@ async fn edoc_signers_are_shown_as_not_verified_on_the_desk_and_in_the_api() {
         "{shown}"
     );
     assert_eq!(listed["container"]["verified"], false, "{shown}");
+    // The fixture's SignedInfo is not XML-DSig (no CanonicalizationMethod).
+    assert_eq!(
+        listed["container"]["signers"][0]["verification"]["verdict"], "failed",
+        "{shown}"
+    );
 
     support::desk::add_accounts(&env).await;
     let reader = support::desk::DeskClient::new(&env);
     let (user, password) = support::desk::READER;
     assert_eq!(reader.sign_in(user, password).await, 303);
-    for (lang, not_verified) in [("lv", "nav pārbaudīts"), ("en", "not verified")] {
+    for (lang, not_verified) in [("lv", "paraksts nav derīgs"), ("en", "signature failed")] {
         let (status, page) = reader
             .page(&format!("/desk/items/{}?lang={lang}", item.id))
             .await;
@@ -1013,6 +1018,108 @@ async fn edoc_signers_are_shown_as_not_verified_on_the_desk_and_in_the_api() {
         }
     }
     env.stop().await;
+}
+
+/// A mail from a citizen with `attachments` (name, bytes) in base64.
+fn mail_with(attachments: &[(&str, &[u8])]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut raw = format!(
+        "From: Anna Parauga <anna@example.com>\r\nTo: dokumenti@example.lv\r\nSubject: Parakstīts iesniegums\r\nDate: Mon, 23 Nov 2026 10:00:00 +0200\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIesniegums pielikumā.\r\n",
+        uuid::Uuid::now_v7()
+    );
+    for (name, bytes) in attachments {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: application/vnd.etsi.asic-e+zip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ));
+        for line in b64.as_bytes().chunks(76) {
+            raw.push_str(std::str::from_utf8(line).expect("base64"));
+            raw.push_str("\r\n");
+        }
+    }
+    raw.push_str("--b--\r\n");
+    raw.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edoc_signatures_arriving_by_email_are_verified_stored_and_shown_on_both_registries() {
+    let ca = support::edoc::pki("Pietura test CA", "ANNA PARAUGA");
+    let files: &[(&str, &[u8])] = &[("iesniegums.txt", "Lūdzu izsniegt būvatļauju.".as_bytes())];
+    let at = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let sig = support::edoc::xades(
+        &ca,
+        files,
+        &at,
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    );
+    let good = support::edoc::container(files, &sig);
+    let tampered =
+        support::edoc::container(&[("iesniegums.txt", "Lūdzu neizsniegt.".as_bytes())], &sig);
+    for backend in [Backend::Amqp, Backend::Embedded] {
+        let dovecot = Dovecot::start();
+        let dir = channels(&dovecot, None, "");
+        let mut opts = Options::new(backend);
+        opts.channels_from = dir.path().to_path_buf();
+        let trust = ca.ca.clone();
+        opts.tweak = Some(Box::new(move |s| s.signatures.trust = vec![trust]));
+        let env = TestEnv::start(opts).await;
+        let item = hand_in(
+            &env,
+            &dovecot,
+            &mail_with(&[("labais.edoc", &good), ("mainitais.asice", &tampered)]),
+        )
+        .await;
+
+        // Stored in the item's metadata, as the item API shows it.
+        let msg = env
+            .daemon
+            .registry
+            .item_message(&item.id)
+            .await
+            .expect("message");
+        let stored = &msg.metadata["email"]["signed_containers"];
+        assert_eq!(stored[0]["attachment"], "labais.edoc", "{stored}");
+        assert_eq!(stored[0]["container"]["verified"], true, "{stored}");
+        assert_eq!(
+            stored[0]["container"]["signers"][0]["verification"]["verdict"], "verified",
+            "{stored}"
+        );
+        assert_eq!(stored[1]["container"]["verified"], false, "{stored}");
+        assert_eq!(
+            stored[1]["container"]["signers"][0]["verification"],
+            serde_json::json!({"verdict": "failed", "reason": "digest of iesniegums.txt differs"}),
+            "{stored}"
+        );
+        let shown = env.get_json(&format!("/api/v1/items/{}", item.id)).await;
+        assert_eq!(&shown["signed_containers"], stored, "{shown}");
+
+        support::desk::add_accounts(&env).await;
+        let reader = support::desk::DeskClient::new(&env);
+        let (user, password) = support::desk::READER;
+        assert_eq!(reader.sign_in(user, password).await, 303);
+        for (lang, verified, failed) in [
+            ("lv", "paraksts pārbaudīts", "paraksts nav derīgs"),
+            ("en", "signature verified", "signature failed"),
+        ] {
+            let (status, page) = reader
+                .page(&format!("/desk/items/{}?lang={lang}", item.id))
+                .await;
+            assert_eq!(status, 200);
+            let section = page
+                .split("id=\"signed-containers\"")
+                .nth(1)
+                .and_then(|s| s.split("</ul>").next())
+                .unwrap_or_else(|| panic!("no signed containers on the {lang} page: {page}"));
+            let (first, second) = section.split_once("mainitais.asice").expect("both listed");
+            assert!(first.contains(verified), "{lang}: {first}");
+            assert!(second.contains(failed), "{lang}: {second}");
+            assert!(
+                second.contains("digest of iesniegums.txt differs"),
+                "{lang}: {second}"
+            );
+        }
+        env.stop().await;
+    }
 }
 
 /// Log lines written while the returned guard lives, on this thread (the
