@@ -37,6 +37,9 @@ PIETURA_TEST_PACKAGES=(
     # cryptography, mutual TLS by Python's ssl (tests/eadrese.rs).
     python3-xmlsec
     python3-lxml
+    # xmlsec1 signs the .edoc/.asice containers whose signatures Pietura
+    # verifies (tests/edoc_signatures.rs, tests/email.rs).
+    xmlsec1
     python3-cryptography
     # A real SMS gateway with its fake SMSC (tests/kannel.rs).
     kannel

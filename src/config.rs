@@ -868,6 +868,24 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_trust_list_is_checked_at_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pietura.toml");
+        std::fs::write(&file, "[signatures]\ntrust = [\"/nonexistent/ca.pem\"]\n").unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        for part in ["pietura.toml", "signatures.trust", "/nonexistent/ca.pem"] {
+            assert!(text.contains(part), "{part} missing from: {text}");
+        }
+        std::fs::write(&file, "[signatures]\ntrusted = []\n").unwrap();
+        let text = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("trusted"), "unknown key not named: {text}");
+    }
+
+    #[test]
     fn an_external_dms_is_set_by_file_or_environment_and_checked_with_its_keys() {
         let s = Settings::load_with_env(
             None,

@@ -139,6 +139,6 @@ fn a_trust_list_that_is_not_pem_names_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.pem");
     std::fs::write(&bad, "not a certificate").expect("write");
-    let err = TrustList::load(&[bad.clone()]).expect_err("refused");
+    let err = TrustList::load(std::slice::from_ref(&bad)).expect_err("refused");
     assert!(err.to_string().contains("bad.pem"), "{err}");
 }
