@@ -219,9 +219,18 @@ fn check(
     })
 }
 
+/// An algorithm this verifier does not implement, or one the crate's
+/// secure defaults refuse (SHA-1 and other legacy methods): not checkable
+/// here rather than wrong.
 fn is_unsupported(e: &DsigError) -> bool {
-    let text = e.to_string().to_lowercase();
-    text.contains("unsupported") || text.contains("not implemented") || text.contains("not allowed")
+    use xml_sec::xmldsig::parse::ParseError;
+    matches!(
+        e,
+        DsigError::ParseSignedInfo(
+            ParseError::UnsupportedAlgorithm { .. }
+                | ParseError::AccountedUnsupportedAlgorithm { .. }
+        ) | DsigError::Policy(_)
+    )
 }
 
 /// Why the signer's certificate did not chain: expired or not yet valid

@@ -71,6 +71,31 @@ fn a_changed_signed_property_fails() {
     }
 }
 
+/// The `ds:SignatureValue` element of a signature file.
+fn signature_value(xml: &str) -> &str {
+    let start = xml.find("<ds:SignatureValue").expect("SignatureValue");
+    let end = xml
+        .find("</ds:SignatureValue>")
+        .expect("end of SignatureValue");
+    &xml[start..end]
+}
+
+#[test]
+fn a_signature_value_over_other_signed_info_is_a_bad_signature_value() {
+    let ca = pki("Pietura test CA", "ANNA PARAUGA");
+    let a = String::from_utf8(xades(&ca, FILES, &now(), ECDSA_SHA256)).expect("utf-8");
+    let b =
+        String::from_utf8(xades(&ca, FILES, "2026-12-01T00:00:01Z", ECDSA_SHA256)).expect("utf-8");
+    let swapped = a.replace(signature_value(&a), signature_value(&b));
+    assert_ne!(a, swapped);
+    let c = checked(&container(FILES, swapped.as_bytes()), &trust(&ca));
+    assert_eq!(
+        c.signers[0].verification,
+        Some(Verdict::Failed("bad signature value".into())),
+        "{c:?}"
+    );
+}
+
 #[test]
 fn a_signer_under_a_foreign_ca_is_not_trusted() {
     let ours = pki("Pietura test CA", "ANNA PARAUGA");
