@@ -14,14 +14,17 @@
 //! - [`message`]: the one message format every channel produces (schema v1).
 //! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind
 //!   (`web_form`; `email`: IMAP intake with a mailbox lease, MIME normalisation,
-//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways).
+//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways;
+//!   `counter`: counter and phone submissions an officer types in at the desk).
 //! - [`replies`]: answers on the channel an item came by (the SMS with its number,
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
 //!   cluster, moving to another node when its node goes) or the embedded SQL queue.
-//! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
+//! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload;
+//!   `rules::catalogue`: the service catalogue (`services.toml`), public at `/services`
+//!   and searched on the desk.
 //! - [`active_rules`]: the one rule set in force for every daemon, versioned in the
 //!   registry, followed within seconds; `rules/` as bootstrap and import/export.
 //! - [`tomlfile`]: TOML files with `file:line` problems, shared by rules and deadlines.
@@ -61,7 +64,9 @@
 //! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
 //!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
 //!   recomputes open deadlines when they change and sends the units' daily digest.
-//! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV).
+//! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV), with
+//!   consultations (`registry::consultations`) and client opinions (`registry::opinions`,
+//!   asked on the status page once an item is closed).
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
 pub mod active_rules;

@@ -627,7 +627,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             let registry = open_registry(&settings, Open::Existing).await?;
             let records = registry.stats_records(period, unit.as_deref()).await?;
-            let report = pietura::stats::report(&records, period, today);
+            let contacts = registry.stats_contacts(period, unit.as_deref()).await?;
+            let report = pietura::stats::report(&records, &contacts, period, today);
             if csv {
                 out(format_args!(
                     "{}",
@@ -646,6 +647,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.answered_on_time,
                     t.answered_late,
                     t.open_overdue
+                );
+                outln!(
+                    "consultations {} ({} min), client opinions {}{}",
+                    t.consultations,
+                    t.consultation_minutes,
+                    t.opinions,
+                    t.opinion_mean()
+                        .map(|m| format!(", mean {m:.2}"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -24,6 +24,10 @@ pub enum ChannelKind {
     Email,
     Scan,
     Sms,
+    /// Registered by an officer for a visitor ([`crate::channels::counter`]).
+    Counter,
+    /// Registered by an officer for a caller ([`crate::channels::counter`]).
+    Phone,
 }
 
 impl ChannelKind {
@@ -34,6 +38,8 @@ impl ChannelKind {
             ChannelKind::Email => "email",
             ChannelKind::Scan => "scan",
             ChannelKind::Sms => "sms",
+            ChannelKind::Counter => "counter",
+            ChannelKind::Phone => "phone",
         }
     }
 
@@ -41,6 +47,7 @@ impl ChannelKind {
     pub fn parse(s: &str) -> Option<Self> {
         [Self::WebForm, Self::Email, Self::Scan, Self::Sms]
             .into_iter()
+            .chain([Self::Counter, Self::Phone])
             .find(|k| k.as_str() == s)
     }
 }
@@ -127,6 +134,17 @@ pub struct IntakeMessage {
     /// DMARC); absent for channels that cannot tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_authenticity: Option<SenderAuthenticity>,
+    /// The submission's formal status as received, where the door knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formal_status: Option<FormalStatus>,
+}
+
+/// A submission's formal status as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormalStatus {
+    /// The visitor signed the paper submission at the counter.
+    SignedPaper,
 }
 
 /// Whether an e-mail's `From:` is proven, as the e-mail channel found it
@@ -287,6 +305,7 @@ impl IntakeMessage {
             metadata: BTreeMap::new(),
             review_reason: None,
             sender_authenticity: None,
+            formal_status: None,
         }
     }
 
@@ -498,6 +517,12 @@ impl IntakeMessage {
             .get("malware")?
             .get("state")?
             .as_str()
+    }
+
+    /// The service an officer chose when registering the item at the desk
+    /// (`metadata.<kind>.service`): it routes the item to that service's unit.
+    pub fn chosen_service(&self) -> Option<&str> {
+        self.channel_metadata()?.get("chosen_service")?.as_str()
     }
 
     /// The web form id, for rules that match on it.

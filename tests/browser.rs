@@ -661,3 +661,218 @@ async fn administrator_signs_in_through_openid_connect_in_chromium() {
     env.stop().await;
     drop(provider);
 }
+
+/// The text of the first element matching `css`.
+async fn css_text(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
+    let driver = Driver::start();
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    add_accounts(&env).await;
+    let browser = driver.browser().await;
+    sign_in(&browser, &env.base, OFFICER).await;
+
+    // A counter officer finds the service by an inflected word typed
+    // without diacritics, reads its documents and channels …
+    browser
+        .goto(&format!("{}/desk/services?lang=lv", env.base))
+        .await
+        .expect("service search");
+    browser
+        .find(Locator::Id("service-query"))
+        .await
+        .expect("search field")
+        .send_keys("pabalstu deklaracija")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("service-search"))
+        .await
+        .expect("search button")
+        .click()
+        .await
+        .expect("search");
+    let documents = css_text(&browser, "#service-pabalsti ul.documents").await;
+    assert!(documents.contains("Iztikas līdzekļu deklarācija"), "{documents}");
+    let channels = css_text(&browser, "#service-pabalsti dd.channels").await;
+    assert!(channels.contains("klātienē") && channels.contains("e-adrese"), "{channels}");
+    let hits = browser
+        .find_all(Locator::Css("section.service"))
+        .await
+        .expect("results");
+    assert_eq!(hits.len(), 1, "only the benefits service holds both words");
+    screenshot(&browser, "desk-service-search.png").await;
+
+    // … and starts the counter submission with the service pre-selected.
+    browser
+        .find(Locator::Css("#service-pabalsti a.start-counter"))
+        .await
+        .expect("start link")
+        .click()
+        .await
+        .expect("open the counter form");
+    let chosen = browser
+        .find(Locator::Css("#c-service option[selected]"))
+        .await
+        .expect("a pre-selected service")
+        .attr("value")
+        .await
+        .expect("value");
+    assert_eq!(chosen.as_deref(), Some("pabalsti"));
+    for (id, value) in [
+        ("c-sender_name", "Anna Liepa"),
+        ("c-address", "Skolas iela 1, Subate"),
+        ("c-phone", "29123456"),
+        ("c-subject", "Pabalsts"),
+        ("c-text", "Lūdzu piešķirt pabalstu."),
+    ] {
+        browser
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"))
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scan = dir.path().join("iesniegums.pdf");
+    std::fs::write(&scan, b"%PDF-1.4\n% the signed paper\n").expect("scan file");
+    browser
+        .find(Locator::Id("c-file"))
+        .await
+        .expect("file field")
+        .send_keys(&scan.to_string_lossy())
+        .await
+        .expect("attach the scan");
+    browser
+        .find(Locator::Id("c-signed"))
+        .await
+        .expect("signed box")
+        .click()
+        .await
+        .expect("tick");
+    screenshot(&browser, "desk-counter-form.png").await;
+    browser
+        .find(Locator::Id("register"))
+        .await
+        .expect("register button")
+        .click()
+        .await
+        .expect("register");
+    let number = browser
+        .wait()
+        .for_element(Locator::Id("registration-number"))
+        .await
+        .expect("the registration number once registered")
+        .text()
+        .await
+        .expect("number");
+    let status_link = text_of(&browser, "status-link").await;
+    let tracking_id = status_link
+        .rsplit('/')
+        .next()
+        .expect("tracking id")
+        .to_string();
+    screenshot(&browser, "desk-counter-registered.png").await;
+    let item = env.registered(&tracking_id).await;
+    assert_eq!(item.registration_number, number);
+    assert_eq!(
+        (item.channel_kind.as_str(), item.unit_id.as_deref()),
+        ("counter", Some("socialais"))
+    );
+    let notices = env.wait_routed("unit.socialais", 1).await;
+    assert_eq!(notices[0].item_id, item.id, "routed to the unit's queue");
+    let msg = env.message_of(&item).await;
+    assert_eq!(
+        msg.formal_status,
+        Some(pietura::message::FormalStatus::SignedPaper)
+    );
+    assert_eq!(msg.attachments[0].filename, "iesniegums.pdf");
+
+    // A call that was not a submission: a consultation in a few clicks,
+    // then in the quarterly report.
+    browser
+        .goto(&format!("{}/desk/consultations?service=buvatlauja", env.base))
+        .await
+        .expect("consultation form");
+    browser
+        .find(Locator::Id("c-channel-phone"))
+        .await
+        .expect("phone")
+        .click()
+        .await
+        .expect("choose phone");
+    let minutes = browser
+        .find(Locator::Id("c-minutes"))
+        .await
+        .expect("minutes");
+    minutes.clear().await.expect("clear");
+    minutes.send_keys("12").await.expect("type");
+    let done = click_and_read(&browser, "log-consultation", "done").await;
+    assert!(done.contains("reģistrēta"), "{done}");
+    browser
+        .goto(&format!("{}/reports/quarterly", env.base))
+        .await
+        .expect("report");
+    let phone = browser
+        .find(Locator::XPath(
+            "//h2[starts-with(., 'Pa kanāliem')]/following-sibling::table[1]//tr[td[1]='phone']",
+        ))
+        .await
+        .expect("a phone row in the channel table")
+        .text()
+        .await
+        .expect("row");
+    assert!(phone.ends_with(" 1 12 0 —"), "{phone}");
+    let service = browser
+        .find(Locator::XPath(
+            "//h2[starts-with(., 'Pa pakalpojumiem')]/following-sibling::table[1]//tr[starts-with(td[1], 'Būvatļauja')]",
+        ))
+        .await
+        .expect("the permit row in the service table")
+        .text()
+        .await
+        .expect("row");
+    assert!(service.ends_with(" 1 12 0 —"), "{service}");
+    screenshot(&browser, "quarterly-report-consultations.png").await;
+
+    // The public service page, in English, with its documents and channels.
+    browser
+        .goto(&format!("{}/services/pabalsti?lang=en", env.base))
+        .await
+        .expect("service page");
+    assert!(text_of(&browser, "service-name").await.contains("Social assistance"));
+    let documents = css_text(&browser, "ul.documents").await;
+    assert!(documents.contains("means-of-subsistence declaration"), "{documents}");
+    let channels = css_text(&browser, "dd.channels").await;
+    assert!(channels.contains("at the counter") && channels.contains("by post"), "{channels}");
+    assert!(css_text(&browser, "dd.when").await.contains("not confirmed yet"));
+    screenshot(&browser, "service-page.png").await;
+    browser
+        .goto(&format!("{}/status/{tracking_id}", env.base))
+        .await
+        .expect("status page");
+    browser
+        .find(Locator::Id("services-link"))
+        .await
+        .expect("the status page links to the catalogue")
+        .click()
+        .await
+        .expect("open the catalogue");
+    browser
+        .wait()
+        .for_element(Locator::Id("service-pabalsti"))
+        .await
+        .expect("the catalogue lists the service");
+    browser.close().await.expect("close browser");
+    env.stop().await;
+}

@@ -4,6 +4,7 @@
 //! one file per configured instance, tagged by `type` in [`ChannelConfig`].
 //! Adding a kind means one module plus one variant here.
 
+pub mod counter;
 pub mod email;
 pub mod form_data;
 pub mod scan;

@@ -13,13 +13,20 @@
 //! - [`rules_editor`]: rules, units and services edited with the files'
 //!   validation, a dry run against recent items, versions and roll-back;
 //! - [`channels`]: each channel's state for administrators;
-//! - [`parked_view`]: parked items (accepted, not registered) with a retry.
+//! - [`parked_view`]: parked items (accepted, not registered) with a retry;
+//! - [`service_search`]: the service catalogue searched at the counter;
+//! - [`consultations`]: visits and calls that are not submissions, logged
+//!   without personal data;
+//! - [`counter_form`]: a visitor's or caller's submission registered by an
+//!   officer (counter and phone intake).
 //!
 //! Server-rendered (askama), usable without JavaScript; `static/desk.js`
 //! only adds keyboard shortcuts. Every page checks the viewer's role.
 
 pub mod auth;
 pub mod channels;
+pub mod consultations;
+pub mod counter_form;
 pub mod i18n;
 pub mod ldap;
 pub mod oidc;
@@ -27,6 +34,7 @@ pub mod original;
 pub mod parked_view;
 pub mod review;
 pub mod rules_editor;
+pub mod service_search;
 pub mod sessions;
 pub mod signed;
 pub mod suggest;
@@ -78,6 +86,16 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         .route("/desk/items/{item}/original", get(original::original_file))
         .route("/desk/items/{item}/pages/{page}", get(original::page_image))
         .route("/desk/parked", get(parked_view::list))
+        .route("/desk/services", get(service_search::page))
+        .route(
+            "/desk/counter",
+            get(counter_form::form).post(counter_form::register),
+        )
+        .route("/desk/counter/{id}", get(counter_form::done))
+        .route(
+            "/desk/consultations",
+            get(consultations::form).post(consultations::log),
+        )
         .route("/desk/parked/{id}/retry", post(parked_view::retry))
         .route("/admin/rules", get(rules_editor::editor))
         .route("/admin/rules/check", post(rules_editor::check))
@@ -121,6 +139,8 @@ pub struct DeskOptions {
     pub dry_run_items: i64,
     /// The dashboard and reports are open to anyone (`desk.public_statistics`).
     pub public_statistics: bool,
+    /// `http.public_url` without its trailing `/`: the citizens' status links.
+    pub public_url: String,
 }
 
 /// The header every desk page shows: who is signed in, what they may open.

@@ -18,9 +18,11 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+mod catalogue;
 pub mod client;
 mod dashboard;
 mod deadlines;
+mod opinion;
 
 use crate::api_clients::{ApiAction, ApiClient, DEV_LOOPBACK_CLIENT, LEGACY_CLIENT};
 use crate::bus::Bus;
@@ -77,6 +79,10 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/", get(index))
         .route("/static/pietura.css", get(css))
         .route("/status/{tracking_id}", get(status))
+        .route(
+            "/status/{tracking_id}/opinion",
+            axum::routing::post(opinion::give),
+        )
         .route("/api/v1/items", get(list_items))
         .route("/api/v1/items/{item}", get(show_item))
         .route("/api/v1/items/{item}/explanation", get(explain_item))
@@ -84,6 +90,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(deadlines::routes())
+        .merge(catalogue::routes())
         .merge(dashboard::routes().layer(crate::desk::session_layer(&state)))
         .merge(crate::desk::routes(&state))
         .with_state(state)
@@ -127,6 +134,9 @@ struct StatusPage {
     number: String,
     received_at: String,
     reply_due: String,
+    /// The client-opinion question ([`opinion`]): asked, or its outcome.
+    opinion: opinion::Ask,
+    tracking_id: String,
 }
 
 fn html(t: impl Template) -> Response {
@@ -155,6 +165,7 @@ async fn css() -> Response {
 async fn status(
     State(s): State<HttpState>,
     Path(tracking_id): Path<String>,
+    Query(shown): Query<opinion::Shown>,
     headers: HeaderMap,
 ) -> Response {
     if uuid::Uuid::parse_str(&tracking_id).is_err() {
@@ -206,6 +217,8 @@ async fn status(
             .as_ref()
             .and_then(|i| i.due().map(str::to_string))
             .unwrap_or_default(),
+        opinion: opinion::ask(&s, item.as_ref(), shown).await,
+        tracking_id,
     })
 }
 

@@ -9,12 +9,14 @@
 pub mod accounts;
 pub mod api_clients;
 pub mod claims;
+pub mod consultations;
 pub mod deadlines;
 pub mod desk;
 pub mod dms;
 pub mod lease;
 pub mod mailboxes;
 pub mod numbering;
+pub mod opinions;
 mod register;
 pub use register::RegisterPolicy;
 pub mod parked;
