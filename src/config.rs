@@ -61,6 +61,8 @@ pub struct Settings {
     pub janitor: JanitorSettings,
     /// ClamAV's clamd: every attachment and original scanned before routing.
     pub malware: crate::malware::MalwareSettings,
+    /// PDF printing (answer letters, counter receipts): font and letterhead.
+    pub print: crate::print::PrintSettings,
 }
 
 impl Default for Settings {
@@ -80,6 +82,7 @@ impl Default for Settings {
             desk: DeskSettings::default(),
             janitor: JanitorSettings::default(),
             malware: crate::malware::MalwareSettings::default(),
+            print: crate::print::PrintSettings::default(),
         }
     }
 }
@@ -585,6 +588,9 @@ impl Settings {
             );
         }
         for (key, message) in self.malware.issues() {
+            issue(&key, message);
+        }
+        for (key, message) in self.print.issues() {
             issue(&key, message);
         }
         if !(1..=20).contains(&self.engine.poison_attempts) {

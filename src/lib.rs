@@ -64,6 +64,8 @@
 //! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
 //!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
 //!   recomputes open deadlines when they change and sends the units' daily digest.
+//! - [`print`]: PDF printing in one place (answer letters with the address in the
+//!   envelope window, counter receipts): one embedded font, header, wrapped text, footer.
 //! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV), with
 //!   consultations (`registry::consultations`) and client opinions (`registry::opinions`,
 //!   asked on the status page once an item is closed).
@@ -93,6 +95,7 @@ pub mod metrics;
 pub mod ocr;
 pub mod parked;
 pub mod phone;
+pub mod print;
 pub mod redact;
 pub mod registry;
 pub mod replies;
