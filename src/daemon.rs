@@ -327,6 +327,7 @@ impl Daemon {
                 dry_run_items: settings.desk.dry_run_items,
                 public_statistics: settings.desk.public_statistics,
                 public_url: settings.http.public_url.trim_end_matches('/').to_string(),
+                print: settings.print.clone(),
             },
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);

@@ -444,7 +444,7 @@ impl IntakeMessage {
         {
             return Err(at(
                 &format!("metadata.{}", storable_text(key)),
-                "is not a channel kind (web_form, email, scan, sms)".into(),
+                "is not a channel kind (web_form, email, scan, sms, counter, phone)".into(),
             ));
         }
         Ok(())

@@ -798,6 +798,37 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
     );
     assert_eq!(msg.attachments[0].filename, "iesniegums.pdf");
 
+    // The receipt for the visitor: number, deadline and status link in the PDF's text.
+    let receipt_path = browser
+        .find(Locator::Id("receipt"))
+        .await
+        .expect("a receipt link")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("the link's target");
+    let desk = support::desk::DeskClient::new(&env);
+    assert_eq!(desk.sign_in(OFFICER.0, OFFICER.1).await, 303);
+    let pdf = desk
+        .get(receipt_path.trim_start_matches(env.base.as_str()))
+        .await;
+    assert_eq!(
+        pdf.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/pdf")
+    );
+    let pdf_file = dir.path().join("receipt.pdf");
+    std::fs::write(&pdf_file, pdf.bytes().await.expect("receipt bytes")).expect("save receipt");
+    let text = Command::new("pdftotext")
+        .arg(&pdf_file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (apt-get install poppler-utils)");
+    let text = String::from_utf8_lossy(&text.stdout);
+    let due = item.reply_due.clone().expect("a reply deadline");
+    for want in [number.as_str(), due.as_str(), status_link.as_str(), "Apliecinājums par iesnieguma saņemšanu"] {
+        assert!(text.contains(want), "{want:?} not in the receipt:\n{text}");
+    }
+
     // A call that was not a submission: a consultation in a few clicks,
     // then in the quarterly report.
     browser

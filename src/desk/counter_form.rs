@@ -5,11 +5,12 @@
 //! channel's upload would register the paper as a letter of its own). The
 //! message is made and handed on by [`crate::channels::counter`]; the page
 //! then waits for the registration number and shows it with the status link
-//! for the visitor.
+//! for the visitor, and prints the visitor's receipt (PDF: number, date,
+//! deadline, status link; laid out by [`crate::print`]).
 
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -306,4 +307,98 @@ pub async fn done(
             .unwrap_or_default(),
         tracking_id: id,
     })
+}
+
+/// `GET /desk/counter/{id}/receipt.pdf`: the visitor's receipt for a
+/// registered item (404 until it is registered).
+pub async fn receipt(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = match viewer_as(&s, &session, &headers, None, Role::Officer).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let unavailable = |why: String| {
+        tracing::error!("counter receipt not printed: {why}");
+        status_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            v.lang,
+            v.lang.t("error.unavailable_title"),
+            v.lang.t("error.unavailable"),
+        )
+    };
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let item = match s.registry.find_by_message(&id).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return unavailable(e.to_string()),
+    };
+    let lines = ReceiptLines {
+        number: item.registration_number.clone(),
+        received: local_time(&item.received_at),
+        due: item.due().unwrap_or("—").to_string(),
+        channel: format!(
+            "{} / {}",
+            Lang::Lv.channel_kind(&item.channel_kind),
+            Lang::En.channel_kind(&item.channel_kind)
+        ),
+        status_url: format!("{}/status/{id}", s.desk.public_url),
+    };
+    let print = s.desk.print.clone();
+    let pdf = tokio::task::spawn_blocking(move || {
+        crate::print::PrintFont::load(&print.font).map(|font| lines.render(&font, &print.header))
+    })
+    .await;
+    match pdf {
+        Ok(Ok(pdf)) => (
+            [
+                (header::CONTENT_TYPE, "application/pdf".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "inline; filename=\"kvits-{}.pdf\"",
+                        item.registration_number.replace(['/', '\\', '"'], "-")
+                    ),
+                ),
+            ],
+            pdf,
+        )
+            .into_response(),
+        Ok(Err(e)) => unavailable(e.to_string()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// What a counter receipt says.
+struct ReceiptLines {
+    number: String,
+    received: String,
+    due: String,
+    channel: String,
+    status_url: String,
+}
+
+impl ReceiptLines {
+    fn render(&self, font: &crate::print::PrintFont, letterhead: &[String]) -> Vec<u8> {
+        crate::print::Printout::new(font, &format!("Apliecinājums {}", self.number))
+            .header(letterhead)
+            .heading("Apliecinājums par iesnieguma saņemšanu / Receipt of your submission")
+            .paragraph(&format!(
+                "Reģistrācijas numurs / Registration number: {}\n\
+                 Saņemts / Received: {}\n\
+                 Saņemšanas veids / Received: {}\n\
+                 Atbilde līdz / Reply by: {}",
+                self.number, self.received, self.channel, self.due
+            ))
+            .space(4.0)
+            .paragraph("Iesnieguma statuss / Status of your submission:")
+            .paragraph(&self.status_url)
+            .footer(&format!("Apliecinājums {}", self.number))
+            .render()
+    }
 }

@@ -92,6 +92,7 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
             get(counter_form::form).post(counter_form::register),
         )
         .route("/desk/counter/{id}", get(counter_form::done))
+        .route("/desk/counter/{id}/receipt.pdf", get(counter_form::receipt))
         .route(
             "/desk/consultations",
             get(consultations::form).post(consultations::log),
@@ -141,6 +142,8 @@ pub struct DeskOptions {
     pub public_statistics: bool,
     /// `http.public_url` without its trailing `/`: the citizens' status links.
     pub public_url: String,
+    /// Font and letterhead of the counter receipts (`[print]`).
+    pub print: crate::print::PrintSettings,
 }
 
 /// The header every desk page shows: who is signed in, what they may open.

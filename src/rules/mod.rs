@@ -499,7 +499,7 @@ fn compile_rule(
                 None => p.at(
                     c.span().start,
                     format!(
-                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms",
+                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms, counter, phone",
                         c.get_ref()
                     ),
                 ),
