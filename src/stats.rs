@@ -658,15 +658,14 @@ mod tests {
 
     #[test]
     fn consultations_and_opinions_are_counted_per_channel_unit_and_service() {
-        let consult = |channel: &str, service: &str, unit: &str, minutes: u64, at| {
-            ConsultationRecord {
+        let consult =
+            |channel: &str, service: &str, unit: &str, minutes: u64, at| ConsultationRecord {
                 channel: channel.into(),
                 service: service.into(),
                 unit: Some(unit.into()),
                 minutes,
                 logged_at: at,
-            }
-        };
+            };
         let opinion = |channel: &str, unit: &str, score: u64, at| OpinionRecord {
             channel: channel.into(),
             unit: Some(unit.into()),
@@ -692,7 +691,12 @@ mod tests {
         let r = report(&seeded(), &contacts, q2, day(7, 15));
         let t = &r.total;
         assert_eq!(
-            (t.consultations, t.consultation_minutes, t.opinions, t.opinion_score_sum),
+            (
+                t.consultations,
+                t.consultation_minutes,
+                t.opinions,
+                t.opinion_score_sum
+            ),
             (3, 35, 3, 11)
         );
         let by = |list: &[Figures], key: &str| {
@@ -703,24 +707,41 @@ mod tests {
         };
         let counter = by(&r.by_channel, "counter");
         assert_eq!(
-            (counter.received, counter.consultations, counter.consultation_minutes, counter.opinions),
+            (
+                counter.received,
+                counter.consultations,
+                counter.consultation_minutes,
+                counter.opinions
+            ),
             (0, 2, 30, 1)
         );
         let web = by(&r.by_channel, "web_form");
-        assert_eq!((web.received, web.opinions, web.opinion_mean()), (2, 2, Some(3.5)));
+        assert_eq!(
+            (web.received, web.opinions, web.opinion_mean()),
+            (2, 2, Some(3.5))
+        );
         assert_eq!(by(&r.by_channel, "phone").consultations, 1);
         assert_eq!(by(&r.by_service, "pabalsti").consultation_minutes, 30);
         assert_eq!(by(&r.by_service, "buvatlauja").consultations, 1);
-        assert_eq!(by(&r.by_service, "buvatlauja").opinions, 0, "opinions are per unit, not service");
+        assert_eq!(
+            by(&r.by_service, "buvatlauja").opinions,
+            0,
+            "opinions are per unit, not service"
+        );
         let buvvalde = by(&r.by_unit, "buvvalde");
-        assert_eq!((buvvalde.received, buvvalde.consultations, buvvalde.opinions), (2, 1, 2));
+        assert_eq!(
+            (buvvalde.received, buvvalde.consultations, buvvalde.opinions),
+            (2, 1, 2)
+        );
         let csv = to_csv(&r);
         assert!(
-            csv.lines().any(|l| l.starts_with("2026Q2,channel,web_form,") && l.ends_with(",0,0,2,3.50")),
+            csv.lines()
+                .any(|l| l.starts_with("2026Q2,channel,web_form,") && l.ends_with(",0,0,2,3.50")),
             "{csv}"
         );
         assert!(
-            csv.lines().any(|l| l.starts_with("2026Q2,channel,counter,0,") && l.ends_with(",2,30,1,4.00")),
+            csv.lines()
+                .any(|l| l.starts_with("2026Q2,channel,counter,0,") && l.ends_with(",2,30,1,4.00")),
             "{csv}"
         );
     }

@@ -701,10 +701,24 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
         .click()
         .await
         .expect("search");
+    // The results page: its field holds the query as its value attribute.
+    browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//input[@id='service-query' and @value='pabalstu deklaracija']",
+        ))
+        .await
+        .expect("the search results");
     let documents = css_text(&browser, "#service-pabalsti ul.documents").await;
-    assert!(documents.contains("Iztikas līdzekļu deklarācija"), "{documents}");
+    assert!(
+        documents.contains("Iztikas līdzekļu deklarācija"),
+        "{documents}"
+    );
     let channels = css_text(&browser, "#service-pabalsti dd.channels").await;
-    assert!(channels.contains("klātienē") && channels.contains("e-adrese"), "{channels}");
+    assert!(
+        channels.contains("klātienē") && channels.contains("e-adrese"),
+        "{channels}"
+    );
     let hits = browser
         .find_all(Locator::Css("section.service"))
         .await
@@ -721,7 +735,8 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
         .await
         .expect("open the counter form");
     let chosen = browser
-        .find(Locator::Css("#c-service option[selected]"))
+        .wait()
+        .for_element(Locator::Css("#c-service option[selected]"))
         .await
         .expect("a pre-selected service")
         .attr("value")
@@ -813,7 +828,9 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
         .get(receipt_path.trim_start_matches(env.base.as_str()))
         .await;
     assert_eq!(
-        pdf.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        pdf.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/pdf")
     );
     let pdf_file = dir.path().join("receipt.pdf");
@@ -825,14 +842,22 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
         .expect("pdftotext (apt-get install poppler-utils)");
     let text = String::from_utf8_lossy(&text.stdout);
     let due = item.reply_due.clone().expect("a reply deadline");
-    for want in [number.as_str(), due.as_str(), status_link.as_str(), "Apliecinājums par iesnieguma saņemšanu"] {
+    for want in [
+        number.as_str(),
+        due.as_str(),
+        status_link.as_str(),
+        "Apliecinājums par iesnieguma saņemšanu",
+    ] {
         assert!(text.contains(want), "{want:?} not in the receipt:\n{text}");
     }
 
     // A call that was not a submission: a consultation in a few clicks,
     // then in the quarterly report.
     browser
-        .goto(&format!("{}/desk/consultations?service=buvatlauja", env.base))
+        .goto(&format!(
+            "{}/desk/consultations?service=buvatlauja",
+            env.base
+        ))
         .await
         .expect("consultation form");
     browser
@@ -881,12 +906,26 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
         .goto(&format!("{}/services/pabalsti?lang=en", env.base))
         .await
         .expect("service page");
-    assert!(text_of(&browser, "service-name").await.contains("Social assistance"));
+    assert!(
+        text_of(&browser, "service-name")
+            .await
+            .contains("Social assistance")
+    );
     let documents = css_text(&browser, "ul.documents").await;
-    assert!(documents.contains("means-of-subsistence declaration"), "{documents}");
+    assert!(
+        documents.contains("means-of-subsistence declaration"),
+        "{documents}"
+    );
     let channels = css_text(&browser, "dd.channels").await;
-    assert!(channels.contains("at the counter") && channels.contains("by post"), "{channels}");
-    assert!(css_text(&browser, "dd.when").await.contains("not confirmed yet"));
+    assert!(
+        channels.contains("at the counter") && channels.contains("by post"),
+        "{channels}"
+    );
+    assert!(
+        css_text(&browser, "dd.when")
+            .await
+            .contains("not confirmed yet")
+    );
     screenshot(&browser, "service-page.png").await;
     browser
         .goto(&format!("{}/status/{tracking_id}", env.base))

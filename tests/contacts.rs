@@ -61,7 +61,11 @@ async fn seeded_figures(backend: Backend) {
                 ("text", "Lūdzu izvērtēt manu situāciju."),
                 ("signed", "1"),
             ],
-            Some(("iesniegums.pdf", "application/pdf", b"%PDF-1.4\n% scanned paper\n".to_vec())),
+            Some((
+                "iesniegums.pdf",
+                "application/pdf",
+                b"%PDF-1.4\n% scanned paper\n".to_vec(),
+            )),
         )
         .await;
     let call = desk
@@ -80,19 +84,27 @@ async fn seeded_figures(backend: Backend) {
         .submit_item("Būvatļauja", "Lūdzu būvatļauju šķūņa pārbūvei.")
         .await;
     assert_eq!(
-        (visit_item.channel_kind.as_str(), visit_item.unit_id.as_deref()),
+        (
+            visit_item.channel_kind.as_str(),
+            visit_item.unit_id.as_deref()
+        ),
         ("counter", Some("socialais")),
         "the chosen service routes to its unit"
     );
     assert_eq!(visit_item.service_id.as_deref(), Some("pabalsti"));
     assert_eq!(call_item.channel_kind, "phone");
-    assert_eq!(call_item.unit_id.as_deref(), Some("komunala"), "{call_item:?}");
+    assert_eq!(
+        call_item.unit_id.as_deref(),
+        Some("komunala"),
+        "{call_item:?}"
+    );
     let msg = env.message_of(&visit_item).await;
     assert_eq!(msg.channel.kind, ChannelKind::Counter);
     assert_eq!(msg.formal_status, Some(FormalStatus::SignedPaper));
     assert_eq!(msg.attachments.len(), 1, "the scan is attached");
     assert_eq!(env.message_of(&call_item).await.formal_status, None);
-    env.assert_stored_message_matches_schema(&visit_item.id).await;
+    env.assert_stored_message_matches_schema(&visit_item.id)
+        .await;
 
     // Consultations: three logged, one refused.
     let csrf = desk.csrf().await;
@@ -122,7 +134,11 @@ async fn seeded_figures(backend: Backend) {
     close(&env, &visit_item.id).await;
     close(&env, &web_item.id).await;
     assert_eq!(opinion(&env, &visit, "4", "Laipni apkalpoja").await, 303);
-    assert_eq!(opinion(&env, &visit, "1", "otrreiz").await, 409, "once per item");
+    assert_eq!(
+        opinion(&env, &visit, "1", "otrreiz").await,
+        409,
+        "once per item"
+    );
     assert_eq!(opinion(&env, &web_item.id, "2", "").await, 303);
     assert_eq!(opinion(&env, &web_item.id, "9", "").await, 422);
     let status_page = env
@@ -144,30 +160,68 @@ async fn seeded_figures(backend: Backend) {
     let period = Period::quarter_of(today);
     let registry = &env.daemon.registry;
     let records = registry.stats_records(period, None).await.expect("records");
-    let contacts = registry.stats_contacts(period, None).await.expect("contacts");
+    let contacts = registry
+        .stats_contacts(period, None)
+        .await
+        .expect("contacts");
     let r = pietura::stats::report(&records, &contacts, period, today);
     let t = &r.total;
     assert_eq!(
-        (t.received, t.consultations, t.consultation_minutes, t.opinions, t.opinion_score_sum),
+        (
+            t.received,
+            t.consultations,
+            t.consultation_minutes,
+            t.opinions,
+            t.opinion_score_sum
+        ),
         (3, 3, 30, 2, 6)
     );
     let counter = by(&r.by_channel, "counter");
     assert_eq!(
-        (counter.received, counter.consultations, counter.consultation_minutes, counter.opinions, counter.opinion_score_sum),
+        (
+            counter.received,
+            counter.consultations,
+            counter.consultation_minutes,
+            counter.opinions,
+            counter.opinion_score_sum
+        ),
         (1, 2, 25, 1, 4)
     );
     let phone = by(&r.by_channel, "phone");
     assert_eq!(
-        (phone.received, phone.consultations, phone.consultation_minutes, phone.opinions),
+        (
+            phone.received,
+            phone.consultations,
+            phone.consultation_minutes,
+            phone.opinions
+        ),
         (1, 1, 5, 0)
     );
     let web = by(&r.by_channel, "web_form");
-    assert_eq!((web.received, web.opinions, web.opinion_score_sum), (1, 1, 2));
+    assert_eq!(
+        (web.received, web.opinions, web.opinion_score_sum),
+        (1, 1, 2)
+    );
     let pabalsti = by(&r.by_service, "pabalsti");
-    assert_eq!((pabalsti.received, pabalsti.consultations, pabalsti.consultation_minutes), (1, 2, 25));
+    assert_eq!(
+        (
+            pabalsti.received,
+            pabalsti.consultations,
+            pabalsti.consultation_minutes
+        ),
+        (1, 2, 25)
+    );
     assert_eq!(by(&r.by_service, "buvatlauja").consultations, 1);
     let socialais = by(&r.by_unit, "socialais");
-    assert_eq!((socialais.received, socialais.consultations, socialais.opinions, socialais.opinion_score_sum), (1, 2, 1, 4));
+    assert_eq!(
+        (
+            socialais.received,
+            socialais.consultations,
+            socialais.opinions,
+            socialais.opinion_score_sum
+        ),
+        (1, 2, 1, 4)
+    );
     assert_eq!(by(&r.by_unit, "buvvalde").opinions, 1);
 
     // One unit's report holds only its own contacts.
@@ -176,13 +230,19 @@ async fn seeded_figures(backend: Backend) {
         .await
         .expect("unit contacts");
     assert_eq!(
-        (unit_contacts.consultations.len(), unit_contacts.opinions.len()),
+        (
+            unit_contacts.consultations.len(),
+            unit_contacts.opinions.len()
+        ),
         (1, 1)
     );
 
     // The export: the same figures, no tracking id, no sender, no comment.
     let (status, csv) = desk
-        .page(&format!("/reports/quarterly.csv?quarter={}", period.label()))
+        .page(&format!(
+            "/reports/quarterly.csv?quarter={}",
+            period.label()
+        ))
         .await;
     assert_eq!(status, 200, "{csv}");
     let row = |dim: &str, key: &str| -> Vec<String> {
@@ -193,11 +253,25 @@ async fn seeded_figures(backend: Backend) {
             .map(str::to_string)
             .collect()
     };
-    assert_eq!(row("channel", "counter")[16..], ["2", "25", "1", "4.00"], "{csv}");
-    assert_eq!(row("channel", "web_form")[16..], ["0", "0", "1", "2.00"], "{csv}");
+    assert_eq!(
+        row("channel", "counter")[16..],
+        ["2", "25", "1", "4.00"],
+        "{csv}"
+    );
+    assert_eq!(
+        row("channel", "web_form")[16..],
+        ["0", "0", "1", "2.00"],
+        "{csv}"
+    );
     assert_eq!(row("service", "buvatlauja")[16..18], ["1", "5"], "{csv}");
     assert_eq!(row("unit", "socialais")[18..], ["1", "4.00"], "{csv}");
-    for private in [visit.as_str(), visit_item.id.as_str(), "Anna", "Laipni", &visit_item.registration_number] {
+    for private in [
+        visit.as_str(),
+        visit_item.id.as_str(),
+        "Anna",
+        "Laipni",
+        &visit_item.registration_number,
+    ] {
         assert!(!csv.contains(private), "{private} in the export:\n{csv}");
     }
     env.stop().await;

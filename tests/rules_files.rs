@@ -215,15 +215,20 @@ fn a_rule_can_ask_for_facts_a_channel_extracted_and_unknown_facts_are_refused() 
 
 #[test]
 fn catalogue_mistakes_are_reported_at_their_lines() {
-    let err = RuleSet::load(&support::repo_path("tests/fixtures/rules-catalogue-invalid"))
-        .expect_err("the catalogue fixture must be refused");
+    let err = RuleSet::load(&support::repo_path(
+        "tests/fixtures/rules-catalogue-invalid",
+    ))
+    .expect_err("the catalogue fixture must be refused");
     let text = err.to_string();
     for (at, what) in [
         ("services.toml:7", "\"fax\" is not a way to apply"),
         ("services.toml:7", "\"counter\" is given twice"),
         ("services.toml:8", "form \"Iesniegums!\""),
         ("services.toml:9", "\"price\" is not a catalogue key"),
-        ("services.toml:13", "en.documents has 1 entries, lv.documents 2"),
+        (
+            "services.toml:13",
+            "en.documents has 1 entries, lv.documents 2",
+        ),
         ("services.toml:21", "[service.en] without [service.lv]"),
     ] {
         assert!(

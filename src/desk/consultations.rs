@@ -112,8 +112,18 @@ pub async fn log(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let unit = s.rules.load().services.get(&f.service).map(|svc| svc.unit.clone());
-    let minutes = f.minutes.trim().parse::<u32>().ok().filter(|m| (1..=MAX_MINUTES).contains(m));
+    let unit = s
+        .rules
+        .load()
+        .services
+        .get(&f.service)
+        .map(|svc| svc.unit.clone());
+    let minutes = f
+        .minutes
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|m| (1..=MAX_MINUTES).contains(m));
     let error = if unit.is_none() {
         Some("consult.bad_service")
     } else if !APPLY_CHANNELS.contains(&f.channel.as_str()) {
@@ -141,7 +151,11 @@ pub async fn log(
     match s.registry.log_consultation(&entry).await {
         Ok(_) => {
             tracing::info!(channel = %entry.channel, service = %entry.service_id, minutes, "consultation logged");
-            Redirect::to(&format!("/desk/consultations?done=1&channel={}", entry.channel)).into_response()
+            Redirect::to(&format!(
+                "/desk/consultations?done=1&channel={}",
+                entry.channel
+            ))
+            .into_response()
         }
         Err(e) => {
             tracing::error!("consultation not logged: {e}");

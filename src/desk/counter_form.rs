@@ -132,10 +132,11 @@ async fn read_form(s: &HttpState, mut mp: Multipart) -> Result<Posted, Refusal> 
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
             let filename = display_filename(field.file_name().unwrap_or(""));
-            let content_type = field
-                .content_type()
-                .map(str::to_string)
-                .unwrap_or_else(|| mime_guess::from_path(&filename).first_or_octet_stream().to_string());
+            let content_type = field.content_type().map(str::to_string).unwrap_or_else(|| {
+                mime_guess::from_path(&filename)
+                    .first_or_octet_stream()
+                    .to_string()
+            });
             let stored = store(s, field).await?;
             if let Some(blob) = stored.filter(|_| !filename.is_empty()) {
                 p.entry.attachment = Some(AttachmentRef {
@@ -188,7 +189,9 @@ async fn store(
             Ok(Some(chunk)) => {
                 any |= !chunk.is_empty();
                 match w.write(&chunk).await {
-                    Err(BlobError::TooLarge { .. }) => return Err(Refusal::Form("counter.too_large")),
+                    Err(BlobError::TooLarge { .. }) => {
+                        return Err(Refusal::Form("counter.too_large"));
+                    }
                     Err(e) => return Err(Refusal::Unavailable(e)),
                     Ok(()) => {}
                 }
@@ -236,7 +239,14 @@ pub async fn register(
     }
     let kind = ChannelKind::parse(&posted.kind).filter(|k| is_desk_kind(*k));
     let id = uuid::Uuid::parse_str(&posted.nonce).ok();
-    let problem = problem.or_else(|| posted.entry.text.trim().is_empty().then_some("counter.missing_text"));
+    let problem = problem.or_else(|| {
+        posted
+            .entry
+            .text
+            .trim()
+            .is_empty()
+            .then_some("counter.missing_text")
+    });
     let (Some(kind), Some(id), None) = (kind, id, problem) else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -247,7 +257,11 @@ pub async fn register(
                 nonce: uuid::Uuid::now_v7().to_string(),
                 service: posted.service,
                 kind: posted.kind,
-                error: Some(v.lang.t(problem.unwrap_or("counter.missing_text")).to_string()),
+                error: Some(
+                    v.lang
+                        .t(problem.unwrap_or("counter.missing_text"))
+                        .to_string(),
+                ),
                 entry: posted.entry,
             }),
         )
@@ -267,7 +281,9 @@ pub async fn register(
             tracing::info!(parent: &span, signed = msg.formal_status.is_some(), "registered at the desk, handed on");
             Redirect::to(&format!("/desk/counter/{id}")).into_response()
         }
-        Err(crate::bus::BusError::Refused(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(crate::bus::BusError::Refused(e)) => {
+            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+        }
         Err(e) => unavailable(&e.to_string()),
     }
 }
@@ -299,8 +315,14 @@ pub async fn done(
         nav: Nav::of(&v, "/desk/counter"),
         status_url: format!("{}/status/{id}", s.desk.public_url),
         registered: item.is_some(),
-        number: item.as_ref().map(|i| i.registration_number.clone()).unwrap_or_default(),
-        received: item.as_ref().map(|i| local_time(&i.received_at)).unwrap_or_default(),
+        number: item
+            .as_ref()
+            .map(|i| i.registration_number.clone())
+            .unwrap_or_default(),
+        received: item
+            .as_ref()
+            .map(|i| local_time(&i.received_at))
+            .unwrap_or_default(),
         due: item
             .as_ref()
             .and_then(|i| i.due().map(str::to_string))

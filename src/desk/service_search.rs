@@ -40,7 +40,11 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
-    pub fn of(s: &Service, l: Lang, units: &std::collections::BTreeMap<String, crate::rules::Unit>) -> Self {
+    pub fn of(
+        s: &Service,
+        l: Lang,
+        units: &std::collections::BTreeMap<String, crate::rules::Unit>,
+    ) -> Self {
         let en = l == Lang::En;
         ServiceView {
             id: s.id.clone(),
@@ -53,7 +57,12 @@ impl ServiceView {
                 })
                 .unwrap_or_else(|| s.unit.clone()),
             text: s.text_in(en).clone(),
-            channels: s.catalogue.channels.iter().map(|c| channel_label(l, c)).collect(),
+            channels: s
+                .catalogue
+                .channels
+                .iter()
+                .map(|c| channel_label(l, c))
+                .collect(),
             form: s.catalogue.form.clone(),
             unconfirmed: s.catalogue.unconfirmed.clone(),
             note: s.note.clone(),

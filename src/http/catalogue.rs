@@ -78,7 +78,11 @@ async fn one(
 ) -> Response {
     let l = Lang::pick(q.lang.as_deref(), &headers);
     let rules = st.rules.load();
-    match rules.services.get(&id).filter(|s| s.catalogue.is_described()) {
+    match rules
+        .services
+        .get(&id)
+        .filter(|s| s.catalogue.is_described())
+    {
         Some(s) => html(ServicePage {
             l,
             s: ServiceView::of(s, l, &rules.units),

@@ -71,21 +71,45 @@ pub async fn give(
     if uuid::Uuid::parse_str(&tracking_id).is_err() {
         return (StatusCode::NOT_FOUND, "unknown tracking id").into_response();
     }
-    let Some(score) = f.score.trim().parse::<u8>().ok().filter(|n| (1..=5).contains(n)) else {
-        return (StatusCode::UNPROCESSABLE_ENTITY, "choose 1–5 / izvēlieties 1–5").into_response();
+    let Some(score) = f
+        .score
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|n| (1..=5).contains(n))
+    else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "choose 1–5 / izvēlieties 1–5",
+        )
+            .into_response();
     };
-    let comment: String = f.comment.trim().replace('\0', "").chars().take(MAX_COMMENT_CHARS).collect();
+    let comment: String = f
+        .comment
+        .trim()
+        .replace('\0', "")
+        .chars()
+        .take(MAX_COMMENT_CHARS)
+        .collect();
     let comment = (!comment.is_empty()).then_some(comment);
     let unavailable = |e: crate::registry::RegistryError| {
         tracing::error!("opinion not recorded: {e}");
-        (StatusCode::SERVICE_UNAVAILABLE, "please retry / lūdzu, mēģiniet vēlreiz").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "please retry / lūdzu, mēģiniet vēlreiz",
+        )
+            .into_response()
     };
     let item = match s.registry.find_by_message(&tracking_id).await {
         Ok(Some(i)) => i,
         Ok(None) => return (StatusCode::NOT_FOUND, "unknown tracking id").into_response(),
         Err(e) => return unavailable(e),
     };
-    match s.registry.give_opinion(&item.id, score, comment.as_deref(), Utc::now()).await {
+    match s
+        .registry
+        .give_opinion(&item.id, score, comment.as_deref(), Utc::now())
+        .await
+    {
         Ok(OpinionOutcome::Accepted) => {
             tracing::info!(item = %item.id, score, "client opinion recorded");
             Redirect::to(&format!("/status/{tracking_id}?opinion=thanks")).into_response()

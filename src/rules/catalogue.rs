@@ -87,7 +87,10 @@ impl Catalogue {
                     ),
                 );
             } else if channels.contains(&c) {
-                p.at(line, format!("service {id}: channels: {c:?} is given twice"));
+                p.at(
+                    line,
+                    format!("service {id}: channels: {c:?} is given twice"),
+                );
             } else {
                 channels.push(c);
             }
@@ -116,7 +119,9 @@ impl Catalogue {
             } else {
                 p.at(
                     line,
-                    format!("service {id}: form {f:?} must be a form id (lowercase a-z, 0-9, - or _)"),
+                    format!(
+                        "service {id}: form {f:?} must be a form id (lowercase a-z, 0-9, - or _)"
+                    ),
                 );
                 None
             }
@@ -173,7 +178,10 @@ fn text_of(
     let line = t.span().start;
     let t = t.into_inner();
     if t.documents.iter().any(|d| d.trim().is_empty()) {
-        p.at(line, format!("service {id}: {lang}.documents: an entry is empty"));
+        p.at(
+            line,
+            format!("service {id}: {lang}.documents: an entry is empty"),
+        );
     }
     Some((line, ServiceText::from(t)))
 }
@@ -213,7 +221,10 @@ impl Service {
 /// `query` (folded and stemmed as routing keywords are; `prefix*` allowed),
 /// those matching in their names first; every service for an empty query.
 pub fn search<'a>(services: &'a BTreeMap<String, Service>, query: &str) -> Vec<&'a Service> {
-    let words: Vec<Keyword> = query.split_whitespace().filter_map(Keyword::parse).collect();
+    let words: Vec<Keyword> = query
+        .split_whitespace()
+        .filter_map(Keyword::parse)
+        .collect();
     let mut found: Vec<(bool, &Service)> = services
         .values()
         .filter_map(|s| {
@@ -260,14 +271,21 @@ mod tests {
     fn search_folds_case_diacritics_and_latvian_endings() {
         let services: BTreeMap<String, Service> = [
             service("buvatlauja", "Būvatļauja", &["Būvniecības iecere"]),
-            service("pabalsti", "Sociālās palīdzības pabalsti", &["Iztikas līdzekļu deklarācija"]),
+            service(
+                "pabalsti",
+                "Sociālās palīdzības pabalsti",
+                &["Iztikas līdzekļu deklarācija"],
+            ),
             service("pases", "Pases", &["Būvatļaujas kopija"]),
         ]
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
         let ids = |q: &str| -> Vec<String> {
-            search(&services, q).into_iter().map(|s| s.id.clone()).collect()
+            search(&services, q)
+                .into_iter()
+                .map(|s| s.id.clone())
+                .collect()
         };
         // Name matches first, then a document's.
         assert_eq!(ids("BUVATLAUJU"), ["buvatlauja", "pases"]);
