@@ -237,6 +237,28 @@ async fn seeded_figures(backend: Backend) {
         (1, 1)
     );
 
+    // The dashboard's totals say the same.
+    let (status, dashboard) = desk.page("/dashboard").await;
+    assert_eq!(status, 200, "{dashboard}");
+    assert!(
+        dashboard.contains("<th>Konsultācijas / consultations</th><td>3 (30 min)</td>")
+            && dashboard.contains("<td>2 (vidēji / mean 3,00)</td>"),
+        "{dashboard}"
+    );
+
+    // The web form and the status page lead to the service catalogue.
+    let form = env
+        .http
+        .get(format!("{}/forms/iesniegums", env.base))
+        .send()
+        .await
+        .expect("form page")
+        .text()
+        .await
+        .expect("text");
+    assert!(form.contains("href=\"/services?lang=lv\""), "{form}");
+    assert!(status_page.contains("href=\"/services\""), "{status_page}");
+
     // The export: the same figures, no tracking id, no sender, no comment.
     let (status, csv) = desk
         .page(&format!(
