@@ -259,6 +259,28 @@ async fn seeded_figures(backend: Backend) {
     assert!(form.contains("href=\"/services?lang=lv\""), "{form}");
     assert!(status_page.contains("href=\"/services\""), "{status_page}");
 
+    // The public catalogue's own search folds as the rules do.
+    let found = env
+        .http
+        .get(format!("{}/services?q=pabalstu", env.base))
+        .send()
+        .await
+        .expect("catalogue search")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        found.contains("id=\"service-pabalsti\"") && !found.contains("id=\"service-buvatlauja\""),
+        "{found}"
+    );
+    let missing = env
+        .http
+        .get(format!("{}/services/no_such_service", env.base))
+        .send()
+        .await
+        .expect("unknown service");
+    assert_eq!(missing.status().as_u16(), 404);
+
     // The export: the same figures, no tracking id, no sender, no comment.
     let (status, csv) = desk
         .page(&format!(
