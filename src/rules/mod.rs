@@ -494,8 +494,9 @@ fn compile_rule(
                 None => p.at(
                     c.span().start,
                     format!(
-                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms",
-                        c.get_ref()
+                        "rule {id}: when.channel {:?} is not one of {}",
+                        c.get_ref(),
+                        ChannelKind::names()
                     ),
                 ),
             }
