@@ -163,12 +163,19 @@ pub trait Door: Channel + Sized + 'static {
     }
 }
 
+/// One kind's settings, their type known to its door only.
+type AnySettings = Box<dyn Any + Send + Sync>;
+
+/// A channel file's table read as one kind's settings, with the problems
+/// its validation found; or why it could not be read.
+type Loaded = Result<(ChannelConfig, Vec<String>), String>;
+
 /// One kind of door in [`KINDS`]: its description, with its config loader
 /// and constructor made kind-independent.
 pub struct Kind {
     pub kind: ChannelKind,
     pub words: Words,
-    load: fn(toml::Table) -> Result<(ChannelConfig, Vec<String>), String>,
+    load: fn(toml::Table) -> Loaded,
     /// [`Door::original`].
     pub original: for<'a> fn(&'a IntakeMessage, &'a BlobStore) -> BoxFuture<'a, Original>,
     /// [`Door::original_file`].
@@ -208,7 +215,7 @@ impl Kind {
 
 /// A file's table (without `type`) as door `D`'s settings, with the
 /// problems its [`DoorConfig::validate`] finds.
-fn load_config<D: Door>(table: toml::Table) -> Result<(ChannelConfig, Vec<String>), String> {
+fn load_config<D: Door>(table: toml::Table) -> Loaded {
     let cfg: D::Config = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| e.message().trim().to_string())?;
@@ -223,7 +230,7 @@ fn load_config<D: Door>(table: toml::Table) -> Result<(ChannelConfig, Vec<String
 }
 
 fn build_door<D: Door>(
-    settings: Box<dyn Any + Send + Sync>,
+    settings: AnySettings,
     ctx: ChannelContext,
 ) -> Result<Arc<dyn Channel>, ChannelError> {
     let cfg = settings.downcast::<D::Config>().map_err(|_| ChannelError {
@@ -237,8 +244,8 @@ fn build_door<D: Door>(
 pub struct ChannelConfig {
     id: String,
     kind: ChannelKind,
-    settings: Box<dyn Any + Send + Sync>,
-    build: fn(Box<dyn Any + Send + Sync>, ChannelContext) -> Result<Arc<dyn Channel>, ChannelError>,
+    settings: AnySettings,
+    build: fn(AnySettings, ChannelContext) -> Result<Arc<dyn Channel>, ChannelError>,
 }
 
 impl std::fmt::Debug for ChannelConfig {
