@@ -12,10 +12,12 @@
 //! ```
 //!
 //! - [`message`]: the one message format every channel produces (schema v1).
-//! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind
+//! - [`channels`]: the [`channels::Channel`] and [`channels::Door`] traits, the
+//!   one list of kinds ([`channels::KINDS`]) and one module per kind
 //!   (`web_form`; `email`: IMAP intake with a mailbox lease, MIME normalisation,
-//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways;
-//!   `counter`: counter and phone submissions an officer types in at the desk).
+//!   SMTP acknowledgements; `scan`; `sms` with its Kannel, Twilio and
+//!   signed-JSON gateways; `counter`: counter and phone submissions an officer
+//!   types in at the desk); `channels::original`: how the desk shows an original.
 //! - [`replies`]: answers on the channel an item came by (the SMS with its number,
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
@@ -27,10 +29,13 @@
 //!   and searched on the desk.
 //! - [`active_rules`]: the one rule set in force for every daemon, versioned in the
 //!   registry, followed within seconds; `rules/` as bootstrap and import/export.
+//! - [`catalog`]: Latvian and English texts from TOML catalogs (desk, form pages).
 //! - [`tomlfile`]: TOML files with `file:line` problems, shared by rules and deadlines.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
 //!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens)
 //!   for queue rows and named work (scan files, SMS flushes, keeper passes, mailboxes).
+//! - [`enrich`]: the engine's enrichment step: follow-ups linked to their item
+//!   and bounces recorded on it, from what the doors describe (`refers_to`).
 //! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues;
 //!   [`parked`]: every dead letter kept as a parked item, retried or shown to the office;
 //!   [`janitor`]: one daemon at a time prunes delivered notices, old door claims and orphan blobs.
@@ -77,6 +82,7 @@ pub mod backoff;
 pub mod bench;
 pub mod blobs;
 pub mod bus;
+pub mod catalog;
 pub mod channels;
 pub mod config;
 pub mod daemon;
@@ -85,6 +91,7 @@ pub mod desk;
 pub mod dispatch;
 pub mod dms;
 pub mod engine;
+pub mod enrich;
 pub mod explain;
 pub mod http;
 pub mod janitor;

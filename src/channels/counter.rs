@@ -12,9 +12,28 @@
 
 use uuid::Uuid;
 
+use super::{Kind, Words};
 use crate::bus::{Bus, BusError, publish_intake};
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage};
 use crate::phone::normalise_phone;
+
+/// The counter: a visitor's submission.
+pub const COUNTER: Kind = Kind::at_desk(
+    ChannelKind::Counter,
+    Words {
+        lv: "klātienē",
+        en: "at the counter",
+    },
+);
+
+/// The phone: a caller's submission.
+pub const PHONE: Kind = Kind::at_desk(
+    ChannelKind::Phone,
+    Words {
+        lv: "pa tālruni",
+        en: "by phone",
+    },
+);
 
 /// The channel instance of every counter and phone item.
 pub const INSTANCE: &str = "desk";

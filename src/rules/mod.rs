@@ -499,8 +499,9 @@ fn compile_rule(
                 None => p.at(
                     c.span().start,
                     format!(
-                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms, counter, phone",
-                        c.get_ref()
+                        "rule {id}: when.channel {:?} is not one of {}",
+                        c.get_ref(),
+                        ChannelKind::names()
                     ),
                 ),
             }

@@ -19,7 +19,8 @@ use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use super::edoc;
-use crate::message::{AttachmentRef, ChannelKind, ChannelRef, FollowUp, IntakeMessage, Sender};
+use crate::enrich::References;
+use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage, Sender};
 
 /// Forwarded messages are followed this deep (a forward of a forward…).
 const MAX_NESTING: usize = 3;
@@ -783,14 +784,15 @@ impl ParsedMail {
         format!("email:{instance}:{}", self.raw.sha256)
     }
 
-    /// The one message format. `follow_up` is the item this mail answers,
-    /// found by the channel after checking the sender.
+    /// The one message format. `refers_to` is what the mail says it
+    /// answers or reports on, as far as the channel vouches for its sender
+    /// (resolved by the engine, [`crate::enrich`]).
     pub fn to_message(
         &self,
         instance: &str,
         received_at: DateTime<Utc>,
         source: Option<&ImapSource>,
-        follow_up: Option<&FollowUp>,
+        refers_to: Option<&References>,
     ) -> IntakeMessage {
         let channel = ChannelRef {
             kind: ChannelKind::Email,
@@ -858,10 +860,10 @@ impl ParsedMail {
                 json!({ "mailbox": s.mailbox, "uid_validity": s.uid_validity, "uid": s.uid }),
             );
         }
-        if let Some(f) = follow_up {
+        if let Some(r) = refers_to.filter(|r| !r.is_empty()) {
             obj.insert(
-                "follow_up_of".into(),
-                serde_json::to_value(f).unwrap_or(Value::Null),
+                crate::enrich::REFERS_TO.into(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
             );
         }
         msg.metadata
