@@ -742,13 +742,16 @@ async fn a_unit_member_extends_and_answers_an_item_in_chromium() {
         .click()
         .await
         .expect("extend");
-    browser
+    if let Err(e) = browser
         .wait()
         .for_element(Locator::XPath(
-            "//table[@id='history']//td[@class='action'][contains(., 'termiņš pagarināts')]",
+            "//table[@id='history']//tr[td[@class='actor'] = 'Jānis Būvnieks (janis)'][contains(., 'Jāpieprasa atzinums')]",
         ))
         .await
-        .expect("the extension on the item's history");
+    {
+        let page = browser.source().await.unwrap_or_default();
+        panic!("the extension on the item's history ({e}):\n{page}");
+    }
     let extended = env
         .daemon
         .registry
