@@ -353,3 +353,60 @@ impl Replier for AnswerMail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::ChannelRef;
+
+    fn message(kind: ChannelKind, email: Option<&str>, phone: Option<&str>) -> IntakeMessage {
+        let mut m = IntakeMessage::new(
+            ChannelRef {
+                kind,
+                instance: "door".into(),
+            },
+            "key".into(),
+            "teksts".into(),
+        );
+        m.sender.email = email.map(str::to_string);
+        m.sender.phone = phone.map(str::to_string);
+        m.sender.name = Some("Jānis Bērziņš".into());
+        m.sender.postal_address = Some("Ēdoles iela 7-12, Rīga,\nLV-1013".into());
+        m
+    }
+
+    #[test]
+    fn the_channel_an_item_came_by_decides_how_its_answer_goes() {
+        let mail = delivery_for(&message(ChannelKind::Email, Some("a@b.lv"), None));
+        assert_eq!(mail.kind, DeliveryKind::Email);
+        assert_eq!(
+            mail.send_via,
+            Some((ANSWER_MAIL.to_string(), "a@b.lv".to_string()))
+        );
+        let form = delivery_for(&message(ChannelKind::WebForm, Some("a@b.lv"), None));
+        assert_eq!(form.kind, DeliveryKind::Email);
+        let sms = delivery_for(&message(ChannelKind::Sms, None, Some("+37129123456")));
+        assert_eq!(sms.kind, DeliveryKind::Sms);
+        assert_eq!(
+            sms.send_via,
+            Some(("door".to_string(), "+37129123456".to_string()))
+        );
+        for letter in [
+            message(ChannelKind::Scan, Some("a@b.lv"), None),
+            message(ChannelKind::WebForm, None, None),
+            message(ChannelKind::Sms, None, None),
+        ] {
+            let d = delivery_for(&letter);
+            assert_eq!((d.kind, d.send_via), (DeliveryKind::Letter, None));
+        }
+    }
+
+    #[test]
+    fn the_window_address_is_the_name_and_the_postal_address_lines() {
+        let m = message(ChannelKind::Scan, None, None);
+        assert_eq!(
+            address_lines(&m),
+            ["Jānis Bērziņš", "Ēdoles iela 7-12", "Rīga", "LV-1013"]
+        );
+    }
+}

@@ -397,6 +397,17 @@ mod tests {
     }
 
     #[test]
+    fn an_items_answer_is_a_notice_with_its_number_and_status_link() {
+        let s = ReplySettings::default();
+        let (text, m) = s.render_answer("IZ-2026/5", "https://pas.lv/status/1");
+        assert_eq!(
+            text,
+            "Jūsu iesniegumam sagatavota atbilde Nr. IZ-2026/5: https://pas.lv/status/1"
+        );
+        assert!(m.parts <= s.max_segments);
+    }
+
+    #[test]
     fn answers_stay_within_their_parts() {
         let s = ReplySettings::default();
         // Fits two UCS-2 parts: the Latvian letters stay.
