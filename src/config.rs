@@ -63,6 +63,8 @@ pub struct Settings {
     pub malware: crate::malware::MalwareSettings,
     /// PDF printing (answer letters, counter receipts): font and letterhead.
     pub print: crate::print::PrintSettings,
+    /// Answers to items: outgoing numbers, the e-mail relay.
+    pub answers: crate::answers::AnswerSettings,
 }
 
 impl Default for Settings {
@@ -83,6 +85,7 @@ impl Default for Settings {
             janitor: JanitorSettings::default(),
             malware: crate::malware::MalwareSettings::default(),
             print: crate::print::PrintSettings::default(),
+            answers: crate::answers::AnswerSettings::default(),
         }
     }
 }
@@ -591,6 +594,9 @@ impl Settings {
             issue(&key, message);
         }
         for (key, message) in self.print.issues() {
+            issue(&key, message);
+        }
+        for (key, message) in self.answers.issues() {
             issue(&key, message);
         }
         if !(1..=20).contains(&self.engine.poison_attempts) {

@@ -21,6 +21,9 @@
 //! - [`replies`]: answers on the channel an item came by (the SMS with its number,
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
+//! - [`answers`]: an item's answer back through the citizen's channel: the
+//!   delivery kind from the channel, the letter PDF, the e-mail answer replier
+//!   (outgoing numbers in `registry::answers`, the unit's desk in `desk::unit`).
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
 //!   cluster, moving to another node when its node goes) or the embedded SQL queue.
@@ -77,6 +80,7 @@
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
 pub mod active_rules;
+pub mod answers;
 pub mod api_clients;
 pub mod backoff;
 pub mod bench;

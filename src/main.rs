@@ -205,17 +205,25 @@ enum UserCommand {
     /// from the first line of standard input.
     Add {
         username: String,
-        /// officer, admin or readonly
+        /// officer, admin, readonly or unit
         #[arg(long, default_value = "officer")]
         role: String,
+        /// A unit the account works for (repeat for several; role unit).
+        #[arg(long = "unit")]
+        units: Vec<String>,
         /// The name shown at the desk and written in the audit log.
         #[arg(long)]
         name: Option<String>,
         #[arg(long, default_value = "PIETURA_USER_PASSWORD")]
         password_env: String,
     },
-    /// Lists the accounts: username, role, how they sign in, state, last sign-in.
+    /// Lists the accounts: username, role, how they sign in, state, last sign-in, units.
     List,
+    /// Sets the units an account works for (none: no unit).
+    Units {
+        username: String,
+        units: Vec<String>,
+    },
     /// Disables an account (any kind): its sessions end at the next request.
     Disable { username: String },
     /// Enables a disabled account again.
@@ -664,6 +672,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 UserCommand::Add {
                     username,
                     role,
+                    units,
                     name,
                     password_env,
                 },
@@ -685,10 +694,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &registry, &username, &display, &role, &password,
             )
             .await?;
+            if !units.is_empty() {
+                let known: Vec<String> = active_or_folder(&settings)
+                    .await?
+                    .units
+                    .keys()
+                    .cloned()
+                    .collect();
+                pietura::desk::auth::set_user_units(
+                    &registry,
+                    &username,
+                    &units,
+                    &known,
+                    "pietura user add",
+                )
+                .await?;
+            }
             outln!(
                 "{} {username} ({role})",
                 if new { "added" } else { "updated" }
             );
+        }
+        Command::User {
+            command: UserCommand::Units { username, units },
+        } => {
+            let known: Vec<String> = active_or_folder(&settings)
+                .await?
+                .units
+                .keys()
+                .cloned()
+                .collect();
+            let registry = open_registry(&settings, Open::Existing).await?;
+            pietura::desk::auth::set_user_units(
+                &registry,
+                &username,
+                &units,
+                &known,
+                "pietura user units",
+            )
+            .await?;
+            outln!("{username}: units {}", units.join(", "));
         }
         Command::ApiClient { command } => api_client(&settings, command).await?,
         Command::User {
@@ -696,8 +741,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let registry = open_registry(&settings, Open::Existing).await?;
             for a in registry.accounts().await? {
+                let units = registry.units_of(&a.user.id).await?.join(",");
                 outln!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     a.user.username,
                     a.user.role,
                     a.user.source,
@@ -706,7 +752,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         "active"
                     },
-                    a.last_sign_in_at.as_deref().unwrap_or("never")
+                    a.last_sign_in_at.as_deref().unwrap_or("never"),
+                    units
                 );
             }
         }

@@ -946,3 +946,188 @@ async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
     browser.close().await.expect("close browser");
     env.stop().await;
 }
+
+/// Issue 20: a unit's member signs in, sees the unit's item, extends its
+/// deadline, then answers it; the answer goes out by e-mail with its PDF,
+/// the item is closed on time, and the citizen's status page says answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_member_extends_and_answers_an_item_in_chromium() {
+    let driver = Driver::start();
+    let mail = tempfile::tempdir().expect("mail folder");
+    // aiosmtpd makes its Maildir when the folder does not exist yet.
+    let maildir = mail.path().join("maildir");
+    let smtp = support::smtp::SmtpServer::start(&maildir);
+    let port = smtp.port;
+    let mut options = Options::new(Backend::Embedded);
+    options.tweak = Some(Box::new(move |s| {
+        s.answers.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
+        s.print.header = vec!["Ērgļu novada pašvaldība".into()];
+    }));
+    let env = TestEnv::start(options).await;
+    let member = ("janis", "buvvaldes-parole-2026");
+    pietura::desk::auth::add_or_update_user(
+        &env.daemon.registry,
+        member.0,
+        "Jānis Būvnieks",
+        "unit",
+        member.1,
+    )
+    .await
+    .expect("unit member");
+    let known: Vec<String> = env.daemon.rules.load().units.keys().cloned().collect();
+    pietura::desk::auth::set_user_units(
+        &env.daemon.registry,
+        member.0,
+        &["buvvalde".to_string()],
+        &known,
+        "tests",
+    )
+    .await
+    .expect("units");
+    let item = env
+        .submit_item("Būvatļauja", "Lūdzu būvatļauju šķūņa pārbūvei.")
+        .await;
+    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
+    let browser = driver.browser().await;
+
+    // Signed in, the member lands on the unit's page with the item.
+    sign_in(&browser, &env.base, member).await;
+    let row = browser
+        .wait()
+        .for_element(Locator::Id(&format!("unit-item-{}", item.id)))
+        .await
+        .expect("the item on the unit's page");
+    assert!(
+        row.text()
+            .await
+            .expect("row")
+            .contains(&item.registration_number)
+    );
+    screenshot(&browser, "unit-page.png").await;
+    row.find(Locator::Css("a"))
+        .await
+        .expect("the item's link")
+        .click()
+        .await
+        .expect("open the item");
+
+    // The deadline is extended with its reason.
+    browser
+        .wait()
+        .for_element(Locator::Id("extend-reason"))
+        .await
+        .expect("the extension form")
+        .send_keys("Jāpieprasa atzinums citai iestādei")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("extend-submit"))
+        .await
+        .expect("extend button")
+        .click()
+        .await
+        .expect("extend");
+    if let Err(e) = browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//table[@id='history']//tr[td[@class='actor'] = 'Jānis Būvnieks (janis)'][contains(., 'Jāpieprasa atzinums')]",
+        ))
+        .await
+    {
+        let page = browser.source().await.unwrap_or_default();
+        panic!("the extension on the item's history ({e}):\n{page}");
+    }
+    let extended = env
+        .daemon
+        .registry
+        .find(&item.id)
+        .await
+        .expect("find")
+        .expect("item");
+    assert!(extended.reply_due > item.reply_due, "{extended:?}");
+
+    // The answer, written on the desk.
+    browser
+        .find(Locator::Id("answer-body"))
+        .await
+        .expect("the answer form")
+        .send_keys("Būvatļauja šķūņa pārbūvei ir izsniegta; to varat saņemt klientu centrā.")
+        .await
+        .expect("type");
+    screenshot(&browser, "answer-form.png").await;
+    browser
+        .find(Locator::Id("answer-submit"))
+        .await
+        .expect("answer button")
+        .click()
+        .await
+        .expect("answer");
+    let number = browser
+        .wait()
+        .for_element(Locator::Css("#answers .answer-number"))
+        .await
+        .expect("the registered answer")
+        .text()
+        .await
+        .expect("number");
+    assert!(number.starts_with("IZ-"), "{number}");
+    browser
+        .find(Locator::Id("item-closed"))
+        .await
+        .expect("the item is closed");
+
+    // The mail reaches the relay with the PDF.
+    support::wait_until(
+        Duration::from_secs(30),
+        "the answer at the relay",
+        || async { !support::smtp::SmtpServer::messages(&maildir).is_empty() },
+    )
+    .await;
+    let mails = support::smtp::SmtpServer::messages(&maildir);
+    use mail_parser::MimeHeaders as _;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mails[0].as_bytes())
+        .expect("a readable mail");
+    assert!(
+        parsed.subject().is_some_and(|s| s.contains(&number)),
+        "{:?}",
+        parsed.subject()
+    );
+    assert!(
+        parsed.attachments().any(
+            |a| a.content_type().is_some_and(|c| c.subtype() == Some("pdf"))
+                && a.contents().starts_with(b"%PDF")
+        ),
+        "the answer's PDF is attached"
+    );
+    // Closed on time, by the member, with the answer's number.
+    let audit = env.daemon.registry.audit_of(&item.id).await.expect("audit");
+    let (_, actor, _, detail) = audit
+        .iter()
+        .find(|(_, _, action, _)| action == "closed")
+        .expect("closed");
+    assert_eq!(actor, "Jānis Būvnieks (janis)");
+    assert!(
+        detail.contains(&number) && detail.contains("\"on_time\":true"),
+        "{detail}"
+    );
+
+    // The citizen's status page says answered.
+    browser
+        .goto(&format!("{}/status/{}", env.base, item.id))
+        .await
+        .expect("status page");
+    let answered = browser
+        .find(Locator::Id("answered"))
+        .await
+        .expect("answered on the status page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        answered.contains("Atbildēts") && answered.contains(&number),
+        "{answered}"
+    );
+    browser.close().await.expect("close browser");
+    env.stop().await;
+}

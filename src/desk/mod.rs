@@ -19,6 +19,8 @@
 //!   without personal data;
 //! - [`counter_form`]: a visitor's or caller's submission registered by an
 //!   officer (counter and phone intake).
+//! - [`unit`]: a unit's items and its work on them (deadline actions,
+//!   assignment, comments, return, the answer).
 //!
 //! Server-rendered (askama), usable without JavaScript; `static/desk.js`
 //! only adds keyboard shortcuts. Every page checks the viewer's role.
@@ -39,6 +41,7 @@ pub mod sessions;
 pub mod signed;
 pub mod suggest;
 pub mod throttle;
+pub mod unit;
 pub mod users;
 
 use askama::Template;
@@ -85,6 +88,12 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         )
         .route("/desk/items/{item}/original", get(original::original_file))
         .route("/desk/items/{item}/pages/{page}", get(original::page_image))
+        .route("/desk/unit", get(unit::unit_page))
+        .route("/desk/unit/items/{item}", get(unit::item_page))
+        .route("/desk/unit/items/{item}/act", post(unit::act))
+        .route("/desk/unit/items/{item}/answer", post(unit::answer))
+        .route("/desk/unit/answers/{id}/letter.pdf", get(unit::letter))
+        .route("/desk/unit/answers/{id}/posted", post(unit::posted))
         .route("/desk/parked", get(parked_view::list))
         .route("/desk/services", get(service_search::page))
         .route(
@@ -107,6 +116,7 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         .route("/admin/users/add", post(users::add))
         .route("/admin/users/{id}/state", post(users::set_state))
         .route("/admin/users/{id}/role", post(users::set_role))
+        .route("/admin/users/{id}/units", post(users::set_units))
         .route("/static/desk.js", get(script))
         .layer(layer)
         .layer(axum::middleware::from_fn(remember_language))
@@ -152,6 +162,8 @@ pub struct Nav {
     pub csrf: String,
     pub officer: bool,
     pub admin: bool,
+    /// A unit's member: their units' page instead of the review queue.
+    pub unit: bool,
     /// The path of the page, for the language switch.
     pub here: String,
 }
@@ -163,6 +175,7 @@ impl Nav {
             csrf: v.csrf.clone(),
             officer: v.role >= Role::Officer,
             admin: v.role >= Role::Admin,
+            unit: v.role == Role::Unit,
             here: here.to_string(),
         }
     }

@@ -111,6 +111,10 @@ pub async fn queue(
         Ok(v) => v,
         Err(r) => return r,
     };
+    // A unit's member works on their units' page; the review queue is not theirs.
+    if v.role == Role::Unit {
+        return Redirect::to("/desk/unit").into_response();
+    }
     let everything = match s.registry.review_queue(QUEUE_READ).await {
         Ok(items) => items,
         Err(e) => {
@@ -248,7 +252,7 @@ struct ItemPage {
     authenticity: Option<(String, String, String)>,
 }
 
-fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
+pub(super) fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
     let rules = s.rules.load();
     match id.and_then(|id| rules.units.get(id)) {
         Some(u) => match (l, &u.name_en) {

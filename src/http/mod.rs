@@ -55,13 +55,17 @@ pub struct HttpState {
     /// The desk's sign-in: signing key, throttle, directory, OpenID provider.
     pub identity: Arc<crate::desk::auth::Identity>,
     pub desk: crate::desk::DeskOptions,
+    /// Answers: the outgoing numbers' pattern, the letter's font and header.
+    pub answers: Arc<crate::answers::AnswerDesk>,
+    /// The daemon's public address (the status links answers carry).
+    pub public_url: String,
 }
 
 impl HttpState {
     /// Today (Europe/Riga) and the last day counted as "due soon": `within`
     /// working days ahead (default `due_soon_working_days`) on the calendar
     /// in force.
-    fn due_window(&self, within: Option<u32>) -> (chrono::NaiveDate, chrono::NaiveDate) {
+    pub(crate) fn due_window(&self, within: Option<u32>) -> (chrono::NaiveDate, chrono::NaiveDate) {
         let today = crate::deadline::local_date(chrono::Utc::now());
         let horizon = self
             .rules
@@ -137,6 +141,10 @@ struct StatusPage {
     /// The client-opinion question ([`opinion`]): asked, or its outcome.
     opinion: opinion::Ask,
     tracking_id: String,
+    /// The local day the item was answered (closed), when it was.
+    answered_on: String,
+    /// The answer's outgoing number, when one was registered.
+    answer_number: String,
 }
 
 fn html(t: impl Template) -> Response {
@@ -199,10 +207,32 @@ async fn status(
             "registration_number": item.as_ref().map(|i| &i.registration_number),
             "reply_due": item.as_ref().and_then(|i| i.reply_due.as_ref()),
             "forward_due": item.as_ref().and_then(|i| i.forward_due.as_ref()),
+            "closed_at": item.as_ref().and_then(|i| i.closed_at.as_ref()),
         }))
         .into_response();
     }
+    let answer_number = match &item {
+        Some(i) if i.closed_at.is_some() => s
+            .registry
+            .answers_of(&i.id)
+            .await
+            .ok()
+            .and_then(|a| a.last().map(|a| a.number.clone()))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     html(StatusPage {
+        answered_on: item
+            .as_ref()
+            .and_then(|i| i.closed_at.as_deref())
+            .and_then(crate::registry::parse_db_time)
+            .map(|t| {
+                crate::deadline::local_date(t)
+                    .format("%d.%m.%Y.")
+                    .to_string()
+            })
+            .unwrap_or_default(),
+        answer_number,
         registered: item.is_some(),
         parked,
         number: item

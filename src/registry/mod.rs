@@ -19,12 +19,14 @@ pub mod numbering;
 pub mod opinions;
 mod register;
 pub use register::RegisterPolicy;
+pub mod answers;
 pub mod parked;
 pub mod quarantine;
 pub mod replies;
 pub mod rulesets;
 pub mod sms_pending;
 mod stats;
+pub mod units;
 
 use std::collections::HashSet;
 use std::str::FromStr;
