@@ -32,6 +32,12 @@ PIETURA_TEST_PACKAGES=(
     # for the private CA its TLS tests make.
     dovecot-imapd
     openssl
+    # The DIV stand-in of the e-adrese tests (tests/support/div/): WS-Security
+    # and XAdES signatures verified by libxmlsec1, attachments encrypted with
+    # cryptography, mutual TLS by Python's ssl (tests/eadrese.rs).
+    python3-xmlsec
+    python3-lxml
+    python3-cryptography
     # A real SMS gateway with its fake SMSC (tests/kannel.rs).
     kannel
     kannel-extras

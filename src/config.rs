@@ -768,6 +768,48 @@ pub(crate) fn resolve_secret(
     }
 }
 
+/// Why a secret given by file or environment variable could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretSourceError {
+    #[error("give {key}_file or {key}_env, not both")]
+    Both { key: &'static str },
+    #[error("{key}_file {}: cannot read it: {source}", .path.display())]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the variable {var} ({key}_env) is not set")]
+    Env { key: &'static str, var: String },
+}
+
+/// A secret from the file `<key>_file` names or the environment variable
+/// `<key>_env` names (PEM keys, certificates); None when neither is given.
+pub fn secret_from_file_or_env(
+    key: &'static str,
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+) -> Result<Option<SecretString>, SecretSourceError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(SecretSourceError::Both { key }),
+        (Some(path), None) => std::fs::read_to_string(path)
+            .map(|s| Some(SecretString::from(s)))
+            .map_err(|source| SecretSourceError::File {
+                key,
+                path: path.clone(),
+                source,
+            }),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(SecretString::from(v))),
+            _ => Err(SecretSourceError::Env {
+                key,
+                var: var.clone(),
+            }),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 //!   (`web_form`; `email`: IMAP intake with a mailbox lease, MIME normalisation,
 //!   SMTP acknowledgements; `scan`; `sms` with its Kannel, Twilio and
 //!   signed-JSON gateways; `counter`: counter and phone submissions an officer
-//!   types in at the desk); `channels::original`: how the desk shows an original.
+//!   types in at the desk; `eadrese`: the official electronic address); `channels::original`: how the desk shows an original.
 //! - [`replies`]: answers on the channel an item came by (the SMS with its number,
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
@@ -25,6 +25,9 @@
 //!   delivery kind from the channel, the letter PDF, the e-mail answer replier
 //!   (outgoing numbers in `registry::answers`, the unit's desk in `desk::unit`).
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
+//! - [`eadrese`]: the e-adrese protocol (DIV UnifiedService: SOAP 1.2, mutual
+//!   TLS, WS-Security, XAdES-BES, encrypted files, addressee directory), used
+//!   by the thin `channels::eadrese` door; storage in `registry::eadrese`.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
 //!   cluster, moving to another node when its node goes) or the embedded SQL queue.
 //! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload;
@@ -94,6 +97,7 @@ pub mod deadline;
 pub mod desk;
 pub mod dispatch;
 pub mod dms;
+pub mod eadrese;
 pub mod engine;
 pub mod enrich;
 pub mod explain;

@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: ParkedCommand,
     },
+    /// e-adrese (the DIV UnifiedService): the validation run.
+    Eadrese {
+        #[command(subcommand)]
+        command: EadreseCommand,
+    },
     /// Print the JSON Schema of the message format.
     Schema,
     /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
@@ -108,6 +113,32 @@ enum Command {
         /// Rounds over the pages for --ocr.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+        /// Measure DIV → registered against the raw list+get rate of this
+        /// UnifiedService URL (`scripts/bench-eadrese.sh` starts the tests'
+        /// DIV stand-in for it).
+        #[arg(long, requires_all = ["div_control", "div_certs"], conflicts_with_all = ["sms", "email", "ocr"])]
+        eadrese: Option<String>,
+        /// The stand-in's control URL (it adds the messages).
+        #[arg(long)]
+        div_control: Option<String>,
+        /// A folder with ca.pem, client.pem and client.key.
+        #[arg(long)]
+        div_certs: Option<PathBuf>,
+        /// The institution's e-address at the stand-in.
+        #[arg(long, default_value = "_DEFAULT@90000000001")]
+        div_address: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EadreseCommand {
+    /// Checks an e-adrese channel against its service: the certificate
+    /// (CertValidate) and the message list (GetMessageList), logging each
+    /// request and answer (personal data redacted). Nothing is confirmed.
+    Check {
+        /// The channel's id (default: the only `type = "e_adrese"` file).
+        #[arg(long)]
+        channel: Option<String>,
     },
 }
 
@@ -797,6 +828,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 outln!("{}: ok", file.display());
             }
         }
+        Command::Eadrese {
+            command: EadreseCommand::Check { channel },
+        } => {
+            let configs = pietura::channels::load_dir(&settings.channels.dir).map_err(|p| {
+                anyhow::anyhow!(
+                    "{}",
+                    p.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            let mut found: Vec<_> = configs
+                .iter()
+                .filter_map(|c| c.settings::<pietura::channels::eadrese::EadreseConfig>())
+                .filter(|e| channel.as_deref().is_none_or(|id| e.id == id))
+                .collect();
+            if found.len() != 1 {
+                bail!(
+                    "{} e_adrese channel(s) match in {}: name one with --channel",
+                    found.len(),
+                    settings.channels.dir.display()
+                );
+            }
+            let cfg = found.remove(0);
+            let client = cfg.client()?.logging_exchange();
+            let valid = client.cert_validate().await?;
+            outln!(
+                "{}: CertValidate: certificate {}",
+                cfg.id,
+                if valid { "accepted" } else { "NOT accepted" }
+            );
+            let waiting = client.message_list().await?;
+            outln!(
+                "{}: GetMessageList: {} message(s) waiting",
+                cfg.id,
+                waiting.len()
+            );
+            if !valid {
+                bail!("the service does not accept the certificate");
+            }
+        }
         Command::Schema => outln!(
             "{}",
             serde_json::to_string_pretty(&pietura::message::json_schema())?
@@ -810,11 +883,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             imap_password_env,
             ocr,
             rounds,
+            eadrese,
+            div_control,
+            div_certs,
+            div_address,
         } => {
             if items == 0 || rounds == 0 {
                 bail!("--items and --rounds must be at least 1");
             }
-            if let Some(dir) = ocr {
+            if let Some(url) = eadrese {
+                let target = pietura::bench::eadrese::DivTarget {
+                    url,
+                    control: div_control.unwrap_or_default(),
+                    certs: div_certs.unwrap_or_default(),
+                    address: div_address,
+                };
+                let report = pietura::bench::eadrese::run(settings, target, items)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                outln!("{report}");
+            } else if let Some(dir) = ocr {
                 let report =
                     pietura::bench::ocr::run(&dir, rounds, pietura::ocr::OcrSettings::default())
                         .await

@@ -48,6 +48,7 @@ channel_kinds! {
     Sms = "sms",
     Counter = "counter",
     Phone = "phone",
+    EAdrese = "e_adrese",
 }
 
 impl ChannelKind {
@@ -95,6 +96,9 @@ pub struct Sender {
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_address: Option<String>,
+    /// The official electronic address (`_PRIVATE@…`, `_DEFAULT@…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_address: Option<String>,
 }
 
 /// An attachment stored in the blob store before the message was published.
@@ -148,17 +152,21 @@ pub struct IntakeMessage {
     /// DMARC); absent for channels that cannot tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_authenticity: Option<SenderAuthenticity>,
-    /// The submission's formal status as received, where the door knows it.
+    /// The item's formal standing as its channel established it; absent
+    /// where the channel cannot tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formal_status: Option<FormalStatus>,
 }
 
-/// A submission's formal status as received.
+/// A submission's formal status as received: how the door established
+/// who sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FormalStatus {
     /// The visitor signed the paper submission at the counter.
     SignedPaper,
+    /// Sent through e-adrese: the state portal authenticated the sender.
+    AuthenticatedByStatePortal,
 }
 
 /// Whether an e-mail's `From:` is proven, as the e-mail channel found it
@@ -362,6 +370,7 @@ impl IntakeMessage {
             &mut self.sender.email,
             &mut self.sender.phone,
             &mut self.sender.postal_address,
+            &mut self.sender.e_address,
             &mut self.subject,
             &mut self.language,
             &mut self.review_reason,
@@ -391,6 +400,7 @@ impl IntakeMessage {
             ("sender.email", &self.sender.email),
             ("sender.phone", &self.sender.phone),
             ("sender.postal_address", &self.sender.postal_address),
+            ("sender.e_address", &self.sender.e_address),
             ("subject", &self.subject),
             ("language", &self.language),
             ("review_reason", &self.review_reason),
@@ -545,6 +555,15 @@ impl IntakeMessage {
     /// (`metadata.<kind>.service`): it routes the item to that service's unit.
     pub fn chosen_service(&self) -> Option<&str> {
         self.channel_metadata()?.get("chosen_service")?.as_str()
+    }
+
+    /// The unit an e-adrese sub-address (struktūrvienība) names, as the
+    /// channel mapped it (`metadata.e_adrese.unit`).
+    pub fn addressed_unit(&self) -> Option<&str> {
+        self.metadata
+            .get(ChannelKind::EAdrese.as_str())?
+            .get("unit")?
+            .as_str()
     }
 
     /// The web form id, for rules that match on it.

@@ -95,7 +95,7 @@ fn config_check_validates_every_shipped_channel_example() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     // One example per channel kind, each checked.
-    for kind in ["web_form", "email", "scan", "sms"] {
+    for kind in ["web_form", "email", "scan", "sms", "e_adrese"] {
         let example = channels.join(format!("{kind}.toml.example"));
         let src = std::fs::read_to_string(&example).expect("example shipped");
         assert!(src.contains(&format!("type = \"{kind}\"")), "{kind}");

@@ -7,6 +7,7 @@
 //!    from receipt to the routed notice being confirmed in its unit queue.
 //! 3. The same at half the measured pipeline rate, for the latency target.
 
+pub mod eadrese;
 pub mod email;
 pub mod ocr;
 pub mod sms;

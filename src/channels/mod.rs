@@ -30,6 +30,7 @@
 //! original download all go through [`KINDS`] and [`ChannelKind::ALL`].
 
 pub mod counter;
+pub mod eadrese;
 pub mod email;
 pub mod form_data;
 pub mod original;
@@ -61,6 +62,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<email::Email>(),
     Kind::of::<scan::Scan>(),
     Kind::of::<sms::Sms>(),
+    Kind::of::<eadrese::Eadrese>(),
     counter::COUNTER,
     counter::PHONE,
 ];

@@ -18,6 +18,8 @@ pub const NO_RULE_REASON: &str = "no routing rule matched";
 pub const FOLLOW_UP_RULE: &str = "follow-up";
 /// The `rule_id` of items routed by the service an officer chose at the desk.
 pub const CHOSEN_SERVICE_RULE: &str = "chosen-service";
+/// The `rule_id` of an item routed by the e-adrese sub-address it was sent to.
+pub const SUB_ADDRESS_RULE: &str = "e-adrese-sub-address";
 
 /// One condition's result.
 #[derive(Debug, Clone, Serialize)]
@@ -290,6 +292,16 @@ impl RuleSet {
             if !a.continue_ {
                 break;
             }
+        }
+        // An e-adrese sub-address names its unit: the sender chose it.
+        if let Some(unit) = msg.addressed_unit().filter(|u| self.units.contains_key(*u))
+            && d.unit.as_deref() != Some(unit)
+        {
+            d.unit = Some(unit.to_string());
+            d.service = None;
+            d.rule_id = Some(SUB_ADDRESS_RULE.into());
+            d.review_reason = None;
+            d.reply_working_days = None;
         }
         // A follow-up joins the item it answers, at the unit that has it.
         if let Some(f) = msg.follow_up_of()

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod desk;
+pub mod div;
 pub mod dovecot;
 pub mod identity;
 pub mod mayan;

@@ -701,6 +701,7 @@ fn take_apart(raw: &[u8], original_size: Option<(u64, u64)>, ours: &[String]) ->
         email: email.clone(),
         phone: None,
         postal_address: None,
+        e_address: None,
     };
     let subject = m.subject().map(clean_text).filter(|s| !s.is_empty());
     let mut w = Walk {

@@ -1,0 +1,412 @@
+//! The e-adrese door: polls the institution's DIV message list, turns each
+//! message into an [`IntakeMessage`] (files decrypted into blobs first),
+//! publishes it with a confirm and only then confirms it to the service, so
+//! a crash in between serves the message again and the engine recognises
+//! it by its idempotency key (`e_adrese:<DIV message id>`). The poll runs
+//! under a named lease (`eadrese-poll:<channel>`): one daemon at a time.
+//! Acknowledgements go back to the sender's e-adrese, signed, with the
+//! delivery confirmation recorded. The protocol is [`crate::eadrese`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use crate::bus::publish_intake;
+use crate::eadrese::{Credentials, DivClient, DivEndpoint, DivError, InboundMessage, Outbound};
+use crate::message::{
+    AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage, display_filename,
+};
+use crate::registry::lease::{NAMED, Renewal};
+use crate::registry::replies::PendingReply;
+use crate::replies::{Replier, ReplyError, ReplyOutcome};
+
+/// `channels/<id>.toml` with `type = "e_adrese"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EadreseConfig {
+    pub id: String,
+    /// The UnifiedService URL (the test environment first).
+    pub endpoint: String,
+    /// The institution's own e-address, `_DEFAULT@<registration number>`.
+    pub address: String,
+    /// The client certificate (PEM): a file or a variable holding it.
+    pub certificate_file: Option<PathBuf>,
+    pub certificate_env: Option<String>,
+    /// Its private key (PEM, PKCS#8 or PKCS#1).
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
+    /// Trust only this CA for the service; default: the public roots.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Send the registration acknowledgement to the sender's e-adrese.
+    #[serde(default = "yes")]
+    pub acknowledge: bool,
+    /// Addressee directory refresh; 0 turns it off.
+    #[serde(default = "default_directory_minutes")]
+    pub directory_sync_minutes: u64,
+    /// Sub-addresses (struktūrvienības) and the unit each one routes to.
+    #[serde(default)]
+    pub sub_addresses: BTreeMap<String, String>,
+}
+
+fn default_poll() -> u64 {
+    60
+}
+fn default_max_file_bytes() -> u64 {
+    50 * 1024 * 1024
+}
+fn yes() -> bool {
+    true
+}
+fn default_directory_minutes() -> u64 {
+    60
+}
+
+impl DoorConfig for EadreseConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Problems with the file's values, each naming its key.
+    fn validate(&self) -> Vec<String> {
+        let mut issues = Vec::new();
+        match reqwest::Url::parse(&self.endpoint) {
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(_) => issues.push("endpoint: must be https:// (mutual TLS)".into()),
+            Err(e) => issues.push(format!("endpoint: not a URL ({e})")),
+        }
+        if !self.address.contains('@') {
+            issues.push("address: the institution's e-address, e.g. _DEFAULT@90000000000".into());
+        }
+        for key in ["certificate", "key"] {
+            let (file, env) = if key == "key" {
+                (&self.key_file, &self.key_env)
+            } else {
+                (&self.certificate_file, &self.certificate_env)
+            };
+            if file.is_some() == env.is_some() {
+                issues.push(format!("give exactly one of {key}_file and {key}_env"));
+            }
+        }
+        if self.poll_seconds == 0 {
+            issues.push("poll_seconds: must be at least 1".into());
+        }
+        issues
+    }
+}
+
+impl EadreseConfig {
+    fn credentials(&self) -> Result<Credentials, String> {
+        let read = |key, file, env| {
+            crate::config::secret_from_file_or_env(key, file, env)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{key}_file or {key}_env is required"))
+        };
+        let cert = read("certificate", &self.certificate_file, &self.certificate_env)?;
+        let key = read("key", &self.key_file, &self.key_env)?;
+        Credentials::from_pem(cert.expose_secret(), key.expose_secret()).map_err(|e| e.to_string())
+    }
+
+    /// The client this file describes (certificate and key read now).
+    pub fn client(&self) -> Result<DivClient, ChannelError> {
+        let problem = |message: String| ChannelError {
+            channel: self.id.clone(),
+            message,
+        };
+        let creds = self.credentials().map_err(problem)?;
+        DivClient::new(
+            DivEndpoint {
+                url: self.endpoint.clone(),
+                address: self.address.clone(),
+                ca_file: self.ca_file.clone(),
+                timeout: Duration::from_secs(60),
+            },
+            creds,
+        )
+        .map_err(|e| problem(e.to_string()))
+    }
+}
+
+/// A running e-adrese channel.
+pub struct Eadrese {
+    cfg: EadreseConfig,
+    ctx: ChannelContext,
+    client: DivClient,
+}
+
+/// How long one poll's claim runs (renewed while it works).
+const POLL_CLAIM_SECS: i64 = 120;
+
+impl Door for Eadrese {
+    const KIND: ChannelKind = ChannelKind::EAdrese;
+    const WORDS: Words = Words {
+        lv: "e-adrese",
+        en: "e-adrese (official electronic address)",
+    };
+    type Config = EadreseConfig;
+
+    fn build(cfg: EadreseConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let units = ctx.rules.load().units.clone();
+        if let Some((sub, unit)) = cfg
+            .sub_addresses
+            .iter()
+            .find(|(_, u)| !units.contains_key(*u))
+        {
+            return Err(ChannelError {
+                channel: cfg.id.clone(),
+                message: format!("sub_addresses.{sub:?}: unit {unit:?} is not in units.toml"),
+            });
+        }
+        let client = cfg.client()?;
+        Ok(Self { cfg, ctx, client })
+    }
+}
+
+impl Eadrese {
+    fn error(&self, message: impl std::fmt::Display) -> ChannelError {
+        ChannelError {
+            channel: self.cfg.id.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// One pass over the message list; the number of messages handed on.
+    async fn poll(&self) -> Result<usize, DivError> {
+        let ids = self.client.message_list().await?;
+        let mut handed = 0;
+        for id in ids {
+            let span = tracing::info_span!("eadrese_message", channel = %self.cfg.id, div_id = %id);
+            match self.take(&id).instrument(span.clone()).await {
+                Ok(true) => handed += 1,
+                Ok(false) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                // Not confirmed: served again and tried at the next poll.
+                Err(e) => span.in_scope(|| tracing::warn!("message not taken: {e}")),
+            }
+        }
+        Ok(handed)
+    }
+
+    /// Fetches, stores, publishes and then confirms one message; false when
+    /// it was left for the next poll (a blob or the bus failed).
+    async fn take(&self, div_id: &str) -> Result<bool, DivError> {
+        let inbound = self.client.message(div_id, self.cfg.max_file_bytes).await?;
+        let msg = match self.message(&inbound).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("not handed on, tried again at the next poll: {e}");
+                return Ok(false);
+            }
+        };
+        if let Err(e) = publish_intake(self.ctx.bus.as_ref(), &msg).await {
+            tracing::warn!("not published, tried again at the next poll: {e}");
+            return Ok(false);
+        }
+        self.client.confirm(div_id).await?;
+        tracing::info!(message_id = %msg.id, "e-adrese message handed on and confirmed");
+        Ok(true)
+    }
+
+    /// The intake message of an inbound message, its files stored as blobs.
+    async fn message(&self, m: &InboundMessage) -> Result<IntakeMessage, crate::blobs::BlobError> {
+        let mut msg = IntakeMessage::new(
+            ChannelRef {
+                kind: ChannelKind::EAdrese,
+                instance: self.cfg.id.clone(),
+            },
+            format!("e_adrese:{}", m.message_id),
+            m.description.clone(),
+        );
+        msg.sender.e_address = Some(m.sender_address.clone());
+        msg.subject = Some(m.title.clone()).filter(|t| !t.is_empty());
+        msg.language = Some("lv".into());
+        if m.sender_verified {
+            msg.formal_status = Some(FormalStatus::AuthenticatedByStatePortal);
+        }
+        if !m.unreadable.is_empty() {
+            let files: Vec<String> = m
+                .unreadable
+                .iter()
+                .map(|(name, e)| format!("{}: {e}", display_filename(name)))
+                .collect();
+            msg.review_reason = Some(format!(
+                "e-adrese files that could not be opened: {}",
+                files.join("; ")
+            ));
+        }
+        for f in &m.files {
+            let stored = self.ctx.blobs.put(&f.content).await?;
+            msg.attachments.push(AttachmentRef {
+                sha256: stored.sha256,
+                filename: display_filename(&f.name),
+                content_type: f.mime_type.clone(),
+                size: stored.size,
+            });
+        }
+        let sub_address = m
+            .recipients
+            .iter()
+            .find(|r| self.cfg.sub_addresses.contains_key(*r));
+        let unit = sub_address.and_then(|s| self.cfg.sub_addresses.get(s));
+        msg.metadata.insert(
+            ChannelKind::EAdrese.as_str().into(),
+            serde_json::json!({
+                "message_id": m.message_id,
+                "recipients": m.recipients,
+                "sub_address": sub_address,
+                "unit": unit,
+                "sender_ref": m.sender_ref,
+                "document_date": m.document_date,
+                "reply_to": self.cfg.acknowledge.then_some(&m.sender_address),
+                "no_reply": (!self.cfg.acknowledge).then_some("the channel sends no acknowledgements"),
+            }),
+        );
+        Ok(msg)
+    }
+
+    async fn poll_claimed(&self) -> Result<(), ChannelError> {
+        let name = format!("eadrese-poll:{}", self.cfg.id);
+        let registry = &self.ctx.registry;
+        let Some(lease) = registry
+            .claim_named(&name, POLL_CLAIM_SECS)
+            .await
+            .map_err(|e| self.error(e))?
+        else {
+            return Ok(());
+        };
+        let renewal = Renewal::start(registry.clone(), &NAMED, lease.clone(), POLL_CLAIM_SECS);
+        let result = self.poll().await;
+        renewal.stop();
+        let state = match &result {
+            Ok(n) => format!("{n} message(s) at {}", Utc::now()),
+            Err(e) => format!("failed at {}: {e}", Utc::now()),
+        };
+        if let Err(e) = registry.complete_named(&lease, &state).await {
+            tracing::warn!(channel = %self.cfg.id, "e-adrese poll claim: {e}");
+        }
+        result.map(|_| ()).map_err(|e| self.error(e))
+    }
+}
+
+#[async_trait]
+impl Channel for Eadrese {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::EAdrese
+    }
+
+    fn replier(self: Arc<Self>) -> Option<Arc<dyn Replier>> {
+        self.cfg.acknowledge.then_some(self as Arc<dyn Replier>)
+    }
+
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        let every = Duration::from_secs(self.cfg.poll_seconds);
+        loop {
+            if let Err(e) = self.poll_claimed().await {
+                // Down or refusing: logged, tried again at the next poll.
+                tracing::warn!("{e}");
+            }
+            if self.cfg.directory_sync_minutes > 0 {
+                let every_secs =
+                    i64::try_from(self.cfg.directory_sync_minutes * 60).unwrap_or(i64::MAX);
+                if let Err(e) = crate::eadrese::directory::sync_due(
+                    &self.client,
+                    &self.ctx.registry,
+                    &self.cfg.id,
+                    every_secs,
+                )
+                .await
+                {
+                    tracing::warn!(channel = %self.cfg.id, "{e}");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Replier for Eadrese {
+    /// The acknowledgement (registration number, deadline) to the sender's
+    /// e-adrese; the send and the service's delivery confirmation are
+    /// recorded, with the legal notification date (the second working day
+    /// after sending).
+    async fn reply(&self, r: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
+        let due = r
+            .due
+            .as_deref()
+            .map(|d| format!(" Atbildes termiņš: {d}."))
+            .unwrap_or_default();
+        let out = Outbound {
+            recipient: r.address.clone(),
+            title: format!("Iesniegums reģistrēts: {}", r.registration_number),
+            description: format!(
+                "Jūsu iesniegums ir saņemts un reģistrēts ar numuru {}.{due}",
+                r.registration_number
+            ),
+            sender_ref: r.registration_number.clone(),
+        };
+        let failed = |e: DivError| {
+            if e.is_transient() {
+                ReplyError::Transient(e.to_string())
+            } else {
+                ReplyError::Permanent(e.to_string())
+            }
+        };
+        let sent_at = Utc::now();
+        let div_id = self.client.send(&out).await.map_err(failed)?;
+        let notified_on = self
+            .ctx
+            .rules
+            .load()
+            .deadlines
+            .working_days_after(crate::deadline::local_date(sent_at), 2);
+        let registry = &self.ctx.registry;
+        let recorded = registry
+            .record_eadrese_sent(&r.item_id, &div_id, &r.address, sent_at, notified_on)
+            .await;
+        if let Err(e) = &recorded {
+            tracing::warn!(item = %r.item_id, "e-adrese answer sent but not recorded: {e}");
+        }
+        let delivery = match self.client.server_confirmation(&div_id).await {
+            Ok(Some(c)) => {
+                if let Err(e) = registry
+                    .record_eadrese_confirmation(&r.item_id, &c.status, c.delivered_at)
+                    .await
+                {
+                    tracing::warn!(item = %r.item_id, "delivery confirmation not recorded: {e}");
+                }
+                Some(c.status)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(item = %r.item_id, "no delivery confirmation yet: {e}");
+                None
+            }
+        };
+        Ok(ReplyOutcome::Sent(serde_json::json!({
+            "div_message_id": div_id,
+            "sent_at": crate::registry::db_time(sent_at),
+            "notified_on": notified_on.to_string(),
+            "delivery": delivery,
+        })))
+    }
+}
