@@ -234,9 +234,26 @@ async fn a_unit_member_works_only_their_units_items_postgres() {
 
 /// Answers an item on the desk (multipart, as the browser sends the form).
 async fn answer(desk: &DeskClient, csrf: &str, item: &str, text: &str) -> (u16, String) {
-    let form = reqwest::multipart::Form::new()
+    answer_with(desk, csrf, item, text, None).await
+}
+
+/// An answer with the signed document uploaded: (file name, content).
+async fn answer_with(
+    desk: &DeskClient,
+    csrf: &str,
+    item: &str,
+    text: &str,
+    document: Option<(&str, &[u8])>,
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new()
         .text("csrf", csrf.to_string())
         .text("body", text.to_string());
+    if let Some((name, bytes)) = document {
+        form = form.part(
+            "document",
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()),
+        );
+    }
     let r = desk
         .http
         .post(format!("{}/desk/unit/items/{item}/answer", desk.base))
@@ -318,7 +335,15 @@ async fn answers_numbered_letters_and_mail(backend: Backend) {
     assert_eq!(status, 409, "a closed item takes no second answer");
     let (status, _) = answer(&desk, &csrf, &second.id, "   ").await;
     assert_eq!(status, 409, "an empty answer is refused");
-    let (status, body) = answer(&desk, &csrf, &second.id, "Atteikts: trūkst skices.").await;
+    let signed: &[u8] = b"PK\x03\x04 parakstits atbildes dokuments (edoc)";
+    let (status, body) = answer_with(
+        &desk,
+        &csrf,
+        &second.id,
+        "Atteikts: trūkst skices.",
+        Some(("atbilde.edoc", signed)),
+    )
+    .await;
     assert_eq!(status, 303, "{body}");
     let letter_text = "Jūsu iesniegums par šķūņa būvniecību ir izskatīts; būvatļauja tiks izsniegta pēc nodevas samaksas.";
     let (status, body) = answer(&desk, &csrf, &by_post.id, letter_text).await;
@@ -439,6 +464,19 @@ async fn answers_numbered_letters_and_mail(backend: Backend) {
     let attached = pdftotext(pdf.contents());
     assert!(attached.contains(&numbers[0]), "{attached}");
     assert!(attached.contains("Būvatļauja izsniegta."), "{attached}");
+    // The signed document uploaded goes as it is, instead of the letter.
+    let mail = mails
+        .iter()
+        .find(|m| m.contains(&numbers[1]))
+        .unwrap_or_else(|| panic!("the second answer's mail: {mails:?}"));
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mail.as_bytes())
+        .expect("a readable mail");
+    let document = parsed
+        .attachments()
+        .find(|a| a.attachment_name() == Some("atbilde.edoc"))
+        .expect("the signed document attached");
+    assert_eq!(document.contents(), signed);
     let audit = registry.audit_of(&first.id).await.expect("audit");
     support::wait_until(
         std::time::Duration::from_secs(10),
