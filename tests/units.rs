@@ -7,6 +7,8 @@
 //! text; an e-mail answer arrives at the relay with its PDF and the status
 //! page says the item was answered. The browser flow is in tests/browser.rs.
 
+#[path = "support/clamd.rs"]
+mod clamd;
 mod support;
 
 use chrono::Datelike;
@@ -514,4 +516,50 @@ async fn answers_are_numbered_apart_printed_and_mailed_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_numbered_apart_printed_and_mailed_postgres() {
     answers_numbered_letters_and_mail(Backend::Amqp).await;
+}
+
+/// A signed answer document is scanned by clamd like every file that comes
+/// in: one with malware is refused and takes no number; a clean one is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_document_with_malware_is_refused() {
+    let clamd = clamd::Clamd::start();
+    let mut options = Options::new(Backend::Embedded);
+    options.malware.clamd = Some(clamd.address());
+    let env = TestEnv::start(options).await;
+    unit_member(&env, "janis", "Jānis Būvnieks", &["buvvalde"]).await;
+    let (desk, csrf) = signed_in(&env, "janis").await;
+    let item = env.submit_item(BUILDING.0, BUILDING.1).await;
+    let (status, body) = answer_with(
+        &desk,
+        &csrf,
+        &item.id,
+        "Atbilde pielikumā.",
+        Some(("atbilde.pdf", clamd::EICAR)),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains(clamd::SIGNATURE), "{body}");
+    let registry = &env.daemon.registry;
+    assert!(
+        registry
+            .answers_of(&item.id)
+            .await
+            .expect("answers")
+            .is_empty()
+    );
+    let open = registry.find(&item.id).await.expect("find").expect("item");
+    assert!(open.closed_at.is_none());
+    let (status, body) = answer_with(
+        &desk,
+        &csrf,
+        &item.id,
+        "Atbilde pielikumā.",
+        Some(("atbilde.pdf", b"%PDF-1.4 tirs dokuments")),
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let answers = registry.answers_of(&item.id).await.expect("answers");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].document_name.as_deref(), Some("atbilde.pdf"));
+    env.stop().await;
 }
