@@ -182,7 +182,7 @@ impl Daemon {
             batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),
             poison_attempts: settings.engine.poison_attempts,
-            malware,
+            malware: malware.clone(),
         });
         let stop = shutdown.clone();
         tasks.spawn("engine", move || engine.clone().run(stop.clone()));
@@ -347,6 +347,7 @@ impl Daemon {
                 print: settings.print.clone(),
             },
             answers: answer_desk,
+            malware,
             public_url: settings.http.public_url.trim_end_matches('/').to_string(),
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);

@@ -7,6 +7,8 @@
 //! text; an e-mail answer arrives at the relay with its PDF and the status
 //! page says the item was answered. The browser flow is in tests/browser.rs.
 
+#[path = "support/clamd.rs"]
+mod clamd;
 mod support;
 
 use chrono::Datelike;
@@ -234,9 +236,26 @@ async fn a_unit_member_works_only_their_units_items_postgres() {
 
 /// Answers an item on the desk (multipart, as the browser sends the form).
 async fn answer(desk: &DeskClient, csrf: &str, item: &str, text: &str) -> (u16, String) {
-    let form = reqwest::multipart::Form::new()
+    answer_with(desk, csrf, item, text, None).await
+}
+
+/// An answer with the signed document uploaded: (file name, content).
+async fn answer_with(
+    desk: &DeskClient,
+    csrf: &str,
+    item: &str,
+    text: &str,
+    document: Option<(&str, &[u8])>,
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new()
         .text("csrf", csrf.to_string())
         .text("body", text.to_string());
+    if let Some((name, bytes)) = document {
+        form = form.part(
+            "document",
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()),
+        );
+    }
     let r = desk
         .http
         .post(format!("{}/desk/unit/items/{item}/answer", desk.base))
@@ -318,7 +337,15 @@ async fn answers_numbered_letters_and_mail(backend: Backend) {
     assert_eq!(status, 409, "a closed item takes no second answer");
     let (status, _) = answer(&desk, &csrf, &second.id, "   ").await;
     assert_eq!(status, 409, "an empty answer is refused");
-    let (status, body) = answer(&desk, &csrf, &second.id, "Atteikts: trūkst skices.").await;
+    let signed: &[u8] = b"PK\x03\x04 parakstits atbildes dokuments (edoc)";
+    let (status, body) = answer_with(
+        &desk,
+        &csrf,
+        &second.id,
+        "Atteikts: trūkst skices.",
+        Some(("atbilde.edoc", signed)),
+    )
+    .await;
     assert_eq!(status, 303, "{body}");
     let letter_text = "Jūsu iesniegums par šķūņa būvniecību ir izskatīts; būvatļauja tiks izsniegta pēc nodevas samaksas.";
     let (status, body) = answer(&desk, &csrf, &by_post.id, letter_text).await;
@@ -439,6 +466,19 @@ async fn answers_numbered_letters_and_mail(backend: Backend) {
     let attached = pdftotext(pdf.contents());
     assert!(attached.contains(&numbers[0]), "{attached}");
     assert!(attached.contains("Būvatļauja izsniegta."), "{attached}");
+    // The signed document uploaded goes as it is, instead of the letter.
+    let mail = mails
+        .iter()
+        .find(|m| m.contains(&numbers[1]))
+        .unwrap_or_else(|| panic!("the second answer's mail: {mails:?}"));
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mail.as_bytes())
+        .expect("a readable mail");
+    let document = parsed
+        .attachments()
+        .find(|a| a.attachment_name() == Some("atbilde.edoc"))
+        .expect("the signed document attached");
+    assert_eq!(document.contents(), signed);
     let audit = registry.audit_of(&first.id).await.expect("audit");
     support::wait_until(
         std::time::Duration::from_secs(10),
@@ -476,4 +516,50 @@ async fn answers_are_numbered_apart_printed_and_mailed_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_numbered_apart_printed_and_mailed_postgres() {
     answers_numbered_letters_and_mail(Backend::Amqp).await;
+}
+
+/// A signed answer document is scanned by clamd like every file that comes
+/// in: one with malware is refused and takes no number; a clean one is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_document_with_malware_is_refused() {
+    let clamd = clamd::Clamd::start();
+    let mut options = Options::new(Backend::Embedded);
+    options.malware.clamd = Some(clamd.address());
+    let env = TestEnv::start(options).await;
+    unit_member(&env, "janis", "Jānis Būvnieks", &["buvvalde"]).await;
+    let (desk, csrf) = signed_in(&env, "janis").await;
+    let item = env.submit_item(BUILDING.0, BUILDING.1).await;
+    let (status, body) = answer_with(
+        &desk,
+        &csrf,
+        &item.id,
+        "Atbilde pielikumā.",
+        Some(("atbilde.pdf", clamd::EICAR)),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains(clamd::SIGNATURE), "{body}");
+    let registry = &env.daemon.registry;
+    assert!(
+        registry
+            .answers_of(&item.id)
+            .await
+            .expect("answers")
+            .is_empty()
+    );
+    let open = registry.find(&item.id).await.expect("find").expect("item");
+    assert!(open.closed_at.is_none());
+    let (status, body) = answer_with(
+        &desk,
+        &csrf,
+        &item.id,
+        "Atbilde pielikumā.",
+        Some(("atbilde.pdf", b"%PDF-1.4 tirs dokuments")),
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let answers = registry.answers_of(&item.id).await.expect("answers");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].document_name.as_deref(), Some("atbilde.pdf"));
+    env.stop().await;
 }

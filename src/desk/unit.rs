@@ -494,6 +494,21 @@ pub async fn answer(
         Ok(f) => f,
         Err(r) => return r,
     };
+    // Scanned like every file that comes in; refused while clamd is away.
+    if let (Some(scanner), Some((_, bytes))) = (&s.malware, &document) {
+        let refused = match scanner.scan_bytes(bytes).await {
+            Ok(None) => None,
+            Ok(Some(signature)) => Some(format!(
+                "{} ({signature})",
+                v.lang.t("unit.document_malware")
+            )),
+            Err(e) => Some(format!("{} ({e})", v.lang.t("unit.document_unscanned"))),
+        };
+        if let Some(why) = refused {
+            tracing::warn!(item = %found.id, "answer document refused: {why}");
+            return render_item(&s, &v, &item, Some(why)).await;
+        }
+    }
     let stored = match &document {
         Some((name, bytes)) if bytes.len() as u64 <= DOCUMENT_LIMIT => {
             match s.blobs.put(bytes).await {

@@ -59,6 +59,8 @@ pub struct HttpState {
     pub answers: Arc<crate::answers::AnswerDesk>,
     /// The daemon's public address (the status links answers carry).
     pub public_url: String,
+    /// clamd, for files uploaded at the desk (signed answer documents).
+    pub malware: Option<Arc<crate::malware::Scanner>>,
 }
 
 impl HttpState {
