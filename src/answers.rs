@@ -107,6 +107,7 @@ pub enum DeliveryKind {
     Email,
     Sms,
     Letter,
+    EAdrese,
 }
 
 impl DeliveryKind {
@@ -116,6 +117,7 @@ impl DeliveryKind {
             DeliveryKind::Email => "email",
             DeliveryKind::Sms => "sms",
             DeliveryKind::Letter => "letter",
+            DeliveryKind::EAdrese => "e_adrese",
         }
     }
 }
@@ -140,6 +142,15 @@ pub fn delivery_for(msg: &IntakeMessage) -> Delivery {
             Some(phone) => Delivery {
                 kind: DeliveryKind::Sms,
                 send_via: Some((msg.channel.instance.clone(), phone.clone())),
+            },
+            None => letter,
+        },
+        // Sent through e-adrese: answered there (Oficiālās elektroniskās
+        // adreses likums, s.12), by the channel instance it came through.
+        ChannelKind::EAdrese => match &msg.sender.e_address {
+            Some(address) => Delivery {
+                kind: DeliveryKind::EAdrese,
+                send_via: Some((msg.channel.instance.clone(), address.clone())),
             },
             None => letter,
         },

@@ -310,8 +310,10 @@ impl Channel for Eadrese {
         ChannelKind::EAdrese
     }
 
+    /// Always: answers go back through e-adrese; acknowledgements only
+    /// when `acknowledge` (the item then names its `reply_to`).
     fn replier(self: Arc<Self>) -> Option<Arc<dyn Replier>> {
-        self.cfg.acknowledge.then_some(self as Arc<dyn Replier>)
+        Some(self as Arc<dyn Replier>)
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
@@ -350,19 +352,41 @@ impl Replier for Eadrese {
     /// recorded, with the legal notification date (the second working day
     /// after sending).
     async fn reply(&self, r: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
-        let due = r
-            .due
-            .as_deref()
-            .map(|d| format!(" Atbildes termiņš: {d}."))
-            .unwrap_or_default();
-        let out = Outbound {
-            recipient: r.address.clone(),
-            title: format!("Iesniegums reģistrēts: {}", r.registration_number),
-            description: format!(
-                "Jūsu iesniegums ir saņemts un reģistrēts ar numuru {}.{due}",
-                r.registration_number
-            ),
-            sender_ref: r.registration_number.clone(),
+        let out = match &r.answer_id {
+            Some(answer_id) => {
+                let answer = self
+                    .ctx
+                    .registry
+                    .answer(answer_id)
+                    .await
+                    .map_err(|e| ReplyError::Transient(e.to_string()))?
+                    .ok_or_else(|| ReplyError::Permanent(format!("answer {answer_id} is gone")))?;
+                Outbound {
+                    recipient: r.address.clone(),
+                    title: format!(
+                        "Atbilde Nr. {} uz iesniegumu {}",
+                        answer.number, r.registration_number
+                    ),
+                    description: answer.body,
+                    sender_ref: answer.number,
+                }
+            }
+            None => {
+                let due = r
+                    .due
+                    .as_deref()
+                    .map(|d| format!(" Atbildes termiņš: {d}."))
+                    .unwrap_or_default();
+                Outbound {
+                    recipient: r.address.clone(),
+                    title: format!("Iesniegums reģistrēts: {}", r.registration_number),
+                    description: format!(
+                        "Jūsu iesniegums ir saņemts un reģistrēts ar numuru {}.{due}",
+                        r.registration_number
+                    ),
+                    sender_ref: r.registration_number.clone(),
+                }
+            }
         };
         let failed = |e: DivError| {
             if e.is_transient() {
