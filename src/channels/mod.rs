@@ -20,7 +20,7 @@
 //!    ([`crate::enrich::References`]: the engine links follow-ups and records
 //!    bounces; the door looks nothing up).
 //! 2. `pub mod <kind>;` below.
-//! 3. Its entry in [`KINDS`]: `Kind::of::<e_adrese::EAdrese>(),`.
+//! 3. Its entry in [`KINDS`]: `Kind::of::<eadrese::Eadrese>(),`.
 //! 4. Its wire name in `channel_kinds!` (`src/message.rs`):
 //!    `EAdrese = "e_adrese",` — then `pietura schema >
 //!    docs/message-v1.schema.json` (generated; a test says when it is stale).
