@@ -13,7 +13,8 @@ cd "$ROOT"
 . "$ROOT/scripts/lib/services.sh"
 
 ensure_packages pkg-config libssl-dev build-essential clang libclang-dev \
-    libtesseract-dev libleptonica-dev tesseract-ocr-lav tesseract-ocr-eng tesseract-ocr-osd poppler-utils
+    libtesseract-dev libleptonica-dev tesseract-ocr-lav tesseract-ocr-eng tesseract-ocr-osd poppler-utils \
+    fonts-dejavu-core
 
 if [[ -n ${HOME:-} && -f $HOME/.cargo/env ]]; then
     # shellcheck source=/dev/null

@@ -64,6 +64,10 @@ pub struct Settings {
     /// Signed containers (.edoc, .asice, .bdoc): the trust list their
     /// signers' certificates must chain to.
     pub signatures: SignatureSettings,
+    /// PDF printing (answer letters, counter receipts): font and letterhead.
+    pub print: crate::print::PrintSettings,
+    /// Answers to items: outgoing numbers, the e-mail relay.
+    pub answers: crate::answers::AnswerSettings,
 }
 
 /// `[signatures]`: trust anchors for verifying signed containers.
@@ -94,6 +98,8 @@ impl Default for Settings {
             janitor: JanitorSettings::default(),
             malware: crate::malware::MalwareSettings::default(),
             signatures: SignatureSettings::default(),
+            print: crate::print::PrintSettings::default(),
+            answers: crate::answers::AnswerSettings::default(),
         }
     }
 }
@@ -602,6 +608,12 @@ impl Settings {
             );
         }
         for (key, message) in self.malware.issues() {
+            issue(&key, message);
+        }
+        for (key, message) in self.print.issues() {
+            issue(&key, message);
+        }
+        for (key, message) in self.answers.issues() {
             issue(&key, message);
         }
         if !(1..=20).contains(&self.engine.poison_attempts) {

@@ -127,10 +127,25 @@ impl Daemon {
             });
         }
 
-        let repliers: std::collections::HashMap<String, Arc<dyn crate::replies::Replier>> = running
-            .iter()
-            .filter_map(|ch| ch.clone().replier().map(|r| (ch.id().to_string(), r)))
-            .collect();
+        let mut repliers: std::collections::HashMap<String, Arc<dyn crate::replies::Replier>> =
+            running
+                .iter()
+                .filter_map(|ch| ch.clone().replier().map(|r| (ch.id().to_string(), r)))
+                .collect();
+        match crate::answers::AnswerMail::new(&settings, registry.clone(), blobs.clone())
+            .map_err(|e| StartError::Config(e.to_string()))?
+        {
+            Some(mail) => {
+                repliers.insert(crate::answers::ANSWER_MAIL.to_string(), Arc::new(mail));
+            }
+            None => tracing::warn!(
+                "answers.smtp_url is not set: answers by e-mail wait until it is (letters and SMS go out)"
+            ),
+        }
+        let answer_desk = Arc::new(
+            crate::answers::AnswerDesk::new(&settings)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
         let (reg, stop) = (registry.clone(), shutdown.clone());
         tasks.spawn("replies", move || {
             crate::replies::run(
@@ -167,7 +182,7 @@ impl Daemon {
             batch_max: settings.engine.batch_max,
             dispatch_wake: wake.clone(),
             poison_attempts: settings.engine.poison_attempts,
-            malware,
+            malware: malware.clone(),
         });
         let stop = shutdown.clone();
         tasks.spawn("engine", move || engine.clone().run(stop.clone()));
@@ -262,6 +277,7 @@ impl Daemon {
                 ),
             }
         }
+        let public_url = settings.http.public_url.clone();
         let (reg, r, deadlines, status, stop) = (
             registry.clone(),
             rules.clone(),
@@ -276,6 +292,7 @@ impl Daemon {
                 settings: deadlines.clone(),
                 status: status.clone(),
                 tick: std::time::Duration::from_secs(60),
+                public_url: public_url.clone(),
             }
             .run(stop.clone())
         });
@@ -326,7 +343,12 @@ impl Daemon {
                 session_idle_minutes: settings.desk.session_idle_minutes,
                 dry_run_items: settings.desk.dry_run_items,
                 public_statistics: settings.desk.public_statistics,
+                public_url: settings.http.public_url.trim_end_matches('/').to_string(),
+                print: settings.print.clone(),
             },
+            answers: answer_desk,
+            malware,
+            public_url: settings.http.public_url.trim_end_matches('/').to_string(),
         };
         let app = crate::http::router(state, &running, settings.http.max_body_bytes);
         let listener = tokio::net::TcpListener::bind(settings.http.listen)

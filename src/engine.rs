@@ -1,5 +1,6 @@
-//! The rules engine's consumer: take an intake message, classify it, register
-//! it (one transaction, outbox included) and only then acknowledge it.
+//! The rules engine's consumer: take an intake message, resolve what its
+//! door described ([`crate::enrich`]: follow-ups, bounces), classify it,
+//! register it (one transaction, outbox included) and only then acknowledge it.
 //!
 //! Failure handling per item: an undecodable message is dead-lettered at
 //! once (poison, then parked: [`crate::parked`]); a registry outage keeps
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::bus::{Bus, BusError, Delivery};
+use crate::enrich::Enriched;
 use crate::message::IntakeMessage;
 use crate::registry::numbering::Pattern;
 use crate::registry::{RegisterPolicy, Registration, Registry};
@@ -213,6 +215,25 @@ impl Engine {
                 }
             }
         }
+        // What the doors only described is resolved first: a recorded
+        // bounce is settled here, a follow-up learns its item.
+        let mut kept = Vec::with_capacity(items.len());
+        for (mut msg, delivery) in items {
+            let span = tracing::info_span!("item", id = %msg.id, channel = %msg.channel.kind, instance = %msg.channel.instance);
+            match self.enrich(&mut msg, shutdown).instrument(span).await {
+                // Shutting down: unacknowledged, delivered again later.
+                None => return,
+                Some(Enriched::Register) => kept.push((msg, delivery)),
+                Some(Enriched::BounceRecorded { .. }) => {
+                    if let Err(e) = delivery.ack().await {
+                        tracing::warn!(
+                            "ack failed after recording a bounce ({e}); the redelivery records nothing twice"
+                        );
+                    }
+                }
+            }
+        }
+        let mut items = kept;
         if items.is_empty() {
             return;
         }
@@ -292,6 +313,36 @@ impl Engine {
             .instrument(span)
         });
         futures::future::join_all(work).await;
+    }
+
+    /// The enrichment step ([`crate::enrich`]), a transient registry
+    /// failure retried in place; `None` on shutdown. References that cannot
+    /// be resolved for good leave the item a new one.
+    async fn enrich(
+        &self,
+        msg: &mut IntakeMessage,
+        shutdown: &CancellationToken,
+    ) -> Option<Enriched> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                r = crate::enrich::enrich(&self.registry, msg) => r,
+            };
+            match attempt {
+                Ok(enriched) => return Some(enriched),
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!("references not resolved ({e}); registered as a new item");
+                    return Some(Enriched::Register);
+                }
+                Err(e) => {
+                    tracing::warn!("resolving references failed, retrying in {backoff:?}: {e}");
+                    if !crate::backoff::pause_before_retry(&mut backoff, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Scans the message's blobs before it is classified and notes the

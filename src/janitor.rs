@@ -174,7 +174,8 @@ pub async fn prune_once(
 
 /// Every blob address the registry refers to: the attachments, and every
 /// SHA-256 in stored messages (originals of e-mail and scans), audit lines
-/// (bounce reports), parked items and messages on the embedded bus.
+/// (bounce reports), parked items, messages on the embedded bus and
+/// signed answer documents.
 pub async fn blob_references(registry: &Registry) -> Result<HashSet<String>, RegistryError> {
     let mut found = HashSet::new();
     for (table, key, text) in [
@@ -183,6 +184,8 @@ pub async fn blob_references(registry: &Registry) -> Result<HashSet<String>, Reg
         ("bus_messages", "id", "payload"),
         ("parked", "id", "payload_b64"),
         ("attachments", "item_id || '/' || sha256", "sha256"),
+        // Signed answer documents (src/answers.rs).
+        ("answers", "id", "COALESCE(document_sha256, '')"),
     ] {
         let mut after = String::new();
         loop {

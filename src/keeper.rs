@@ -61,6 +61,8 @@ struct DigestMail<'a> {
     horizon: String,
     overdue: &'a [ItemSummary],
     due_soon: &'a [ItemSummary],
+    /// The unit's page on the desk.
+    link: String,
 }
 
 /// How long a daemon's claim on sending one digest lasts (the SMTP send is
@@ -75,6 +77,8 @@ pub struct Keeper {
     pub status: tokio::sync::watch::Receiver<ReloadStatus>,
     /// How often the digest is checked.
     pub tick: Duration,
+    /// The daemon's public address: the digest links to the unit's page.
+    pub public_url: String,
 }
 
 impl Keeper {
@@ -257,6 +261,7 @@ impl Keeper {
             horizon: due.horizon.to_string(),
             overdue: &due.overdue,
             due_soon: &due.due_soon,
+            link: format!("{}/desk/unit", self.public_url.trim_end_matches('/')),
         }
         .render()
         .map_err(|source| DigestError::Template {

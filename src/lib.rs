@@ -12,26 +12,36 @@
 //! ```
 //!
 //! - [`message`]: the one message format every channel produces (schema v1).
-//! - [`channels`]: the [`channels::Channel`] trait and one module per channel kind
+//! - [`channels`]: the [`channels::Channel`] and [`channels::Door`] traits, the
+//!   one list of kinds ([`channels::KINDS`]) and one module per kind
 //!   (`web_form`; `email`: IMAP intake with a mailbox lease, MIME normalisation,
-//!   SMTP acknowledgements; `sms` with its Kannel, Twilio and signed-JSON gateways;
-//!   `eadrese`: the official electronic address).
+//!   SMTP acknowledgements; `scan`; `sms` with its Kannel, Twilio and
+//!   signed-JSON gateways; `counter`: counter and phone submissions an officer
+//!   types in at the desk; `eadrese`: the official electronic address); `channels::original`: how the desk shows an original.
 //! - [`replies`]: answers on the channel an item came by (the SMS with its number,
 //!   the e-mail acknowledgement), written at registration and sent by the
 //!   channel's [`replies::Replier`].
+//! - [`answers`]: an item's answer back through the citizen's channel: the
+//!   delivery kind from the channel, the letter PDF, the e-mail answer replier
+//!   (outgoing numbers in `registry::answers`, the unit's desk in `desk::unit`).
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`eadrese`]: the e-adrese protocol (DIV UnifiedService: SOAP 1.2, mutual
 //!   TLS, WS-Security, XAdES-BES, encrypted files, addressee directory), used
 //!   by the thin `channels::eadrese` door; storage in `registry::eadrese`.
 //! - [`bus`]: publish-with-confirm and consume-with-ack, on RabbitMQ (one node or a
 //!   cluster, moving to another node when its node goes) or the embedded SQL queue.
-//! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload.
+//! - [`rules`]: text folding and stemming, rule files, evaluation with explanations, hot reload;
+//!   `rules::catalogue`: the service catalogue (`services.toml`), public at `/services`
+//!   and searched on the desk.
 //! - [`active_rules`]: the one rule set in force for every daemon, versioned in the
 //!   registry, followed within seconds; `rules/` as bootstrap and import/export.
+//! - [`catalog`]: Latvian and English texts from TOML catalogs (desk, form pages).
 //! - [`tomlfile`]: TOML files with `file:line` problems, shared by rules and deadlines.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
 //!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens)
 //!   for queue rows and named work (scan files, SMS flushes, keeper passes, mailboxes).
+//! - [`enrich`]: the engine's enrichment step: follow-ups linked to their item
+//!   and bounces recorded on it, from what the doors describe (`refers_to`).
 //! - [`engine`]: consumes intake, registers, routes; [`dispatch`] drains the outbox to unit queues;
 //!   [`parked`]: every dead letter kept as a parked item, retried or shown to the office;
 //!   [`janitor`]: one daemon at a time prunes delivered notices, old door claims and orphan blobs.
@@ -67,15 +77,21 @@
 //! - [`deadline`]: the working-day calendar and legal terms (`rules/calendar.toml`,
 //!   `rules/deadlines.toml`) and the deadlines computed from them; [`keeper`]:
 //!   recomputes open deadlines when they change and sends the units' daily digest.
-//! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV).
+//! - [`print`]: PDF printing in one place (answer letters with the address in the
+//!   envelope window, counter receipts): one embedded font, header, wrapped text, footer.
+//! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV), with
+//!   consultations (`registry::consultations`) and client opinions (`registry::opinions`,
+//!   asked on the status page once an item is closed).
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
 pub mod active_rules;
+pub mod answers;
 pub mod api_clients;
 pub mod backoff;
 pub mod bench;
 pub mod blobs;
 pub mod bus;
+pub mod catalog;
 pub mod channels;
 pub mod config;
 pub mod daemon;
@@ -85,6 +101,7 @@ pub mod dispatch;
 pub mod dms;
 pub mod eadrese;
 pub mod engine;
+pub mod enrich;
 pub mod explain;
 pub mod http;
 pub mod janitor;
@@ -95,6 +112,7 @@ pub mod metrics;
 pub mod ocr;
 pub mod parked;
 pub mod phone;
+pub mod print;
 pub mod redact;
 pub mod registry;
 pub mod replies;

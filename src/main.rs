@@ -236,17 +236,25 @@ enum UserCommand {
     /// from the first line of standard input.
     Add {
         username: String,
-        /// officer, admin or readonly
+        /// officer, admin, readonly or unit
         #[arg(long, default_value = "officer")]
         role: String,
+        /// A unit the account works for (repeat for several; role unit).
+        #[arg(long = "unit")]
+        units: Vec<String>,
         /// The name shown at the desk and written in the audit log.
         #[arg(long)]
         name: Option<String>,
         #[arg(long, default_value = "PIETURA_USER_PASSWORD")]
         password_env: String,
     },
-    /// Lists the accounts: username, role, how they sign in, state, last sign-in.
+    /// Lists the accounts: username, role, how they sign in, state, last sign-in, units.
     List,
+    /// Sets the units an account works for (none: no unit).
+    Units {
+        username: String,
+        units: Vec<String>,
+    },
     /// Disables an account (any kind): its sessions end at the next request.
     Disable { username: String },
     /// Enables a disabled account again.
@@ -658,7 +666,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             let registry = open_registry(&settings, Open::Existing).await?;
             let records = registry.stats_records(period, unit.as_deref()).await?;
-            let report = pietura::stats::report(&records, period, today);
+            let contacts = registry.stats_contacts(period, unit.as_deref()).await?;
+            let report = pietura::stats::report(&records, &contacts, period, today);
             if csv {
                 out(format_args!(
                     "{}",
@@ -678,6 +687,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.answered_late,
                     t.open_overdue
                 );
+                outln!(
+                    "consultations {} ({} min), client opinions {}{}",
+                    t.consultations,
+                    t.consultation_minutes,
+                    t.opinions,
+                    t.opinion_mean()
+                        .map(|m| format!(", mean {m:.2}"))
+                        .unwrap_or_default()
+                );
             }
         }
         Command::User {
@@ -685,6 +703,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 UserCommand::Add {
                     username,
                     role,
+                    units,
                     name,
                     password_env,
                 },
@@ -706,10 +725,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &registry, &username, &display, &role, &password,
             )
             .await?;
+            if !units.is_empty() {
+                let known: Vec<String> = active_or_folder(&settings)
+                    .await?
+                    .units
+                    .keys()
+                    .cloned()
+                    .collect();
+                pietura::desk::auth::set_user_units(
+                    &registry,
+                    &username,
+                    &units,
+                    &known,
+                    "pietura user add",
+                )
+                .await?;
+            }
             outln!(
                 "{} {username} ({role})",
                 if new { "added" } else { "updated" }
             );
+        }
+        Command::User {
+            command: UserCommand::Units { username, units },
+        } => {
+            let known: Vec<String> = active_or_folder(&settings)
+                .await?
+                .units
+                .keys()
+                .cloned()
+                .collect();
+            let registry = open_registry(&settings, Open::Existing).await?;
+            pietura::desk::auth::set_user_units(
+                &registry,
+                &username,
+                &units,
+                &known,
+                "pietura user units",
+            )
+            .await?;
+            outln!("{username}: units {}", units.join(", "));
         }
         Command::ApiClient { command } => api_client(&settings, command).await?,
         Command::User {
@@ -717,8 +772,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let registry = open_registry(&settings, Open::Existing).await?;
             for a in registry.accounts().await? {
+                let units = registry.units_of(&a.user.id).await?.join(",");
                 outln!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     a.user.username,
                     a.user.role,
                     a.user.source,
@@ -727,7 +783,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         "active"
                     },
-                    a.last_sign_in_at.as_deref().unwrap_or("never")
+                    a.last_sign_in_at.as_deref().unwrap_or("never"),
+                    units
                 );
             }
         }
@@ -784,11 +841,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })?;
             let mut found: Vec<_> = configs
-                .into_iter()
-                .filter_map(|c| match c {
-                    pietura::channels::ChannelConfig::EAdrese(e) => Some(e),
-                    _ => None,
-                })
+                .iter()
+                .filter_map(|c| c.settings::<pietura::channels::eadrese::EadreseConfig>())
                 .filter(|e| channel.as_deref().is_none_or(|id| e.id == id))
                 .collect();
             if found.len() != 1 {

@@ -16,41 +16,54 @@ use uuid::Uuid;
 /// The schema version this build writes and accepts.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The door an item came through (`e_adrese`: the official electronic
-/// address). Closed: a new channel adds a variant here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelKind {
-    WebForm,
-    Email,
-    Scan,
-    Sms,
-    EAdrese,
+/// Declares [`ChannelKind`]: one line per kind, `Variant = "wire_name"`.
+/// The wire name is the stable string of schema v1 (`channel.kind`, the
+/// `metadata` key, rule files, metrics): never renamed once items carry it.
+macro_rules! channel_kinds {
+    ($($variant:ident = $name:literal,)+) => {
+        /// The door an item came through. Closed: a new channel adds a variant here.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        pub enum ChannelKind {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl ChannelKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &[ChannelKind] = &[$(ChannelKind::$variant),+];
+
+            /// The snake_case name used in rules, metrics and metadata keys.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ChannelKind::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+channel_kinds! {
+    WebForm = "web_form",
+    Email = "email",
+    Scan = "scan",
+    Sms = "sms",
+    Counter = "counter",
+    Phone = "phone",
+    EAdrese = "e_adrese",
 }
 
 impl ChannelKind {
-    /// The snake_case name used in rules, metrics and metadata keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::WebForm => "web_form",
-            ChannelKind::Email => "email",
-            ChannelKind::Scan => "scan",
-            ChannelKind::Sms => "sms",
-            ChannelKind::EAdrese => "e_adrese",
-        }
-    }
-
     /// Parses the snake_case name (as written in rule files).
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::WebForm,
-            Self::Email,
-            Self::Scan,
-            Self::Sms,
-            Self::EAdrese,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// Every kind's name, for messages that list them (`web_form, email, …`).
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -145,10 +158,13 @@ pub struct IntakeMessage {
     pub formal_status: Option<FormalStatus>,
 }
 
-/// How an item's sender was established by the door itself.
+/// A submission's formal status as received: how the door established
+/// who sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FormalStatus {
+    /// The visitor signed the paper submission at the counter.
+    SignedPaper,
     /// Sent through e-adrese: the state portal authenticated the sender.
     AuthenticatedByStatePortal,
 }
@@ -193,7 +209,8 @@ impl AuthenticityVerdict {
     }
 }
 
-/// A registered item this message follows up, found by the channel (our
+/// A registered item this message follows up, found by the engine's
+/// enrichment step ([`crate::enrich`]) from what the door read (our
 /// acknowledgement's number or Message-ID) after checking that the sender is
 /// the item's sender. Kept in the channel's metadata as `follow_up_of`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -452,7 +469,7 @@ impl IntakeMessage {
         {
             return Err(at(
                 &format!("metadata.{}", storable_text(key)),
-                "is not a channel kind (web_form, email, scan, sms, e_adrese)".into(),
+                format!("is not a channel kind ({})", ChannelKind::names()),
             ));
         }
         Ok(())
@@ -466,56 +483,55 @@ impl IntakeMessage {
     /// Where to answer on the channel the item came by, when that channel
     /// answers at all: the SMS sender's number when the channel said so
     /// (`metadata.sms.answer_by_sms`), the e-mail sender when the mail may
-    /// be acknowledged (`metadata.email.acknowledge`: not auto-generated).
+    /// be acknowledged (`metadata.email.acknowledge`: not auto-generated);
+    /// for any other door, the address it names (`metadata.<kind>.reply_to`),
+    /// so a new door with a replier needs no arm here.
     pub fn reply_address(&self) -> Option<&str> {
+        let said = |key: &str| {
+            self.channel_metadata()
+                .and_then(|m| m.get(key))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false)
+        };
         match self.channel.kind {
-            ChannelKind::Sms => {
-                let possible = self
-                    .channel_metadata()
-                    .and_then(|m| m.get("answer_by_sms"))
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false);
-                self.sender.phone.as_deref().filter(|_| possible)
-            }
-            ChannelKind::Email => {
-                let acknowledge = self
-                    .channel_metadata()
-                    .and_then(|m| m.get("acknowledge"))
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false);
-                self.sender.email.as_deref().filter(|_| acknowledge)
-            }
-            ChannelKind::EAdrese => {
-                let acknowledge = self
-                    .channel_metadata()
-                    .and_then(|m| m.get("acknowledge"))
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false);
-                self.sender.e_address.as_deref().filter(|_| acknowledge)
-            }
-            _ => None,
+            ChannelKind::Sms => self
+                .sender
+                .phone
+                .as_deref()
+                .filter(|_| said("answer_by_sms")),
+            ChannelKind::Email => self.sender.email.as_deref().filter(|_| said("acknowledge")),
+            _ => self
+                .channel_metadata()
+                .and_then(|m| m.get("reply_to"))
+                .and_then(serde_json::Value::as_str),
         }
     }
 
     /// Why no answer goes back on the channel, when none does: the
     /// channel's own reason (`metadata.email.no_acknowledgement`: an
-    /// auto-reply, a list, one of our addresses…), else what the channel
-    /// cannot do. `None` when an answer is due ([`Self::reply_address`]).
+    /// auto-reply, a list, one of our addresses…; another door's
+    /// `metadata.<kind>.no_reply`), else what the channel cannot do. `None`
+    /// when an answer is due ([`Self::reply_address`]).
     pub fn why_no_reply(&self) -> Option<String> {
         if self.reply_address().is_some() {
             return None;
         }
-        let stated = self
-            .channel_metadata()
-            .and_then(|m| m.get("no_acknowledgement"))
-            .and_then(serde_json::Value::as_str);
-        Some(match (self.channel.kind, stated) {
-            (ChannelKind::Email, Some(why)) => why.to_string(),
-            (ChannelKind::Email, None) => "no sender address".into(),
-            (ChannelKind::Sms, _) => {
+        let stated = |key: &str| {
+            self.channel_metadata()
+                .and_then(|m| m.get(key))
+                .and_then(serde_json::Value::as_str)
+        };
+        Some(match self.channel.kind {
+            ChannelKind::Email => stated("no_acknowledgement")
+                .unwrap_or("no sender address")
+                .to_string(),
+            ChannelKind::Sms => {
                 "the sender cannot receive an SMS answer, or the channel sends none".into()
             }
-            (kind, _) => format!("the {} channel sends no answers", kind.as_str()),
+            kind => stated("no_reply").map_or_else(
+                || format!("the {} channel sends no answers", kind.as_str()),
+                str::to_string,
+            ),
         })
     }
 
@@ -533,6 +549,12 @@ impl IntakeMessage {
             .get("malware")?
             .get("state")?
             .as_str()
+    }
+
+    /// The service an officer chose when registering the item at the desk
+    /// (`metadata.<kind>.service`): it routes the item to that service's unit.
+    pub fn chosen_service(&self) -> Option<&str> {
+        self.channel_metadata()?.get("chosen_service")?.as_str()
     }
 
     /// The unit an e-adrese sub-address (struktūrvienība) names, as the
@@ -613,6 +635,22 @@ mod tests {
             sample().why_no_reply().as_deref(),
             Some("the web_form channel sends no answers")
         );
+        // Any other door names the address itself, or why there is none.
+        let mut m = sample();
+        m.metadata.insert(
+            "web_form".into(),
+            serde_json::json!({ "no_reply": "the citizen asked for none" }),
+        );
+        assert_eq!(
+            m.why_no_reply().as_deref(),
+            Some("the citizen asked for none")
+        );
+        m.metadata.insert(
+            "web_form".into(),
+            serde_json::json!({ "reply_to": "anna@example.lv" }),
+        );
+        assert_eq!(m.reply_address(), Some("anna@example.lv"));
+        assert_eq!(m.why_no_reply(), None);
     }
 
     #[test]

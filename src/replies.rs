@@ -245,7 +245,9 @@ async fn send_one(
         crate::metrics::reply_uncertain();
         return;
     }
-    let quota = match replier.daily_limit() {
+    // The daily limit holds back automatic answers, never an item's answer.
+    let limit = replier.daily_limit().filter(|_| reply.answer_id.is_none());
+    let quota = match limit {
         None => None,
         Some(limit) => match registry
             .take_reply_quota(&reply.address, today, limit.per_day)

@@ -7,6 +7,11 @@
 //! figures are computed here, in plain Rust, so they are the same on
 //! PostgreSQL and SQLite and can be tested on a seeded set without a database.
 //! Percentiles are nearest-rank: the median of 1, 2, 3, 4 is 2.
+//!
+//! Beside the items, the office's other contacts ([`Contacts`]):
+//! consultations (visits and calls that were not submissions) per channel,
+//! unit and service, and client opinions per channel and unit — counts and
+//! sums only, never which item an opinion is about.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +42,33 @@ impl ItemRecord {
     fn went_to_review(&self) -> bool {
         self.routed_by.as_deref() != Some(ROUTED_BY_RULES)
     }
+}
+
+/// One consultation, as the statistics need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsultationRecord {
+    pub channel: String,
+    pub service: String,
+    pub unit: Option<String>,
+    pub minutes: u64,
+    pub logged_at: DateTime<Utc>,
+}
+
+/// One client opinion, with its item's channel and unit only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpinionRecord {
+    pub channel: String,
+    pub unit: Option<String>,
+    /// 1–5.
+    pub score: u64,
+    pub given_at: DateTime<Utc>,
+}
+
+/// The contacts that are not items, for the same report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Contacts {
+    pub consultations: Vec<ConsultationRecord>,
+    pub opinions: Vec<OpinionRecord>,
 }
 
 /// A period of whole local days, both ends included.
@@ -116,6 +148,29 @@ pub struct Figures {
     pub registration_p90_s: Option<i64>,
     pub reply_median_s: Option<i64>,
     pub reply_p90_s: Option<i64>,
+    /// Consultations logged in the period, and their minutes.
+    pub consultations: u64,
+    pub consultation_minutes: u64,
+    /// Client opinions given in the period, and the sum of their scores.
+    pub opinions: u64,
+    pub opinion_score_sum: u64,
+}
+
+impl Figures {
+    /// The mean opinion score (1–5), if any opinion was given.
+    pub fn opinion_mean(&self) -> Option<f64> {
+        (self.opinions > 0).then(|| self.opinion_score_sum as f64 / self.opinions as f64)
+    }
+
+    fn add_consultation(&mut self, c: &ConsultationRecord) {
+        self.consultations += 1;
+        self.consultation_minutes += c.minutes;
+    }
+
+    fn add_opinion(&mut self, o: &OpinionRecord) {
+        self.opinions += 1;
+        self.opinion_score_sum += o.score;
+    }
 }
 
 /// The whole report.
@@ -199,28 +254,81 @@ fn figures<'a>(
     f
 }
 
-fn grouped(
+/// How one dimension groups items and the other contacts (`None`: the
+/// contact is not counted in this dimension).
+struct Dimension<I, C, O>
+where
+    I: Fn(&ItemRecord) -> String,
+    C: Fn(&ConsultationRecord) -> Option<String>,
+    O: Fn(&OpinionRecord) -> Option<String>,
+{
+    item: I,
+    consultation: C,
+    opinion: O,
+}
+
+fn grouped<I, C, O>(
     items: &[ItemRecord],
+    contacts: &Contacts,
     period: &Period,
     as_of: NaiveDate,
-    key: impl Fn(&ItemRecord) -> String,
-) -> Vec<Figures> {
+    d: Dimension<I, C, O>,
+) -> Vec<Figures>
+where
+    I: Fn(&ItemRecord) -> String,
+    C: Fn(&ConsultationRecord) -> Option<String>,
+    O: Fn(&OpinionRecord) -> Option<String>,
+{
     let mut groups: BTreeMap<String, Vec<&ItemRecord>> = BTreeMap::new();
     for i in items
         .iter()
         .filter(|i| period.contains(local_date(i.received_at)))
     {
-        groups.entry(key(i)).or_default().push(i);
+        groups.entry((d.item)(i)).or_default().push(i);
     }
-    groups
+    let mut by_key: BTreeMap<String, Figures> = groups
         .into_iter()
-        .map(|(k, list)| figures(&k, list.into_iter(), period, as_of))
-        .collect()
+        .map(|(k, list)| {
+            let f = figures(&k, list.into_iter(), period, as_of);
+            (k, f)
+        })
+        .collect();
+    fn entry(figures: &mut BTreeMap<String, Figures>, k: String) -> &mut Figures {
+        figures.entry(k.clone()).or_insert_with(|| Figures {
+            key: k,
+            ..Figures::default()
+        })
+    }
+    for c in contacts
+        .consultations
+        .iter()
+        .filter(|c| period.contains(local_date(c.logged_at)))
+    {
+        if let Some(k) = (d.consultation)(c) {
+            entry(&mut by_key, k).add_consultation(c);
+        }
+    }
+    for o in contacts
+        .opinions
+        .iter()
+        .filter(|o| period.contains(local_date(o.given_at)))
+    {
+        if let Some(k) = (d.opinion)(o) {
+            entry(&mut by_key, k).add_opinion(o);
+        }
+    }
+    by_key.into_values().collect()
 }
 
 /// Computes the report for `period` from the records of items received in
-/// it plus any item that was in review during it; `today` bounds "overdue".
-pub fn report(items: &[ItemRecord], period: Period, today: NaiveDate) -> Report {
+/// it plus any item that was in review during it, and the consultations
+/// and opinions of the period; `today` bounds "overdue".
+pub fn report(
+    items: &[ItemRecord],
+    contacts: &Contacts,
+    period: Period,
+    today: NaiveDate,
+) -> Report {
     let as_of = today.min(period.to.succ_opt().unwrap_or(period.to));
     let none = || "—".to_string();
     let review_backlog = period
@@ -238,17 +346,59 @@ pub fn report(items: &[ItemRecord], period: Period, today: NaiveDate) -> Report 
         })
         .take_while(|(day, _)| *day <= today)
         .collect();
+    let mut total = figures("total", items.iter(), &period, as_of);
+    for c in contacts
+        .consultations
+        .iter()
+        .filter(|c| period.contains(local_date(c.logged_at)))
+    {
+        total.add_consultation(c);
+    }
+    for o in contacts
+        .opinions
+        .iter()
+        .filter(|o| period.contains(local_date(o.given_at)))
+    {
+        total.add_opinion(o);
+    }
     Report {
         period,
         label: period.label(),
-        total: figures("total", items.iter(), &period, as_of),
-        by_channel: grouped(items, &period, as_of, |i| i.channel.clone()),
-        by_unit: grouped(items, &period, as_of, |i| {
-            i.unit.clone().unwrap_or_else(none)
-        }),
-        by_service: grouped(items, &period, as_of, |i| {
-            i.service.clone().unwrap_or_else(none)
-        }),
+        total,
+        by_channel: grouped(
+            items,
+            contacts,
+            &period,
+            as_of,
+            Dimension {
+                item: |i: &ItemRecord| i.channel.clone(),
+                consultation: |c: &ConsultationRecord| Some(c.channel.clone()),
+                opinion: |o: &OpinionRecord| Some(o.channel.clone()),
+            },
+        ),
+        by_unit: grouped(
+            items,
+            contacts,
+            &period,
+            as_of,
+            Dimension {
+                item: |i: &ItemRecord| i.unit.clone().unwrap_or_else(none),
+                consultation: |c: &ConsultationRecord| Some(c.unit.clone().unwrap_or_else(none)),
+                opinion: |o: &OpinionRecord| Some(o.unit.clone().unwrap_or_else(none)),
+            },
+        ),
+        by_service: grouped(
+            items,
+            contacts,
+            &period,
+            as_of,
+            Dimension {
+                item: |i: &ItemRecord| i.service.clone().unwrap_or_else(none),
+                consultation: |c: &ConsultationRecord| Some(c.service.clone()),
+                // An opinion is about the office's handling, not a service.
+                opinion: |_: &OpinionRecord| None,
+            },
+        ),
         review_backlog,
     }
 }
@@ -256,7 +406,7 @@ pub fn report(items: &[ItemRecord], period: Period, today: NaiveDate) -> Report 
 /// The report as CSV: one row per group, `dimension` first.
 pub fn to_csv(r: &Report) -> String {
     let mut out = String::from(
-        "period,dimension,key,received,registered,routed_by_rules,routed_by_officer,in_review,forwarded,answered_on_time,answered_late,open_overdue,registration_median_s,registration_p90_s,reply_median_s,reply_p90_s\n",
+        "period,dimension,key,received,registered,routed_by_rules,routed_by_officer,in_review,forwarded,answered_on_time,answered_late,open_overdue,registration_median_s,registration_p90_s,reply_median_s,reply_p90_s,consultations,consultation_minutes,opinions,opinion_mean\n",
     );
     let rows = std::iter::once(("total", &r.total))
         .chain(r.by_channel.iter().map(|f| ("channel", f)))
@@ -270,7 +420,7 @@ pub fn to_csv(r: &Report) -> String {
             f.key.clone()
         };
         out.push_str(&format!(
-            "{},{dim},{key},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{dim},{key},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.label,
             f.received,
             f.registered,
@@ -285,6 +435,12 @@ pub fn to_csv(r: &Report) -> String {
             opt(f.registration_p90_s),
             opt(f.reply_median_s),
             opt(f.reply_p90_s),
+            f.consultations,
+            f.consultation_minutes,
+            f.opinions,
+            f.opinion_mean()
+                .map(|m| format!("{m:.2}"))
+                .unwrap_or_default(),
         ));
     }
     out
@@ -427,7 +583,7 @@ mod tests {
     #[test]
     fn seeded_quarter_gives_exact_figures() {
         let q2 = Period::quarter("2026Q2").expect("quarter");
-        let r = report(&seeded(), q2, day(7, 15));
+        let r = report(&seeded(), &Contacts::default(), q2, day(7, 15));
         let t = &r.total;
         assert_eq!(
             (
@@ -495,7 +651,97 @@ mod tests {
         let csv = to_csv(&r);
         assert!(
             csv.lines()
-                .any(|l| l == "2026Q2,total,total,6,6,4,1,1,1,3,1,1,6,20,518400,1987200"),
+                .any(|l| l == "2026Q2,total,total,6,6,4,1,1,1,3,1,1,6,20,518400,1987200,0,0,0,"),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn consultations_and_opinions_are_counted_per_channel_unit_and_service() {
+        let consult =
+            |channel: &str, service: &str, unit: &str, minutes: u64, at| ConsultationRecord {
+                channel: channel.into(),
+                service: service.into(),
+                unit: Some(unit.into()),
+                minutes,
+                logged_at: at,
+            };
+        let opinion = |channel: &str, unit: &str, score: u64, at| OpinionRecord {
+            channel: channel.into(),
+            unit: Some(unit.into()),
+            score,
+            given_at: at,
+        };
+        let contacts = Contacts {
+            consultations: vec![
+                consult("counter", "pabalsti", "socialais", 10, riga(4, 3, 9)),
+                consult("counter", "pabalsti", "socialais", 20, riga(5, 3, 9)),
+                consult("phone", "buvatlauja", "buvvalde", 5, riga(6, 30, 23)),
+                // 1 July in Riga: the next quarter.
+                consult("phone", "buvatlauja", "buvvalde", 7, riga(7, 1, 1)),
+            ],
+            opinions: vec![
+                opinion("web_form", "buvvalde", 5, riga(4, 12, 10)),
+                opinion("web_form", "buvvalde", 2, riga(5, 12, 10)),
+                opinion("counter", "socialais", 4, riga(6, 1, 10)),
+                opinion("counter", "socialais", 1, riga(3, 31, 10)),
+            ],
+        };
+        let q2 = Period::quarter("2026Q2").expect("quarter");
+        let r = report(&seeded(), &contacts, q2, day(7, 15));
+        let t = &r.total;
+        assert_eq!(
+            (
+                t.consultations,
+                t.consultation_minutes,
+                t.opinions,
+                t.opinion_score_sum
+            ),
+            (3, 35, 3, 11)
+        );
+        let by = |list: &[Figures], key: &str| {
+            list.iter()
+                .find(|f| f.key == key)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let counter = by(&r.by_channel, "counter");
+        assert_eq!(
+            (
+                counter.received,
+                counter.consultations,
+                counter.consultation_minutes,
+                counter.opinions
+            ),
+            (0, 2, 30, 1)
+        );
+        let web = by(&r.by_channel, "web_form");
+        assert_eq!(
+            (web.received, web.opinions, web.opinion_mean()),
+            (2, 2, Some(3.5))
+        );
+        assert_eq!(by(&r.by_channel, "phone").consultations, 1);
+        assert_eq!(by(&r.by_service, "pabalsti").consultation_minutes, 30);
+        assert_eq!(by(&r.by_service, "buvatlauja").consultations, 1);
+        assert_eq!(
+            by(&r.by_service, "buvatlauja").opinions,
+            0,
+            "opinions are per unit, not service"
+        );
+        let buvvalde = by(&r.by_unit, "buvvalde");
+        assert_eq!(
+            (buvvalde.received, buvvalde.consultations, buvvalde.opinions),
+            (2, 1, 2)
+        );
+        let csv = to_csv(&r);
+        assert!(
+            csv.lines()
+                .any(|l| l.starts_with("2026Q2,channel,web_form,") && l.ends_with(",0,0,2,3.50")),
+            "{csv}"
+        );
+        assert!(
+            csv.lines()
+                .any(|l| l.starts_with("2026Q2,channel,counter,0,") && l.ends_with(",2,30,1,4.00")),
             "{csv}"
         );
     }

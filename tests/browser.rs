@@ -661,3 +661,473 @@ async fn administrator_signs_in_through_openid_connect_in_chromium() {
     env.stop().await;
     drop(provider);
 }
+
+/// The text of the first element matching `css`.
+async fn css_text(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_submission_consultation_and_service_catalogue_in_chromium() {
+    let driver = Driver::start();
+    let env = TestEnv::start(Options::new(Backend::Amqp)).await;
+    add_accounts(&env).await;
+    let browser = driver.browser().await;
+    sign_in(&browser, &env.base, OFFICER).await;
+
+    // A counter officer finds the service by an inflected word typed
+    // without diacritics, reads its documents and channels …
+    browser
+        .goto(&format!("{}/desk/services?lang=lv", env.base))
+        .await
+        .expect("service search");
+    browser
+        .find(Locator::Id("service-query"))
+        .await
+        .expect("search field")
+        .send_keys("pabalstu deklaracija")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("service-search"))
+        .await
+        .expect("search button")
+        .click()
+        .await
+        .expect("search");
+    // The results page: its field holds the query as its value attribute.
+    browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//input[@id='service-query' and @value='pabalstu deklaracija']",
+        ))
+        .await
+        .expect("the search results");
+    let documents = css_text(&browser, "#service-pabalsti ul.documents").await;
+    assert!(
+        documents.contains("Iztikas līdzekļu deklarācija"),
+        "{documents}"
+    );
+    let channels = css_text(&browser, "#service-pabalsti dd.channels").await;
+    assert!(
+        channels.contains("klātienē") && channels.contains("e-adrese"),
+        "{channels}"
+    );
+    let hits = browser
+        .find_all(Locator::Css("section.service"))
+        .await
+        .expect("results");
+    assert_eq!(hits.len(), 1, "only the benefits service holds both words");
+    screenshot(&browser, "desk-service-search.png").await;
+
+    // … and starts the counter submission with the service pre-selected.
+    browser
+        .find(Locator::Css("#service-pabalsti a.start-counter"))
+        .await
+        .expect("start link")
+        .click()
+        .await
+        .expect("open the counter form");
+    let chosen = browser
+        .wait()
+        .for_element(Locator::Css("#c-service option[selected]"))
+        .await
+        .expect("a pre-selected service")
+        .attr("value")
+        .await
+        .expect("value");
+    assert_eq!(chosen.as_deref(), Some("pabalsti"));
+    for (id, value) in [
+        ("c-sender_name", "Anna Liepa"),
+        ("c-address", "Skolas iela 1, Subate"),
+        ("c-phone", "29123456"),
+        ("c-subject", "Pabalsts"),
+        ("c-text", "Lūdzu piešķirt pabalstu."),
+    ] {
+        browser
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"))
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scan = dir.path().join("iesniegums.pdf");
+    std::fs::write(&scan, b"%PDF-1.4\n% the signed paper\n").expect("scan file");
+    browser
+        .find(Locator::Id("c-file"))
+        .await
+        .expect("file field")
+        .send_keys(&scan.to_string_lossy())
+        .await
+        .expect("attach the scan");
+    browser
+        .find(Locator::Id("c-signed"))
+        .await
+        .expect("signed box")
+        .click()
+        .await
+        .expect("tick");
+    screenshot(&browser, "desk-counter-form.png").await;
+    browser
+        .find(Locator::Id("register"))
+        .await
+        .expect("register button")
+        .click()
+        .await
+        .expect("register");
+    let number = browser
+        .wait()
+        .for_element(Locator::Id("registration-number"))
+        .await
+        .expect("the registration number once registered")
+        .text()
+        .await
+        .expect("number");
+    let status_link = text_of(&browser, "status-link").await;
+    let tracking_id = status_link
+        .rsplit('/')
+        .next()
+        .expect("tracking id")
+        .to_string();
+    screenshot(&browser, "desk-counter-registered.png").await;
+    let item = env.registered(&tracking_id).await;
+    assert_eq!(item.registration_number, number);
+    assert_eq!(
+        (item.channel_kind.as_str(), item.unit_id.as_deref()),
+        ("counter", Some("socialais"))
+    );
+    let notices = env.wait_routed("unit.socialais", 1).await;
+    assert_eq!(notices[0].item_id, item.id, "routed to the unit's queue");
+    let msg = env.message_of(&item).await;
+    assert_eq!(
+        msg.formal_status,
+        Some(pietura::message::FormalStatus::SignedPaper)
+    );
+    assert_eq!(msg.attachments[0].filename, "iesniegums.pdf");
+
+    // The receipt for the visitor: number, deadline and status link in the PDF's text.
+    let receipt_path = browser
+        .find(Locator::Id("receipt"))
+        .await
+        .expect("a receipt link")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("the link's target");
+    let desk = support::desk::DeskClient::new(&env);
+    assert_eq!(desk.sign_in(OFFICER.0, OFFICER.1).await, 303);
+    let pdf = desk
+        .get(receipt_path.trim_start_matches(env.base.as_str()))
+        .await;
+    assert_eq!(
+        pdf.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/pdf")
+    );
+    let pdf_file = dir.path().join("receipt.pdf");
+    std::fs::write(&pdf_file, pdf.bytes().await.expect("receipt bytes")).expect("save receipt");
+    let text = Command::new("pdftotext")
+        .arg(&pdf_file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (apt-get install poppler-utils)");
+    let text = String::from_utf8_lossy(&text.stdout);
+    let due = item.reply_due.clone().expect("a reply deadline");
+    for want in [
+        number.as_str(),
+        due.as_str(),
+        status_link.as_str(),
+        "Apliecinājums par iesnieguma saņemšanu",
+    ] {
+        assert!(text.contains(want), "{want:?} not in the receipt:\n{text}");
+    }
+
+    // A call that was not a submission: a consultation in a few clicks,
+    // then in the quarterly report.
+    browser
+        .goto(&format!(
+            "{}/desk/consultations?service=buvatlauja",
+            env.base
+        ))
+        .await
+        .expect("consultation form");
+    browser
+        .find(Locator::Id("c-channel-phone"))
+        .await
+        .expect("phone")
+        .click()
+        .await
+        .expect("choose phone");
+    let minutes = browser
+        .find(Locator::Id("c-minutes"))
+        .await
+        .expect("minutes");
+    minutes.clear().await.expect("clear");
+    minutes.send_keys("12").await.expect("type");
+    let done = click_and_read(&browser, "log-consultation", "done").await;
+    assert!(done.contains("reģistrēta"), "{done}");
+    browser
+        .goto(&format!("{}/reports/quarterly", env.base))
+        .await
+        .expect("report");
+    let phone = browser
+        .find(Locator::XPath(
+            "//h2[starts-with(., 'Pa kanāliem')]/following-sibling::table[1]//tr[td[1]='phone']",
+        ))
+        .await
+        .expect("a phone row in the channel table")
+        .text()
+        .await
+        .expect("row");
+    assert!(phone.ends_with(" 1 12 0 —"), "{phone}");
+    let service = browser
+        .find(Locator::XPath(
+            "//h2[starts-with(., 'Pa pakalpojumiem')]/following-sibling::table[1]//tr[starts-with(td[1], 'Būvatļauja')]",
+        ))
+        .await
+        .expect("the permit row in the service table")
+        .text()
+        .await
+        .expect("row");
+    assert!(service.ends_with(" 1 12 0 —"), "{service}");
+    screenshot(&browser, "quarterly-report-consultations.png").await;
+
+    // The public service page, in English, with its documents and channels.
+    browser
+        .goto(&format!("{}/services/pabalsti?lang=en", env.base))
+        .await
+        .expect("service page");
+    assert!(
+        text_of(&browser, "service-name")
+            .await
+            .contains("Social assistance")
+    );
+    let documents = css_text(&browser, "ul.documents").await;
+    assert!(
+        documents.contains("means-of-subsistence declaration"),
+        "{documents}"
+    );
+    let channels = css_text(&browser, "dd.channels").await;
+    assert!(
+        channels.contains("at the counter") && channels.contains("by post"),
+        "{channels}"
+    );
+    assert!(
+        css_text(&browser, "dd.when")
+            .await
+            .contains("not confirmed yet")
+    );
+    screenshot(&browser, "service-page.png").await;
+    browser
+        .goto(&format!("{}/status/{tracking_id}", env.base))
+        .await
+        .expect("status page");
+    browser
+        .find(Locator::Id("services-link"))
+        .await
+        .expect("the status page links to the catalogue")
+        .click()
+        .await
+        .expect("open the catalogue");
+    browser
+        .wait()
+        .for_element(Locator::Id("service-pabalsti"))
+        .await
+        .expect("the catalogue lists the service");
+    browser.close().await.expect("close browser");
+    env.stop().await;
+}
+
+/// Issue 20: a unit's member signs in, sees the unit's item, extends its
+/// deadline, then answers it; the answer goes out by e-mail with its PDF,
+/// the item is closed on time, and the citizen's status page says answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_member_extends_and_answers_an_item_in_chromium() {
+    let driver = Driver::start();
+    let mail = tempfile::tempdir().expect("mail folder");
+    // aiosmtpd makes its Maildir when the folder does not exist yet.
+    let maildir = mail.path().join("maildir");
+    let smtp = support::smtp::SmtpServer::start(&maildir);
+    let port = smtp.port;
+    let mut options = Options::new(Backend::Embedded);
+    options.tweak = Some(Box::new(move |s| {
+        s.answers.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
+        s.print.header = vec!["Ērgļu novada pašvaldība".into()];
+    }));
+    let env = TestEnv::start(options).await;
+    let member = ("janis", "buvvaldes-parole-2026");
+    pietura::desk::auth::add_or_update_user(
+        &env.daemon.registry,
+        member.0,
+        "Jānis Būvnieks",
+        "unit",
+        member.1,
+    )
+    .await
+    .expect("unit member");
+    let known: Vec<String> = env.daemon.rules.load().units.keys().cloned().collect();
+    pietura::desk::auth::set_user_units(
+        &env.daemon.registry,
+        member.0,
+        &["buvvalde".to_string()],
+        &known,
+        "tests",
+    )
+    .await
+    .expect("units");
+    let item = env
+        .submit_item("Būvatļauja", "Lūdzu būvatļauju šķūņa pārbūvei.")
+        .await;
+    assert_eq!(item.unit_id.as_deref(), Some("buvvalde"));
+    let browser = driver.browser().await;
+
+    // Signed in, the member lands on the unit's page with the item.
+    sign_in(&browser, &env.base, member).await;
+    let row = browser
+        .wait()
+        .for_element(Locator::Id(&format!("unit-item-{}", item.id)))
+        .await
+        .expect("the item on the unit's page");
+    assert!(
+        row.text()
+            .await
+            .expect("row")
+            .contains(&item.registration_number)
+    );
+    screenshot(&browser, "unit-page.png").await;
+    row.find(Locator::Css("a"))
+        .await
+        .expect("the item's link")
+        .click()
+        .await
+        .expect("open the item");
+
+    // The deadline is extended with its reason.
+    browser
+        .wait()
+        .for_element(Locator::Id("extend-reason"))
+        .await
+        .expect("the extension form")
+        .send_keys("Jāpieprasa atzinums citai iestādei")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("extend-submit"))
+        .await
+        .expect("extend button")
+        .click()
+        .await
+        .expect("extend");
+    if let Err(e) = browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//table[@id='history']//tr[td[@class='actor'] = 'Jānis Būvnieks (janis)'][contains(., 'Jāpieprasa atzinums')]",
+        ))
+        .await
+    {
+        let page = browser.source().await.unwrap_or_default();
+        panic!("the extension on the item's history ({e}):\n{page}");
+    }
+    let extended = env
+        .daemon
+        .registry
+        .find(&item.id)
+        .await
+        .expect("find")
+        .expect("item");
+    assert!(extended.reply_due > item.reply_due, "{extended:?}");
+
+    // The answer, written on the desk.
+    browser
+        .find(Locator::Id("answer-body"))
+        .await
+        .expect("the answer form")
+        .send_keys("Būvatļauja šķūņa pārbūvei ir izsniegta; to varat saņemt klientu centrā.")
+        .await
+        .expect("type");
+    screenshot(&browser, "answer-form.png").await;
+    browser
+        .find(Locator::Id("answer-submit"))
+        .await
+        .expect("answer button")
+        .click()
+        .await
+        .expect("answer");
+    let number = browser
+        .wait()
+        .for_element(Locator::Css("#answers .answer-number"))
+        .await
+        .expect("the registered answer")
+        .text()
+        .await
+        .expect("number");
+    assert!(number.starts_with("IZ-"), "{number}");
+    browser
+        .find(Locator::Id("item-closed"))
+        .await
+        .expect("the item is closed");
+
+    // The mail reaches the relay with the PDF.
+    support::wait_until(
+        Duration::from_secs(30),
+        "the answer at the relay",
+        || async { !support::smtp::SmtpServer::messages(&maildir).is_empty() },
+    )
+    .await;
+    let mails = support::smtp::SmtpServer::messages(&maildir);
+    use mail_parser::MimeHeaders as _;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mails[0].as_bytes())
+        .expect("a readable mail");
+    assert!(
+        parsed.subject().is_some_and(|s| s.contains(&number)),
+        "{:?}",
+        parsed.subject()
+    );
+    assert!(
+        parsed.attachments().any(
+            |a| a.content_type().is_some_and(|c| c.subtype() == Some("pdf"))
+                && a.contents().starts_with(b"%PDF")
+        ),
+        "the answer's PDF is attached"
+    );
+    // Closed on time, by the member, with the answer's number.
+    let audit = env.daemon.registry.audit_of(&item.id).await.expect("audit");
+    let (_, actor, _, detail) = audit
+        .iter()
+        .find(|(_, _, action, _)| action == "closed")
+        .expect("closed");
+    assert_eq!(actor, "Jānis Būvnieks (janis)");
+    assert!(
+        detail.contains(&number) && detail.contains("\"on_time\":true"),
+        "{detail}"
+    );
+
+    // The citizen's status page says answered.
+    browser
+        .goto(&format!("{}/status/{}", env.base, item.id))
+        .await
+        .expect("status page");
+    let answered = browser
+        .find(Locator::Id("answered"))
+        .await
+        .expect("answered on the status page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        answered.contains("Atbildēts") && answered.contains(&number),
+        "{answered}"
+    );
+    browser.close().await.expect("close browser");
+    env.stop().await;
+}

@@ -296,6 +296,7 @@ async fn units_get_one_digest_a_day_through_real_smtp() {
         },
         status: env.daemon.rules_status.clone(),
         tick: Duration::from_secs(60),
+        public_url: "https://iesniegumi.novads.example.lv/".into(),
     };
     // A second daemon's keeper (its own connection and holder) at once.
     let other = pietura::keeper::Keeper {
@@ -306,6 +307,7 @@ async fn units_get_one_digest_a_day_through_real_smtp() {
         settings: keeper.settings.clone(),
         status: env.daemon.rules_status.clone(),
         tick: Duration::from_secs(60),
+        public_url: "https://iesniegumi.novads.example.lv/".into(),
     };
     tokio::join!(keeper.send_digests(morning), other.send_digests(morning));
     keeper.send_digests(morning).await;
@@ -316,6 +318,11 @@ async fn units_get_one_digest_a_day_through_real_smtp() {
     assert!(text.contains("buvvalde@example.lv"), "{text}");
     assert!(text.contains("Auto-Submitted: auto-generated"), "{text}");
     assert!(text.contains(&item.registration_number), "{text}");
+    // The digest links to the unit's page on the desk.
+    assert!(
+        text.contains("https://iesniegumi.novads.example.lv/desk/unit"),
+        "{text}"
+    );
     env.stop().await;
 }
 

@@ -183,6 +183,56 @@ async fn a_latvian_message_with_two_encrypted_attachments_is_registered_once_con
         state["refusals"].as_array().is_some_and(|r| r.is_empty()),
         "{state:#}"
     );
+
+    // The unit's answer goes back to the citizen's e-adrese, signed, and
+    // closes the item with the outgoing number.
+    let delivery = pietura::answers::delivery_for(&msg);
+    assert_eq!(delivery.kind, pietura::answers::DeliveryKind::EAdrese);
+    let pattern = pietura::registry::numbering::Pattern::parse("IZ-{year}/{seq}").expect("pattern");
+    let answer_text = "Būvatļauja izsniegta; to var saņemt Ādažu ielā 7.";
+    let answer = env
+        .daemon
+        .registry
+        .register_answer(&pietura::registry::answers::NewAnswer {
+            item: &item.id,
+            body: answer_text,
+            document: None,
+            delivery: delivery.kind.as_str(),
+            send_via: delivery
+                .send_via
+                .as_ref()
+                .map(|(c, a)| (c.as_str(), a.as_str())),
+            actor: "janis",
+            pattern: &pattern,
+            unit_index: "",
+        })
+        .await
+        .expect("answer registered");
+    let state = wait_state(&standin, "the answer", |s| {
+        s["sent"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let sent = &state["sent"][1];
+    assert_eq!(sent["recipients"], json!([CITIZEN]));
+    assert_eq!(sent["signature_ok"], true, "{sent:#}");
+    assert_eq!(sent["description"], answer_text, "{sent:#}");
+    assert!(
+        sent["title"]
+            .as_str()
+            .is_some_and(|t| t.contains(&answer.number)),
+        "{sent:#}"
+    );
+    let closed = env
+        .daemon
+        .registry
+        .find(&item.id)
+        .await
+        .expect("lookup")
+        .expect("the item");
+    assert!(
+        closed.closed_at.is_some(),
+        "closed by the answer: {closed:?}"
+    );
     env.stop().await;
 }
 

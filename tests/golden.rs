@@ -9,8 +9,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pietura::channels::web_form::normalise;
-use pietura::channels::{ChannelConfig, load_dir};
+use pietura::channels::load_dir;
+use pietura::channels::web_form::{WebFormConfig, normalise};
 use serde::Deserialize;
 
 fn cases(channel: &str, suffix: &str) -> Vec<PathBuf> {
@@ -70,10 +70,7 @@ fn web_form_submissions_normalise_to_the_golden_messages() {
                 .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
         let cfg = configs
             .iter()
-            .find_map(|c| match c {
-                ChannelConfig::WebForm(f) if f.id == case.form => Some(f),
-                _ => None,
-            })
+            .find_map(|c| c.settings::<WebFormConfig>().filter(|f| f.id == case.form))
             .unwrap_or_else(|| {
                 panic!(
                     "{}: no web form {:?} in channels/",

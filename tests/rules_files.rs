@@ -212,3 +212,49 @@ fn a_rule_can_ask_for_facts_a_channel_extracted_and_unknown_facts_are_refused() 
     let one = letter(serde_json::json!({ "date": { "value": "2026-11-16" } }));
     assert_ne!(set.evaluate(&one).rule_id.as_deref(), Some("with-code"));
 }
+
+#[test]
+fn catalogue_mistakes_are_reported_at_their_lines() {
+    let err = RuleSet::load(&support::repo_path(
+        "tests/fixtures/rules-catalogue-invalid",
+    ))
+    .expect_err("the catalogue fixture must be refused");
+    let text = err.to_string();
+    for (at, what) in [
+        ("services.toml:7", "\"fax\" is not a way to apply"),
+        ("services.toml:7", "\"counter\" is given twice"),
+        ("services.toml:8", "form \"Iesniegums!\""),
+        ("services.toml:9", "\"price\" is not a catalogue key"),
+        (
+            "services.toml:13",
+            "en.documents has 1 entries, lv.documents 2",
+        ),
+        ("services.toml:21", "[service.en] without [service.lv]"),
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(at) && l.contains(what)),
+            "{at}: {what} not reported in:\n{text}"
+        );
+    }
+    assert_eq!(err.problems.len(), 6, "{text}");
+}
+
+#[test]
+fn shipped_catalogue_describes_every_service_in_both_languages() {
+    let set = RuleSet::load(&support::repo_path("rules")).unwrap_or_else(|e| panic!("{e}"));
+    for s in set.services.values() {
+        let c = &s.catalogue;
+        assert!(
+            c.is_described() && !c.channels.is_empty(),
+            "{} has no catalogue entry",
+            s.id
+        );
+        assert!(
+            c.lv.who.is_some() && c.en.who.is_some() && c.lv.term.is_some(),
+            "{}: who and term in both languages",
+            s.id
+        );
+    }
+    let permit = &set.services["buvatlauja"].catalogue;
+    assert!(permit.unconfirmed("fee"), "invented fees are marked");
+}

@@ -267,8 +267,12 @@ async fn the_bus_needs_its_client_certificate(servers: &Servers, pki: &Pki) {
         },
     )
     .await;
+    // TLS 1.3 sends the client's (empty) certificate after the client
+    // already thinks the handshake is done: the broker's alert arrives as
+    // `CertificateRequired`, or, when it closes first, as a reset. Either
+    // is a refusal; the same address with the certificate works below.
     assert!(
-        text.contains("CertificateRequired"),
+        text.contains("CertificateRequired") || text.contains("Connection reset by peer"),
         "not refused for the missing client certificate: {text}"
     );
     let tls = AmqpTls::load(&BusTlsSettings {

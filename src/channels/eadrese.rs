@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Channel, ChannelContext, ChannelError};
+use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
 use crate::bus::publish_intake;
 use crate::eadrese::{Credentials, DivClient, DivEndpoint, DivError, InboundMessage, Outbound};
 use crate::message::{
@@ -74,9 +74,13 @@ fn default_directory_minutes() -> u64 {
     60
 }
 
-impl EadreseConfig {
+impl DoorConfig for EadreseConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Problems with the file's values, each naming its key.
-    pub fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<String> {
         let mut issues = Vec::new();
         match reqwest::Url::parse(&self.endpoint) {
             Ok(u) if u.scheme() == "https" => {}
@@ -101,7 +105,9 @@ impl EadreseConfig {
         }
         issues
     }
+}
 
+impl EadreseConfig {
     fn credentials(&self) -> Result<Credentials, String> {
         let read = |key, file, env| {
             crate::config::secret_from_file_or_env(key, file, env)
@@ -143,8 +149,15 @@ pub struct Eadrese {
 /// How long one poll's claim runs (renewed while it works).
 const POLL_CLAIM_SECS: i64 = 120;
 
-impl Eadrese {
-    pub fn new(cfg: EadreseConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+impl Door for Eadrese {
+    const KIND: ChannelKind = ChannelKind::EAdrese;
+    const WORDS: Words = Words {
+        lv: "e-adrese",
+        en: "e-adrese (official electronic address)",
+    };
+    type Config = EadreseConfig;
+
+    fn build(cfg: EadreseConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
         let units = ctx.rules.load().units.clone();
         if let Some((sub, unit)) = cfg
             .sub_addresses
@@ -159,7 +172,9 @@ impl Eadrese {
         let client = cfg.client()?;
         Ok(Self { cfg, ctx, client })
     }
+}
 
+impl Eadrese {
     fn error(&self, message: impl std::fmt::Display) -> ChannelError {
         ChannelError {
             channel: self.cfg.id.clone(),
@@ -254,7 +269,8 @@ impl Eadrese {
                 "unit": unit,
                 "sender_ref": m.sender_ref,
                 "document_date": m.document_date,
-                "acknowledge": self.cfg.acknowledge,
+                "reply_to": self.cfg.acknowledge.then_some(&m.sender_address),
+                "no_reply": (!self.cfg.acknowledge).then_some("the channel sends no acknowledgements"),
             }),
         );
         Ok(msg)
@@ -294,8 +310,10 @@ impl Channel for Eadrese {
         ChannelKind::EAdrese
     }
 
+    /// Always: answers go back through e-adrese; acknowledgements only
+    /// when `acknowledge` (the item then names its `reply_to`).
     fn replier(self: Arc<Self>) -> Option<Arc<dyn Replier>> {
-        self.cfg.acknowledge.then_some(self as Arc<dyn Replier>)
+        Some(self as Arc<dyn Replier>)
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
@@ -334,19 +352,41 @@ impl Replier for Eadrese {
     /// recorded, with the legal notification date (the second working day
     /// after sending).
     async fn reply(&self, r: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
-        let due = r
-            .due
-            .as_deref()
-            .map(|d| format!(" Atbildes termiņš: {d}."))
-            .unwrap_or_default();
-        let out = Outbound {
-            recipient: r.address.clone(),
-            title: format!("Iesniegums reģistrēts: {}", r.registration_number),
-            description: format!(
-                "Jūsu iesniegums ir saņemts un reģistrēts ar numuru {}.{due}",
-                r.registration_number
-            ),
-            sender_ref: r.registration_number.clone(),
+        let out = match &r.answer_id {
+            Some(answer_id) => {
+                let answer = self
+                    .ctx
+                    .registry
+                    .answer(answer_id)
+                    .await
+                    .map_err(|e| ReplyError::Transient(e.to_string()))?
+                    .ok_or_else(|| ReplyError::Permanent(format!("answer {answer_id} is gone")))?;
+                Outbound {
+                    recipient: r.address.clone(),
+                    title: format!(
+                        "Atbilde Nr. {} uz iesniegumu {}",
+                        answer.number, r.registration_number
+                    ),
+                    description: answer.body,
+                    sender_ref: answer.number,
+                }
+            }
+            None => {
+                let due = r
+                    .due
+                    .as_deref()
+                    .map(|d| format!(" Atbildes termiņš: {d}."))
+                    .unwrap_or_default();
+                Outbound {
+                    recipient: r.address.clone(),
+                    title: format!("Iesniegums reģistrēts: {}", r.registration_number),
+                    description: format!(
+                        "Jūsu iesniegums ir saņemts un reģistrēts ar numuru {}.{due}",
+                        r.registration_number
+                    ),
+                    sender_ref: r.registration_number.clone(),
+                }
+            }
         };
         let failed = |e: DivError| {
             if e.is_transient() {

@@ -1,30 +1,71 @@
 //! Channels are the sources: each turns what arrives at one door into
 //! [`IntakeMessage`](crate::message::IntakeMessage)s and hands them to the
-//! bus. One module per kind implements [`Channel`]; `channels/*.toml` holds
-//! one file per configured instance, tagged by `type` in [`ChannelConfig`].
-//! Adding a kind means one module plus one variant here.
+//! bus. `channels/*.toml` holds one file per configured instance, its
+//! `type` naming the kind.
+//!
+//! ## Adding a kind of door: its module and three lines
+//!
+//! 1. Its module, `src/channels/<kind>/mod.rs` (or `<kind>.rs`):
+//!    - a config type (serde, `deny_unknown_fields`) implementing
+//!      [`DoorConfig`] (`id`; `validate` for what serde cannot check);
+//!    - the door implementing [`Channel`] (`routes` for a webhook or form,
+//!      `run` for a polled source, `replier` for answers — each optional);
+//!    - [`Door`]: its [`ChannelKind`], its name in words ([`Words`]), `build`,
+//!      and, when the item's text is not enough, how the desk shows its
+//!      original (`original`, `original_file`).
+//!
+//!    What arrived goes into the message and the door's own metadata object
+//!    (`metadata.<kind>`): an address to answer at as `reply_to` (or why
+//!    none as `no_reply`), what the item refers to as `refers_to`
+//!    ([`crate::enrich::References`]: the engine links follow-ups and records
+//!    bounces; the door looks nothing up).
+//! 2. `pub mod <kind>;` below.
+//! 3. Its entry in [`KINDS`]: `Kind::of::<eadrese::Eadrese>(),`.
+//! 4. Its wire name in `channel_kinds!` (`src/message.rs`):
+//!    `EAdrese = "e_adrese",` — then `pietura schema >
+//!    docs/message-v1.schema.json` (generated; a test says when it is stale).
+//!
+//! Nothing else names the kinds: config files and `pietura config check`,
+//! rule and message checks, the desk's channel names, item page and
+//! original download all go through [`KINDS`] and [`ChannelKind::ALL`].
 
+pub mod counter;
 pub mod eadrese;
 pub mod email;
 pub mod form_data;
+pub mod original;
 pub mod scan;
 pub mod sms;
 pub mod web_form;
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use serde::Deserialize;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use self::original::{Original, OriginalFile};
 use crate::blobs::BlobStore;
 use crate::bus::Bus;
 use crate::config::Settings;
-use crate::message::ChannelKind;
+use crate::message::{ChannelKind, IntakeMessage};
 use crate::registry::Registry;
 use crate::rules::watch::SharedRules;
+
+/// Every kind of door this build has, one line each.
+pub static KINDS: &[Kind] = &[
+    Kind::of::<web_form::WebForm>(),
+    Kind::of::<email::Email>(),
+    Kind::of::<scan::Scan>(),
+    Kind::of::<sms::Sms>(),
+    Kind::of::<eadrese::Eadrese>(),
+    counter::COUNTER,
+    counter::PHONE,
+];
 
 /// What every channel may use: the bus to hand items to, the blob store for
 /// attachments (written before publishing), the registry to look up
@@ -80,38 +121,187 @@ pub trait Channel: Send + Sync {
     }
 }
 
-/// Every channel kind's configuration, chosen by the file's `type` key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ChannelConfig {
-    WebForm(web_form::WebFormConfig),
-    Sms(sms::SmsConfig),
-    Email(email::EmailConfig),
-    Scan(scan::ScanConfig),
-    EAdrese(eadrese::EadreseConfig),
+/// A channel file's settings, whatever the kind: the table of the file
+/// without its `type`.
+pub trait DoorConfig: DeserializeOwned + Send + Sync + 'static {
+    /// The instance id.
+    fn id(&self) -> &str;
+
+    /// Problems serde cannot see (combinations, secrets, addresses), in
+    /// words naming the key.
+    fn validate(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A channel's name in words, as the desk shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Words {
+    pub lv: &'static str,
+    pub en: &'static str,
+}
+
+/// What a kind of door describes about itself; [`KINDS`] lists them.
+pub trait Door: Channel + Sized + 'static {
+    /// Its wire name in messages ([`ChannelKind`]).
+    const KIND: ChannelKind;
+    /// Its name in words (desk).
+    const WORDS: Words;
+    /// One channel file of this kind.
+    type Config: DoorConfig;
+
+    /// The running door of one channel file.
+    fn build(cfg: Self::Config, ctx: ChannelContext) -> Result<Self, ChannelError>;
+
+    /// How the desk shows an item that came through this door (default:
+    /// its text).
+    fn original<'a>(msg: &'a IntakeMessage, blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
+        text_original(msg, blobs)
+    }
+
+    /// The file the item arrived as, if it came as one (the desk's
+    /// download; default none).
+    fn original_file(msg: &IntakeMessage) -> Option<OriginalFile> {
+        let _ = msg;
+        None
+    }
+}
+
+/// One kind's settings, their type known to its door only.
+type AnySettings = Box<dyn Any + Send + Sync>;
+
+/// A channel file's table read as one kind's settings, with the problems
+/// its validation found; or why it could not be read.
+type Loaded = Result<(ChannelConfig, Vec<String>), String>;
+
+/// One kind of door in [`KINDS`]: its description, with its config loader
+/// and constructor made kind-independent.
+pub struct Kind {
+    pub kind: ChannelKind,
+    pub words: Words,
+    load: fn(toml::Table) -> Loaded,
+    /// [`Door::original`].
+    pub original: for<'a> fn(&'a IntakeMessage, &'a BlobStore) -> BoxFuture<'a, Original>,
+    /// [`Door::original_file`].
+    pub original_file: fn(&IntakeMessage) -> Option<OriginalFile>,
+}
+
+impl Kind {
+    /// The entry for door `D`.
+    pub const fn of<D: Door>() -> Kind {
+        Kind {
+            kind: D::KIND,
+            words: D::WORDS,
+            load: load_config::<D>,
+            original: D::original,
+            original_file: D::original_file,
+        }
+    }
+
+    /// The entry for a kind that has no channel files and no door running:
+    /// its items are typed in by an officer at the desk (counter, phone).
+    pub const fn at_desk(kind: ChannelKind, words: Words) -> Kind {
+        Kind {
+            kind,
+            words,
+            load: no_channel_files,
+            original: text_original,
+            original_file: |_| None,
+        }
+    }
+
+    /// The entry of `kind`; every [`ChannelKind`] has one (a test checks).
+    pub fn get(kind: ChannelKind) -> Option<&'static Kind> {
+        KINDS.iter().find(|k| k.kind == kind)
+    }
+
+    /// How the desk shows `msg`'s original (by the door it came through).
+    pub async fn original_of(msg: &IntakeMessage, blobs: &BlobStore) -> Original {
+        match Kind::get(msg.channel.kind) {
+            Some(k) => (k.original)(msg, blobs).await,
+            None => Original::Text(msg.body.clone()),
+        }
+    }
+
+    /// The file `msg` arrived as, if any.
+    pub fn original_file_of(msg: &IntakeMessage) -> Option<OriginalFile> {
+        Kind::get(msg.channel.kind).and_then(|k| (k.original_file)(msg))
+    }
+}
+
+/// [`Door::original`]'s default: the item's text.
+fn text_original<'a>(msg: &'a IntakeMessage, _blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
+    Box::pin(async move { Original::Text(msg.body.clone()) })
+}
+
+/// The loader of a kind registered at the desk ([`Kind::at_desk`]).
+fn no_channel_files(_: toml::Table) -> Loaded {
+    Err("this kind has no channel files: an officer registers its items at the desk".into())
+}
+
+/// A file's table (without `type`) as door `D`'s settings, with the
+/// problems its [`DoorConfig::validate`] finds.
+fn load_config<D: Door>(table: toml::Table) -> Loaded {
+    let cfg: D::Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().trim().to_string())?;
+    let issues = cfg.validate();
+    let loaded = ChannelConfig {
+        id: cfg.id().to_string(),
+        kind: D::KIND,
+        settings: Box::new(cfg),
+        build: build_door::<D>,
+    };
+    Ok((loaded, issues))
+}
+
+fn build_door<D: Door>(
+    settings: AnySettings,
+    ctx: ChannelContext,
+) -> Result<Arc<dyn Channel>, ChannelError> {
+    let cfg = settings.downcast::<D::Config>().map_err(|_| ChannelError {
+        channel: D::KIND.as_str().into(),
+        message: "configuration of another kind".into(),
+    })?;
+    Ok(Arc::new(D::build(*cfg, ctx)?))
+}
+
+/// One channel file, read and checked: its kind's own settings.
+pub struct ChannelConfig {
+    id: String,
+    kind: ChannelKind,
+    settings: AnySettings,
+    build: fn(AnySettings, ChannelContext) -> Result<Arc<dyn Channel>, ChannelError>,
+}
+
+impl std::fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChannelConfig {
     /// The instance id.
     pub fn id(&self) -> &str {
-        match self {
-            ChannelConfig::WebForm(c) => &c.id,
-            ChannelConfig::Sms(c) => &c.id,
-            ChannelConfig::Email(c) => &c.id,
-            ChannelConfig::Scan(c) => &c.id,
-            ChannelConfig::EAdrese(c) => &c.id,
-        }
+        &self.id
+    }
+
+    /// The kind of door.
+    pub fn kind(&self) -> ChannelKind {
+        self.kind
+    }
+
+    /// The settings, when they are of kind `C` (`WebFormConfig`…).
+    pub fn settings<C: DoorConfig>(&self) -> Option<&C> {
+        self.settings.downcast_ref()
     }
 
     /// Builds the running channel.
     pub fn build(self, ctx: ChannelContext) -> Result<Arc<dyn Channel>, ChannelError> {
-        match self {
-            ChannelConfig::WebForm(c) => Ok(Arc::new(web_form::WebForm::new(c, ctx)?)),
-            ChannelConfig::Sms(c) => Ok(Arc::new(sms::Sms::new(c, ctx)?)),
-            ChannelConfig::Email(c) => Ok(Arc::new(email::Email::new(c, ctx)?)),
-            ChannelConfig::Scan(c) => Ok(Arc::new(scan::Scan::new(c, ctx)?)),
-            ChannelConfig::EAdrese(c) => Ok(Arc::new(eadrese::Eadrese::new(c, ctx)?)),
-        }
+        (self.build)(self.settings, ctx)
     }
 }
 
@@ -216,30 +406,39 @@ fn read_file(file: &Path) -> Result<ChannelConfig, Vec<ChannelFileError>> {
     };
     let src = std::fs::read_to_string(file)
         .map_err(|e| vec![problem(None, format!("cannot read: {e}"))])?;
-    let c = toml::from_str::<ChannelConfig>(&src).map_err(|e| {
+    let line_of = |e: &toml::de::Error| {
         let message = e.message().trim().to_string();
-        // The tagged enum loses the span of a misplaced key: found by name.
-        let line = e
-            .span()
+        e.span()
             .and_then(|s| src.get(..s.start))
             .map(|before| before.matches('\n').count() + 1)
-            .or_else(|| unknown_key_line(&src, &message));
-        vec![problem(line, message)]
-    })?;
-    let mut issues = Vec::new();
+            .or_else(|| unknown_key_line(&src, &message))
+    };
+    let mut table: toml::Table = toml::from_str(&src)
+        .map_err(|e| vec![problem(line_of(&e), e.message().trim().to_string())])?;
+    let kind = match table.remove("type") {
+        Some(toml::Value::String(t)) => t,
+        Some(_) => return Err(vec![problem(None, "`type` must be a string".into())]),
+        None => return Err(vec![problem(None, "missing field `type`".into())]),
+    };
+    let Some(door) = ChannelKind::parse(&kind).and_then(Kind::get) else {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.kind.as_str()).collect();
+        return Err(vec![problem(
+            line_of_key(&src, "type"),
+            format!(
+                "unknown variant `{kind}`, expected one of `{}`",
+                known.join("`, `")
+            ),
+        )]);
+    };
+    // The table lost its spans: an unknown or misplaced key is found by name.
+    let (c, mut issues) =
+        (door.load)(table).map_err(|m| vec![problem(unknown_key_line(&src, &m), m)])?;
     if !crate::rules::is_id(c.id()) {
-        issues.push(format!(
-            "id {:?} must be lowercase a-z, 0-9, - or _",
-            c.id()
-        ));
+        issues.insert(
+            0,
+            format!("id {:?} must be lowercase a-z, 0-9, - or _", c.id()),
+        );
     }
-    issues.extend(match &c {
-        ChannelConfig::WebForm(w) => w.validate(),
-        ChannelConfig::Sms(c) => c.validate(),
-        ChannelConfig::Email(c) => c.validate(),
-        ChannelConfig::Scan(c) => c.validate(),
-        ChannelConfig::EAdrese(c) => c.validate(),
-    });
     if issues.is_empty() {
         Ok(c)
     } else {
@@ -251,6 +450,11 @@ fn read_file(file: &Path) -> Result<ChannelConfig, Vec<ChannelFileError>> {
 /// one set outside a comment).
 fn unknown_key_line(src: &str, message: &str) -> Option<usize> {
     let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    line_of_key(src, key)
+}
+
+/// The line where `key` is first set outside a comment.
+fn line_of_key(src: &str, key: &str) -> Option<usize> {
     src.lines()
         .position(|line| {
             line.trim_start()
@@ -263,6 +467,39 @@ fn unknown_key_line(src: &str, message: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_one_door_and_a_file_names_its_kind() {
+        for kind in ChannelKind::ALL {
+            let doors = KINDS.iter().filter(|k| k.kind == *kind).count();
+            assert_eq!(doors, 1, "{kind}: {doors} entries in KINDS");
+        }
+        assert_eq!(KINDS.len(), ChannelKind::ALL.len());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("fakss.toml");
+        std::fs::write(&file, "id = \"fakss\"\n\ntype = \"fax\"\n").expect("write");
+        let problems = load_dir(dir.path()).expect_err("an unknown kind");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(3), "{}", problems[0]);
+        assert!(
+            problems[0].message.contains("`fax`") && problems[0].message.contains("`sms`"),
+            "{}",
+            problems[0]
+        );
+        // The repository's channels load, each as its own kind's settings.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("channels");
+        let loaded = load_dir(&repo).expect("channels/ loads");
+        let form = loaded
+            .iter()
+            .find(|c| c.kind() == ChannelKind::WebForm)
+            .expect("a web form in channels/");
+        assert_eq!(
+            form.settings::<web_form::WebFormConfig>()
+                .map(|f| f.id.as_str()),
+            Some(form.id())
+        );
+        assert!(form.settings::<sms::SmsConfig>().is_none());
+    }
 
     #[test]
     fn a_misplaced_key_is_found_by_its_line() {

@@ -50,6 +50,10 @@ const CSRF_KEY: &str = "csrf";
 /// What a role may do at the desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// A unit's member: sees and works only the items of their units
+    /// (`user_units`), on the unit pages ([`super::unit`]); below read-only,
+    /// so every other desk page refuses them.
+    Unit,
     /// Sees the queue and items, decides nothing.
     ReadOnly,
     /// The records officer: decides on items.
@@ -62,6 +66,7 @@ impl Role {
     /// From the `users.role` column; an unknown value grants nothing more than read-only.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
+            "unit" => Some(Role::Unit),
             "readonly" => Some(Role::ReadOnly),
             "officer" => Some(Role::Officer),
             "admin" => Some(Role::Admin),
@@ -72,6 +77,7 @@ impl Role {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Unit => "unit",
             Role::ReadOnly => "readonly",
             Role::Officer => "officer",
             Role::Admin => "admin",
@@ -82,7 +88,7 @@ impl Role {
 /// Why an account could not be added or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    #[error("role {0:?} is unknown: use officer, admin or readonly")]
+    #[error("role {0:?} is unknown: use officer, admin, readonly or unit")]
     Role(String),
     #[error(
         "username {0:?}: use 2–64 letters, digits, '.', '-' or '_' (it is typed at every sign-in)"
@@ -90,6 +96,10 @@ pub enum AccountError {
     Username(String),
     #[error("the password must have at least 10 characters")]
     WeakPassword,
+    #[error("unit {0:?} is not in the rules in force (units.toml)")]
+    UnknownUnit(String),
+    #[error("no account {0:?}")]
+    NoAccount(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -182,6 +192,26 @@ pub async fn add_or_update_user(
         .add_user(username, display_name, role, &hash)
         .await?;
     Ok(true)
+}
+
+/// Sets the units an account works for (`pietura user units`, the users
+/// page); each must be a unit of the rules in force (`known`).
+pub async fn set_user_units(
+    registry: &crate::registry::Registry,
+    username: &str,
+    units: &[String],
+    known: &[String],
+    actor: &str,
+) -> Result<(), AccountError> {
+    if let Some(unknown) = units.iter().find(|u| !known.contains(u)) {
+        return Err(AccountError::UnknownUnit(unknown.clone()));
+    }
+    let user = registry
+        .user(username)
+        .await?
+        .ok_or_else(|| AccountError::NoAccount(username.to_string()))?;
+    registry.set_units(&user.id, units, actor).await?;
+    Ok(())
 }
 
 /// A page refused to the viewer (403 with its reason), boxed: it travels

@@ -1,36 +1,18 @@
 //! The desk's words in Latvian and English. The catalogs are TOML files
-//! (`templates/desk/i18n/`), so a translator edits text, not code; a unit
-//! test keeps both catalogs' keys identical.
+//! (`templates/desk/i18n/`, read by [`crate::catalog`]), so a translator
+//! edits text, not code; a unit test keeps both catalogs' keys identical.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::http::{HeaderMap, header};
+
+use crate::catalog::{Catalog, parse};
 
 /// The desk's languages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Lv,
     En,
-}
-
-type Catalog = HashMap<String, String>;
-
-fn parse(name: &str, text: &str) -> Catalog {
-    match toml::from_str::<HashMap<String, HashMap<String, String>>>(text) {
-        Ok(sections) => sections
-            .into_iter()
-            .flat_map(|(section, words)| {
-                words
-                    .into_iter()
-                    .map(move |(k, v)| (format!("{section}.{k}"), v))
-            })
-            .collect(),
-        Err(e) => {
-            tracing::error!("desk catalog {name} is broken: {e}");
-            Catalog::new()
-        }
-    }
 }
 
 static LV: LazyLock<Catalog> =
@@ -84,12 +66,18 @@ impl Lang {
         catalog.get(key).map(String::as_str)
     }
 
-    /// A channel kind in words (`web_form`: "tīmekļa veidlapa"); an unknown
-    /// kind as it is.
+    /// A channel kind in words (`web_form`: "tīmekļa veidlapa"), as its
+    /// door names itself ([`crate::channels::Door::WORDS`]); an unknown kind
+    /// as it is.
     pub fn channel_kind(self, kind: &str) -> String {
-        self.get(&format!("channel_kind.{kind}"))
-            .unwrap_or(kind)
-            .to_string()
+        let words = crate::message::ChannelKind::parse(kind)
+            .and_then(crate::channels::Kind::get)
+            .map(|k| k.words);
+        match (self, words) {
+            (Lang::Lv, Some(w)) => w.lv.to_string(),
+            (Lang::En, Some(w)) => w.en.to_string(),
+            (_, None) => kind.to_string(),
+        }
     }
 
     /// A review reason in words. The registry and the API keep the machine
@@ -168,10 +156,13 @@ mod tests {
             Lang::Lv.reason(Some("Pārbaudīt personīgi")),
             "Pārbaudīt personīgi"
         );
-        for kind in ["web_form", "email", "scan", "sms"] {
+        for kind in crate::message::ChannelKind::ALL {
+            let kind = kind.as_str();
             assert_ne!(Lang::Lv.channel_kind(kind), kind);
             assert_ne!(Lang::En.channel_kind(kind), kind);
         }
+        assert_eq!(Lang::Lv.channel_kind("email"), "e-pasts");
+        assert_eq!(Lang::En.channel_kind("fax"), "fax");
     }
 
     #[test]

@@ -13,13 +13,22 @@
 //! - [`rules_editor`]: rules, units and services edited with the files'
 //!   validation, a dry run against recent items, versions and roll-back;
 //! - [`channels`]: each channel's state for administrators;
-//! - [`parked_view`]: parked items (accepted, not registered) with a retry.
+//! - [`parked_view`]: parked items (accepted, not registered) with a retry;
+//! - [`service_search`]: the service catalogue searched at the counter;
+//! - [`consultations`]: visits and calls that are not submissions, logged
+//!   without personal data;
+//! - [`counter_form`]: a visitor's or caller's submission registered by an
+//!   officer (counter and phone intake).
+//! - [`unit`]: a unit's items and its work on them (deadline actions,
+//!   assignment, comments, return, the answer).
 //!
 //! Server-rendered (askama), usable without JavaScript; `static/desk.js`
 //! only adds keyboard shortcuts. Every page checks the viewer's role.
 
 pub mod auth;
 pub mod channels;
+pub mod consultations;
+pub mod counter_form;
 pub mod i18n;
 pub mod ldap;
 pub mod oidc;
@@ -27,10 +36,12 @@ pub mod original;
 pub mod parked_view;
 pub mod review;
 pub mod rules_editor;
+pub mod service_search;
 pub mod sessions;
 pub mod signed;
 pub mod suggest;
 pub mod throttle;
+pub mod unit;
 pub mod users;
 
 use askama::Template;
@@ -77,7 +88,24 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         )
         .route("/desk/items/{item}/original", get(original::original_file))
         .route("/desk/items/{item}/pages/{page}", get(original::page_image))
+        .route("/desk/unit", get(unit::unit_page))
+        .route("/desk/unit/items/{item}", get(unit::item_page))
+        .route("/desk/unit/items/{item}/act", post(unit::act))
+        .route("/desk/unit/items/{item}/answer", post(unit::answer))
+        .route("/desk/unit/answers/{id}/letter.pdf", get(unit::letter))
+        .route("/desk/unit/answers/{id}/posted", post(unit::posted))
         .route("/desk/parked", get(parked_view::list))
+        .route("/desk/services", get(service_search::page))
+        .route(
+            "/desk/counter",
+            get(counter_form::form).post(counter_form::register),
+        )
+        .route("/desk/counter/{id}", get(counter_form::done))
+        .route("/desk/counter/{id}/receipt.pdf", get(counter_form::receipt))
+        .route(
+            "/desk/consultations",
+            get(consultations::form).post(consultations::log),
+        )
         .route("/desk/parked/{id}/retry", post(parked_view::retry))
         .route("/admin/rules", get(rules_editor::editor))
         .route("/admin/rules/check", post(rules_editor::check))
@@ -88,6 +116,7 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         .route("/admin/users/add", post(users::add))
         .route("/admin/users/{id}/state", post(users::set_state))
         .route("/admin/users/{id}/role", post(users::set_role))
+        .route("/admin/users/{id}/units", post(users::set_units))
         .route("/static/desk.js", get(script))
         .layer(layer)
         .layer(axum::middleware::from_fn(remember_language))
@@ -121,6 +150,10 @@ pub struct DeskOptions {
     pub dry_run_items: i64,
     /// The dashboard and reports are open to anyone (`desk.public_statistics`).
     pub public_statistics: bool,
+    /// `http.public_url` without its trailing `/`: the citizens' status links.
+    pub public_url: String,
+    /// Font and letterhead of the counter receipts (`[print]`).
+    pub print: crate::print::PrintSettings,
 }
 
 /// The header every desk page shows: who is signed in, what they may open.
@@ -129,6 +162,8 @@ pub struct Nav {
     pub csrf: String,
     pub officer: bool,
     pub admin: bool,
+    /// A unit's member: their units' page instead of the review queue.
+    pub unit: bool,
     /// The path of the page, for the language switch.
     pub here: String,
 }
@@ -140,6 +175,7 @@ impl Nav {
             csrf: v.csrf.clone(),
             officer: v.role >= Role::Officer,
             admin: v.role >= Role::Admin,
+            unit: v.role == Role::Unit,
             here: here.to_string(),
         }
     }

@@ -1,10 +1,8 @@
-//! An item as the citizen sent it: an e-mail's HTML sanitised by ammonia (no
-//! scripts, no styles, no images or other remote fetches; links kept, opened
-//! without referrer), a scan page by page beside its OCR text, an SMS's or a
-//! form's fields; attachments and originals are downloaded, never shown
-//! inline (`Content-Disposition: attachment`).
-
-use std::collections::HashSet;
+//! An item as the citizen sent it, as its door describes it
+//! ([`crate::channels::Door::original`]: an e-mail's HTML sanitised, a scan
+//! page by page beside its OCR text, an SMS's or a form's fields);
+//! attachments and originals are downloaded, never shown inline
+//! (`Content-Disposition: attachment`).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,126 +11,10 @@ use tower_sessions::Session;
 
 use super::auth::{Role, viewer};
 use super::status_page;
+use crate::channels::Kind;
+pub use crate::channels::original::{Original, ScanPage};
 use crate::http::HttpState;
 use crate::message::IntakeMessage;
-
-/// One scanned page for the item page.
-pub struct ScanPage {
-    pub number: u32,
-    pub text: String,
-    /// OCR confidence (0–100); none for a PDF's own text layer.
-    pub confidence: Option<i64>,
-}
-
-/// What the item page shows as the original.
-pub enum Original {
-    Email {
-        /// Sanitised HTML of the mail's HTML part, if it had one.
-        html: Option<String>,
-        text: String,
-    },
-    Scan {
-        file: String,
-        pages: Vec<ScanPage>,
-    },
-    /// SMS and web forms: the fields as received.
-    Fields(Vec<(String, String)>),
-    Text(String),
-}
-
-/// The sanitiser for e-mail HTML: text, structure and links only.
-pub fn sanitise_email_html(html: &str) -> String {
-    let mut tags: HashSet<&str> = ammonia::Builder::default().clone_tags();
-    for remote in [
-        "img", "picture", "source", "video", "audio", "track", "area", "map",
-    ] {
-        tags.remove(remote);
-    }
-    ammonia::Builder::default()
-        .tags(tags)
-        .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .url_relative(ammonia::UrlRelative::Deny)
-        .link_rel(Some("noopener noreferrer nofollow"))
-        .clean(html)
-        .to_string()
-}
-
-fn fields_of(value: Option<&serde_json::Value>) -> Vec<(String, String)> {
-    let Some(serde_json::Value::Object(map)) = value else {
-        return Vec::new();
-    };
-    map.iter()
-        .map(|(k, v)| {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
-}
-
-/// The original of `msg`, read from its stored blobs where needed.
-pub async fn original_of(s: &HttpState, msg: &IntakeMessage) -> Original {
-    if let Some(email) = msg.metadata.get("email") {
-        let sha = email
-            .pointer("/original/sha256")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let html = match s.blobs.get(sha).await {
-            Ok(raw) => mail_parser::MessageParser::default()
-                .parse(&raw)
-                .and_then(|m| {
-                    (m.html_body_count() > 0 && m.text_body_count() <= m.html_body_count())
-                        .then(|| m.body_html(0).map(|h| sanitise_email_html(&h)))
-                        .flatten()
-                }),
-            Err(e) => {
-                tracing::warn!(item = %msg.id, "e-mail original not readable: {e}");
-                None
-            }
-        };
-        return Original::Email {
-            html,
-            text: msg.body.clone(),
-        };
-    }
-    if let Some(scan) = msg.metadata.get("scan") {
-        let pages = scan
-            .get("page_details")
-            .and_then(|p| p.as_array())
-            .map(|pages| {
-                pages
-                    .iter()
-                    .map(|p| ScanPage {
-                        number: p.get("page").and_then(|n| n.as_u64()).unwrap_or(0) as u32,
-                        text: p
-                            .get("text")
-                            .and_then(|t| t.as_str())
-                            .unwrap_or_default()
-                            .to_string(),
-                        confidence: p.get("confidence").and_then(|c| c.as_i64()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Original::Scan {
-            file: scan
-                .get("file")
-                .and_then(|f| f.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            pages,
-        };
-    }
-    if let Some(sms) = msg.metadata.get("sms") {
-        return Original::Fields(fields_of(Some(sms)));
-    }
-    if let Some(form) = msg.metadata.get("web_form") {
-        return Original::Fields(fields_of(form.get("fields")));
-    }
-    Original::Text(msg.body.clone())
-}
 
 /// The stored message of an item, for a signed-in viewer.
 async fn message_for(
@@ -269,30 +151,10 @@ pub async fn original_file(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let found = ["email", "scan"].iter().find_map(|kind| {
-        let o = msg.metadata.get(*kind)?.get("original")?;
-        Some((
-            *kind,
-            o.get("sha256")?.as_str()?.to_string(),
-            o.get("content_type")
-                .and_then(|c| c.as_str())
-                .unwrap_or("application/octet-stream")
-                .to_string(),
-        ))
-    });
-    let Some((kind, sha, content_type)) = found else {
+    let Some(file) = Kind::original_file_of(&msg) else {
         return (StatusCode::NOT_FOUND, "this item has no original file").into_response();
     };
-    let name = match kind {
-        "email" => format!("{}.eml", msg.id),
-        _ => msg
-            .metadata
-            .get("scan")
-            .and_then(|s| s.get("file"))
-            .and_then(|f| f.as_str())
-            .unwrap_or("scan")
-            .to_string(),
-    };
+    let (sha, content_type, name) = (file.sha256, file.content_type, file.name);
     if let Some(refusal) = refused_if_quarantined(&s, &sha).await {
         return refusal;
     }
@@ -353,39 +215,5 @@ pub async fn page_image(
             tracing::warn!(item = %msg.id, page, "page preview: {e}");
             (StatusCode::UNPROCESSABLE_ENTITY, e).into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_html_loses_scripts_handlers_styles_and_remote_fetches() {
-        let hostile = r#"<p onclick="steal()">Labdien, <b>pašvaldība</b>!</p>
-            <script>alert(1)</script><style>body{background:url(http://x/y)}</style>
-            <img src="http://tracker.example/p.gif"><iframe src="http://evil"></iframe>
-            <a href="javascript:alert(2)">spied</a> <a href="https://example.lv/info">info</a>
-            <form action="http://evil"><input name=q></form>"#;
-        let clean = sanitise_email_html(hostile);
-        for gone in [
-            "<script",
-            "onclick",
-            "<style",
-            "<img",
-            "tracker",
-            "<iframe",
-            "javascript:",
-            "<form",
-            "<input",
-        ] {
-            assert!(!clean.contains(gone), "{gone} survived: {clean}");
-        }
-        assert!(clean.contains("<b>pašvaldība</b>"), "{clean}");
-        assert!(
-            clean.contains("href=\"https://example.lv/info\""),
-            "{clean}"
-        );
-        assert!(clean.contains("noreferrer"), "{clean}");
     }
 }

@@ -13,7 +13,7 @@ use tower_sessions::Session;
 
 use super::auth::{Role, Viewer, posting, viewer};
 use super::i18n::Lang;
-use super::original::{Original, original_of};
+use super::original::Original;
 use super::suggest::{Suggester, Suggestion};
 use super::{Nav, html, status_page};
 use crate::http::HttpState;
@@ -111,6 +111,10 @@ pub async fn queue(
         Ok(v) => v,
         Err(r) => return r,
     };
+    // A unit's member works on their units' page; the review queue is not theirs.
+    if v.role == Role::Unit {
+        return Redirect::to("/desk/unit").into_response();
+    }
     let everything = match s.registry.review_queue(QUEUE_READ).await {
         Ok(items) => items,
         Err(e) => {
@@ -248,7 +252,7 @@ struct ItemPage {
     authenticity: Option<(String, String, String)>,
 }
 
-fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
+pub(super) fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
     let rules = s.rules.load();
     match id.and_then(|id| rules.units.get(id)) {
         Some(u) => match (l, &u.name_en) {
@@ -293,7 +297,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             );
         }
     };
-    let original = original_of(s, &msg).await;
+    let original = crate::channels::Kind::original_of(&msg, &s.blobs).await;
     let (trace, explanation) =
         match crate::explain::explain_message(&s.registry, &found, &msg).await {
             // Which rule set decided and what; the table below has the rest.
@@ -365,12 +369,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
     let suggestion = suggestion_for(&suggester(s).await, &found, &msg.body);
     let suggestion_name = unit_name(s, l, suggestion.as_ref().map(|x| x.unit.as_str()));
     let open = found.closed_at.is_none() && found.state != "discarded";
-    let has_original_file = ["email", "scan"].iter().any(|k| {
-        msg.metadata
-            .get(*k)
-            .and_then(|m| m.get("original"))
-            .is_some()
-    });
+    let has_original_file = crate::channels::Kind::original_file_of(&msg).is_some();
     let page = ItemPage {
         l,
         nav: Nav::of(v, &format!("/desk/items/{}", found.id)),

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::{AccountError, Role, add_or_update_user, posting, viewer_as};
+use super::auth::{AccountError, Role, add_or_update_user, posting, set_user_units, viewer_as};
 use super::i18n::Lang;
 use super::review::local_time;
 use super::{Nav, html, status_page};
@@ -31,6 +31,8 @@ pub struct UserRow {
     pub disabled: bool,
     pub last_sign_in: String,
     pub is_self: bool,
+    /// The units the account works for, comma-separated.
+    pub units: String,
 }
 
 /// One audit line.
@@ -90,9 +92,18 @@ pub async fn list(
         (Ok(a), Ok(e)) => (a, e),
         (Err(e), _) | (_, Err(e)) => return unavailable(l, &e),
     };
+    let mut units = Vec::with_capacity(accounts.len());
+    for a in &accounts {
+        match s.registry.units_of(&a.user.id).await {
+            Ok(u) => units.push(u.join(", ")),
+            Err(e) => return unavailable(l, &e),
+        }
+    }
     let rows = accounts
         .into_iter()
-        .map(|a| UserRow {
+        .zip(units)
+        .map(|(a, units)| UserRow {
+            units,
             is_self: a.user.id == v.user.id,
             id: a.user.id,
             username: a.user.username,
@@ -134,7 +145,7 @@ pub async fn list(
     let error = match q.error.as_deref() {
         Some(
             code @ ("exists" | "self" | "invalid_username" | "weak_password" | "unknown_role"
-            | "role_by_directory"),
+            | "role_by_directory" | "unknown_unit"),
         ) => Some(l.t(&format!("users.{code}")).to_string()),
         _ => None,
     };
@@ -143,7 +154,7 @@ pub async fn list(
         nav: Nav::of(&v, "/admin/users"),
         rows,
         events,
-        roles: vec!["readonly", "officer", "admin"],
+        roles: vec!["unit", "readonly", "officer", "admin"],
         done: q.done.map(|d| {
             if d == "added" {
                 l.t("users.added").to_string()
@@ -331,4 +342,50 @@ pub async fn set_role(
         return unavailable(v.lang, &e);
     }
     back("done=changed")
+}
+
+#[derive(Deserialize)]
+pub struct UnitsForm {
+    csrf: String,
+    /// Unit ids, separated by commas or spaces.
+    units: String,
+}
+
+/// `POST /admin/users/{id}/units`: the units an account works for.
+pub async fn set_units(
+    State(s): State<HttpState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<UnitsForm>,
+) -> Response {
+    let v = match posting(&s, &session, &headers, Role::Admin, &f.csrf).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let user = match s.registry.user_by_id(&id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return status_page(
+                StatusCode::NOT_FOUND,
+                v.lang,
+                v.lang.t("error.not_found_title"),
+                v.lang.t("users.title"),
+            );
+        }
+        Err(e) => return unavailable(v.lang, &e),
+    };
+    let units: Vec<String> = f
+        .units
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    let known: Vec<String> = s.rules.load().units.keys().cloned().collect();
+    match set_user_units(&s.registry, &user.username, &units, &known, &v.actor()).await {
+        Ok(()) => back("done=changed"),
+        Err(AccountError::UnknownUnit(_)) => back("error=unknown_unit"),
+        Err(e) => unavailable(v.lang, &e),
+    }
 }

@@ -54,6 +54,8 @@ struct Row<'a> {
     f: &'a Figures,
     registration: String,
     reply: String,
+    /// The mean client opinion, `4,50` (— without opinions).
+    opinion_mean: String,
 }
 
 fn row<'a>(f: &'a Figures, names: &BTreeMap<String, String>) -> Row<'a> {
@@ -66,6 +68,9 @@ fn row<'a>(f: &'a Figures, names: &BTreeMap<String, String>) -> Row<'a> {
             human(f.registration_p90_s)
         ),
         reply: format!("{} / {}", human(f.reply_median_s), human(f.reply_p90_s)),
+        opinion_mean: f
+            .opinion_mean()
+            .map_or_else(|| "—".into(), |m| format!("{m:.2}").replace('.', ",")),
     }
 }
 
@@ -243,15 +248,21 @@ async fn load(
     allowed(s, session, headers).await?;
     let today = local_date(Utc::now());
     let period = Period::quarter_or_current(q.quarter.as_deref(), today).map_err(bad_request)?;
+    let unavailable = |e: crate::registry::RegistryError| {
+        tracing::error!("statistics unavailable: {e}");
+        (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+    };
     let records = s
         .registry
         .stats_records(period, q.unit.as_deref())
         .await
-        .map_err(|e| {
-            tracing::error!("statistics unavailable: {e}");
-            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
-        })?;
-    Ok(crate::stats::report(&records, period, today))
+        .map_err(unavailable)?;
+    let contacts = s
+        .registry
+        .stats_contacts(period, q.unit.as_deref())
+        .await
+        .map_err(unavailable)?;
+    Ok(crate::stats::report(&records, &contacts, period, today))
 }
 
 /// Display names by id (units or services), for the tables and charts.

@@ -18,9 +18,11 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+mod catalogue;
 pub mod client;
 mod dashboard;
 mod deadlines;
+mod opinion;
 
 use crate::api_clients::{ApiAction, ApiClient, DEV_LOOPBACK_CLIENT, LEGACY_CLIENT};
 use crate::bus::Bus;
@@ -53,13 +55,19 @@ pub struct HttpState {
     /// The desk's sign-in: signing key, throttle, directory, OpenID provider.
     pub identity: Arc<crate::desk::auth::Identity>,
     pub desk: crate::desk::DeskOptions,
+    /// Answers: the outgoing numbers' pattern, the letter's font and header.
+    pub answers: Arc<crate::answers::AnswerDesk>,
+    /// The daemon's public address (the status links answers carry).
+    pub public_url: String,
+    /// clamd, for files uploaded at the desk (signed answer documents).
+    pub malware: Option<Arc<crate::malware::Scanner>>,
 }
 
 impl HttpState {
     /// Today (Europe/Riga) and the last day counted as "due soon": `within`
     /// working days ahead (default `due_soon_working_days`) on the calendar
     /// in force.
-    fn due_window(&self, within: Option<u32>) -> (chrono::NaiveDate, chrono::NaiveDate) {
+    pub(crate) fn due_window(&self, within: Option<u32>) -> (chrono::NaiveDate, chrono::NaiveDate) {
         let today = crate::deadline::local_date(chrono::Utc::now());
         let horizon = self
             .rules
@@ -77,6 +85,10 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/", get(index))
         .route("/static/pietura.css", get(css))
         .route("/status/{tracking_id}", get(status))
+        .route(
+            "/status/{tracking_id}/opinion",
+            axum::routing::post(opinion::give),
+        )
         .route("/api/v1/items", get(list_items))
         .route("/api/v1/items/{item}", get(show_item))
         .route("/api/v1/items/{item}/explanation", get(explain_item))
@@ -84,6 +96,7 @@ pub fn router(state: HttpState, channels: &[Arc<dyn Channel>], max_body_bytes: u
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(deadlines::routes())
+        .merge(catalogue::routes())
         .merge(dashboard::routes().layer(crate::desk::session_layer(&state)))
         .merge(crate::desk::routes(&state))
         .with_state(state)
@@ -127,6 +140,13 @@ struct StatusPage {
     number: String,
     received_at: String,
     reply_due: String,
+    /// The client-opinion question ([`opinion`]): asked, or its outcome.
+    opinion: opinion::Ask,
+    tracking_id: String,
+    /// The local day the item was answered (closed), when it was.
+    answered_on: String,
+    /// The answer's outgoing number, when one was registered.
+    answer_number: String,
 }
 
 fn html(t: impl Template) -> Response {
@@ -155,6 +175,7 @@ async fn css() -> Response {
 async fn status(
     State(s): State<HttpState>,
     Path(tracking_id): Path<String>,
+    Query(shown): Query<opinion::Shown>,
     headers: HeaderMap,
 ) -> Response {
     if uuid::Uuid::parse_str(&tracking_id).is_err() {
@@ -188,10 +209,32 @@ async fn status(
             "registration_number": item.as_ref().map(|i| &i.registration_number),
             "reply_due": item.as_ref().and_then(|i| i.reply_due.as_ref()),
             "forward_due": item.as_ref().and_then(|i| i.forward_due.as_ref()),
+            "closed_at": item.as_ref().and_then(|i| i.closed_at.as_ref()),
         }))
         .into_response();
     }
+    let answer_number = match &item {
+        Some(i) if i.closed_at.is_some() => s
+            .registry
+            .answers_of(&i.id)
+            .await
+            .ok()
+            .and_then(|a| a.last().map(|a| a.number.clone()))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     html(StatusPage {
+        answered_on: item
+            .as_ref()
+            .and_then(|i| i.closed_at.as_deref())
+            .and_then(crate::registry::parse_db_time)
+            .map(|t| {
+                crate::deadline::local_date(t)
+                    .format("%d.%m.%Y.")
+                    .to_string()
+            })
+            .unwrap_or_default(),
+        answer_number,
         registered: item.is_some(),
         parked,
         number: item
@@ -206,6 +249,8 @@ async fn status(
             .as_ref()
             .and_then(|i| i.due().map(str::to_string))
             .unwrap_or_default(),
+        opinion: opinion::ask(&s, item.as_ref(), shown).await,
+        tracking_id,
     })
 }
 

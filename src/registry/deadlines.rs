@@ -131,6 +131,42 @@ pub(super) async fn guarded_update(
     Ok(())
 }
 
+/// A recorded action inside `tx`: the guarded update, its audit line, and
+/// the external DMS told the item changed.
+pub(super) async fn record_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    row: &DeadlineRow,
+    set: &str,
+    binds: Vec<Option<String>>,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+) -> Result<(), ActionError> {
+    let ctx = format!("{action} of item {}", row.number);
+    guarded_update(tx, &row.id, &row.number, row.revision, set, binds, &ctx).await?;
+    insert_audit(tx, &row.id, actor, action, detail, &ctx).await?;
+    super::dms::mark_dms_stale(tx, &row.id, &ctx).await?;
+    Ok(())
+}
+
+/// What closing an item with its reply records: (assignments, parameters, detail).
+pub(super) fn close_parts(
+    row: &DeadlineRow,
+    reply_reference: Option<&str>,
+    now: DateTime<Utc>,
+) -> (&'static str, Vec<Option<String>>, serde_json::Value) {
+    let due = row.forward_due.clone().or(row.reply_due.clone());
+    let closed_on = local_date(now).to_string();
+    let on_time = due.as_deref().is_none_or(|d| closed_on.as_str() <= d);
+    (
+        "closed_at = $3, reply_reference = $4, paused_since = NULL",
+        vec![Some(db_time(now)), reply_reference.map(str::to_string)],
+        serde_json::json!({
+            "reply_reference": reply_reference, "due": due, "on_time": on_time,
+        }),
+    )
+}
+
 /// Open items whose deadline has passed or comes soon, for one unit or all.
 #[derive(Debug, Clone, Serialize)]
 pub struct DueItems {
@@ -157,7 +193,7 @@ impl Registry {
 
     /// Applies `set` (SQL assignments, parameters from $3 on) to the revision
     /// read, with its audit line, in one transaction.
-    async fn record_action(
+    pub(super) async fn record_action(
         &self,
         row: &DeadlineRow,
         set: &str,
@@ -174,18 +210,7 @@ impl Registry {
         }
         let ctx = format!("{action} of item {}", row.number);
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        guarded_update(
-            &mut tx,
-            &row.id,
-            &row.number,
-            row.revision,
-            set,
-            binds,
-            &ctx,
-        )
-        .await?;
-        insert_audit(&mut tx, &row.id, actor, action, &detail, &ctx).await?;
-        super::dms::mark_dms_stale(&mut tx, &row.id, &ctx).await?;
+        record_in(&mut tx, row, set, binds, actor, action, &detail).await?;
         tx.commit().await.map_err(q(ctx))?;
         tracing::info!(item = %row.id, number = %row.number, %actor, %action, %detail, "deadline action recorded");
         self.find(&row.id)
@@ -331,20 +356,9 @@ impl Registry {
     ) -> Result<ItemSummary, ActionError> {
         let row = self.deadline_row(item).await?;
         row.open()?;
-        let due = row.forward_due.clone().or(row.reply_due.clone());
-        let closed_on = local_date(now).to_string();
-        let on_time = due.as_deref().is_none_or(|d| closed_on.as_str() <= d);
-        self.record_action(
-            &row,
-            "closed_at = $3, reply_reference = $4, paused_since = NULL",
-            vec![Some(db_time(now)), reply_reference.map(str::to_string)],
-            actor,
-            "closed",
-            serde_json::json!({
-                "reply_reference": reply_reference, "due": due, "on_time": on_time,
-            }),
-        )
-        .await
+        let (set, binds, detail) = close_parts(&row, reply_reference, now);
+        self.record_action(&row, set, binds, actor, "closed", detail)
+            .await
     }
 
     /// Recomputes the deadlines of every open item under `d` (after a calendar

@@ -206,13 +206,17 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         let ctx = format!("bounce of the answer to item {item_id}");
         let mut tx = self.pool.begin().await.map_err(q(ctx.clone()))?;
-        let known: i64 = sqlx::query("SELECT COUNT(*) FROM items WHERE id = $1")
-            .bind(item_id)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(q(ctx.clone()))?;
-        if known == 0 {
+        // The item's row is locked (PostgreSQL; SQLite has one writer), so
+        // the same report handled twice at once is recorded once.
+        let lock = if self.sqlite { "" } else { " FOR UPDATE" };
+        let known = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM items WHERE id = $1{lock}"
+        )))
+        .bind(item_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(q(ctx.clone()))?;
+        if known.is_none() {
             return Ok(false);
         }
         let seen: i64 = sqlx::query(

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod api_clients;
 pub mod claims;
+pub mod consultations;
 pub mod deadlines;
 pub mod desk;
 pub mod dms;
@@ -16,14 +17,17 @@ pub mod eadrese;
 pub mod lease;
 pub mod mailboxes;
 pub mod numbering;
+pub mod opinions;
 mod register;
 pub use register::RegisterPolicy;
+pub mod answers;
 pub mod parked;
 pub mod quarantine;
 pub mod replies;
 pub mod rulesets;
 pub mod sms_pending;
 mod stats;
+pub mod units;
 
 use std::collections::HashSet;
 use std::str::FromStr;

@@ -27,6 +27,9 @@ pub struct PendingReply {
     /// When an earlier sender started sending it and never wrote what
     /// became of it (it died mid-send): it may have gone out.
     pub interrupted_since: Option<String>,
+    /// Set when this is the item's answer (an outgoing document,
+    /// [`super::answers`]), not the acknowledgement of its receipt.
+    pub answer_id: Option<String>,
     /// The sender's claim on the answer.
     #[serde(skip)]
     pub lease: Lease,
@@ -68,7 +71,7 @@ impl Registry {
             .rows_of_leases(
                 &leases,
                 "SELECT r.item_id, i.registration_number, r.channel_instance, r.address, r.attempts, \
-                 COALESCE(i.forward_due, i.reply_due) AS due, r.sending_since \
+                 COALESCE(i.forward_due, i.reply_due) AS due, r.sending_since, r.answer_id \
                  FROM replies r JOIN items i ON i.id = r.item_id \
                  WHERE r.item_id IN ({keys}) ORDER BY r.next_attempt_at",
                 ctx,
@@ -85,6 +88,7 @@ impl Registry {
                 attempts: r.try_get("attempts").map_err(q(ctx))?,
                 due: r.try_get("due").map_err(q(ctx))?,
                 interrupted_since: r.try_get("sending_since").map_err(q(ctx))?,
+                answer_id: r.try_get("answer_id").map_err(q(ctx))?,
                 lease,
             });
         }

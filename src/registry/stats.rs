@@ -4,13 +4,25 @@ use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use sqlx::Row;
 
 use super::{Registry, RegistryError, db_time, decode_db_time, parse_db_day, q};
-use crate::stats::{ItemRecord, Period};
+use crate::stats::{Contacts, ItemRecord, Period};
 
 fn utc_midnight(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
 
 impl Registry {
+    /// The consultations and opinions of `period` (one unit's when given).
+    pub async fn stats_contacts(
+        &self,
+        period: Period,
+        unit: Option<&str>,
+    ) -> Result<Contacts, RegistryError> {
+        Ok(Contacts {
+            consultations: self.stats_consultations(period, unit).await?,
+            opinions: self.stats_opinions(period, unit).await?,
+        })
+    }
+
     /// Items received in `period` (a day's margin either side for time
     /// zones; [`crate::stats::report`] keeps exact local days), and items
     /// that were waiting for the records officer at some time in it; only

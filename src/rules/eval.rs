@@ -16,6 +16,8 @@ pub const NO_RULE_REASON: &str = "no routing rule matched";
 
 /// The `rule_id` of an item routed because it follows up a registered item.
 pub const FOLLOW_UP_RULE: &str = "follow-up";
+/// The `rule_id` of items routed by the service an officer chose at the desk.
+pub const CHOSEN_SERVICE_RULE: &str = "chosen-service";
 /// The `rule_id` of an item routed by the e-adrese sub-address it was sent to.
 pub const SUB_ADDRESS_RULE: &str = "e-adrese-sub-address";
 
@@ -314,6 +316,14 @@ impl RuleSet {
                 .as_ref()
                 .and_then(|s| self.services.get(s))
                 .and_then(|s| s.reply_working_days);
+        }
+        // A service chosen by the officer at the counter routes to its unit.
+        if let Some(service) = msg.chosen_service().and_then(|s| self.services.get(s)) {
+            d.unit = Some(service.unit.clone());
+            d.service = Some(service.id.clone());
+            d.rule_id = Some(CHOSEN_SERVICE_RULE.into());
+            d.review_reason = None;
+            d.reply_working_days = service.reply_working_days;
         }
         if let Some(reason) = &msg.review_reason {
             d.unit = None;

@@ -51,6 +51,42 @@ pub struct ServiceDef {
     pub reply_working_days: Option<u32>,
     #[serde(default)]
     pub note: Option<String>,
+    /// The catalogue page in Latvian (`[service.lv]`) and English (`[service.en]`).
+    #[serde(default)]
+    pub lv: Option<Spanned<ServiceTextDef>>,
+    #[serde(default)]
+    pub en: Option<Spanned<ServiceTextDef>>,
+    /// Where one may apply ([`crate::rules::catalogue::APPLY_CHANNELS`]).
+    #[serde(default)]
+    pub channels: Vec<Spanned<String>>,
+    /// The web form to use (`/forms/<form>`).
+    #[serde(default)]
+    pub form: Option<Spanned<String>>,
+    /// Catalogue facts the unit has not confirmed yet, by key (`fee`, `term` …).
+    #[serde(default)]
+    pub unconfirmed: Vec<Spanned<String>>,
+}
+
+/// A service's catalogue text in one language.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTextDef {
+    /// Who may receive the service.
+    #[serde(default)]
+    pub who: Option<String>,
+    /// Where and when to apply.
+    #[serde(default, rename = "where")]
+    pub where_: Option<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Documents to bring or attach.
+    #[serde(default)]
+    pub documents: Vec<String>,
+    /// How long the service takes.
+    #[serde(default)]
+    pub term: Option<String>,
+    #[serde(default)]
+    pub fee: Option<String>,
 }
 
 /// One `routing/*.toml` file.

@@ -2,6 +2,7 @@
 //! [`RuleSet`], evaluating it on a message with a full explanation
 //! ([`eval`]), and hot reload with an atomic swap ([`watch`]).
 
+pub mod catalogue;
 pub mod eval;
 pub mod files;
 pub mod holiday;
@@ -72,6 +73,8 @@ pub struct Service {
     pub unit: String,
     pub reply_working_days: Option<u32>,
     pub note: Option<String>,
+    /// What the public catalogue pages and the desk's search show.
+    pub catalogue: catalogue::Catalogue,
 }
 
 /// A condition, compiled.
@@ -334,7 +337,8 @@ impl RuleSet {
             };
             for s in file.service {
                 let at = s.span().start;
-                let s = s.into_inner();
+                let mut s = s.into_inner();
+                let catalogue = catalogue::Catalogue::compile(&mut s, at, &mut p);
                 if !is_id(&s.id) {
                     p.at(
                         at,
@@ -358,6 +362,7 @@ impl RuleSet {
                     unit: s.unit.into_inner(),
                     reply_working_days: s.reply_working_days,
                     note: s.note,
+                    catalogue,
                 };
                 if services.insert(s.id.clone(), service).is_some() {
                     p.at(at, format!("service id {:?} is defined twice", s.id));
@@ -494,8 +499,9 @@ fn compile_rule(
                 None => p.at(
                     c.span().start,
                     format!(
-                        "rule {id}: when.channel {:?} is not one of web_form, email, scan, sms, e_adrese",
-                        c.get_ref()
+                        "rule {id}: when.channel {:?} is not one of {}",
+                        c.get_ref(),
+                        ChannelKind::names()
                     ),
                 ),
             }

@@ -189,3 +189,53 @@ impl DeskClient {
         hidden(&page, "csrf")
     }
 }
+
+/// A scan or photo attached at the counter: (file name, content type, bytes).
+pub type CounterFile<'a> = (&'a str, &'a str, Vec<u8>);
+
+impl DeskClient {
+    /// Registers a counter or phone submission through the desk form (its
+    /// CSRF token and one-time id taken from the form page); returns the
+    /// tracking id the form redirects to.
+    pub async fn counter_submission(
+        &self,
+        fields: &[(&str, &str)],
+        file: Option<CounterFile<'_>>,
+    ) -> String {
+        let (status, page) = self.page("/desk/counter").await;
+        assert_eq!(status, 200, "{page}");
+        let mut form = reqwest::multipart::Form::new()
+            .text("csrf", hidden(&page, "csrf"))
+            .text("nonce", hidden(&page, "nonce"));
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        if let Some((name, content_type, bytes)) = file {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes)
+                    .file_name(name.to_string())
+                    .mime_str(content_type)
+                    .expect("content type"),
+            );
+        }
+        let r = self
+            .http
+            .post(format!("{}/desk/counter", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST /desk/counter");
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, 303, "the counter form was refused:\n{text}");
+        location
+            .and_then(|l| l.strip_prefix("/desk/counter/").map(str::to_string))
+            .unwrap_or_else(|| panic!("no redirect to the registered item:\n{text}"))
+    }
+}

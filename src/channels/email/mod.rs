@@ -11,6 +11,7 @@
 //! - [`normalise`]: raw mail → the one message format (pure, golden-tested).
 //! - [`edoc`]: signed containers (.edoc/.asice/.bdoc) listed and their signatures verified.
 //! - [`ack`]: the acknowledgement with the registration number (SMTP).
+//! - [`original`]: the mail as the desk shows it (HTML sanitised).
 //! - [`authenticity`]: SPF, DKIM and DMARC; threading, bounces and
 //!   acknowledgements only for mail whose sender is proven.
 
@@ -19,6 +20,7 @@ pub mod authenticity;
 pub mod edoc;
 pub mod imap;
 pub mod normalise;
+pub mod original;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -34,9 +37,12 @@ use tracing::Instrument;
 use self::authenticity::Requirement;
 use self::imap::{Credentials, ImapError, Mailbox, Waiting};
 use self::normalise::{ImapSource, ParsedMail};
-use super::{Channel, ChannelContext, ChannelError};
+use super::original::{Original, OriginalFile};
+use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use crate::blobs::BlobStore;
 use crate::bus::publish_intake;
-use crate::message::{ChannelKind, FollowUp};
+use crate::enrich::{DeliveryReport, References};
+use crate::message::{ChannelKind, IntakeMessage};
 use crate::registry::mailboxes::MailboxPosition;
 
 /// How the connection is protected.
@@ -151,9 +157,13 @@ pub struct EmailConfig {
     pub authenticity: Box<authenticity::AuthenticityConfig>,
 }
 
-impl EmailConfig {
+impl DoorConfig for EmailConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Problems with the file's values, each naming its key.
-    pub fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<String> {
         let mut issues = Vec::new();
         let i = &self.imap;
         let secrets = [
@@ -202,7 +212,9 @@ impl EmailConfig {
         issues.extend(self.authenticity.validate());
         issues
     }
+}
 
+impl EmailConfig {
     /// The credentials as they are now (read at each connection: tokens rotate).
     fn credentials(&self) -> Result<Credentials, String> {
         let i = &self.imap;
@@ -321,44 +333,6 @@ const LEASE_TTL: Duration = Duration::from_secs(30);
 const LEASE_RENEW: Duration = Duration::from_secs(10);
 
 impl Email {
-    /// Builds the channel from its file.
-    pub fn new(cfg: EmailConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
-        let ours = cfg.ours();
-        let acknowledger = match &cfg.acknowledgement {
-            Some(a) => Some(Arc::new(
-                ack::Acknowledger::new(&cfg.id, a.clone(), ours.clone(), &ctx).map_err(
-                    |message| ChannelError {
-                        channel: cfg.id.clone(),
-                        message,
-                    },
-                )?,
-            )),
-            None => None,
-        };
-        let checker =
-            authenticity::Checker::new((*cfg.authenticity).clone()).map_err(|e| ChannelError {
-                channel: cfg.id.clone(),
-                message: e.to_string(),
-            })?;
-        let trust =
-            crate::xmldsig::TrustList::load(&ctx.settings.signatures.trust).map_err(|e| {
-                ChannelError {
-                    channel: cfg.id.clone(),
-                    message: format!("signatures.trust: {e}"),
-                }
-            })?;
-        Ok(Self {
-            cfg,
-            ctx,
-            ours,
-            acknowledger,
-            checker,
-            trust,
-            lease: std::sync::Mutex::new(None),
-            lease_seen: std::sync::Mutex::new(None),
-        })
-    }
-
     /// How long one wait for mail lasts: IDLE is re-issued (and the lease
     /// renewed) every [`LEASE_RENEW`]; polling sleeps `poll_seconds`,
     /// renewing the lease meanwhile.
@@ -591,30 +565,14 @@ impl Email {
                     "the sender is not proven (SPF, DKIM, DMARC): no acknowledgement to a possibly forged address".into()
                 });
             }
-            if parsed.is_report {
-                if !rules.allows(Requirement::Bounces, &proven) {
-                    span.in_scope(|| tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "a delivery report whose sender is not proven: registered as mail, not recorded as a bounce"));
-                } else if self.record_report(&parsed).instrument(span.clone()).await? {
-                    outcomes.push(Ok(()));
-                    continue;
-                }
-            }
-            let follow_up = if rules.allows(Requirement::Threading, &proven) {
-                self.follow_up(&parsed).instrument(span.clone()).await?
-            } else {
-                if !parsed.acknowledged_items.is_empty() || parsed.subject_number.is_some() {
-                    span.in_scope(|| tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "mail names a registered item but its sender is not proven: a new item, not threaded"));
-                }
-                None
-            };
+            let refs = span.in_scope(|| references(&parsed, &proven, rules));
             let source = ImapSource {
                 mailbox: self.cfg.mailbox.clone(),
                 uid_validity: validity,
                 uid: w.uid,
             };
             let received_at = w.received_at.unwrap_or_else(Utc::now);
-            let mut msg =
-                parsed.to_message(&self.cfg.id, received_at, Some(&source), follow_up.as_ref());
+            let mut msg = parsed.to_message(&self.cfg.id, received_at, Some(&source), Some(&refs));
             msg.sender_authenticity = Some(proven);
             outcomes.push(Err("not handed on yet".into()));
             to_publish.push((i, parsed, msg, span));
@@ -670,88 +628,101 @@ impl Email {
         }
         Ok(())
     }
+}
 
-    /// A delivery report about one of our acknowledgements goes on that
-    /// item's record. False when it names no item we know (then it is
-    /// registered like any mail, for the records officer).
-    async fn record_report(&self, parsed: &ParsedMail) -> Result<bool, RoundEnd> {
-        let text = String::from_utf8_lossy(&parsed.raw.bytes);
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-        };
-        if parsed.acknowledged_items.is_empty() {
-            return Ok(false);
-        }
-        // The report itself is kept; its audit line names it.
-        self.ctx
-            .blobs
-            .put(&parsed.raw.bytes)
-            .await
-            .map_err(|e| RoundEnd::Failed(format!("bounce not stored: {e}")))?;
-        for item in &parsed.acknowledged_items {
-            let detail = serde_json::json!({
-                "from": parsed.sender.email,
-                "subject": parsed.subject,
-                "status": field("Status:"),
-                "diagnostic": field("Diagnostic-Code:"),
-                "original": parsed.raw.sha256,
+/// What a mail refers to, as far as its sender is proven for it: a
+/// delivery report's items only when bounces may be recorded, the answers
+/// it replies to and the number it names only when it may be threaded
+/// (the engine resolves them, [`crate::enrich`]).
+fn references(
+    parsed: &ParsedMail,
+    proven: &crate::message::SenderAuthenticity,
+    rules: &authenticity::AuthenticityConfig,
+) -> References {
+    let mut refs = References::default();
+    let items: Vec<String> = parsed
+        .acknowledged_items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if parsed.is_report {
+        if !rules.allows(Requirement::Bounces, proven) {
+            tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "a delivery report whose sender is not proven: registered as mail, not recorded as a bounce");
+        } else if !items.is_empty() {
+            let text = String::from_utf8_lossy(&parsed.raw.bytes);
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+            };
+            refs.report = Some(DeliveryReport {
+                items: items.clone(),
+                key: parsed.raw.sha256.clone(),
+                status: field("Status:"),
+                diagnostic: field("Diagnostic-Code:"),
             });
-            let item = item.to_string();
-            if self
-                .ctx
-                .registry
-                .record_bounce(&item, &parsed.raw.sha256, detail)
-                .await?
-            {
-                crate::metrics::answer_bounced(ChannelKind::Email.as_str());
-                tracing::warn!(item = %item, "our acknowledgement bounced; recorded on the item");
-                return Ok(true);
-            }
         }
-        Ok(false)
+    }
+    if rules.allows(Requirement::Threading, proven) {
+        refs.replies_to = items;
+        refs.number = parsed.subject_number.clone();
+    } else if !items.is_empty() || parsed.subject_number.is_some() {
+        tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "mail names a registered item but its sender is not proven: a new item, not threaded");
+    }
+    refs
+}
+
+impl Door for Email {
+    const KIND: ChannelKind = ChannelKind::Email;
+    const WORDS: Words = Words {
+        lv: "e-pasts",
+        en: "e-mail",
+    };
+    type Config = EmailConfig;
+
+    fn build(cfg: EmailConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let ours = cfg.ours();
+        let acknowledger = match &cfg.acknowledgement {
+            Some(a) => Some(Arc::new(
+                ack::Acknowledger::new(&cfg.id, a.clone(), ours.clone(), &ctx).map_err(
+                    |message| ChannelError {
+                        channel: cfg.id.clone(),
+                        message,
+                    },
+                )?,
+            )),
+            None => None,
+        };
+        let checker =
+            authenticity::Checker::new((*cfg.authenticity).clone()).map_err(|e| ChannelError {
+                channel: cfg.id.clone(),
+                message: e.to_string(),
+            })?;
+        let trust =
+            crate::xmldsig::TrustList::load(&ctx.settings.signatures.trust).map_err(|e| {
+                ChannelError {
+                    channel: cfg.id.clone(),
+                    message: format!("signatures.trust: {e}"),
+                }
+            })?;
+        Ok(Self {
+            cfg,
+            ctx,
+            ours,
+            acknowledger,
+            checker,
+            trust,
+            lease: std::sync::Mutex::new(None),
+            lease_seen: std::sync::Mutex::new(None),
+        })
     }
 
-    /// The item this mail follows up: named by our acknowledgement's
-    /// Message-ID or the number in the subject, and only when the mail
-    /// comes from that item's sender (else it would leak into a stranger's case).
-    async fn follow_up(&self, parsed: &ParsedMail) -> Result<Option<FollowUp>, RoundEnd> {
-        let Some(sender) = parsed.sender.email.as_deref() else {
-            return Ok(None);
-        };
-        let mut candidates: Vec<(String, &str)> = parsed
-            .acknowledged_items
-            .iter()
-            .map(|id| (id.to_string(), "in_reply_to"))
-            .collect();
-        if let Some(n) = &parsed.subject_number {
-            candidates.push((n.clone(), "subject_tag"));
-        }
-        for (key, matched_by) in candidates {
-            let Some(item) = self.ctx.registry.find(&key).await? else {
-                continue;
-            };
-            let same_sender = item
-                .sender_email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(sender));
-            if !same_sender {
-                tracing::info!(
-                    number = %item.registration_number,
-                    "mail names a registered item but does not come from its sender: a new item"
-                );
-                continue;
-            }
-            return Ok(Some(FollowUp {
-                item_id: item.id,
-                registration_number: item.registration_number,
-                unit_id: item.unit_id,
-                service_id: item.service_id,
-                matched_by: matched_by.into(),
-            }));
-        }
-        Ok(None)
+    fn original<'a>(msg: &'a IntakeMessage, blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
+        Box::pin(original::of(msg, blobs))
+    }
+
+    fn original_file(msg: &IntakeMessage) -> Option<OriginalFile> {
+        OriginalFile::in_metadata(msg, format!("{}.eml", msg.id))
     }
 }
 

@@ -19,7 +19,8 @@ use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use super::edoc;
-use crate::message::{AttachmentRef, ChannelKind, ChannelRef, FollowUp, IntakeMessage, Sender};
+use crate::enrich::References;
+use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage, Sender};
 
 /// Forwarded messages are followed this deep (a forward of a forward…).
 const MAX_NESTING: usize = 3;
@@ -95,6 +96,13 @@ pub fn acknowledgement_id(item_id: &str, domain: &str) -> String {
     format!("<{item_id}.ack@{domain}>")
 }
 
+/// The `Message-ID` of the mail that carries an item's answer: a reply to
+/// it or a delivery report about it names the item as an acknowledgement's
+/// does.
+pub fn answer_mail_id(item_id: &str, domain: &str) -> String {
+    format!("<{item_id}.answer@{domain}>")
+}
+
 /// The subject tag that carries the registration number.
 pub fn subject_tag(number: &str) -> String {
     format!("[Nr. {number}]")
@@ -129,8 +137,10 @@ pub fn reply_subject(subject: &str, number: &str) -> String {
 }
 
 static ACK_ID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.ack@")
-        .expect("static regex")
+    Regex::new(
+        r"(?i)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(?:ack|answer)@",
+    )
+    .expect("static regex")
 });
 static SUBJECT_NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[Nr\.\s*([^\]\s][^\]]{0,40}?)\s*\]").expect("static regex"));
@@ -784,14 +794,15 @@ impl ParsedMail {
         format!("email:{instance}:{}", self.raw.sha256)
     }
 
-    /// The one message format. `follow_up` is the item this mail answers,
-    /// found by the channel after checking the sender.
+    /// The one message format. `refers_to` is what the mail says it
+    /// answers or reports on, as far as the channel vouches for its sender
+    /// (resolved by the engine, [`crate::enrich`]).
     pub fn to_message(
         &self,
         instance: &str,
         received_at: DateTime<Utc>,
         source: Option<&ImapSource>,
-        follow_up: Option<&FollowUp>,
+        refers_to: Option<&References>,
     ) -> IntakeMessage {
         let channel = ChannelRef {
             kind: ChannelKind::Email,
@@ -859,10 +870,10 @@ impl ParsedMail {
                 json!({ "mailbox": s.mailbox, "uid_validity": s.uid_validity, "uid": s.uid }),
             );
         }
-        if let Some(f) = follow_up {
+        if let Some(r) = refers_to.filter(|r| !r.is_empty()) {
             obj.insert(
-                "follow_up_of".into(),
-                serde_json::to_value(f).unwrap_or(Value::Null),
+                crate::enrich::REFERS_TO.into(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
             );
         }
         msg.metadata
@@ -986,6 +997,27 @@ mod tests {
             vec![Uuid::parse_str(id).expect("uuid")]
         );
         assert!(!p.is_report);
+    }
+
+    #[test]
+    fn a_delivery_report_about_an_answer_mail_names_its_item() {
+        let id = "01937b2c-0000-7000-8000-000000000002";
+        let raw = format!(
+            "From: MAILER-DAEMON@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\
+             --b\r\nContent-Type: message/delivery-status\r\n\r\n\
+             Final-Recipient: rfc822; anna@example.lv\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+             --b\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+             Message-ID: {}\r\nSubject: Atbilde\r\n\r\n--b--\r\n",
+            answer_mail_id(id, "example.lv")
+        );
+        let p = parse(raw.into_bytes(), None, &[]);
+        assert!(p.is_report);
+        assert_eq!(
+            p.acknowledged_items,
+            vec![Uuid::parse_str(id).expect("uuid")]
+        );
     }
 
     #[test]

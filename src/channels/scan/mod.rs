@@ -26,11 +26,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Channel, ChannelContext, ChannelError};
+use super::original::{Original, OriginalFile, ScanPage};
+use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use crate::blobs::BlobStore;
 use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::ocr::{OcrError, OcrPool, OcrSettings, PageText};
@@ -118,9 +121,13 @@ fn default_pdf_dpi() -> u32 {
     300
 }
 
-impl ScanConfig {
+impl DoorConfig for ScanConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Problems with the file's values, each naming its key.
-    pub fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<String> {
         let mut issues = Vec::new();
         if self.folder.as_os_str().is_empty() {
             issues.push("folder: give the folder the scanner writes to".into());
@@ -156,28 +163,6 @@ pub struct Scan {
 const FILE_CLAIM_SECS: i64 = 60;
 
 impl Scan {
-    pub fn new(cfg: ScanConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
-        let fail = |message: String| ChannelError {
-            channel: cfg.id.clone(),
-            message,
-        };
-        for sub in ["processed", "failed"] {
-            std::fs::create_dir_all(cfg.folder.join(sub)).map_err(|e| {
-                fail(format!(
-                    "folder {}: cannot create {sub}/: {e} (check `folder` and its permissions)",
-                    cfg.folder.display()
-                ))
-            })?;
-        }
-        let pool = OcrPool::start(cfg.ocr.clone()).map_err(|e| fail(e.to_string()))?;
-        Ok(Scan {
-            pool: Arc::new(pool),
-            cfg,
-            ctx,
-            claimed: std::sync::Mutex::new(None),
-        })
-    }
-
     /// Files in the folder whose size and time have not moved for
     /// `stable_seconds` (the scanner has finished writing them).
     fn stable_files(
@@ -791,6 +776,82 @@ async fn move_into(file: &Path, dir: &Path) -> Result<(), String> {
     tokio::fs::rename(file, &target)
         .await
         .map_err(|e| format!("moving to {}: {e}", target.display()))
+}
+
+/// A scan as the desk shows it: its file, page by page with the OCR text.
+fn scanned_original(msg: &IntakeMessage) -> Original {
+    let scan = msg.channel_metadata();
+    let pages = scan
+        .and_then(|s| s.get("page_details"))
+        .and_then(|p| p.as_array())
+        .map(|pages| {
+            pages
+                .iter()
+                .map(|p| ScanPage {
+                    number: p.get("page").and_then(|n| n.as_u64()).unwrap_or(0) as u32,
+                    text: p
+                        .get("text")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    confidence: p.get("confidence").and_then(|c| c.as_i64()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Original::Scan {
+        file: scan
+            .and_then(|s| s.get("file"))
+            .and_then(|f| f.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        pages,
+    }
+}
+
+impl Door for Scan {
+    const KIND: ChannelKind = ChannelKind::Scan;
+    const WORDS: Words = Words {
+        lv: "skenēts pasts",
+        en: "scanned post",
+    };
+    type Config = ScanConfig;
+
+    fn build(cfg: ScanConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let fail = |message: String| ChannelError {
+            channel: cfg.id.clone(),
+            message,
+        };
+        for sub in ["processed", "failed"] {
+            std::fs::create_dir_all(cfg.folder.join(sub)).map_err(|e| {
+                fail(format!(
+                    "folder {}: cannot create {sub}/: {e} (check `folder` and its permissions)",
+                    cfg.folder.display()
+                ))
+            })?;
+        }
+        let pool = OcrPool::start(cfg.ocr.clone()).map_err(|e| fail(e.to_string()))?;
+        Ok(Scan {
+            pool: Arc::new(pool),
+            cfg,
+            ctx,
+            claimed: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn original<'a>(msg: &'a IntakeMessage, _blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
+        Box::pin(std::future::ready(scanned_original(msg)))
+    }
+
+    fn original_file(msg: &IntakeMessage) -> Option<OriginalFile> {
+        let name = msg
+            .channel_metadata()
+            .and_then(|s| s.get("file"))
+            .and_then(|f| f.as_str())
+            .unwrap_or("scan")
+            .to_string();
+        OriginalFile::in_metadata(msg, name)
+    }
 }
 
 #[async_trait]

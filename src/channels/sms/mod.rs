@@ -27,6 +27,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -41,7 +42,9 @@ pub mod segments;
 
 pub use reply::ReplySettings;
 
-use super::{Channel, ChannelContext, ChannelError};
+use super::original::Original;
+use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use crate::blobs::BlobStore;
 use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::phone::SmsAddress;
@@ -182,9 +185,13 @@ impl GatewayConfig {
     }
 }
 
-impl SmsConfig {
+impl DoorConfig for SmsConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Problems with the file, each naming its key.
-    pub fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<String> {
         let mut issues = Vec::new();
         if self.max_chars == 0 {
             issues.push("max_chars must be at least 1".into());
@@ -445,30 +452,6 @@ struct Callback<'a> {
 }
 
 impl Sms {
-    /// Builds the channel; a missing secret is logged, not fatal.
-    pub fn new(cfg: SmsConfig, ctx: ChannelContext) -> Result<Sms, ChannelError> {
-        let secret = match cfg.gateway.secret() {
-            Ok(s) => Some(s),
-            Err(why) => {
-                tracing::warn!(channel = %cfg.id, "SMS callbacks are refused with 503 until configured: {why}");
-                None
-            }
-        };
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(20))
-            .build()
-            .map_err(|e| ChannelError {
-                channel: cfg.id.clone(),
-                message: format!("HTTP client for answers: {e}"),
-            })?;
-        Ok(Sms {
-            cfg,
-            ctx,
-            secret,
-            http,
-        })
-    }
-
     /// Authenticates and parses one callback.
     fn parse(&self, c: &Callback<'_>) -> Result<InboundSms, Refusal> {
         let Some(secret) = &self.secret else {
@@ -769,6 +752,44 @@ async fn inbound(
             }
             (refusal.status(), refusal.to_string()).into_response()
         }
+    }
+}
+
+impl Door for Sms {
+    const KIND: ChannelKind = ChannelKind::Sms;
+    const WORDS: Words = Words {
+        lv: "īsziņa",
+        en: "SMS",
+    };
+    type Config = SmsConfig;
+
+    fn build(cfg: SmsConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+        let secret = match cfg.gateway.secret() {
+            Ok(s) => Some(s),
+            Err(why) => {
+                tracing::warn!(channel = %cfg.id, "SMS callbacks are refused with 503 until configured: {why}");
+                None
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(|e| ChannelError {
+                channel: cfg.id.clone(),
+                message: format!("HTTP client for answers: {e}"),
+            })?;
+        Ok(Sms {
+            cfg,
+            ctx,
+            secret,
+            http,
+        })
+    }
+
+    fn original<'a>(msg: &'a IntakeMessage, _blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
+        Box::pin(std::future::ready(Original::fields_of(
+            msg.channel_metadata(),
+        )))
     }
 }
 

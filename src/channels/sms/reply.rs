@@ -29,6 +29,10 @@ pub struct ReplySettings {
     /// Placeholders: {number}, {due}, {status_url}.
     pub template_lv: String,
     pub template_en: String,
+    /// The notice that the item was answered (the answer is on the status
+    /// page): placeholders {number} (the answer's number), {status_url}.
+    pub answer_template_lv: String,
+    pub answer_template_en: String,
     pub max_segments: usize,
     pub max_per_number_per_day: i64,
     /// The sender shown on the answer (our number); the gateway's default if unset.
@@ -45,6 +49,9 @@ impl Default for ReplySettings {
             template_lv: "Reģistrēts Nr. {number}, atbilde līdz {due}. Statuss: {status_url}"
                 .into(),
             template_en: "Registered No. {number}, answer by {due}. Status: {status_url}".into(),
+            answer_template_lv: "Jūsu iesniegumam sagatavota atbilde Nr. {number}: {status_url}"
+                .into(),
+            answer_template_en: "Your submission was answered, No. {number}: {status_url}".into(),
             max_segments: 2,
             max_per_number_per_day: 5,
             from: None,
@@ -98,6 +105,20 @@ impl ReplySettings {
         } else {
             &self.template_lv
         };
+        self.fit(template, number, due, status_url)
+    }
+
+    /// The notice of an item's answer, within the part limit.
+    pub fn render_answer(&self, number: &str, status_url: &str) -> (String, Segments) {
+        let template = if self.language == "en" {
+            &self.answer_template_en
+        } else {
+            &self.answer_template_lv
+        };
+        self.fit(template, number, "", status_url)
+    }
+
+    fn fit(&self, template: &str, number: &str, due: &str, status_url: &str) -> (String, Segments) {
         let text = template
             .replace("{number}", number)
             .replace("{due}", due)
@@ -316,11 +337,25 @@ impl Replier for Sms {
             self.ctx.settings.http.public_url.trim_end_matches('/'),
             r.item_id
         );
-        let (text, seg) = self.cfg.reply.render(
-            &r.registration_number,
-            r.due.as_deref().unwrap_or("-"),
-            &status_url,
-        );
+        let answer = match &r.answer_id {
+            Some(id) => Some(
+                self.ctx
+                    .registry
+                    .answer(id)
+                    .await
+                    .map_err(|e| ReplyError::Transient(e.to_string()))?
+                    .ok_or_else(|| ReplyError::Permanent(format!("answer {id} is gone")))?,
+            ),
+            None => None,
+        };
+        let (text, seg) = match &answer {
+            Some(a) => self.cfg.reply.render_answer(&a.number, &status_url),
+            None => self.cfg.reply.render(
+                &r.registration_number,
+                r.due.as_deref().unwrap_or("-"),
+                &status_url,
+            ),
+        };
         let reported = self.send(&r.address, &text, &seg, &r.item_id).await?;
         let mut detail = serde_json::json!({
             "to": r.address,
@@ -359,6 +394,17 @@ mod tests {
         );
         assert_eq!(reported_parts("0: Accepted for delivery"), None);
         assert_eq!(reported_parts(r#"{"sid":"SM1"}"#), None);
+    }
+
+    #[test]
+    fn an_items_answer_is_a_notice_with_its_number_and_status_link() {
+        let s = ReplySettings::default();
+        let (text, m) = s.render_answer("IZ-2026/5", "https://pas.lv/status/1");
+        assert_eq!(
+            text,
+            "Jūsu iesniegumam sagatavota atbilde Nr. IZ-2026/5: https://pas.lv/status/1"
+        );
+        assert!(m.parts <= s.max_segments);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::{HONEYPOT, TOKEN};
+use crate::channels::DoorConfig;
 
 /// What a form field feeds in the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -114,9 +115,13 @@ pub(super) const HIDDEN_FIELD_BYTES: u64 = 256;
 /// How many hidden fields a form carries.
 const HIDDEN_FIELDS: u64 = 3;
 
-impl WebFormConfig {
+impl DoorConfig for WebFormConfig {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Problems a file loader reports with the file name.
-    pub fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.fields.is_empty() {
             out.push("a form needs at least one [[field]]".into());
@@ -142,7 +147,9 @@ impl WebFormConfig {
         }
         out
     }
+}
 
+impl WebFormConfig {
     /// The most bytes a field's value may take: 4 a character in UTF-8.
     pub(super) fn value_bytes(&self, name: &str) -> u64 {
         self.fields

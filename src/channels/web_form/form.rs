@@ -110,11 +110,7 @@ impl WebForm {
                         Ok(Some(_)) => {
                             return Err(Refusal::Invalid(vec![(
                                 Some("attachments".into()),
-                                lang.t(
-                                    "Pielikumam nav faila nosaukuma.",
-                                    "An attachment has no file name.",
-                                )
-                                .into(),
+                                lang.t("field.no_file_name").into(),
                             )]));
                         }
                         Err(e) => return Err(self.multipart_refusal(e, lang)),
@@ -292,11 +288,11 @@ pub(super) async fn submit_form(
                 number: receipt.registration_number.unwrap_or_default(),
                 reply_due: receipt.reply_due.unwrap_or_default(),
                 status_url: receipt.status_url,
-                t_heading: lang.t("Paldies! Jūsu iesniegums ir saņemts.", "Thank you! Your submission has been received."),
-                t_number: lang.t("Reģistrācijas numurs", "Registration number"),
-                t_due: lang.t("Atbildi sniegsim līdz", "We will reply by"),
-                t_pending: lang.t("Iesniegums tiek reģistrēts. Reģistrācijas numuru redzēsiet šeit:", "Your submission is being registered. You will see its registration number here:"),
-                t_status: lang.t("Iesnieguma statuss", "Submission status"),
+                t_heading: lang.t("receipt.heading"),
+                t_number: lang.t("receipt.number"),
+                t_due: lang.t("receipt.due"),
+                t_pending: lang.t("receipt.pending"),
+                t_status: lang.t("receipt.status"),
             };
             let mut resp = render(page);
             *resp.status_mut() = status;

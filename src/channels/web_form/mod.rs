@@ -4,14 +4,19 @@
 //! confirmed the message; the answer carries the registration number if it
 //! is ready within a short wait, otherwise a tracking link.
 //!
-//! `config` (the TOML and the body limits it implies), `page` (form and
-//! receipt pages), `validate`, `form` (the HTML form's POST, attachments
-//! streamed to the blob store) and `api` (the JSON API).
+//! `config` (the TOML and the body limits it implies), `lang` (the page's
+//! language, its texts from `templates/form/i18n/`), `page` (form and
+//! receipt pages), `validate`, `refusal` (each refusal's status and words),
+//! `form` (the HTML form's POST, attachments streamed to the blob store) and
+//! `api` (the JSON API); here the door itself and the intake of a checked
+//! submission (door claim, publish, receipt).
 
 mod api;
 mod config;
 mod form;
+mod lang;
 mod page;
+mod refusal;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,11 +25,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -34,8 +39,12 @@ use tracing::Instrument;
 use unicode_normalization::UnicodeNormalization;
 
 pub use config::{FieldConfig, FieldKind, FieldRole, WebFormConfig};
+pub use lang::Lang;
+use refusal::{Problem, Refusal};
 
-use super::{Channel, ChannelContext, ChannelError};
+use super::original::Original;
+use super::{Channel, ChannelContext, ChannelError, Door, Words};
+use crate::blobs::BlobStore;
 use crate::bus::publish_intake;
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
 use crate::phone::normalise_phone;
@@ -48,11 +57,6 @@ const HONEYPOT: &str = "website";
 const TOKEN: &str = "form_token";
 /// How long a submission waits for a free upload slot before 503.
 const UPLOAD_WAIT: Duration = Duration::from_secs(3);
-/// `Retry-After` (seconds) when the form is busy or the bus is away.
-const RETRY_AFTER_SECS: u64 = 5;
-
-/// A problem to show: the field it is about (if one) and the message.
-type Problem = (Option<String>, String);
 
 /// A running web form.
 pub struct WebForm {
@@ -65,8 +69,27 @@ pub struct WebForm {
 }
 
 impl WebForm {
-    /// Builds the form; the API key is read from its environment variable now.
-    pub fn new(cfg: WebFormConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+    /// A slot for reading a submission's body, waiting briefly for one.
+    async fn upload_slot(&self) -> Result<SemaphorePermit<'_>, Refusal> {
+        match tokio::time::timeout(UPLOAD_WAIT, self.uploads.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::warn!(channel = %self.cfg.id, "all {} upload slots busy: submission refused with 503", self.cfg.uploads_in_flight);
+                Err(Refusal::Busy)
+            }
+        }
+    }
+}
+
+impl Door for WebForm {
+    const KIND: ChannelKind = ChannelKind::WebForm;
+    const WORDS: Words = Words {
+        lv: "tīmekļa veidlapa",
+        en: "web form",
+    };
+    type Config = WebFormConfig;
+
+    fn build(cfg: WebFormConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
         let api_key = match &cfg.api_key_env {
             Some(var) => match std::env::var(var) {
                 Ok(v) if v.len() >= 16 => Some(SecretString::from(v)),
@@ -95,15 +118,9 @@ impl WebForm {
         })
     }
 
-    /// A slot for reading a submission's body, waiting briefly for one.
-    async fn upload_slot(&self) -> Result<SemaphorePermit<'_>, Refusal> {
-        match tokio::time::timeout(UPLOAD_WAIT, self.uploads.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
-                tracing::warn!(channel = %self.cfg.id, "all {} upload slots busy: submission refused with 503", self.cfg.uploads_in_flight);
-                Err(Refusal::Busy)
-            }
-        }
+    fn original<'a>(msg: &'a IntakeMessage, _blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
+        let fields = msg.channel_metadata().and_then(|m| m.get("fields"));
+        Box::pin(std::future::ready(Original::fields_of(fields)))
     }
 }
 
@@ -140,134 +157,10 @@ impl Channel for WebForm {
     }
 }
 
-/// Page language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Lv,
-    En,
-}
-
-impl Lang {
-    fn pick(query: Option<&str>, headers: &HeaderMap) -> Self {
-        match query {
-            Some("en") => Lang::En,
-            Some("lv") => Lang::Lv,
-            _ => {
-                let accept = headers
-                    .get(header::ACCEPT_LANGUAGE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if accept.trim_start().starts_with("en") {
-                    Lang::En
-                } else {
-                    Lang::Lv
-                }
-            }
-        }
-    }
-    fn code(self) -> &'static str {
-        match self {
-            Lang::Lv => "lv",
-            Lang::En => "en",
-        }
-    }
-    fn t(self, lv: &'static str, en: &'static str) -> &'static str {
-        match self {
-            Lang::Lv => lv,
-            Lang::En => en,
-        }
-    }
-}
-
 /// A submission after parsing, before validation.
 struct Submission {
     values: BTreeMap<String, String>,
     attachments: Vec<AttachmentRef>,
-}
-
-/// Why a submission was refused; each maps to one status and one clear message.
-#[derive(Debug)]
-enum Refusal {
-    Invalid(Vec<Problem>),
-    /// Not readable as sent: bytes that are not UTF-8, JSON that does not parse.
-    BadRequest(Vec<Problem>),
-    TooLarge(String),
-    Unsupported(String),
-    /// The idempotency key (page token, `Idempotency-Key`) was used for other content.
-    Conflict {
-        api: bool,
-    },
-    RateLimited,
-    Bot,
-    Unauthorized,
-    /// The JSON API of this form is off (no key configured).
-    NotEnabled,
-    /// Every upload slot is taken.
-    Busy,
-    Unavailable,
-}
-
-impl Refusal {
-    fn status(&self) -> StatusCode {
-        match self {
-            Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Refusal::BadRequest(_) | Refusal::Bot => StatusCode::BAD_REQUEST,
-            Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Refusal::Conflict { .. } => StatusCode::CONFLICT,
-            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-            Refusal::NotEnabled => StatusCode::NOT_FOUND,
-            Refusal::Busy | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn messages(&self, lang: Lang) -> Vec<Problem> {
-        let one = |m: String| vec![(None, m)];
-        match self {
-            Refusal::Invalid(list) | Refusal::BadRequest(list) => list.clone(),
-            Refusal::TooLarge(m) | Refusal::Unsupported(m) => one(m.clone()),
-            Refusal::Conflict { api: true } => one("this Idempotency-Key was already used for a submission with different content; nothing was registered for this request (send new content with a new key)".into()),
-            Refusal::Conflict { api: false } => one(lang.t("Šī veidlapa jau tika iesniegta ar citu saturu; tas, ko nosūtījāt tagad, netika reģistrēts. Lai to reģistrētu kā jaunu iesniegumu, iesniedziet vēlreiz.", "This form page was already submitted with different content; what you sent now was not registered. To register it as a new submission, submit it again.").into()),
-            Refusal::RateLimited => one(lang.t("Pārāk daudz iesniegumu no jūsu adreses; lūdzu, mēģiniet pēc minūtes.", "Too many submissions from your address; please try again in a minute.").into()),
-            Refusal::Bot => one(lang.t("Slēptais lauks „website” ir aizpildīts, tāpēc iesniegums netika pieņemts. Ja esat cilvēks, atstājiet to tukšu un iesniedziet vēlreiz.", "The hidden field \"website\" was filled in, so the submission was not accepted. If you are a person, leave it empty and submit again.").into()),
-            Refusal::Unauthorized => one("missing or wrong API key (Authorization: Bearer <key>)".into()),
-            Refusal::NotEnabled => one("the JSON API of this form is not enabled (set its api_key_env)".into()),
-            Refusal::Busy => one(lang.t("Šobrīd tiek saņemts pārāk daudz iesniegumu; nekas netika reģistrēts. Lūdzu, mēģiniet vēlreiz pēc dažām sekundēm.", "Too many submissions are arriving right now; nothing was registered. Please try again in a few seconds.").into()),
-            Refusal::Unavailable => one(lang.t("Iesniegumu šobrīd nevar pieņemt; nekas netika reģistrēts. Lūdzu, mēģiniet vēlreiz pēc brīža.", "Your submission cannot be accepted right now; nothing was registered. Please try again shortly.").into()),
-        }
-    }
-
-    /// Sets `Retry-After` where trying again later helps.
-    fn with_retry_after(&self, mut resp: Response) -> Response {
-        if matches!(self, Refusal::Busy | Refusal::Unavailable) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        resp
-    }
-
-    /// The JSON answer of both POST endpoints: `status`, every problem in
-    /// `errors` (with its field), and `error`, the item API's one text.
-    fn json(&self, lang: Lang) -> Response {
-        let problems = self.messages(lang);
-        let error = problems
-            .iter()
-            .map(|(_, m)| m.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let errors: Vec<serde_json::Value> = problems
-            .into_iter()
-            .map(|(f, m)| serde_json::json!({"field": f, "message": m}))
-            .collect();
-        self.with_retry_after(
-            (
-                self.status(),
-                Json(serde_json::json!({ "status": "refused", "error": error, "errors": errors })),
-            )
-                .into_response(),
-        )
-    }
 }
 
 impl WebForm {
@@ -371,9 +264,8 @@ impl WebForm {
             .as_deref()
             .map(|f| self.label(f, lang))
             .unwrap_or_default();
-        let lv = format!("Lauku „{label}” nevar reģistrēt; nekas netika reģistrēts ({e}).");
-        let en = format!("\"{label}\" cannot be registered; nothing was registered ({e}).");
-        Refusal::BadRequest(vec![(field, if lang == Lang::En { en } else { lv })])
+        let text = lang.text("field.not_storable", &[("label", &label), ("error", &e)]);
+        Refusal::BadRequest(vec![(field, text)])
     }
 
     fn status_url(&self, tracking_id: &str) -> String {

@@ -95,8 +95,8 @@ impl WebForm {
         };
         FormPage {
             lang: lang.code(),
-            other_lang: lang.t("en", "lv"),
-            other_lang_name: lang.t("English", "Latviešu"),
+            other_lang: lang.t("page.other_lang"),
+            other_lang_name: lang.t("page.other_lang_name"),
             title: match lang {
                 Lang::En => self
                     .cfg
@@ -139,23 +139,18 @@ impl WebForm {
             errors: errors.iter().map(|(_, m)| m.clone()).collect(),
             max_attachments: self.cfg.max_attachments,
             accept: self.cfg.allowed_attachment_types.join(","),
-            t_required: lang.t("obligāts", "required"),
-            t_attachments: lang.t("Pielikumi", "Attachments"),
-            t_attachments_hint: match lang {
-                Lang::Lv => format!(
-                    "Līdz {} failiem, katrs līdz {} MB.",
-                    self.cfg.max_attachments,
-                    self.cfg.max_attachment_bytes / (1024 * 1024)
-                ),
-                Lang::En => format!(
-                    "Up to {} files, each up to {} MB.",
-                    self.cfg.max_attachments,
-                    self.cfg.max_attachment_bytes / (1024 * 1024)
-                ),
-            },
-            t_submit: lang.t("Iesniegt", "Submit"),
-            t_errors: lang.t("Lūdzu, izlabojiet:", "Please correct:"),
-            t_honeypot: lang.t("Neaizpildiet šo lauku", "Leave this field empty"),
+            t_required: lang.t("page.required"),
+            t_attachments: lang.t("page.attachments"),
+            t_attachments_hint: lang.text(
+                "page.attachments_hint",
+                &[
+                    ("files", &self.cfg.max_attachments),
+                    ("mb", &(self.cfg.max_attachment_bytes / (1024 * 1024))),
+                ],
+            ),
+            t_submit: lang.t("page.submit"),
+            t_errors: lang.t("page.errors"),
+            t_honeypot: lang.t("page.honeypot"),
         }
     }
 }

@@ -8,11 +8,18 @@ use super::config::FieldKind;
 use super::{HONEYPOT, Lang, Problem, Refusal, TOKEN, WebForm};
 use crate::phone::normalise_phone;
 
-pub(super) fn field_problem(field: &str, lang: Lang, lv: String, en: String) -> Problem {
-    (
-        Some(field.to_string()),
-        if lang == Lang::En { en } else { lv },
-    )
+/// A problem with one field, in the page's language: the catalog's `key`
+/// (`field.…`) about its `label`, with further `values`.
+pub(super) fn field_problem(
+    field: &str,
+    lang: Lang,
+    key: &'static str,
+    label: &str,
+    values: &[(&str, &dyn std::fmt::Display)],
+) -> Problem {
+    let mut all: Vec<(&str, &dyn std::fmt::Display)> = vec![("label", &label)];
+    all.extend_from_slice(values);
+    (Some(field.to_string()), lang.text(key, &all))
 }
 
 impl WebForm {
@@ -40,12 +47,7 @@ impl WebForm {
                 &f.label
             };
             if f.required && v.is_empty() {
-                problems.push(field_problem(
-                    &f.name,
-                    lang,
-                    format!("Lauks „{label}” ir obligāts."),
-                    format!("\"{label}\" is required."),
-                ));
+                problems.push(field_problem(&f.name, lang, "field.required", label, &[]));
                 continue;
             }
             let len = v.chars().count();
@@ -53,31 +55,16 @@ impl WebForm {
                 problems.push(field_problem(
                     &f.name,
                     lang,
-                    format!(
-                        "Lauks „{label}” ir par garu ({len} zīmes, atļautas {}).",
-                        f.max_length
-                    ),
-                    format!(
-                        "\"{label}\" is too long ({len} characters, {} allowed).",
-                        f.max_length
-                    ),
+                    "field.too_long_counted",
+                    label,
+                    &[("len", &len), ("max", &f.max_length)],
                 ));
             }
             if !v.is_empty() && f.kind == FieldKind::Email && !looks_like_email(v) {
-                problems.push(field_problem(
-                    &f.name,
-                    lang,
-                    format!("Lauks „{label}” nav e-pasta adrese."),
-                    format!("\"{label}\" is not an e-mail address."),
-                ));
+                problems.push(field_problem(&f.name, lang, "field.not_email", label, &[]));
             }
             if !v.is_empty() && f.kind == FieldKind::Tel && normalise_phone(v).is_none() {
-                problems.push(field_problem(
-                    &f.name,
-                    lang,
-                    format!("Lauks „{label}” nav tālruņa numurs."),
-                    format!("\"{label}\" is not a phone number."),
-                ));
+                problems.push(field_problem(&f.name, lang, "field.not_phone", label, &[]));
             }
         }
         let known: std::collections::HashSet<&str> = self
@@ -128,12 +115,9 @@ impl WebForm {
         Refusal::BadRequest(vec![field_problem(
             field,
             lang,
-            format!(
-                "Lauks „{label}” satur baitus, kas nav UTF-8 teksts; nekas netika reģistrēts. Lūdzu, ievadiet tekstu vēlreiz."
-            ),
-            format!(
-                "\"{label}\" contains bytes that are not UTF-8 text; nothing was registered. Please enter the text again."
-            ),
+            "field.not_utf8",
+            &label,
+            &[],
         )])
     }
 
@@ -147,36 +131,15 @@ impl WebForm {
             .find(|f| f.name == field)
             .map(|f| f.max_length);
         Refusal::Invalid(vec![match max {
-            Some(max) => field_problem(
-                field,
-                lang,
-                format!("Lauks „{label}” ir par garu (atļautas {max} zīmes)."),
-                format!("\"{label}\" is too long ({max} characters allowed)."),
-            ),
-            None => field_problem(
-                field,
-                lang,
-                format!("Lauks „{label}” ir par garu."),
-                format!("\"{label}\" is too long."),
-            ),
+            Some(max) => field_problem(field, lang, "field.too_long_max", &label, &[("max", &max)]),
+            None => field_problem(field, lang, "field.too_long", &label, &[]),
         }])
     }
 
     /// A body larger than this form can take.
     pub(super) fn too_large(&self, limit: u64, lang: Lang) -> Refusal {
         let mb = limit.div_ceil(1024 * 1024);
-        Refusal::TooLarge(
-            lang.t(
-                "Iesniegums ir lielāks, nekā šī veidlapa pieņem",
-                "The submission is larger than this form accepts",
-            )
-            .to_string()
-                + &format!(
-                    " ({} MB); {}",
-                    mb,
-                    lang.t("nekas netika reģistrēts.", "nothing was registered.")
-                ),
-        )
+        Refusal::TooLarge(lang.text("refusal.too_large", &[("mb", &mb)]))
     }
 }
 

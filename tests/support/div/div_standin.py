@@ -371,7 +371,8 @@ def operate(state, op, body_el):
             "message_id": mid,
             "sender": sender,
             "recipients": recipients,
-            "title": doc_el.findtext(f".//{{{DIV}}}Title"),
+            # The document's title (GeneralMetadata/Title), not the author's.
+            "title": doc_el.findtext(f".//{{{DIV}}}GeneralMetadata/{{{DIV}}}Title"),
             "description": doc_el.findtext(f".//{{{DIV}}}Description"),
             "signature_ok": True,
             "sent_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
