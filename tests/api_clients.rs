@@ -10,7 +10,7 @@
 mod support;
 
 use std::net::IpAddr;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use pietura::api_clients::{self, ApiAction, UnitScope};
 use serde_json::json;
@@ -310,16 +310,7 @@ async fn scoped_clients_embedded_sqlite() {
 
 /// Runs the `pietura` binary on the test daemon's registry and rules.
 fn pietura(env: &TestEnv, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pietura"));
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PIETURA") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("PIETURA__DATABASE__URL", env.database_url())
-        .env("PIETURA__RULES__DIR", &env.rules_dir);
-    cmd.output().expect("run pietura")
+    env.cli(args, &[])
 }
 
 fn stdout(o: &Output) -> String {

@@ -563,3 +563,78 @@ async fn an_answer_document_with_malware_is_refused() {
     assert_eq!(answers[0].document_name.as_deref(), Some("atbilde.pdf"));
     env.stop().await;
 }
+
+/// The accounts' units from the command line, as the README gives them:
+/// `pietura user add --role unit --unit …`, `pietura user units`, and
+/// `pietura user list` showing them; unknown units and accounts refused.
+#[tokio::test]
+async fn the_user_commands_set_and_list_units() {
+    let env = TestEnv::start(Options::new(Backend::Embedded)).await;
+    let password = [("PIETURA_USER_PASSWORD", "buvvaldes-parole-2026")];
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let listed = |env: &TestEnv| {
+        let out = env.cli(&["user", "list"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("janis"))
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let out = env.cli(
+        &[
+            "user",
+            "add",
+            "janis",
+            "--role",
+            "unit",
+            "--unit",
+            "buvvalde",
+            "--unit",
+            "nosuchunit",
+        ],
+        &password,
+    );
+    assert!(!out.status.success(), "an unknown unit: {}", text(&out));
+    assert!(text(&out).contains("nosuchunit"), "{}", text(&out));
+
+    let out = env.cli(
+        &[
+            "user", "add", "janis", "--role", "unit", "--unit", "buvvalde",
+        ],
+        &password,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let line = listed(&env);
+    assert!(line.contains("unit") && line.contains("buvvalde"), "{line}");
+    assert!(!line.contains("socialais"), "{line}");
+
+    let out = env.cli(&["user", "units", "janis", "socialais", "buvvalde"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = listed(&env);
+    assert!(
+        line.contains("socialais") && line.contains("buvvalde"),
+        "{line}"
+    );
+
+    let out = env.cli(&["user", "units", "janis", "nosuchunit"], &[]);
+    assert!(!out.status.success(), "an unknown unit: {}", text(&out));
+    let out = env.cli(&["user", "units", "nobody", "buvvalde"], &[]);
+    assert!(!out.status.success(), "an unknown account: {}", text(&out));
+
+    let out = env.cli(&["user", "units", "janis"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = listed(&env);
+    assert!(
+        !line.contains("buvvalde") && !line.contains("socialais"),
+        "{line}"
+    );
+    env.stop().await;
+}

@@ -449,6 +449,22 @@ impl TestEnv {
     }
 
     /// The registry's URL, for a test that connects as another daemon would.
+    /// Runs the real `pietura` binary on this daemon's registry and rules,
+    /// with `vars` set and no other `PIETURA*` variable of the test's own.
+    pub fn cli(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pietura"));
+        cmd.args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PIETURA") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("PIETURA__DATABASE__URL", self.database_url())
+            .env("PIETURA__RULES__DIR", &self.rules_dir)
+            .envs(vars.iter().copied());
+        cmd.output().expect("run pietura")
+    }
+
     pub fn database_url(&self) -> String {
         self.settings.database_url().expect("database URL")
     }
