@@ -218,6 +218,23 @@ pub struct HistoryLine {
     pub detail: String,
 }
 
+/// An item's audit log in words, oldest first (the item pages of the
+/// records office and of the units).
+pub async fn history(s: &HttpState, item_id: &str, l: Lang) -> Vec<HistoryLine> {
+    s.registry
+        .audit_of(item_id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(at, actor, action, detail)| HistoryLine {
+            at: local_time(&at),
+            actor,
+            action: l.t(&format!("history.{action}")).to_string(),
+            detail,
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "desk/item.html")]
 struct ItemPage {
@@ -319,19 +336,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             }
             Err(e) => (Vec::new(), e.to_string()),
         };
-    let history = s
-        .registry
-        .audit_of(&found.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(at, actor, action, detail)| HistoryLine {
-            at: local_time(&at),
-            actor,
-            action: l.t(&format!("history.{action}")).to_string(),
-            detail,
-        })
-        .collect();
+    let history = history(s, &found.id, l).await;
     let rules = s.rules.load();
     let name = |l: Lang, n: &str, en: &Option<String>| match (l, en) {
         (Lang::En, Some(en)) => en.clone(),

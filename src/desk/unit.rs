@@ -253,19 +253,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
                 .map_or(id.clone(), |(_, n)| n.clone())
         })
         .unwrap_or_default();
-    let history = s
-        .registry
-        .audit_of(&found.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(at, actor, action, detail)| HistoryLine {
-            at: super::review::local_time(&at),
-            actor,
-            action: l.t(&format!("history.{action}")).to_string(),
-            detail,
-        })
-        .collect();
+    let history = super::review::history(s, &found.id, l).await;
     let answers = s.registry.answers_of(&found.id).await.unwrap_or_default();
     let status = if error.is_some() {
         StatusCode::CONFLICT
