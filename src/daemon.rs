@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::active_rules::{ActiveRulesError, Follower};
 use crate::blobs::{BlobError, BlobStore};
 use crate::bus::{self, Bus, BusError};
-use crate::channels::{self, Channel, ChannelContext, ChannelError, ChannelFileError};
+use crate::channels::{self, Channel, ChannelError, ChannelFileError};
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::registry::numbering::Pattern;
@@ -108,16 +108,36 @@ impl Daemon {
             Some(d) => Some((d.build()?, d)),
             None => None,
         };
-        let ctx = ChannelContext {
-            bus: bus.clone(),
-            blobs: blobs.clone(),
+        let trust = crate::xmldsig::TrustList::load(&settings.signatures.trust)
+            .map_err(|e| StartError::Config(format!("signatures.trust: {e}")))?;
+        let site = Arc::new(channels::Site::of(&settings, &rules, Arc::new(trust)));
+        let sink_ctx = channels::SinkContext {
             registry: registry.clone(),
             settings: settings.clone(),
             rules: rules.clone(),
+            blobs: blobs.clone(),
         };
         let mut running: Vec<Arc<dyn Channel>> = Vec::new();
+        let mut repliers: std::collections::HashMap<String, Arc<dyn crate::replies::Replier>> =
+            std::collections::HashMap::new();
+        let mut upkeep = Vec::new();
         for cfg in channel_configs {
-            running.push(cfg.build(ctx.clone())?);
+            let ctx = channels::DoorContext::new(
+                cfg.id(),
+                bus.clone(),
+                blobs.clone(),
+                registry.clone(),
+                site.clone(),
+            );
+            let id = cfg.id().to_string();
+            let built = cfg.build(ctx, &sink_ctx)?;
+            if let Some(r) = built.sinks.replier {
+                repliers.insert(id.clone(), r);
+            }
+            if let Some(u) = built.sinks.upkeep {
+                upkeep.push((id, u));
+            }
+            running.push(built.channel);
         }
         for ch in &running {
             let ch = ch.clone();
@@ -126,12 +146,11 @@ impl Daemon {
                 ch.clone().run(stop.clone())
             });
         }
+        for (id, u) in upkeep {
+            let stop = shutdown.clone();
+            tasks.spawn(format!("upkeep:{id}"), move || u.clone().run(stop.clone()));
+        }
 
-        let mut repliers: std::collections::HashMap<String, Arc<dyn crate::replies::Replier>> =
-            running
-                .iter()
-                .filter_map(|ch| ch.clone().replier().map(|r| (ch.id().to_string(), r)))
-                .collect();
         match crate::answers::AnswerMail::new(&settings, registry.clone(), blobs.clone())
             .map_err(|e| StartError::Config(e.to_string()))?
         {

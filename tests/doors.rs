@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use base64::Engine as _;
+use pietura::channels::DoorState;
 use serde_json::{Value, json};
 use support::{Backend, Options, TestEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -502,4 +503,86 @@ async fn an_upload_over_the_slots_gets_503_with_retry_after() {
     let (status, receipt) = api(&env, None, &submission("Temats", "Teksts")).await;
     assert!(status == 201 || status == 202, "{status}: {receipt}");
     env.stop().await;
+}
+
+/// A door's state (`channels::DoorState`): values under its own instance,
+/// compare-and-set decided by the database, named leases on the one lease
+/// primitive (`<what>:<instance>`, the names the desk's overview reads).
+async fn a_door_keeps_its_own_state(backend: Backend) {
+    let env = TestEnv::start(Options::new(backend)).await;
+    let other_daemon = pietura::registry::Registry::connect(&env.database_url(), None)
+        .await
+        .expect("a second daemon's registry");
+    let a = DoorState::new("pasts-a", env.daemon.registry.clone());
+    let a_elsewhere = DoorState::new("pasts-a", other_daemon.clone());
+    let b = DoorState::new("pasts-b", env.daemon.registry.clone());
+
+    assert_eq!(a.get("pozīcija").await.expect("get"), None);
+    assert!(a.compare_and_set("pozīcija", None, "1").await.expect("cas"));
+    // Set already: a second "was unset" loses, on either daemon.
+    assert!(
+        !a_elsewhere
+            .compare_and_set("pozīcija", None, "7")
+            .await
+            .expect("cas")
+    );
+    assert!(
+        a_elsewhere
+            .compare_and_set("pozīcija", Some("1"), "2")
+            .await
+            .expect("cas")
+    );
+    assert!(
+        !a.compare_and_set("pozīcija", Some("1"), "3")
+            .await
+            .expect("cas")
+    );
+    assert_eq!(a.get("pozīcija").await.expect("get").as_deref(), Some("2"));
+    assert_eq!(
+        b.get("pozīcija").await.expect("get"),
+        None,
+        "another door's key"
+    );
+    b.put("pozīcija", "ārā").await.expect("put");
+    a.put("pozīcija", "9").await.expect("put");
+    assert_eq!(a.get("pozīcija").await.expect("get").as_deref(), Some("9"));
+    assert_eq!(
+        b.get("pozīcija").await.expect("get").as_deref(),
+        Some("ārā")
+    );
+
+    // Leases: one holder per instance and work, given back for the next.
+    let lease = a.claim("poll", "", 60).await.expect("claim").expect("free");
+    assert_eq!(lease.key, "poll:pasts-a");
+    assert!(
+        a_elsewhere
+            .claim("poll", "", 60)
+            .await
+            .expect("claim")
+            .is_none(),
+        "held by the first daemon"
+    );
+    assert!(
+        b.claim("poll", "", 60).await.expect("claim").is_some(),
+        "its own work"
+    );
+    let holder = other_daemon
+        .named_holder("poll:pasts-a")
+        .await
+        .expect("holder");
+    assert!(holder.is_some(), "the lease is the named work's row");
+    a.release(&lease).await.expect("release");
+    let taken = a_elsewhere.claim("poll", "", 60).await.expect("claim");
+    assert!(taken.is_some(), "given back at once");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_door_keeps_its_own_state_on_postgres() {
+    a_door_keeps_its_own_state(Backend::Amqp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_door_keeps_its_own_state_on_sqlite() {
+    a_door_keeps_its_own_state(Backend::Embedded).await;
 }

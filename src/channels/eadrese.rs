@@ -19,14 +19,16 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
-use crate::bus::publish_intake;
+use super::{
+    Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Upkeep, Words,
+};
 use crate::eadrese::{Credentials, DivClient, DivEndpoint, DivError, InboundMessage, Outbound};
 use crate::message::{
     AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage, display_filename,
 };
-use crate::registry::lease::{NAMED, Renewal};
+use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
+use crate::rules::watch::SharedRules;
 use crate::replies::{Replier, ReplyError, ReplyOutcome};
 
 /// `channels/<id>.toml` with `type = "e_adrese"`.
@@ -142,8 +144,18 @@ impl EadreseConfig {
 /// A running e-adrese channel.
 pub struct Eadrese {
     cfg: EadreseConfig,
-    ctx: ChannelContext,
+    ctx: DoorContext,
     client: DivClient,
+}
+
+/// The sinks beside an e-adrese door: answers and acknowledgements to the
+/// sender's e-adrese (recorded with the delivery confirmation) and the
+/// addressee directory's upkeep. Built from the same channel file.
+pub struct EadreseSink {
+    cfg: EadreseConfig,
+    client: DivClient,
+    registry: Registry,
+    rules: SharedRules,
 }
 
 /// How long one poll's claim runs (renewed while it works).
@@ -157,12 +169,11 @@ impl Door for Eadrese {
     };
     type Config = EadreseConfig;
 
-    fn build(cfg: EadreseConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
-        let units = ctx.rules.load().units.clone();
+    fn build(cfg: EadreseConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         if let Some((sub, unit)) = cfg
             .sub_addresses
             .iter()
-            .find(|(_, u)| !units.contains_key(*u))
+            .find(|(_, u)| !ctx.site.units.contains(*u))
         {
             return Err(ChannelError {
                 channel: cfg.id.clone(),
@@ -171,6 +182,22 @@ impl Door for Eadrese {
         }
         let client = cfg.client()?;
         Ok(Self { cfg, ctx, client })
+    }
+
+    /// Always a replier: answers go back through e-adrese;
+    /// acknowledgements only when `acknowledge` (the item then names its
+    /// `reply_to`). Upkeep when `directory_sync_minutes` is set.
+    fn sinks(cfg: &EadreseConfig, sinks: &SinkContext) -> Result<DoorSinks, ChannelError> {
+        let sink = Arc::new(EadreseSink {
+            cfg: cfg.clone(),
+            client: cfg.client()?,
+            registry: sinks.registry.clone(),
+            rules: sinks.rules.clone(),
+        });
+        Ok(DoorSinks {
+            replier: Some(sink.clone()),
+            upkeep: (cfg.directory_sync_minutes > 0).then_some(sink as Arc<dyn Upkeep>),
+        })
     }
 }
 
@@ -210,7 +237,7 @@ impl Eadrese {
                 return Ok(false);
             }
         };
-        if let Err(e) = publish_intake(self.ctx.bus.as_ref(), &msg).await {
+        if let Err(e) = self.ctx.publisher.publish(&msg).await {
             tracing::warn!("not published, tried again at the next poll: {e}");
             return Ok(false);
         }
@@ -277,23 +304,22 @@ impl Eadrese {
     }
 
     async fn poll_claimed(&self) -> Result<(), ChannelError> {
-        let name = format!("eadrese-poll:{}", self.cfg.id);
-        let registry = &self.ctx.registry;
-        let Some(lease) = registry
-            .claim_named(&name, POLL_CLAIM_SECS)
+        let state = &self.ctx.state;
+        let Some(lease) = state
+            .claim("eadrese-poll", "", POLL_CLAIM_SECS)
             .await
             .map_err(|e| self.error(e))?
         else {
             return Ok(());
         };
-        let renewal = Renewal::start(registry.clone(), &NAMED, lease.clone(), POLL_CLAIM_SECS);
+        let renewal = state.renewal(&lease, POLL_CLAIM_SECS);
         let result = self.poll().await;
         renewal.stop();
-        let state = match &result {
+        let outcome = match &result {
             Ok(n) => format!("{n} message(s) at {}", Utc::now()),
             Err(e) => format!("failed at {}: {e}", Utc::now()),
         };
-        if let Err(e) = registry.complete_named(&lease, &state).await {
+        if let Err(e) = self.ctx.state.complete(&lease, &outcome).await {
             tracing::warn!(channel = %self.cfg.id, "e-adrese poll claim: {e}");
         }
         result.map(|_| ()).map_err(|e| self.error(e))
@@ -310,32 +336,12 @@ impl Channel for Eadrese {
         ChannelKind::EAdrese
     }
 
-    /// Always: answers go back through e-adrese; acknowledgements only
-    /// when `acknowledge` (the item then names its `reply_to`).
-    fn replier(self: Arc<Self>) -> Option<Arc<dyn Replier>> {
-        Some(self as Arc<dyn Replier>)
-    }
-
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
         let every = Duration::from_secs(self.cfg.poll_seconds);
         loop {
             if let Err(e) = self.poll_claimed().await {
                 // Down or refusing: logged, tried again at the next poll.
                 tracing::warn!("{e}");
-            }
-            if self.cfg.directory_sync_minutes > 0 {
-                let every_secs =
-                    i64::try_from(self.cfg.directory_sync_minutes * 60).unwrap_or(i64::MAX);
-                if let Err(e) = crate::eadrese::directory::sync_due(
-                    &self.client,
-                    &self.ctx.registry,
-                    &self.cfg.id,
-                    every_secs,
-                )
-                .await
-                {
-                    tracing::warn!(channel = %self.cfg.id, "{e}");
-                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -346,7 +352,32 @@ impl Channel for Eadrese {
 }
 
 #[async_trait]
-impl Replier for Eadrese {
+impl Upkeep for EadreseSink {
+    /// The addressee directory, refreshed when due (checked every poll).
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        let every = Duration::from_secs(self.cfg.poll_seconds);
+        let every_secs = i64::try_from(self.cfg.directory_sync_minutes * 60).unwrap_or(i64::MAX);
+        loop {
+            if let Err(e) = crate::eadrese::directory::sync_due(
+                &self.client,
+                &self.registry,
+                &self.cfg.id,
+                every_secs,
+            )
+            .await
+            {
+                tracing::warn!(channel = %self.cfg.id, "{e}");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Replier for EadreseSink {
     /// The acknowledgement (registration number, deadline) to the sender's
     /// e-adrese; the send and the service's delivery confirmation are
     /// recorded, with the legal notification date (the second working day
@@ -355,7 +386,6 @@ impl Replier for Eadrese {
         let out = match &r.answer_id {
             Some(answer_id) => {
                 let answer = self
-                    .ctx
                     .registry
                     .answer(answer_id)
                     .await
@@ -398,12 +428,11 @@ impl Replier for Eadrese {
         let sent_at = Utc::now();
         let div_id = self.client.send(&out).await.map_err(failed)?;
         let notified_on = self
-            .ctx
             .rules
             .load()
             .deadlines
             .working_days_after(crate::deadline::local_date(sent_at), 2);
-        let registry = &self.ctx.registry;
+        let registry = &self.registry;
         let recorded = registry
             .record_eadrese_sent(&r.item_id, &div_id, &r.address, sent_at, notified_on)
             .await;

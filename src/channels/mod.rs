@@ -9,10 +9,15 @@
 //!    - a config type (serde, `deny_unknown_fields`) implementing
 //!      [`DoorConfig`] (`id`; `validate` for what serde cannot check);
 //!    - the door implementing [`Channel`] (`routes` for a webhook or form,
-//!      `run` for a polled source, `replier` for answers — each optional);
+//!      `run` for a polled source — each optional). It is built with a
+//!      [`DoorContext`] only: a publisher with confirm, a blob sink, its own
+//!      keyed state and leases, a read-only view of registrations and the
+//!      site's facts ([`context`]); never the registry, settings or rules;
 //!    - [`Door`]: its [`ChannelKind`], its name in words ([`Words`]), `build`,
-//!      and, when the item's text is not enough, how the desk shows its
-//!      original (`original`, `original_file`).
+//!      `sinks` (its replier for answers, upkeep that is not intake — built
+//!      from its config with a [`SinkContext`]), and, when the item's text is
+//!      not enough, how the desk shows its original (`original`,
+//!      `original_file`).
 //!
 //!    What arrived goes into the message and the door's own metadata object
 //!    (`metadata.<kind>`): an address to answer at as `reply_to` (or why
@@ -29,6 +34,7 @@
 //! rule and message checks, the desk's channel names, item page and
 //! original download all go through [`KINDS`] and [`ChannelKind::ALL`].
 
+pub mod context;
 pub mod counter;
 pub mod eadrese;
 pub mod email;
@@ -48,13 +54,13 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+pub use self::context::{
+    BlobSink, DoorContext, DoorState, Publisher, Registrations, SinkContext, Site,
+};
 use self::original::{Original, OriginalFile};
 use crate::blobs::BlobStore;
-use crate::bus::Bus;
-use crate::config::Settings;
 use crate::message::{ChannelKind, IntakeMessage};
-use crate::registry::Registry;
-use crate::rules::watch::SharedRules;
+use crate::replies::Replier;
 
 /// Every kind of door this build has, one line each.
 pub static KINDS: &[Kind] = &[
@@ -66,19 +72,6 @@ pub static KINDS: &[Kind] = &[
     counter::COUNTER,
     counter::PHONE,
 ];
-
-/// What every channel may use: the bus to hand items to, the blob store for
-/// attachments (written before publishing), the registry to look up
-/// whether a source item is already registered, and the rules in force (for
-/// unit names in answers).
-#[derive(Clone)]
-pub struct ChannelContext {
-    pub bus: Arc<dyn Bus>,
-    pub blobs: BlobStore,
-    pub registry: Registry,
-    pub settings: Arc<Settings>,
-    pub rules: SharedRules,
-}
 
 /// A channel's own failure; the daemon logs it and keeps the other channels running.
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +101,6 @@ pub trait Channel: Send + Sync {
         false
     }
 
-    /// How the channel answers the sender after registration, if it does.
-    fn replier(self: Arc<Self>) -> Option<Arc<dyn crate::replies::Replier>> {
-        None
-    }
-
     /// The long-running work of a pull channel (IMAP, a watched folder);
     /// returns when `shutdown` fires. Push channels have none.
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
@@ -134,6 +122,28 @@ pub trait DoorConfig: DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// Work beside a door that is not intake (e-adrese's addressee
+/// directory): run like a door, with the sinks' context.
+#[async_trait]
+pub trait Upkeep: Send + Sync {
+    /// Returns when `shutdown` fires.
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError>;
+}
+
+/// The sinks a door's config describes: how its items are answered, and
+/// upkeep that is not intake. Built from the config with a [`SinkContext`].
+#[derive(Default)]
+pub struct DoorSinks {
+    pub replier: Option<Arc<dyn Replier>>,
+    pub upkeep: Option<Arc<dyn Upkeep>>,
+}
+
+/// One channel file built: the running door and its sinks.
+pub struct Built {
+    pub channel: Arc<dyn Channel>,
+    pub sinks: DoorSinks,
+}
+
 /// A channel's name in words, as the desk shows it.
 #[derive(Debug, Clone, Copy)]
 pub struct Words {
@@ -151,7 +161,13 @@ pub trait Door: Channel + Sized + 'static {
     type Config: DoorConfig;
 
     /// The running door of one channel file.
-    fn build(cfg: Self::Config, ctx: ChannelContext) -> Result<Self, ChannelError>;
+    fn build(cfg: Self::Config, ctx: DoorContext) -> Result<Self, ChannelError>;
+
+    /// Its sinks (replier, upkeep), if it has any (default none).
+    fn sinks(cfg: &Self::Config, sinks: &SinkContext) -> Result<DoorSinks, ChannelError> {
+        let _ = (cfg, sinks);
+        Ok(DoorSinks::default())
+    }
 
     /// How the desk shows an item that came through this door (default:
     /// its text).
@@ -257,13 +273,18 @@ fn load_config<D: Door>(table: toml::Table) -> Loaded {
 
 fn build_door<D: Door>(
     settings: AnySettings,
-    ctx: ChannelContext,
-) -> Result<Arc<dyn Channel>, ChannelError> {
+    ctx: DoorContext,
+    sinks: &SinkContext,
+) -> Result<Built, ChannelError> {
     let cfg = settings.downcast::<D::Config>().map_err(|_| ChannelError {
         channel: D::KIND.as_str().into(),
         message: "configuration of another kind".into(),
     })?;
-    Ok(Arc::new(D::build(*cfg, ctx)?))
+    let sinks = D::sinks(&cfg, sinks)?;
+    Ok(Built {
+        channel: Arc::new(D::build(*cfg, ctx)?),
+        sinks,
+    })
 }
 
 /// One channel file, read and checked: its kind's own settings.
@@ -271,7 +292,7 @@ pub struct ChannelConfig {
     id: String,
     kind: ChannelKind,
     settings: AnySettings,
-    build: fn(AnySettings, ChannelContext) -> Result<Arc<dyn Channel>, ChannelError>,
+    build: fn(AnySettings, DoorContext, &SinkContext) -> Result<Built, ChannelError>,
 }
 
 impl std::fmt::Debug for ChannelConfig {
@@ -299,9 +320,9 @@ impl ChannelConfig {
         self.settings.downcast_ref()
     }
 
-    /// Builds the running channel.
-    pub fn build(self, ctx: ChannelContext) -> Result<Arc<dyn Channel>, ChannelError> {
-        (self.build)(self.settings, ctx)
+    /// Builds the running channel with its context, and its sinks.
+    pub fn build(self, ctx: DoorContext, sinks: &SinkContext) -> Result<Built, ChannelError> {
+        (self.build)(self.settings, ctx, sinks)
     }
 }
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::Security;
 use super::normalise::{acknowledgement_id, reply_subject, subject_tag};
-use crate::channels::ChannelContext;
+use crate::channels::SinkContext;
 use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
 use crate::replies::{DailyLimit, Replier, ReplyError, ReplyOutcome};
@@ -149,7 +149,7 @@ impl Acknowledger {
         channel: &str,
         settings: AckSettings,
         ours: Vec<String>,
-        ctx: &ChannelContext,
+        ctx: &SinkContext,
     ) -> Result<Self, String> {
         let from: Mailbox = settings
             .from

@@ -1,7 +1,7 @@
 //! The e-mail channel: one IMAP mailbox per channel file, read by exactly
-//! one daemon at a time (a lease in the registry), every new mail
+//! one daemon at a time (a lease in its door state), every new mail
 //! normalised ([`normalise`]) and published with a broker confirm, and only
-//! then moved to the processed folder or flagged. The registry keeps the
+//! then moved to the processed folder or flagged. Its door state keeps the
 //! mailbox position (UIDVALIDITY, last UID handed on), so nothing already
 //! handed on is fetched again; the idempotency key is the mail's content
 //! hash, so a crash between confirm and move, a restart mid-batch or a
@@ -38,12 +38,11 @@ use self::authenticity::Requirement;
 use self::imap::{Credentials, ImapError, Mailbox, Waiting};
 use self::normalise::{ImapSource, ParsedMail};
 use super::original::{Original, OriginalFile};
-use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use super::context::{Lease, MailboxPosition, StateError};
+use super::{Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Words};
 use crate::blobs::BlobStore;
-use crate::bus::publish_intake;
 use crate::enrich::{DeliveryReport, References};
 use crate::message::{ChannelKind, IntakeMessage};
-use crate::registry::mailboxes::MailboxPosition;
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -305,8 +304,8 @@ impl From<ImapError> for RoundEnd {
     }
 }
 
-impl From<crate::registry::RegistryError> for RoundEnd {
-    fn from(e: crate::registry::RegistryError) -> Self {
+impl From<StateError> for RoundEnd {
+    fn from(e: StateError) -> Self {
         RoundEnd::Failed(e.to_string())
     }
 }
@@ -314,14 +313,11 @@ impl From<crate::registry::RegistryError> for RoundEnd {
 /// A running e-mail channel.
 pub struct Email {
     cfg: EmailConfig,
-    ctx: ChannelContext,
+    ctx: DoorContext,
     ours: Vec<String>,
-    acknowledger: Option<Arc<ack::Acknowledger>>,
     checker: authenticity::Checker,
-    /// Trust anchors for the signatures of signed containers (`[signatures]`).
-    trust: crate::xmldsig::TrustList,
     /// This daemon's claim on the mailbox, while it holds it.
-    lease: std::sync::Mutex<Option<crate::registry::lease::Lease>>,
+    lease: std::sync::Mutex<Option<Lease>>,
     /// The other holder last reported (reported again when it changes).
     lease_seen: std::sync::Mutex<Option<String>>,
 }
@@ -346,15 +342,10 @@ impl Email {
 
     /// Takes or renews the mailbox's lease, measured by the database's clock.
     async fn lease(&self) -> Result<bool, RoundEnd> {
-        let registry = &self.ctx.registry;
+        let state = &self.ctx.state;
         let held = self.held();
-        let lease = registry
-            .lease_mailbox(
-                &self.cfg.id,
-                &self.cfg.mailbox,
-                held.as_ref(),
-                LEASE_TTL.as_secs() as i64,
-            )
+        let lease = state
+            .lease_mailbox(&self.cfg.mailbox, held.as_ref(), LEASE_TTL.as_secs() as i64)
             .await?;
         let won = lease.is_some();
         *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = lease;
@@ -363,9 +354,7 @@ impl Email {
         } else {
             // Said at INFO once per holder: a standby daemon, or one waiting
             // out a crashed daemon's lease, says whom it waits for.
-            let lease = registry
-                .mailbox_lease(&self.cfg.id, &self.cfg.mailbox)
-                .await?;
+            let lease = state.mailbox_holder(&self.cfg.mailbox).await?;
             if let Some((holder, until)) = lease {
                 let mut seen = self.lease_seen.lock().unwrap_or_else(|p| p.into_inner());
                 if seen.as_deref() != Some(holder.as_str()) {
@@ -424,11 +413,7 @@ impl Email {
                 *backoff = Duration::from_secs(1);
                 opened = true;
             }
-            let mut pos = self
-                .ctx
-                .registry
-                .mailbox_position(&self.cfg.id, &self.cfg.mailbox)
-                .await?;
+            let mut pos = self.ctx.state.mailbox_position(&self.cfg.mailbox).await?;
             if pos.uid_validity != validity {
                 if pos.uid_validity != 0 {
                     tracing::warn!(
@@ -495,7 +480,7 @@ impl Email {
     }
 
     /// This daemon's claim on the mailbox, if it holds one.
-    fn held(&self) -> Option<crate::registry::lease::Lease> {
+    fn held(&self) -> Option<Lease> {
         self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -505,14 +490,8 @@ impl Email {
         };
         let held = self
             .ctx
-            .registry
-            .advance_mailbox(
-                &self.cfg.id,
-                &self.cfg.mailbox,
-                &lease,
-                LEASE_TTL.as_secs() as i64,
-                pos,
-            )
+            .state
+            .advance_mailbox(&self.cfg.mailbox, &lease, LEASE_TTL.as_secs() as i64, pos)
             .await?;
         if held { Ok(()) } else { Err(RoundEnd::NotOurs) }
     }
@@ -546,10 +525,10 @@ impl Email {
             );
             for part in &mut parsed.parts {
                 if let Some(Ok(container)) = part.signed.as_mut() {
-                    edoc::verify(&part.blob.bytes, container, &self.trust);
+                    edoc::verify(&part.blob.bytes, container, &self.ctx.site.signature_trust);
                 }
             }
-            if self.acknowledger.is_none() {
+            if self.cfg.acknowledgement.is_none() {
                 parsed
                     .no_acknowledgement
                     .get_or_insert_with(|| "the channel sends no acknowledgements".into());
@@ -559,13 +538,13 @@ impl Email {
                 span.in_scope(|| tracing::warn!("kept for review: {reason}"));
             }
             let proven = self.checker.check(&parsed.raw.bytes).await;
-            let rules = self.checker.config();
-            if !rules.allows(Requirement::Acknowledgement, &proven) {
+            let policy = self.checker.config();
+            if !policy.allows(Requirement::Acknowledgement, &proven) {
                 parsed.no_acknowledgement.get_or_insert_with(|| {
                     "the sender is not proven (SPF, DKIM, DMARC): no acknowledgement to a possibly forged address".into()
                 });
             }
-            let refs = span.in_scope(|| references(&parsed, &proven, rules));
+            let refs = span.in_scope(|| references(&parsed, &proven, policy));
             let source = ImapSource {
                 mailbox: self.cfg.mailbox.clone(),
                 uid_validity: validity,
@@ -582,7 +561,9 @@ impl Email {
             futures::future::join_all(to_publish.iter().map(|(_, parsed, msg, span)| {
                 async move {
                     self.store_blobs(parsed).await?;
-                    publish_intake(self.ctx.bus.as_ref(), msg)
+                    self.ctx
+                        .publisher
+                        .publish(msg)
                         .await
                         .map_err(|e| format!("not handed on: {e}"))?;
                     tracing::info!(id = %msg.id, "handed on");
@@ -637,7 +618,7 @@ impl Email {
 fn references(
     parsed: &ParsedMail,
     proven: &crate::message::SenderAuthenticity,
-    rules: &authenticity::AuthenticityConfig,
+    policy: &authenticity::AuthenticityConfig,
 ) -> References {
     let mut refs = References::default();
     let items: Vec<String> = parsed
@@ -646,7 +627,7 @@ fn references(
         .map(ToString::to_string)
         .collect();
     if parsed.is_report {
-        if !rules.allows(Requirement::Bounces, proven) {
+        if !policy.allows(Requirement::Bounces, proven) {
             tracing::info!(dkim = %proven.dkim, spf = %proven.spf, dmarc = %proven.dmarc, "a delivery report whose sender is not proven: registered as mail, not recorded as a bounce");
         } else if !items.is_empty() {
             let text = String::from_utf8_lossy(&parsed.raw.bytes);
@@ -663,7 +644,7 @@ fn references(
             });
         }
     }
-    if rules.allows(Requirement::Threading, proven) {
+    if policy.allows(Requirement::Threading, proven) {
         refs.replies_to = items;
         refs.number = parsed.subject_number.clone();
     } else if !items.is_empty() || parsed.subject_number.is_some() {
@@ -680,40 +661,37 @@ impl Door for Email {
     };
     type Config = EmailConfig;
 
-    fn build(cfg: EmailConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+    fn build(cfg: EmailConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let ours = cfg.ours();
-        let acknowledger = match &cfg.acknowledgement {
-            Some(a) => Some(Arc::new(
-                ack::Acknowledger::new(&cfg.id, a.clone(), ours.clone(), &ctx).map_err(
-                    |message| ChannelError {
-                        channel: cfg.id.clone(),
-                        message,
-                    },
-                )?,
-            )),
-            None => None,
-        };
         let checker =
             authenticity::Checker::new((*cfg.authenticity).clone()).map_err(|e| ChannelError {
                 channel: cfg.id.clone(),
                 message: e.to_string(),
             })?;
-        let trust =
-            crate::xmldsig::TrustList::load(&ctx.settings.signatures.trust).map_err(|e| {
-                ChannelError {
-                    channel: cfg.id.clone(),
-                    message: format!("signatures.trust: {e}"),
-                }
-            })?;
         Ok(Self {
             cfg,
             ctx,
             ours,
-            acknowledger,
             checker,
-            trust,
             lease: std::sync::Mutex::new(None),
             lease_seen: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Acknowledgements, when `[acknowledgement]` is set.
+    fn sinks(cfg: &EmailConfig, sinks: &SinkContext) -> Result<DoorSinks, ChannelError> {
+        let Some(a) = &cfg.acknowledgement else {
+            return Ok(DoorSinks::default());
+        };
+        let ack = ack::Acknowledger::new(&cfg.id, a.clone(), cfg.ours(), sinks).map_err(
+            |message| ChannelError {
+                channel: cfg.id.clone(),
+                message,
+            },
+        )?;
+        Ok(DoorSinks {
+            replier: Some(Arc::new(ack)),
+            upkeep: None,
         })
     }
 
@@ -734,12 +712,6 @@ impl Channel for Email {
 
     fn kind(&self) -> ChannelKind {
         ChannelKind::Email
-    }
-
-    fn replier(self: Arc<Self>) -> Option<Arc<dyn crate::replies::Replier>> {
-        self.acknowledger
-            .clone()
-            .map(|a| a as Arc<dyn crate::replies::Replier>)
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), ChannelError> {
@@ -764,11 +736,7 @@ impl Channel for Email {
                 RoundEnd::Failed(e) => {
                     crate::metrics::mailbox_error(&self.cfg.id);
                     tracing::warn!(channel = %self.cfg.id, mailbox = %self.cfg.mailbox, "mailbox: {e}; trying again in {backoff:?}");
-                    let _ = self
-                        .ctx
-                        .registry
-                        .mailbox_error(&self.cfg.id, &self.cfg.mailbox, &e)
-                        .await;
+                    let _ = self.ctx.state.mailbox_error(&self.cfg.mailbox, &e).await;
                     let pause = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     pause
@@ -780,7 +748,7 @@ impl Channel for Email {
             }
         }
         if let Some(lease) = self.held() {
-            let _ = self.ctx.registry.release_mailbox(&lease).await;
+            let _ = self.ctx.state.release(&lease).await;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! twice.
 //!
 //! Several daemons may watch one folder (a network share): a file is read
-//! only under a claim of the leased-work primitive ([`crate::registry::lease`],
+//! only under a claim of the leased-work primitive ([`super::DoorState::claim`],
 //! named by the channel, the file's name, size and time), renewed while its
 //! pages are read; the daemon holding the claim hands the file on and moves
 //! it, the others leave it alone, and a file already gone is no error.
@@ -32,12 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::original::{Original, OriginalFile, ScanPage};
-use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use super::context::Lease;
+use super::{Channel, ChannelError, Door, DoorConfig, DoorContext, Words};
 use crate::blobs::BlobStore;
-use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::ocr::{OcrError, OcrPool, OcrSettings, PageText};
-use crate::registry::lease::{Lease, NAMED, Renewal};
 use pages::{Page, ScanKind};
 
 /// What to do with a file once all its letters are handed on.
@@ -151,7 +150,7 @@ impl DoorConfig for ScanConfig {
 /// A running scan channel.
 pub struct Scan {
     cfg: ScanConfig,
-    ctx: ChannelContext,
+    ctx: DoorContext,
     pool: Arc<OcrPool>,
     /// The file this daemon holds a claim on, given back on shutdown.
     claimed: std::sync::Mutex<Option<Lease>>,
@@ -224,9 +223,9 @@ impl Scan {
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
-        let work = format!("scan:{}:{name}:{}:{modified}", self.cfg.id, meta.len());
-        let registry = &self.ctx.registry;
-        let lease = match registry.claim_named(&work, FILE_CLAIM_SECS).await {
+        let work = format!("{name}:{}:{modified}", meta.len());
+        let state = &self.ctx.state;
+        let lease = match state.claim("scan", &work, FILE_CLAIM_SECS).await {
             Ok(Some(lease)) => lease,
             Ok(None) => {
                 tracing::debug!("scan claimed by another daemon");
@@ -239,7 +238,7 @@ impl Scan {
         };
         // Read and moved by another daemon between the listing and the claim.
         if !tokio::fs::try_exists(path).await.unwrap_or(true) {
-            let _ = registry.remove(&NAMED, &lease).await;
+            let _ = state.remove(&lease).await;
             return None;
         }
         Some(lease)
@@ -261,12 +260,7 @@ impl Scan {
             return;
         };
         self.set_claimed(Some(lease.clone()));
-        let renewal = Renewal::start(
-            self.ctx.registry.clone(),
-            &NAMED,
-            lease.clone(),
-            FILE_CLAIM_SECS,
-        );
+        let renewal = self.ctx.state.renewal(&lease, FILE_CLAIM_SECS);
         let outcome = self.hand_on(path, &name).await;
         if renewal.lost() {
             // Another daemon took the file over while this one stalled: it
@@ -325,7 +319,7 @@ impl Scan {
         renewal.stop();
         self.set_claimed(None);
         // The file has left the folder: its claim is not needed any more.
-        if let Err(e) = self.ctx.registry.remove(&NAMED, &lease).await {
+        if let Err(e) = self.ctx.state.remove(&lease).await {
             tracing::warn!("scan claim not removed ({e}); it runs out by itself");
         }
     }
@@ -559,7 +553,7 @@ impl Scan {
             if let Some(code) = &facts.personas_kods {
                 tracing::debug!(personas_kods = %extract::mask_personas_kods(&code.value), "personas kods found");
             }
-            publish_intake(self.ctx.bus.as_ref(), &msg)
+            self.ctx.publisher.publish(&msg)
                 .await
                 .map_err(|e| format!("letter on pages {first}–{last} not handed on: {e}"))?;
             crate::metrics::item_received("scan");
@@ -817,7 +811,7 @@ impl Door for Scan {
     };
     type Config = ScanConfig;
 
-    fn build(cfg: ScanConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+    fn build(cfg: ScanConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let fail = |message: String| ChannelError {
             channel: cfg.id.clone(),
             message,
@@ -927,11 +921,7 @@ impl Channel for Scan {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(lease) = abandoned {
-            let _ = self
-                .ctx
-                .registry
-                .release(&NAMED, std::slice::from_ref(&lease))
-                .await;
+            let _ = self.ctx.state.release(&lease).await;
         }
         let pool = self.pool.clone();
         let _ = tokio::task::spawn_blocking(move || pool.stop()).await;

@@ -17,11 +17,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Accepted, InboundSms, Refusal, Sms};
-use crate::bus::publish_intake;
+use crate::channels::context::{HeldSms, Lease, db_time, parse_db_time};
 use crate::message::IntakeMessage;
-use crate::registry::lease::{Lease, NAMED, Renewal};
-use crate::registry::sms_pending::HeldSms;
-use crate::registry::{db_time, parse_db_time};
 
 pub(super) fn default_part_timeout() -> u64 {
     600
@@ -66,8 +63,8 @@ impl Sms {
             sealed_as: None,
         };
         self.ctx
-            .registry
-            .hold_sms(&self.cfg.id, &held)
+            .state
+            .hold_sms(&held)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         tracing::info!(channel = %self.cfg.id, gateway_id = %held.gateway_id, group = %held.group_key, "held until its group is complete");
@@ -77,20 +74,19 @@ impl Sms {
     /// Publishes every group that is ready at `now`, if no other daemon
     /// is flushing this channel; returns how many.
     pub async fn flush_held(&self, now: DateTime<Utc>) -> Result<usize, String> {
-        let registry = &self.ctx.registry;
-        let work = format!("sms-flush:{}", self.cfg.id);
-        let Some(lease) = registry
-            .claim_named(&work, FLUSH_CLAIM_SECS)
+        let state = &self.ctx.state;
+        let Some(lease) = state
+            .claim("sms-flush", "", FLUSH_CLAIM_SECS)
             .await
             .map_err(|e| e.to_string())?
         else {
             return Ok(0);
         };
-        let renewal = Renewal::start(registry.clone(), &NAMED, lease.clone(), FLUSH_CLAIM_SECS);
+        let renewal = state.renewal(&lease, FLUSH_CLAIM_SECS);
         let flushed = self.flush_groups(now, &lease).await;
         renewal.stop();
         // Given back at once: the next round may be another daemon's.
-        if let Err(e) = registry.release(&NAMED, std::slice::from_ref(&lease)).await {
+        if let Err(e) = state.release(&lease).await {
             tracing::warn!(channel = %self.cfg.id, "flush claim not given back ({e}); it runs out by itself");
         }
         flushed
@@ -100,8 +96,8 @@ impl Sms {
     async fn flush_groups(&self, now: DateTime<Utc>, lease: &Lease) -> Result<usize, String> {
         let held = self
             .ctx
-            .registry
-            .held_sms(&self.cfg.id)
+            .state
+            .held_sms()
             .await
             .map_err(|e| e.to_string())?;
         // A sealed group (published, not yet marked: a crash in between) is
@@ -156,14 +152,8 @@ impl Sms {
                 None => {
                     let sealed_now = self
                         .ctx
-                        .registry
-                        .seal_sms_group(
-                            &self.cfg.id,
-                            lease,
-                            &ids,
-                            &first.gateway_id,
-                            FLUSH_CLAIM_SECS,
-                        )
+                        .state
+                        .seal_sms_group(lease, &ids, &first.gateway_id, FLUSH_CLAIM_SECS)
                         .await
                         .map_err(|e| format!("group {key}: {e}"))?;
                     if !sealed_now {
@@ -207,12 +197,14 @@ impl Sms {
                     meta.insert("incomplete_parts".into(), serde_json::json!(true));
                 }
             }
-            publish_intake(self.ctx.bus.as_ref(), &msg)
+            self.ctx
+                .publisher
+                .publish(&msg)
                 .await
                 .map_err(|e| format!("group {key}: {e}"))?;
             self.ctx
-                .registry
-                .mark_sms_published(&self.cfg.id, &ids, now)
+                .state
+                .mark_sms_published(&ids, now)
                 .await
                 .map_err(|e| format!("group {key} was published, marking it failed (it is published again, registered once): {e}"))?;
             tracing::info!(channel = %self.cfg.id, group = %key, sms = ids.len(), incomplete, "held SMS published as one item");

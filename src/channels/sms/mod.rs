@@ -43,9 +43,10 @@ pub mod segments;
 pub use reply::ReplySettings;
 
 use super::original::Original;
-use super::{Channel, ChannelContext, ChannelError, Door, DoorConfig, Words};
+use super::{
+    Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Words,
+};
 use crate::blobs::BlobStore;
-use crate::bus::publish_intake;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::phone::SmsAddress;
 
@@ -242,12 +243,10 @@ impl DoorConfig for SmsConfig {
 /// A running SMS channel.
 pub struct Sms {
     cfg: SmsConfig,
-    ctx: ChannelContext,
+    ctx: DoorContext,
     /// None when the secret is missing: every callback then gets 503, so
     /// the gateway keeps the messages until the secret is configured.
     secret: Option<SecretString>,
-    /// For answers through the gateway.
-    http: reqwest::Client,
 }
 
 /// An inbound SMS as the gateway described it.
@@ -513,7 +512,7 @@ impl Sms {
                 let base = public_url.clone().unwrap_or_else(|| {
                     format!(
                         "{}{}",
-                        self.ctx.settings.http.public_url.trim_end_matches('/'),
+                        self.ctx.site.public_url,
                         c.uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
                     )
                 });
@@ -680,11 +679,13 @@ impl Sms {
         }
         let span =
             tracing::info_span!("item", id = %msg.id, channel = "sms", instance = %self.cfg.id);
-        if let Ok(Some(item)) = self.ctx.registry.find_by_key(&msg.idempotency_key).await {
+        if let Ok(Some(item)) = self.ctx.registrations.by_key(&msg.idempotency_key).await {
             tracing::info!(parent: &span, number = %item.registration_number, "repeated callback: already registered");
             return Ok(Accepted::Published(item.id));
         }
-        publish_intake(self.ctx.bus.as_ref(), &msg)
+        self.ctx
+            .publisher
+            .publish(&msg)
             .instrument(span.clone())
             .await
             .map_err(|e| match e {
@@ -763,7 +764,7 @@ impl Door for Sms {
     };
     type Config = SmsConfig;
 
-    fn build(cfg: SmsConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+    fn build(cfg: SmsConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let secret = match cfg.gateway.secret() {
             Ok(s) => Some(s),
             Err(why) => {
@@ -771,6 +772,14 @@ impl Door for Sms {
                 None
             }
         };
+        Ok(Sms { cfg, ctx, secret })
+    }
+
+    /// The answer SMS, when `[reply] enabled`.
+    fn sinks(cfg: &SmsConfig, sinks: &SinkContext) -> Result<DoorSinks, ChannelError> {
+        if !cfg.reply.enabled {
+            return Ok(DoorSinks::default());
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(20))
             .build()
@@ -778,11 +787,9 @@ impl Door for Sms {
                 channel: cfg.id.clone(),
                 message: format!("HTTP client for answers: {e}"),
             })?;
-        Ok(Sms {
-            cfg,
-            ctx,
-            secret,
-            http,
+        Ok(DoorSinks {
+            replier: Some(Arc::new(reply::SmsReplier::new(cfg.clone(), http, sinks))),
+            upkeep: None,
         })
     }
 
@@ -821,12 +828,6 @@ impl Channel for Sms {
         Some(Router::new().route(&path, any(inbound)).with_state(self))
     }
 
-    fn replier(self: Arc<Self>) -> Option<Arc<dyn crate::replies::Replier>> {
-        self.cfg
-            .reply
-            .enabled
-            .then_some(self as Arc<dyn crate::replies::Replier>)
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::segments::{Encoding, Segments, fold_to_gsm7, measure};
-use super::{GatewayConfig, Sms, body_signature};
+use super::{GatewayConfig, SmsConfig, body_signature};
+use crate::channels::SinkContext;
 use crate::phone::SmsAddress;
+use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
 use crate::replies::{DailyLimit, Replier, ReplyError, ReplyOutcome};
 
@@ -208,7 +210,35 @@ fn env_secret(value: &Option<SecretString>, env: &Option<String>) -> Result<Stri
     })
 }
 
-impl Sms {
+/// Answers items that came by SMS, through the gateway they came by: a
+/// sink beside the SMS door, built from the same channel file.
+pub struct SmsReplier {
+    cfg: SmsConfig,
+    /// The gateway's secret (Twilio's auth token, the HMAC key); None
+    /// while it is not configured: answers then wait.
+    secret: Option<SecretString>,
+    http: reqwest::Client,
+    /// The daemon's public address, for the status link.
+    public_url: String,
+    registry: Registry,
+}
+
+impl SmsReplier {
+    pub(super) fn new(cfg: SmsConfig, http: reqwest::Client, sinks: &SinkContext) -> Self {
+        SmsReplier {
+            secret: cfg.gateway.secret().ok(),
+            cfg,
+            http,
+            public_url: sinks
+                .settings
+                .http
+                .public_url
+                .trim_end_matches('/')
+                .to_string(),
+            registry: sinks.registry.clone(),
+        }
+    }
+
     async fn send(
         &self,
         to: &str,
@@ -317,7 +347,7 @@ impl Sms {
 }
 
 #[async_trait]
-impl Replier for Sms {
+impl Replier for SmsReplier {
     fn daily_limit(&self) -> Option<DailyLimit> {
         Some(DailyLimit {
             per_day: self.cfg.reply.max_per_number_per_day,
@@ -332,15 +362,10 @@ impl Replier for Sms {
                 r.address
             )));
         }
-        let status_url = format!(
-            "{}/status/{}",
-            self.ctx.settings.http.public_url.trim_end_matches('/'),
-            r.item_id
-        );
+        let status_url = format!("{}/status/{}", self.public_url, r.item_id);
         let answer = match &r.answer_id {
             Some(id) => Some(
-                self.ctx
-                    .registry
+                self.registry
                     .answer(id)
                     .await
                     .map_err(|e| ReplyError::Transient(e.to_string()))?

@@ -43,13 +43,11 @@ pub use lang::Lang;
 use refusal::{Problem, Refusal};
 
 use super::original::Original;
-use super::{Channel, ChannelContext, ChannelError, Door, Words};
+use super::context::{ItemSummary, KeyClaim, StateError};
+use super::{Channel, ChannelError, Door, DoorContext, Words};
 use crate::blobs::BlobStore;
-use crate::bus::publish_intake;
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
 use crate::phone::normalise_phone;
-use crate::registry::claims::KeyClaim;
-use crate::registry::{ItemSummary, RegistryError};
 
 /// The hidden field a bot fills in and a person never sees.
 const HONEYPOT: &str = "website";
@@ -61,7 +59,7 @@ const UPLOAD_WAIT: Duration = Duration::from_secs(3);
 /// A running web form.
 pub struct WebForm {
     cfg: WebFormConfig,
-    ctx: ChannelContext,
+    ctx: DoorContext,
     api_key: Option<SecretString>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Submissions being read and stored now (the page and the API together).
@@ -89,7 +87,7 @@ impl Door for WebForm {
     };
     type Config = WebFormConfig;
 
-    fn build(cfg: WebFormConfig, ctx: ChannelContext) -> Result<Self, ChannelError> {
+    fn build(cfg: WebFormConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let api_key = match &cfg.api_key_env {
             Some(var) => match std::env::var(var) {
                 Ok(v) if v.len() >= 16 => Some(SecretString::from(v)),
@@ -107,7 +105,7 @@ impl Door for WebForm {
             None => None,
         };
         let per_minute =
-            NonZeroU32::new(ctx.settings.http.submissions_per_minute).unwrap_or(NonZeroU32::MIN);
+            NonZeroU32::new(ctx.site.submissions_per_minute).unwrap_or(NonZeroU32::MIN);
         let uploads = Semaphore::new(cfg.uploads_in_flight.max(1));
         Ok(Self {
             cfg,
@@ -185,13 +183,15 @@ impl WebForm {
         // The engine's own check, before anything is claimed or answered.
         msg.prepare().map_err(|e| self.refused(&e, lang))?;
         let content = content_sha256(&msg);
-        let unavailable = |e: RegistryError| {
+        let unavailable = |e: StateError| {
             tracing::error!(channel = %self.cfg.id, "submission refused, its key could not be checked: {e}");
             Refusal::Unavailable
         };
-        let registry = &self.ctx.registry;
+        let registrations = &self.ctx.registrations;
         let key = msg.idempotency_key.clone();
-        match registry
+        match self
+            .ctx
+            .state
             .claim_key(&key, &content, &msg.id.to_string())
             .await
             .map_err(unavailable)?
@@ -201,7 +201,7 @@ impl WebForm {
             }
             KeyClaim::Held { message_id, .. } => {
                 // The same submission again: a double click, a client's retry.
-                if let Some(item) = registry.find_by_key(&key).await.map_err(unavailable)? {
+                if let Some(item) = registrations.by_key(&key).await.map_err(unavailable)? {
                     return Ok(Outcome::Registered(Box::new(item)));
                 }
                 // On its way, or its publishing failed: publish it again
@@ -212,8 +212,11 @@ impl WebForm {
             }
             KeyClaim::New => {
                 // An item registered before keys were claimed.
-                if let Some(item) = registry.find_by_key(&key).await.map_err(unavailable)? {
-                    let earlier = registry.item_message(&item.id).await.map_err(unavailable)?;
+                if let Some(item) = registrations.by_key(&key).await.map_err(unavailable)? {
+                    let earlier = registrations
+                        .message_of(&item.id)
+                        .await
+                        .map_err(unavailable)?;
                     return if content_sha256(&earlier) == content {
                         Ok(Outcome::Registered(Box::new(item)))
                     } else {
@@ -223,7 +226,10 @@ impl WebForm {
             }
         }
         let span = tracing::info_span!("item", id = %msg.id, channel = "web_form", instance = %self.cfg.id);
-        if let Err(e) = publish_intake(self.ctx.bus.as_ref(), &msg)
+        if let Err(e) = self
+            .ctx
+            .publisher
+            .publish(&msg)
             .instrument(span.clone())
             .await
         {
@@ -234,12 +240,12 @@ impl WebForm {
             return Err(Refusal::Unavailable);
         }
         tracing::info!(parent: &span, "accepted");
-        let wait = Duration::from_millis(self.ctx.settings.http.registration_wait_ms);
+        let wait = self.ctx.site.registration_wait;
         let message_id = msg.id.to_string();
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(20);
         loop {
-            if let Ok(Some(item)) = self.ctx.registry.find_by_message(&message_id).await {
+            if let Ok(Some(item)) = self.ctx.registrations.by_message(&message_id).await {
                 return Ok(Outcome::Registered(Box::new(item)));
             }
             if tokio::time::Instant::now() + pause > deadline {
@@ -269,10 +275,7 @@ impl WebForm {
     }
 
     fn status_url(&self, tracking_id: &str) -> String {
-        format!(
-            "{}/status/{tracking_id}",
-            self.ctx.settings.http.public_url.trim_end_matches('/')
-        )
+        self.ctx.site.status_url(tracking_id)
     }
 }
 
