@@ -398,16 +398,7 @@ impl Engine {
             }
         };
         // Kept with the channel's own metadata (its only top-level key).
-        let own = msg
-            .metadata
-            .entry(msg.channel.kind.as_str().to_string())
-            .or_insert_with(|| serde_json::json!({}));
-        if !own.is_object() {
-            *own = serde_json::json!({ "value": own.clone() });
-        }
-        if let Some(obj) = own.as_object_mut() {
-            obj.insert("malware".into(), note);
-        }
+        msg.add_note("malware", note);
     }
 
     /// The one-item path: retries transient failures in place; an item the

@@ -13,6 +13,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod meta;
+
+use self::meta::{KindMetadata, Shared};
+
 /// The schema version this build writes and accepts.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -140,7 +144,9 @@ pub struct IntakeMessage {
     #[serde(default)]
     pub attachments: Vec<AttachmentRef>,
     /// Channel-specific data, one object per channel kind name
-    /// (`{"web_form": {"form_id": "…", "fields": {…}}}`).
+    /// (`{"web_form": {"form_id": "…", "fields": {…}}}`), each typed by its
+    /// door ([`crate::channels::Door::Meta`]; read with [`Self::meta`],
+    /// written with [`Self::set_meta`]).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
     /// Set by a channel that could not read the item fully (oversized,
@@ -480,6 +486,44 @@ impl IntakeMessage {
         self.metadata.get(self.channel.kind.as_str())
     }
 
+    /// This channel's metadata as its door's type `M`: None when the item
+    /// came through another kind or has no object; keys `M` does not name
+    /// are kept in its `other`.
+    pub fn meta<M: KindMetadata>(&self) -> Option<M> {
+        if !M::KINDS.contains(&self.channel.kind) {
+            return None;
+        }
+        M::deserialize(self.channel_metadata()?).ok()
+    }
+
+    /// Writes this channel's metadata object (`metadata.<kind>`) from `meta`.
+    pub fn set_meta<M: KindMetadata>(&mut self, meta: &M) {
+        let value = serde_json::to_value(meta)
+            .unwrap_or_else(|_| serde_json::Value::Object(Default::default()));
+        self.metadata
+            .insert(self.channel.kind.as_str().to_string(), value);
+    }
+
+    /// Adds the engine's note `key` (`malware`, `follow_up_of`) to this
+    /// channel's object, beside the door's own keys.
+    pub fn add_note(&mut self, key: &str, note: serde_json::Value) {
+        let own = self
+            .metadata
+            .entry(self.channel.kind.as_str().to_string())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if !own.is_object() {
+            *own = serde_json::json!({ "value": own.clone() });
+        }
+        if let Some(obj) = own.as_object_mut() {
+            obj.insert(key.to_string(), note);
+        }
+    }
+
+    /// The keys any channel's object may carry ([`Shared`]), read in place.
+    pub fn shared_meta(&self) -> Shared<'_> {
+        Shared::of(self.channel_metadata())
+    }
+
     /// Where to answer on the channel the item came by, when that channel
     /// answers at all: the SMS sender's number when the channel said so
     /// (`metadata.sms.answer_by_sms`), the e-mail sender when the mail may
@@ -487,23 +531,19 @@ impl IntakeMessage {
     /// for any other door, the address it names (`metadata.<kind>.reply_to`),
     /// so a new door with a replier needs no arm here.
     pub fn reply_address(&self) -> Option<&str> {
-        let said = |key: &str| {
-            self.channel_metadata()
-                .and_then(|m| m.get(key))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false)
-        };
+        use crate::channels::{email::EmailMeta, sms::SmsMeta};
         match self.channel.kind {
             ChannelKind::Sms => self
                 .sender
                 .phone
                 .as_deref()
-                .filter(|_| said("answer_by_sms")),
-            ChannelKind::Email => self.sender.email.as_deref().filter(|_| said("acknowledge")),
-            _ => self
-                .channel_metadata()
-                .and_then(|m| m.get("reply_to"))
-                .and_then(serde_json::Value::as_str),
+                .filter(|_| self.meta::<SmsMeta>().is_some_and(|m| m.answer_by_sms)),
+            ChannelKind::Email => self
+                .sender
+                .email
+                .as_deref()
+                .filter(|_| self.meta::<EmailMeta>().is_some_and(|m| m.acknowledge)),
+            _ => self.shared_meta().reply_to,
         }
     }
 
@@ -516,19 +556,15 @@ impl IntakeMessage {
         if self.reply_address().is_some() {
             return None;
         }
-        let stated = |key: &str| {
-            self.channel_metadata()
-                .and_then(|m| m.get(key))
-                .and_then(serde_json::Value::as_str)
-        };
         Some(match self.channel.kind {
-            ChannelKind::Email => stated("no_acknowledgement")
-                .unwrap_or("no sender address")
-                .to_string(),
+            ChannelKind::Email => self
+                .meta::<crate::channels::email::EmailMeta>()
+                .and_then(|m| m.no_acknowledgement)
+                .unwrap_or_else(|| "no sender address".into()),
             ChannelKind::Sms => {
                 "the sender cannot receive an SMS answer, or the channel sends none".into()
             }
-            kind => stated("no_reply").map_or_else(
+            kind => self.shared_meta().no_reply.map_or_else(
                 || format!("the {} channel sends no answers", kind.as_str()),
                 str::to_string,
             ),
@@ -537,41 +573,32 @@ impl IntakeMessage {
 
     /// The registered item this message follows up, if its channel found one.
     pub fn follow_up_of(&self) -> Option<FollowUp> {
-        let v = self.channel_metadata()?.get("follow_up_of")?;
-        serde_json::from_value(v.clone()).ok()
+        self.shared_meta().follow_up_of
     }
 
     /// Where the engine's malware scan left the message
     /// (`metadata.<kind>.malware.state`: `clean`, `infected`, `pending`,
     /// `not_scanned`, `unscannable`; see [`crate::malware`]).
     pub fn malware_state(&self) -> Option<&str> {
-        self.channel_metadata()?
-            .get("malware")?
-            .get("state")?
-            .as_str()
+        self.shared_meta().malware?.state
     }
 
     /// The service an officer chose when registering the item at the desk
     /// (`metadata.<kind>.service`): it routes the item to that service's unit.
     pub fn chosen_service(&self) -> Option<&str> {
-        self.channel_metadata()?.get("chosen_service")?.as_str()
+        self.shared_meta().chosen_service
     }
 
     /// The unit an e-adrese sub-address (struktūrvienība) names, as the
     /// channel mapped it (`metadata.e_adrese.unit`).
-    pub fn addressed_unit(&self) -> Option<&str> {
-        self.metadata
-            .get(ChannelKind::EAdrese.as_str())?
-            .get("unit")?
-            .as_str()
+    pub fn addressed_unit(&self) -> Option<String> {
+        self.meta::<crate::channels::eadrese::EadreseMeta>()?.unit
     }
 
     /// The web form id, for rules that match on it.
-    pub fn form_id(&self) -> Option<&str> {
-        self.metadata
-            .get(ChannelKind::WebForm.as_str())?
-            .get("form_id")?
-            .as_str()
+    pub fn form_id(&self) -> Option<String> {
+        self.meta::<crate::channels::web_form::WebFormMeta>()
+            .map(|m| m.form_id)
     }
 }
 
@@ -597,9 +624,40 @@ pub fn display_filename(raw: &str) -> String {
         .collect()
 }
 
-/// The JSON Schema of [`IntakeMessage`], as published under `docs/`.
+/// The JSON Schema of [`IntakeMessage`], as published under `docs/`:
+/// `metadata.<kind>` described by each kind's door
+/// ([`crate::channels::Door::Meta`]), other keys allowed.
 pub fn json_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(IntakeMessage)).unwrap_or_default()
+    let mut root = serde_json::to_value(schemars::schema_for!(IntakeMessage)).unwrap_or_default();
+    let mut kinds = serde_json::Map::new();
+    let mut defs = serde_json::Map::new();
+    for kind in crate::channels::KINDS {
+        let mut schema = (kind.meta_schema)();
+        if let Some(obj) = schema.as_object_mut() {
+            obj.remove("$schema");
+            if let Some(serde_json::Value::Object(d)) = obj.remove("$defs") {
+                defs.extend(d);
+            }
+        }
+        kinds.insert(kind.kind.as_str().to_string(), schema);
+    }
+    if let Some(metadata) = root
+        .pointer_mut("/properties/metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        metadata.insert("properties".into(), serde_json::Value::Object(kinds));
+    }
+    if !defs.is_empty()
+        && let Some(obj) = root.as_object_mut()
+    {
+        let all = obj
+            .entry("$defs")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(all) = all.as_object_mut() {
+            all.extend(defs);
+        }
+    }
+    root
 }
 
 #[cfg(test)]

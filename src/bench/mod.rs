@@ -181,10 +181,11 @@ fn form_item(i: usize, run: &str) -> IntakeMessage {
         email: Some("janis@example.lv".into()),
         ..Sender::default()
     };
-    m.metadata.insert(
-        "web_form".into(),
-        serde_json::json!({"form_id": "bench", "fields": {"name": "Jānis Bērziņš"}}),
-    );
+    m.set_meta(&crate::channels::web_form::WebFormMeta {
+        form_id: "bench".into(),
+        fields: [("name".to_string(), "Jānis Bērziņš".to_string())].into(),
+        ..Default::default()
+    });
     m
 }
 

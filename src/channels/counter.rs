@@ -10,15 +10,18 @@
 //! the service the officer chose (`metadata.<kind>.chosen_service`, which
 //! routes to that service's unit, [`IntakeMessage::chosen_service`]).
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Kind, Words};
 use crate::bus::{Bus, BusError, publish_intake};
+use crate::message::meta::{KindMetadata, Other};
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage};
 use crate::phone::normalise_phone;
 
 /// The counter: a visitor's submission.
-pub const COUNTER: Kind = Kind::at_desk(
+pub const COUNTER: Kind = Kind::at_desk::<DeskEntryMeta>(
     ChannelKind::Counter,
     Words {
         lv: "klātienē",
@@ -27,7 +30,7 @@ pub const COUNTER: Kind = Kind::at_desk(
 );
 
 /// The phone: a caller's submission.
-pub const PHONE: Kind = Kind::at_desk(
+pub const PHONE: Kind = Kind::at_desk::<DeskEntryMeta>(
     ChannelKind::Phone,
     Words {
         lv: "pa tālruni",
@@ -37,6 +40,25 @@ pub const PHONE: Kind = Kind::at_desk(
 
 /// The channel instance of every counter and phone item.
 pub const INSTANCE: &str = "desk";
+
+/// `metadata.counter` and `metadata.phone`: typed in at the desk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct DeskEntryMeta {
+    /// The officer who registered it.
+    pub officer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_person: Option<String>,
+    /// The service the officer chose (routes to its unit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_service: Option<String>,
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+impl KindMetadata for DeskEntryMeta {
+    const KINDS: &'static [ChannelKind] = &[ChannelKind::Counter, ChannelKind::Phone];
+}
 
 /// What the officer typed in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,14 +111,12 @@ pub fn message(kind: ChannelKind, id: Uuid, entry: &CounterEntry) -> IntakeMessa
     msg.language = Some("lv".into());
     msg.attachments = entry.attachment.iter().cloned().collect();
     msg.formal_status = entry.signed_paper.then_some(FormalStatus::SignedPaper);
-    let mut meta = serde_json::json!({ "officer": entry.officer });
-    if let Some(c) = some(&entry.contact) {
-        meta["contact_person"] = c.into();
-    }
-    if let Some(s) = entry.service.as_deref().and_then(some) {
-        meta["chosen_service"] = s.into();
-    }
-    msg.metadata.insert(kind.as_str().into(), meta);
+    msg.set_meta(&DeskEntryMeta {
+        officer: entry.officer.clone(),
+        contact_person: some(&entry.contact),
+        chosen_service: entry.service.as_deref().and_then(some),
+        other: Other::new(),
+    });
     msg
 }
 

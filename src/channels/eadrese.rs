@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use schemars::JsonSchema;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -23,13 +24,14 @@ use super::{
     Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Upkeep, Words,
 };
 use crate::eadrese::{Credentials, DivClient, DivEndpoint, DivError, InboundMessage, Outbound};
+use crate::message::meta::{KindMetadata, Other};
 use crate::message::{
     AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage, display_filename,
 };
 use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
-use crate::rules::watch::SharedRules;
 use crate::replies::{Replier, ReplyError, ReplyOutcome};
+use crate::rules::watch::SharedRules;
 
 /// `channels/<id>.toml` with `type = "e_adrese"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +143,33 @@ impl EadreseConfig {
     }
 }
 
+/// `metadata.e_adrese`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct EadreseMeta {
+    /// The DIV message id (the idempotency key's source).
+    pub message_id: String,
+    /// The e-addresses it was sent to (ours, sub-addresses included).
+    pub recipients: Vec<String>,
+    /// The sub-address (struktūrvienība) it was sent to, if one is mapped.
+    pub sub_address: Option<String>,
+    /// The unit that sub-address names.
+    pub unit: Option<String>,
+    /// The sender's own reference.
+    pub sender_ref: Option<String>,
+    pub document_date: Option<String>,
+    /// The sender's e-adrese, when the channel acknowledges.
+    pub reply_to: Option<String>,
+    /// Why not, when it does not.
+    pub no_reply: Option<String>,
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+impl KindMetadata for EadreseMeta {
+    const KINDS: &'static [ChannelKind] = &[ChannelKind::EAdrese];
+}
+
 /// A running e-adrese channel.
 pub struct Eadrese {
     cfg: EadreseConfig,
@@ -168,6 +197,7 @@ impl Door for Eadrese {
         en: "e-adrese (official electronic address)",
     };
     type Config = EadreseConfig;
+    type Meta = EadreseMeta;
 
     fn build(cfg: EadreseConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         if let Some((sub, unit)) = cfg
@@ -287,19 +317,18 @@ impl Eadrese {
             .iter()
             .find(|r| self.cfg.sub_addresses.contains_key(*r));
         let unit = sub_address.and_then(|s| self.cfg.sub_addresses.get(s));
-        msg.metadata.insert(
-            ChannelKind::EAdrese.as_str().into(),
-            serde_json::json!({
-                "message_id": m.message_id,
-                "recipients": m.recipients,
-                "sub_address": sub_address,
-                "unit": unit,
-                "sender_ref": m.sender_ref,
-                "document_date": m.document_date,
-                "reply_to": self.cfg.acknowledge.then_some(&m.sender_address),
-                "no_reply": (!self.cfg.acknowledge).then_some("the channel sends no acknowledgements"),
-            }),
-        );
+        msg.set_meta(&EadreseMeta {
+            message_id: m.message_id.clone(),
+            recipients: m.recipients.clone(),
+            sub_address: sub_address.cloned(),
+            unit: unit.cloned(),
+            sender_ref: m.sender_ref.clone(),
+            document_date: m.document_date.clone(),
+            reply_to: self.cfg.acknowledge.then(|| m.sender_address.clone()),
+            no_reply: (!self.cfg.acknowledge)
+                .then(|| "the channel sends no acknowledgements".to_string()),
+            other: Other::new(),
+        });
         Ok(msg)
     }
 

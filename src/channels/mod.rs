@@ -20,7 +20,8 @@
 //!      `original_file`).
 //!
 //!    What arrived goes into the message and the door's own metadata object
-//!    (`metadata.<kind>`): an address to answer at as `reply_to` (or why
+//!    (`metadata.<kind>`, its type `Door::Meta`, written with
+//!    [`IntakeMessage::set_meta`]): an address to answer at as `reply_to` (or why
 //!    none as `no_reply`), what the item refers to as `refers_to`
 //!    ([`crate::enrich::References`]: the engine links follow-ups and records
 //!    bounces; the door looks nothing up).
@@ -59,6 +60,7 @@ pub use self::context::{
 };
 use self::original::{Original, OriginalFile};
 use crate::blobs::BlobStore;
+use crate::message::meta::{KindMetadata, schema_of};
 use crate::message::{ChannelKind, IntakeMessage};
 use crate::replies::Replier;
 
@@ -159,6 +161,8 @@ pub trait Door: Channel + Sized + 'static {
     const WORDS: Words;
     /// One channel file of this kind.
     type Config: DoorConfig;
+    /// What it writes under `metadata.<kind>` ([`IntakeMessage::set_meta`]).
+    type Meta: KindMetadata;
 
     /// The running door of one channel file.
     fn build(cfg: Self::Config, ctx: DoorContext) -> Result<Self, ChannelError>;
@@ -200,6 +204,8 @@ pub struct Kind {
     pub original: for<'a> fn(&'a IntakeMessage, &'a BlobStore) -> BoxFuture<'a, Original>,
     /// [`Door::original_file`].
     pub original_file: fn(&IntakeMessage) -> Option<OriginalFile>,
+    /// The JSON Schema of its `metadata.<kind>` ([`Door::Meta`]).
+    pub meta_schema: fn() -> serde_json::Value,
 }
 
 impl Kind {
@@ -211,18 +217,21 @@ impl Kind {
             load: load_config::<D>,
             original: D::original,
             original_file: D::original_file,
+            meta_schema: schema_of::<D::Meta>,
         }
     }
 
     /// The entry for a kind that has no channel files and no door running:
-    /// its items are typed in by an officer at the desk (counter, phone).
-    pub const fn at_desk(kind: ChannelKind, words: Words) -> Kind {
+    /// its items are typed in by an officer at the desk (counter, phone),
+    /// their metadata of type `M`.
+    pub const fn at_desk<M: KindMetadata>(kind: ChannelKind, words: Words) -> Kind {
         Kind {
             kind,
             words,
             load: no_channel_files,
             original: text_original,
             original_file: |_| None,
+            meta_schema: schema_of::<M>,
         }
     }
 

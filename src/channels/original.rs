@@ -2,6 +2,8 @@
 //! describes it ([`super::Door::original`]): the desk renders these, it
 //! does not know the kinds.
 
+use crate::message::meta::StoredOriginal;
+
 /// One scanned page for the item page.
 pub struct ScanPage {
     pub number: u32,
@@ -58,16 +60,19 @@ pub struct OriginalFile {
 }
 
 impl OriginalFile {
-    /// `metadata.<kind>.original` (`{sha256, content_type}`) of `msg`, named `name`.
-    pub fn in_metadata(msg: &crate::message::IntakeMessage, name: String) -> Option<OriginalFile> {
-        let o = msg.channel_metadata()?.get("original")?;
+    /// The stored original of an item (`metadata.<kind>.original`), named
+    /// `name`; None when it names no blob.
+    pub fn of(original: &StoredOriginal, name: String) -> Option<OriginalFile> {
+        if original.sha256.is_empty() {
+            return None;
+        }
         Some(OriginalFile {
-            sha256: o.get("sha256")?.as_str()?.to_string(),
-            content_type: o
-                .get("content_type")
-                .and_then(|c| c.as_str())
-                .unwrap_or("application/octet-stream")
-                .to_string(),
+            sha256: original.sha256.clone(),
+            content_type: if original.content_type.is_empty() {
+                "application/octet-stream".into()
+            } else {
+                original.content_type.clone()
+            },
             name,
         })
     }

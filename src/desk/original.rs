@@ -183,14 +183,13 @@ pub async fn page_image(
         Err(r) => return r,
     };
     let Some(sha) = msg
-        .metadata
-        .get("scan")
-        .and_then(|s| s.pointer("/original/sha256"))
-        .and_then(|v| v.as_str())
+        .meta::<crate::channels::scan::ScanMeta>()
+        .map(|m| m.original.sha256)
+        .filter(|sha| !sha.is_empty())
     else {
         return (StatusCode::NOT_FOUND, "this item is not a scan").into_response();
     };
-    let (path, bytes) = match (s.blobs.path_of(sha), s.blobs.get(sha).await) {
+    let (path, bytes) = match (s.blobs.path_of(&sha), s.blobs.get(&sha).await) {
         (Ok(p), Ok(b)) => (p, b),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(item = %msg.id, "scan original unreadable: {e}");

@@ -192,17 +192,9 @@ fn files_of(item: &ItemSummary, msg: &IntakeMessage, blobs: &BlobStore) -> Vec<D
         })
         .collect();
     let mut files = Vec::with_capacity(msg.attachments.len() + 1);
-    let original = msg
-        .channel_metadata()
-        .and_then(|m| m.get("original"))
-        .and_then(|o| {
-            let sha = o.get("sha256")?.as_str()?;
-            let content_type = o
-                .get("content_type")
-                .and_then(|c| c.as_str())
-                .unwrap_or("application/octet-stream");
-            Some((blobs.path_of(sha).ok()?, content_type.to_string()))
-        });
+    // The file the item arrived as, as its door names it.
+    let original = crate::channels::Kind::original_file_of(msg)
+        .and_then(|f| Some((blobs.path_of(&f.sha256).ok()?, f.content_type)));
     match original {
         Some((path, content_type)) => {
             let ext = match content_type.as_str() {

@@ -165,8 +165,8 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
             )
         }
         Condition::FormId(ids) => {
-            let form = msg.form_id().unwrap_or("");
-            let ok = ids.iter().any(|i| i == form);
+            let form = msg.form_id().unwrap_or_default();
+            let ok = ids.contains(&form);
             ("form_id", ok, format!("form is {form:?}"))
         }
         Condition::AttachmentType(types) => {
@@ -210,10 +210,12 @@ fn check(cond: &Condition, m: &Prepared<'_>) -> ConditionTrace {
             ("attachment_count", ok, format!("{n} attachment(s)"))
         }
         Condition::Extracted(facts) => {
-            let found = msg.channel_metadata().and_then(|m| m.get("extracted"));
+            let found = msg
+                .meta::<crate::channels::scan::ScanMeta>()
+                .map(|m| m.extracted);
             let missing: Vec<&str> = facts
                 .iter()
-                .filter(|f| found.and_then(|x| x.get(f.as_str())).is_none())
+                .filter(|f| found.as_ref().and_then(|x| x.get(f.as_str())).is_none())
                 .map(String::as_str)
                 .collect();
             (
@@ -294,10 +296,10 @@ impl RuleSet {
             }
         }
         // An e-adrese sub-address names its unit: the sender chose it.
-        if let Some(unit) = msg.addressed_unit().filter(|u| self.units.contains_key(*u))
-            && d.unit.as_deref() != Some(unit)
+        if let Some(unit) = msg.addressed_unit().filter(|u| self.units.contains_key(u))
+            && d.unit.as_ref() != Some(&unit)
         {
-            d.unit = Some(unit.to_string());
+            d.unit = Some(unit);
             d.service = None;
             d.rule_id = Some(SUB_ADDRESS_RULE.into());
             d.review_reason = None;

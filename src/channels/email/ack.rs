@@ -295,9 +295,8 @@ impl Acknowledger {
             .message_id(Some(message_id.clone()))
             .header(ContentType::TEXT_PLAIN);
         let original_id = original
-            .channel_metadata()
-            .and_then(|m| m.get("message_id"))
-            .and_then(|v| v.as_str())
+            .meta::<super::EmailMeta>()
+            .and_then(|m| m.message_id)
             .map(|id| format!("<{}>", id.trim_matches(['<', '>'])));
         if let Some(id) = &original_id {
             builder = builder.in_reply_to(id.clone()).references(id.clone());

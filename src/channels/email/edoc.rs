@@ -73,11 +73,13 @@ pub struct ListedContainer {
 
 /// The signed containers a stored message lists (none for other channels).
 pub fn listed_in(msg: &crate::message::IntakeMessage) -> Vec<ListedContainer> {
-    msg.metadata
-        .get("email")
-        .and_then(|m| m.get("signed_containers"))
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
+    let Some(meta) = msg.meta::<super::EmailMeta>() else {
+        return Vec::new();
+    };
+    meta.signed_containers
+        .iter()
+        .filter_map(|v| ListedContainer::deserialize(v).ok())
+        .collect()
 }
 
 /// Whether the bytes look like a ZIP and the name or `mimetype` like ASiC-E.

@@ -19,8 +19,11 @@ pub mod ack;
 pub mod authenticity;
 pub mod edoc;
 pub mod imap;
+mod meta;
 pub mod normalise;
 pub mod original;
+
+pub use meta::{EmailMeta, ImapPlace};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,8 +40,8 @@ use tracing::Instrument;
 use self::authenticity::Requirement;
 use self::imap::{Credentials, ImapError, Mailbox, Waiting};
 use self::normalise::{ImapSource, ParsedMail};
-use super::original::{Original, OriginalFile};
 use super::context::{Lease, MailboxPosition, StateError};
+use super::original::{Original, OriginalFile};
 use super::{Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Words};
 use crate::blobs::BlobStore;
 use crate::enrich::{DeliveryReport, References};
@@ -660,6 +663,7 @@ impl Door for Email {
         en: "e-mail",
     };
     type Config = EmailConfig;
+    type Meta = EmailMeta;
 
     fn build(cfg: EmailConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let ours = cfg.ours();
@@ -683,12 +687,13 @@ impl Door for Email {
         let Some(a) = &cfg.acknowledgement else {
             return Ok(DoorSinks::default());
         };
-        let ack = ack::Acknowledger::new(&cfg.id, a.clone(), cfg.ours(), sinks).map_err(
-            |message| ChannelError {
-                channel: cfg.id.clone(),
-                message,
-            },
-        )?;
+        let ack =
+            ack::Acknowledger::new(&cfg.id, a.clone(), cfg.ours(), sinks).map_err(|message| {
+                ChannelError {
+                    channel: cfg.id.clone(),
+                    message,
+                }
+            })?;
         Ok(DoorSinks {
             replier: Some(Arc::new(ack)),
             upkeep: None,
@@ -700,7 +705,8 @@ impl Door for Email {
     }
 
     fn original_file(msg: &IntakeMessage) -> Option<OriginalFile> {
-        OriginalFile::in_metadata(msg, format!("{}.eml", msg.id))
+        let meta = msg.meta::<EmailMeta>()?;
+        OriginalFile::of(&meta.original, format!("{}.eml", msg.id))
     }
 }
 

@@ -19,7 +19,9 @@ use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use super::edoc;
+use super::{EmailMeta, ImapPlace};
 use crate::enrich::References;
+use crate::message::meta::StoredOriginal;
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage, Sender};
 
 /// Forwarded messages are followed this deep (a forward of a forward…).
@@ -836,48 +838,34 @@ impl ParsedMail {
                 })
             })
             .collect();
-        let inline: Vec<&str> = self
+        let inline: Vec<String> = self
             .parts
             .iter()
             .filter(|p| p.inline)
-            .map(|p| p.blob.sha256.as_str())
+            .map(|p| p.blob.sha256.clone())
             .collect();
-        let mut meta = json!({
-            "original": { "sha256": self.raw.sha256, "size": self.raw.bytes.len(), "content_type": "message/rfc822" },
-            "message_id": self.message_id,
-            "acknowledge": self.no_acknowledgement.is_none(),
-            "has_html": self.has_html,
+        msg.set_meta(&EmailMeta {
+            original: StoredOriginal {
+                sha256: self.raw.sha256.clone(),
+                size: self.raw.bytes.len() as u64,
+                content_type: "message/rfc822".into(),
+            },
+            message_id: self.message_id.clone(),
+            acknowledge: self.no_acknowledgement.is_none(),
+            has_html: self.has_html,
+            no_acknowledgement: self.no_acknowledgement.clone(),
+            forwarded_messages: self.forwarded_messages,
+            inline,
+            signed_containers: signed,
+            problems: self.problems.clone(),
+            imap: source.map(|s| ImapPlace {
+                mailbox: s.mailbox.clone(),
+                uid_validity: s.uid_validity,
+                uid: s.uid,
+            }),
+            refers_to: refers_to.filter(|r| !r.is_empty()).cloned(),
+            other: Default::default(),
         });
-        let obj = meta.as_object_mut().expect("json! object");
-        if let Some(why) = &self.no_acknowledgement {
-            obj.insert("no_acknowledgement".into(), why.clone().into());
-        }
-        if self.forwarded_messages > 0 {
-            obj.insert("forwarded_messages".into(), self.forwarded_messages.into());
-        }
-        if !inline.is_empty() {
-            obj.insert("inline".into(), json!(inline));
-        }
-        if !signed.is_empty() {
-            obj.insert("signed_containers".into(), Value::Array(signed));
-        }
-        if !self.problems.is_empty() {
-            obj.insert("problems".into(), json!(self.problems));
-        }
-        if let Some(s) = source {
-            obj.insert(
-                "imap".into(),
-                json!({ "mailbox": s.mailbox, "uid_validity": s.uid_validity, "uid": s.uid }),
-            );
-        }
-        if let Some(r) = refers_to.filter(|r| !r.is_empty()) {
-            obj.insert(
-                crate::enrich::REFERS_TO.into(),
-                serde_json::to_value(r).unwrap_or(Value::Null),
-            );
-        }
-        msg.metadata
-            .insert(ChannelKind::Email.as_str().into(), meta);
         msg
     }
 }

@@ -28,11 +28,10 @@ pub fn sanitise_email_html(html: &str) -> String {
 /// The mail of `msg`, read from its raw `.eml` blob (`metadata.email.original`).
 pub async fn of(msg: &IntakeMessage, blobs: &BlobStore) -> Original {
     let sha = msg
-        .channel_metadata()
-        .and_then(|m| m.pointer("/original/sha256"))
-        .and_then(|v| v.as_str())
+        .meta::<super::EmailMeta>()
+        .map(|m| m.original.sha256)
         .unwrap_or_default();
-    let html = match blobs.get(sha).await {
+    let html = match blobs.get(&sha).await {
         Ok(raw) => mail_parser::MessageParser::default()
             .parse(&raw)
             .and_then(|m| {

@@ -17,7 +17,10 @@
 //! it, the others leave it alone, and a file already gone is no error.
 
 pub mod extract;
+mod meta;
 pub mod pages;
+
+pub use meta::ScanMeta;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,10 +34,11 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::original::{Original, OriginalFile, ScanPage};
 use super::context::Lease;
+use super::original::{Original, OriginalFile, ScanPage};
 use super::{Channel, ChannelError, Door, DoorConfig, DoorContext, Words};
 use crate::blobs::BlobStore;
+use crate::message::meta::StoredOriginal;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::ocr::{OcrError, OcrPool, OcrSettings, PageText};
 use pages::{Page, ScanKind};
@@ -537,17 +541,19 @@ impl Scan {
                 }),
             })
             .collect();
-        msg.metadata.insert(
-            "scan".into(),
-            serde_json::json!({
-                "file": name,
-                "pages": [first, last],
-                "page_details": page_info,
-                "confidence": confidence,
-                "original": { "sha256": original.sha256, "size": original.size, "content_type": content_type },
-                "extracted": facts,
-            }),
-        );
+        msg.set_meta(&ScanMeta {
+            file: name.to_string(),
+            pages: [first, last],
+            page_details: page_info,
+            confidence,
+            original: StoredOriginal {
+                sha256: original.sha256.clone(),
+                size: original.size,
+                content_type: content_type.to_string(),
+            },
+            extracted: serde_json::to_value(&facts).unwrap_or_default(),
+            other: Default::default(),
+        });
         let span = tracing::info_span!("item", id = %msg.id, channel = "scan", instance = %self.cfg.id, pages = %format!("{first}-{last}"));
         async {
             if let Some(code) = &facts.personas_kods {
@@ -774,31 +780,22 @@ async fn move_into(file: &Path, dir: &Path) -> Result<(), String> {
 
 /// A scan as the desk shows it: its file, page by page with the OCR text.
 fn scanned_original(msg: &IntakeMessage) -> Original {
-    let scan = msg.channel_metadata();
+    let scan = msg.meta::<ScanMeta>().unwrap_or_default();
     let pages = scan
-        .and_then(|s| s.get("page_details"))
-        .and_then(|p| p.as_array())
-        .map(|pages| {
-            pages
-                .iter()
-                .map(|p| ScanPage {
-                    number: p.get("page").and_then(|n| n.as_u64()).unwrap_or(0) as u32,
-                    text: p
-                        .get("text")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    confidence: p.get("confidence").and_then(|c| c.as_i64()),
-                })
-                .collect()
+        .page_details
+        .iter()
+        .map(|p| ScanPage {
+            number: p.get("page").and_then(|n| n.as_u64()).unwrap_or(0) as u32,
+            text: p
+                .get("text")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            confidence: p.get("confidence").and_then(|c| c.as_i64()),
         })
-        .unwrap_or_default();
+        .collect();
     Original::Scan {
-        file: scan
-            .and_then(|s| s.get("file"))
-            .and_then(|f| f.as_str())
-            .unwrap_or_default()
-            .to_string(),
+        file: scan.file,
         pages,
     }
 }
@@ -810,6 +807,7 @@ impl Door for Scan {
         en: "scanned post",
     };
     type Config = ScanConfig;
+    type Meta = ScanMeta;
 
     fn build(cfg: ScanConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let fail = |message: String| ChannelError {
@@ -838,13 +836,13 @@ impl Door for Scan {
     }
 
     fn original_file(msg: &IntakeMessage) -> Option<OriginalFile> {
-        let name = msg
-            .channel_metadata()
-            .and_then(|s| s.get("file"))
-            .and_then(|f| f.as_str())
-            .unwrap_or("scan")
-            .to_string();
-        OriginalFile::in_metadata(msg, name)
+        let scan = msg.meta::<ScanMeta>()?;
+        let name = if scan.file.is_empty() {
+            "scan".to_string()
+        } else {
+            scan.file
+        };
+        OriginalFile::of(&scan.original, name)
     }
 }
 

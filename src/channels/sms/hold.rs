@@ -36,11 +36,10 @@ impl Sms {
         msg: &IntakeMessage,
     ) -> Result<Accepted, Refusal> {
         let from = msg
-            .channel_metadata()
-            .and_then(|m| m.get("from"))
-            .and_then(|v| v.as_str())
-            .unwrap_or(&sms.from)
-            .to_string();
+            .meta::<super::SmsMeta>()
+            .map(|m| m.from)
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| sms.from.clone());
         let (group_key, part_no, part_count) = match &sms.part {
             Some(p) => (
                 format!("udh:{from}:{}", p.reference),
@@ -94,12 +93,7 @@ impl Sms {
 
     /// The flush under this daemon's claim `lease`.
     async fn flush_groups(&self, now: DateTime<Utc>, lease: &Lease) -> Result<usize, String> {
-        let held = self
-            .ctx
-            .state
-            .held_sms()
-            .await
-            .map_err(|e| e.to_string())?;
+        let held = self.ctx.state.held_sms().await.map_err(|e| e.to_string())?;
         // A sealed group (published, not yet marked: a crash in between) is
         // published again exactly as sealed; the rest group by their key.
         let mut groups: BTreeMap<String, Vec<&HeldSms>> = BTreeMap::new();
@@ -186,16 +180,10 @@ impl Sms {
                 }
             };
             msg.received_at = first_at;
-            if let Some(meta) = msg
-                .metadata
-                .get_mut(crate::message::ChannelKind::Sms.as_str())
-                .and_then(|m| m.as_object_mut())
-            {
-                let joined_ids: Vec<&str> = rows.iter().map(|r| r.gateway_id.as_str()).collect();
-                meta.insert("joined_gateway_ids".into(), serde_json::json!(joined_ids));
-                if incomplete {
-                    meta.insert("incomplete_parts".into(), serde_json::json!(true));
-                }
+            if let Some(mut meta) = msg.meta::<super::SmsMeta>() {
+                meta.joined_gateway_ids = Some(rows.iter().map(|r| r.gateway_id.clone()).collect());
+                meta.incomplete_parts = incomplete;
+                msg.set_meta(&meta);
             }
             self.ctx
                 .publisher

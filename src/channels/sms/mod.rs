@@ -15,7 +15,6 @@
 //!   (HMAC-SHA1 over the public URL and the sorted parameters).
 //! - `json_hmac`: a JSON body signed with HMAC-SHA256 in `X-Signature-256`.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -37,15 +36,16 @@ use tracing::Instrument;
 use unicode_normalization::UnicodeNormalization;
 
 mod hold;
+mod meta;
 mod reply;
 pub mod segments;
+
+pub use meta::SmsMeta;
 
 pub use reply::ReplySettings;
 
 use super::original::Original;
-use super::{
-    Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Words,
-};
+use super::{Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Words};
 use crate::blobs::BlobStore;
 use crate::message::{ChannelKind, ChannelRef, IntakeMessage};
 use crate::phone::SmsAddress;
@@ -626,27 +626,17 @@ impl Sms {
             None if msg.body.is_empty() => Some(REASON_EMPTY.to_string()),
             None => None,
         };
-        let mut meta = BTreeMap::new();
-        meta.insert("gateway", serde_json::json!(self.cfg.gateway.kind()));
-        meta.insert("gateway_id", serde_json::json!(sms.gateway_id.trim()));
-        meta.insert("from", serde_json::json!(from.as_str()));
-        meta.insert(
-            "to",
-            serde_json::json!(sms.to.as_deref().or(self.cfg.number.as_deref())),
-        );
-        // Answered by SMS only when the sender can receive one and this
-        // channel answers at all.
-        meta.insert(
-            "answer_by_sms",
-            serde_json::json!(from.can_reply() && self.cfg.reply.enabled),
-        );
-        if let Some((bytes, _)) = &binary {
-            meta.insert("binary_bytes", serde_json::json!(bytes.len()));
-        }
-        msg.metadata.insert(
-            ChannelKind::Sms.as_str().into(),
-            serde_json::to_value(meta).unwrap_or_default(),
-        );
+        msg.set_meta(&SmsMeta {
+            gateway: self.cfg.gateway.kind().to_string(),
+            gateway_id: sms.gateway_id.trim().to_string(),
+            from: from.as_str().to_string(),
+            to: sms.to.clone().or_else(|| self.cfg.number.clone()),
+            // Answered by SMS only when the sender can receive one and this
+            // channel answers at all.
+            answer_by_sms: from.can_reply() && self.cfg.reply.enabled,
+            binary_bytes: binary.as_ref().map(|(bytes, _)| bytes.len()),
+            ..SmsMeta::default()
+        });
         Ok(msg)
     }
 
@@ -763,6 +753,7 @@ impl Door for Sms {
         en: "SMS",
     };
     type Config = SmsConfig;
+    type Meta = SmsMeta;
 
     fn build(cfg: SmsConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let secret = match cfg.gateway.secret() {
@@ -827,7 +818,6 @@ impl Channel for Sms {
         let path = format!("/sms/{}/inbound", self.cfg.id);
         Some(Router::new().route(&path, any(inbound)).with_state(self))
     }
-
 }
 
 #[cfg(test)]

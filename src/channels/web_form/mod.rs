@@ -15,6 +15,7 @@ mod api;
 mod config;
 mod form;
 mod lang;
+mod meta;
 mod page;
 mod refusal;
 mod validate;
@@ -40,10 +41,11 @@ use unicode_normalization::UnicodeNormalization;
 
 pub use config::{FieldConfig, FieldKind, FieldRole, WebFormConfig};
 pub use lang::Lang;
+pub use meta::WebFormMeta;
 use refusal::{Problem, Refusal};
 
-use super::original::Original;
 use super::context::{ItemSummary, KeyClaim, StateError};
+use super::original::Original;
 use super::{Channel, ChannelError, Door, DoorContext, Words};
 use crate::blobs::BlobStore;
 use crate::message::{AttachmentRef, ChannelKind, ChannelRef, IntakeMessage};
@@ -86,6 +88,7 @@ impl Door for WebForm {
         en: "web form",
     };
     type Config = WebFormConfig;
+    type Meta = WebFormMeta;
 
     fn build(cfg: WebFormConfig, ctx: DoorContext) -> Result<Self, ChannelError> {
         let api_key = match &cfg.api_key_env {
@@ -117,8 +120,11 @@ impl Door for WebForm {
     }
 
     fn original<'a>(msg: &'a IntakeMessage, _blobs: &'a BlobStore) -> BoxFuture<'a, Original> {
-        let fields = msg.channel_metadata().and_then(|m| m.get("fields"));
-        Box::pin(std::future::ready(Original::fields_of(fields)))
+        let fields = msg
+            .meta::<WebFormMeta>()
+            .map(|m| m.fields.into_iter().collect())
+            .unwrap_or_default();
+        Box::pin(std::future::ready(Original::Fields(fields)))
     }
 }
 
@@ -283,7 +289,7 @@ impl WebForm {
 /// the normalised field values (`metadata.web_form.fields`: NFC, trimmed,
 /// `\n` line ends) and the attachments (content hash, name, type).
 fn content_sha256(msg: &IntakeMessage) -> String {
-    let fields = msg.channel_metadata().and_then(|m| m.get("fields"));
+    let fields = msg.meta::<WebFormMeta>().map(|m| m.fields);
     let attachments: Vec<[&str; 3]> = msg
         .attachments
         .iter()
@@ -350,15 +356,16 @@ pub fn normalise(
     msg.subject = role_value(FieldRole::Subject).or_else(|| Some(cfg.title.clone()));
     msg.language = Some(lang.into());
     msg.attachments = attachments;
-    let fields: BTreeMap<&String, String> = values
+    let fields: BTreeMap<String, String> = values
         .iter()
         .filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang")
-        .map(|(k, v)| (k, clean(v)))
+        .map(|(k, v)| (k.clone(), clean(v)))
         .collect();
-    msg.metadata.insert(
-        ChannelKind::WebForm.as_str().into(),
-        serde_json::json!({ "form_id": cfg.id, "fields": fields }),
-    );
+    msg.set_meta(&WebFormMeta {
+        form_id: cfg.id.clone(),
+        fields,
+        ..WebFormMeta::default()
+    });
     msg
 }
 
