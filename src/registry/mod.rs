@@ -15,6 +15,7 @@ pub mod desk;
 pub mod dms;
 pub mod eadrese;
 pub mod lease;
+pub mod listing;
 pub mod mailboxes;
 pub mod numbering;
 pub mod opinions;
@@ -478,6 +479,13 @@ impl Registry {
     /// Applies the embedded migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), RegistryError> {
         sqlx::migrate!("./migrations").run(&self.pool).await?;
+        // The register's full-text index is each database's own; items
+        // registered before it get their search words now, in batches.
+        listing::prepare(self).await?;
+        let indexed = listing::backfill(self).await?;
+        if indexed > 0 {
+            tracing::info!(items = indexed, "earlier items indexed for the register's search");
+        }
         Ok(())
     }
 
