@@ -311,7 +311,7 @@ enum ExportError {
     #[error("CSV: {0}")]
     Csv(#[from] csv::Error),
     #[error("CSV: {0}")]
-    CsvFlush(#[from] csv::IntoInnerError<csv::Writer<Vec<u8>>>),
+    CsvFlush(#[from] std::io::Error),
     #[error("XLSX: {0}")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
 }
@@ -323,7 +323,7 @@ fn csv_bytes(l: Lang, rows: &[RegisterLine]) -> Result<Vec<u8>, ExportError> {
     for r in rows {
         w.write_record(cells(r))?;
     }
-    Ok(w.into_inner()?)
+    Ok(w.into_inner().map_err(|e| e.into_error())?)
 }
 
 fn xlsx_bytes(l: Lang, rows: &[RegisterLine]) -> Result<Vec<u8>, ExportError> {

@@ -28,6 +28,10 @@ use crate::rules::text::index_text;
 /// register had its search table.
 const BACKFILL_BATCH: i64 = 500;
 
+/// Fewer matches than this, and a search takes its matches from the
+/// full-text index before looking at the items (PostgreSQL).
+const RARE_MATCHES: i64 = 2000;
+
 /// What the register shows: every field is optional, all given ones must hold.
 #[derive(Debug, Clone, Default)]
 pub struct RegisterFilter {
@@ -215,6 +219,8 @@ fn number_search(text: &str) -> Option<String> {
 #[derive(Default)]
 struct RegisterArgs {
     args: Vec<String>,
+    /// `WITH …` before the statement (rare words' matches, PostgreSQL).
+    with_: String,
 }
 
 impl RegisterArgs {
@@ -227,10 +233,16 @@ impl RegisterArgs {
 impl Registry {
     /// The register's `WHERE` conditions, the number-match expression and
     /// the order (number matches first when a number is searched).
+    ///
+    /// `rare`: the words match few items, so their matches are taken from
+    /// the full-text index first; otherwise PostgreSQL may walk the items
+    /// newest first and check each, which finds a page of a common word at
+    /// once but reads the whole register for a word that is nowhere.
     fn register_conditions(
         &self,
         f: &RegisterFilter,
         st: &mut RegisterArgs,
+        rare: bool,
     ) -> (String, String, &'static str) {
         let mut cond: Vec<String> = Vec::new();
         if let Some(d) = f.registered_from {
@@ -277,11 +289,17 @@ impl Registry {
                         st.arg(fts.join(" "))
                     )
                 } else {
-                    format!(
-                        "i.id IN (SELECT s.item_id FROM item_search s WHERE \
-                         to_tsvector('simple', s.search_text) @@ plainto_tsquery('simple', {}))",
+                    let matches = format!(
+                        "SELECT s.item_id FROM item_search s WHERE \
+                         to_tsvector('simple', s.search_text) @@ plainto_tsquery('simple', {})",
                         st.arg(terms.join(" "))
-                    )
+                    );
+                    if rare {
+                        st.with_ = format!("WITH matched AS MATERIALIZED ({matches})");
+                        "i.id IN (SELECT item_id FROM matched)".to_string()
+                    } else {
+                        format!("i.id IN ({matches})")
+                    }
                 }
             });
             let numbers = number_search(text).map(|n| {
@@ -332,14 +350,16 @@ impl Registry {
     ) -> Result<Vec<RegisterRow>, RegistryError> {
         let ctx = "the register";
         let mut st = RegisterArgs::default();
-        let (where_, number, order) = self.register_conditions(f, &mut st);
+        let rare = self.rare_words(f).await?;
+        let (where_, number, order) = self.register_conditions(f, &mut st, rare);
         let page = match limit {
             Some(n) => format!("LIMIT {} OFFSET {}", n.clamp(1, 10_000), offset.max(0)),
             None => String::new(),
         };
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS}, i.case_code, i.formal_status, {number} AS number_match \
-             FROM items i {where_} ORDER BY {order} {page}"
+            "{} SELECT {SUMMARY_COLUMNS}, i.case_code, i.formal_status, {number} AS number_match \
+             FROM items i {where_} ORDER BY {order} {page}",
+            st.with_
         );
         let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in st.args {
@@ -357,6 +377,26 @@ impl Registry {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(q(ctx))
+    }
+
+    /// PostgreSQL: whether the searched words match fewer than
+    /// [`RARE_MATCHES`] items (one index probe, stopped there).
+    async fn rare_words(&self, f: &RegisterFilter) -> Result<bool, RegistryError> {
+        let terms = f.text.as_deref().map(index_text).unwrap_or_default();
+        if self.sqlite || terms.is_empty() {
+            return Ok(false);
+        }
+        let found: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM item_search s WHERE \
+             to_tsvector('simple', s.search_text) @@ plainto_tsquery('simple', $1) \
+             LIMIT {RARE_MATCHES}) m"
+        )))
+        .bind(terms)
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(q("the register's search"))?;
+        Ok(found < RARE_MATCHES)
     }
 
     /// One page of the register: `size` rows after `offset`.
@@ -389,15 +429,17 @@ impl Registry {
         size: i64,
     ) -> Result<String, RegistryError> {
         let mut st = RegisterArgs::default();
-        let (where_, number, order) = self.register_conditions(f, &mut st);
+        let rare = self.rare_words(f).await?;
+        let (where_, number, order) = self.register_conditions(f, &mut st, rare);
         let explain = if self.sqlite {
             "EXPLAIN QUERY PLAN"
         } else {
             "EXPLAIN"
         };
         let sql = format!(
-            "{explain} SELECT i.id, {number} AS number_match FROM items i {where_} \
+            "{explain} {} SELECT i.id, {number} AS number_match FROM items i {where_} \
              ORDER BY {order} LIMIT {}",
+            st.with_,
             size.clamp(1, 1000)
         );
         let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));

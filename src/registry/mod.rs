@@ -484,7 +484,10 @@ impl Registry {
         listing::prepare(self).await?;
         let indexed = listing::backfill(self).await?;
         if indexed > 0 {
-            tracing::info!(items = indexed, "earlier items indexed for the register's search");
+            tracing::info!(
+                items = indexed,
+                "earlier items indexed for the register's search"
+            );
         }
         Ok(())
     }
