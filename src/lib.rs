@@ -38,6 +38,8 @@
 //! - [`catalog`]: Latvian and English texts from TOML catalogs (desk, form pages).
 //! - [`tomlfile`]: TOML files with `file:line` problems, shared by rules and deadlines.
 //! - [`registry`]: items, registration numbers, audit log and outbox in PostgreSQL or SQLite;
+//!   `registry::listing`: the register on the desk (every item filtered,
+//!   full-text searched with the rules' folding, paged);
 //!   `registry::lease`: the one leased-work primitive (database clock, fencing tokens)
 //!   for queue rows and named work (scan files, SMS flushes, keeper passes, mailboxes).
 //! - [`enrich`]: the engine's enrichment step: follow-ups linked to their item

@@ -3,7 +3,8 @@
 //! quarterly report show what the registry holds; the records officer
 //! assigns an unclassified item at the desk, a hostile HTML e-mail runs no
 //! script, and the administrator edits the rules (a refused edit, a dry run,
-//! a saved one that routes new items). Screenshots are written to
+//! a saved one that routes new items); an officer searches the register
+//! without diacritics and opens the item found. Screenshots are written to
 //! `target/screenshots/` (copies are kept in `docs/screenshots/`).
 
 mod support;
@@ -1129,5 +1130,75 @@ async fn a_unit_member_extends_and_answers_an_item_in_chromium() {
         "{answered}"
     );
     browser.close().await.expect("close browser");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officer_searches_the_register_and_opens_an_item_in_chromium() {
+    let driver = Driver::start();
+    let env = TestEnv::start(Options::new(Backend::Embedded)).await;
+    add_accounts(&env).await;
+    let permit = env
+        .submit_item(
+            "Būvatļaujas izsniegšana",
+            "Lūdzu izsniegt būvatļauju pirts būvniecībai Subatē.",
+        )
+        .await;
+    env.submit_item("Sveiki", "Vai jums garšo kafija?").await;
+    env.submit_item("Ielu apgaismojums", "Nedeg laterna Skolas ielā.")
+        .await;
+    let browser = driver.browser().await;
+    sign_in(&browser, &env.base, OFFICER).await;
+    browser
+        .goto(&format!("{}/desk/register?lang=lv", env.base))
+        .await
+        .expect("the register");
+    assert_eq!(
+        browser
+            .find_all(Locator::Css("#register tbody tr"))
+            .await
+            .expect("rows")
+            .len(),
+        3
+    );
+    // Typed without diacritics and in another ending.
+    browser
+        .find(Locator::Id("register-q"))
+        .await
+        .expect("the search field")
+        .send_keys("buvatlauja")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("register-search"))
+        .await
+        .expect("the search button")
+        .click()
+        .await
+        .expect("search");
+    for _ in 0..100 {
+        let url = browser.current_url().await.expect("URL");
+        if url.query().is_some_and(|q| q.contains("q=buvatlauja")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = browser
+        .find_all(Locator::Css("#register tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(found.len(), 1);
+    screenshot(&browser, "register-search.png").await;
+    browser
+        .find(Locator::LinkText(&permit.registration_number))
+        .await
+        .expect("the permit in the register")
+        .click()
+        .await
+        .expect("open it");
+    assert_eq!(
+        text_of(&browser, "item-number").await,
+        permit.registration_number
+    );
     env.stop().await;
 }

@@ -19,6 +19,9 @@
 //!   without personal data;
 //! - [`counter_form`]: a visitor's or caller's submission registered by an
 //!   officer (counter and phone intake).
+//! - [`register_view`]: the register of every item, filtered, searched
+//!   (words folded as the rules fold them, or a registration number),
+//!   paged and exported as CSV or XLSX;
 //! - [`unit`]: a unit's items and its work on them (deadline actions,
 //!   assignment, comments, return, the answer).
 //!
@@ -34,6 +37,7 @@ pub mod ldap;
 pub mod oidc;
 pub mod original;
 pub mod parked_view;
+pub mod register_view;
 pub mod review;
 pub mod rules_editor;
 pub mod service_search;
@@ -80,6 +84,9 @@ pub fn routes(s: &HttpState) -> Router<HttpState> {
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/logout", post(auth::logout))
         .route("/desk", get(review::queue))
+        .route("/desk/register", get(register_view::page))
+        .route("/desk/register.csv", get(register_view::csv_export))
+        .route("/desk/register.xlsx", get(register_view::xlsx_export))
         .route("/desk/items/{item}", get(review::item_page))
         .route("/desk/items/{item}/decide", post(review::decide))
         .route(

@@ -16,6 +16,7 @@ pub mod dms;
 pub mod door_state;
 pub mod eadrese;
 pub mod lease;
+pub mod listing;
 pub mod mailboxes;
 pub mod numbering;
 pub mod opinions;
@@ -479,6 +480,16 @@ impl Registry {
     /// Applies the embedded migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), RegistryError> {
         sqlx::migrate!("./migrations").run(&self.pool).await?;
+        // The register's full-text index is each database's own; items
+        // registered before it get their search words now, in batches.
+        listing::prepare(self).await?;
+        let indexed = listing::backfill(self).await?;
+        if indexed > 0 {
+            tracing::info!(
+                items = indexed,
+                "earlier items indexed for the register's search"
+            );
+        }
         Ok(())
     }
 

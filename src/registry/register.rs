@@ -253,6 +253,11 @@ pub(super) async fn register_batch_in(
 
     if !items.is_empty() {
         insert_items(tx, &items, &ctx).await?;
+        let words: Vec<(String, String)> = items
+            .iter()
+            .map(|n| (n.summary.id.clone(), super::listing::message_words(n.msg)))
+            .collect();
+        super::listing::insert_search_words(tx, &words, &ctx).await?;
         insert_attachments(tx, &items, &ctx).await?;
         insert_audit_and_outbox(tx, &items, &now, &ctx).await?;
         if let Some(connector) = how.dms_connector {

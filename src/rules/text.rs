@@ -27,6 +27,19 @@ pub fn tokens(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A text's words as the register's full-text index keeps them and as a
+/// search is asked: folded and stemmed exactly as the rules match them,
+/// space-separated ("Būvatļaujas izsniegšana" → "buvatlauj izsniegsan").
+/// The one function for both sides, so the desk's search ignores case,
+/// diacritics and endings the way routing does.
+pub fn index_text(text: &str) -> String {
+    tokens(text)
+        .iter()
+        .map(|w| stem(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// (suffix, vowels that must be in the word beyond the suffix's own).
 const SUFFIXES: &[(&str, usize)] = &[
     ("ajiem", 3),
@@ -181,6 +194,16 @@ mod tests {
             assert_eq!(stem(&fold(f)), "pabalst", "{f}");
         }
         assert_eq!(stem("ire"), "ire");
+    }
+
+    #[test]
+    fn index_text_is_folded_stems_in_order() {
+        assert_eq!(
+            index_text("Būvatļaujas izsniegšana, 2026/17!"),
+            "buvatlauj izsniegsan 2026 17"
+        );
+        assert_eq!(index_text("buvatlauja"), index_text("BŪVATĻAUJU"));
+        assert_eq!(index_text(" ,.; "), "");
     }
 
     #[test]
