@@ -53,6 +53,7 @@ impl DivStandin {
         let (cert, key) = super::make_client_certificate(dir, "pasvaldiba");
         let (port, control_port) = (super::free_port(), super::free_port());
         let mut command = Command::new(python());
+        command.arg(super::repo_path("tests/support/div/div_standin.py"));
         if let Some((client_id, secret_file)) = oauth {
             command
                 .args(["--oauth-client-id", client_id])
@@ -60,7 +61,6 @@ impl DivStandin {
                 .arg(secret_file);
         }
         let child = command
-            .arg(super::repo_path("tests/support/div/div_standin.py"))
             .args(["--port", &port.to_string()])
             .args(["--control-port", &control_port.to_string()])
             .arg("--ca")
