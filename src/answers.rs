@@ -228,6 +228,42 @@ pub fn letter_pdf(
     p.render()
 }
 
+/// The document an answer carries, as (file name, bytes): the signed
+/// document the officer uploaded, else the letter as a PDF. One choice for
+/// every electronic way an answer travels (e-mail, e-adrese).
+pub async fn answer_document(
+    blobs: &BlobStore,
+    font: &PrintFont,
+    print: &PrintSettings,
+    item: &ItemSummary,
+    msg: &IntakeMessage,
+    answer: &Answer,
+) -> Result<(String, Vec<u8>), ReplyError> {
+    if let (Some(sha), Some(name)) = (&answer.document_sha256, &answer.document_name) {
+        let bytes = blobs
+            .get(sha)
+            .await
+            .map_err(|e| ReplyError::Transient(format!("answer document: {e}")))?;
+        return Ok((name.clone(), bytes));
+    }
+    let (font, print) = (font.clone(), print.clone());
+    let (i, m, a) = (item.clone(), msg.clone(), answer.clone());
+    let pdf = tokio::task::spawn_blocking(move || letter_pdf(&font, &print, &i, &m, &a))
+        .await
+        .map_err(|e| ReplyError::Transient(format!("the letter PDF: {e}")))?;
+    Ok((
+        format!("{}.pdf", answer.number.replace(['/', '\\'], "-")),
+        pdf,
+    ))
+}
+
+/// The media type of an answer's document, by its name.
+pub fn document_mime(name: &str) -> &'static str {
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+}
+
 /// Sends answers by e-mail (replies of [`ANSWER_MAIL`]).
 pub struct AnswerMail {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -295,34 +331,11 @@ impl AnswerMail {
             .item_message(&reply.item_id)
             .await
             .map_err(transient)?;
-        let (file, bytes) = match (&answer.document_sha256, &answer.document_name) {
-            (Some(sha), Some(name)) => (
-                name.clone(),
-                self.blobs
-                    .get(sha)
-                    .await
-                    .map_err(|e| ReplyError::Transient(format!("answer document: {e}")))?,
-            ),
-            _ => {
-                let (font, print) = (self.font.clone(), self.print.clone());
-                let (i, m, a) = (item.clone(), msg.clone(), answer.clone());
-                let pdf =
-                    tokio::task::spawn_blocking(move || letter_pdf(&font, &print, &i, &m, &a))
-                        .await
-                        .map_err(|e| ReplyError::Transient(format!("the letter PDF: {e}")))?;
-                (
-                    format!("{}.pdf", answer.number.replace(['/', '\\'], "-")),
-                    pdf,
-                )
-            }
-        };
-        let content_type = mime_guess::from_path(&file)
-            .first_raw()
-            .and_then(|m| ContentType::parse(m).ok())
-            .unwrap_or(
-                ContentType::parse("application/octet-stream")
-                    .map_err(|e| ReplyError::Permanent(format!("content type: {e}")))?,
-            );
+        let (file, bytes) =
+            answer_document(&self.blobs, &self.font, &self.print, &item, &msg, &answer).await?;
+        let content_type = ContentType::parse(document_mime(&file))
+            .or_else(|_| ContentType::parse("application/octet-stream"))
+            .map_err(|e| ReplyError::Permanent(format!("content type: {e}")))?;
         let text = format!(
             "Atbilde Nr. {} uz Jūsu iesniegumu Nr. {}\n\n{}\n\nIesnieguma statuss: {}/status/{}\n",
             answer.number, item.registration_number, answer.body, self.public_url, item.id

@@ -216,6 +216,19 @@ async fn a_latvian_message_with_two_encrypted_attachments_is_registered_once_con
     assert_eq!(sent["recipients"], json!([CITIZEN]));
     assert_eq!(sent["signature_ok"], true, "{sent:#}");
     assert_eq!(sent["description"], answer_text, "{sent:#}");
+    // No document uploaded: the letter as a PDF, as an e-mail answer has it.
+    let files = sent["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{sent:#}");
+    assert_eq!(files[0]["mime_type"], "application/pdf");
+    assert_eq!(files[0]["digest_checked"], true);
+    let letter_pdf = B64
+        .decode(files[0]["content_b64"].as_str().unwrap_or(""))
+        .expect("base64");
+    assert!(letter_pdf.starts_with(b"%PDF"), "a PDF");
+    assert_eq!(
+        files[0]["name"],
+        format!("{}.pdf", answer.number.replace('/', "-"))
+    );
     assert!(
         sent["title"]
             .as_str()
@@ -234,6 +247,179 @@ async fn a_latvian_message_with_two_encrypted_attachments_is_registered_once_con
         "closed by the answer: {closed:?}"
     );
     env.stop().await;
+}
+
+/// Registers an answer to `item` as the desk does, with `document` (bytes,
+/// name) uploaded; its outgoing number.
+async fn answer_with_document(
+    env: &TestEnv,
+    item: &pietura::registry::ItemSummary,
+    msg: &pietura::message::IntakeMessage,
+    body: &str,
+    document: Option<(&[u8], &str)>,
+) -> String {
+    let stored = match document {
+        Some((bytes, _)) => Some(
+            pietura::blobs::BlobStore::open(env.blob_dir())
+                .expect("blobs")
+                .put(bytes)
+                .await
+                .expect("stored"),
+        ),
+        None => None,
+    };
+    let delivery = pietura::answers::delivery_for(msg);
+    assert_eq!(delivery.kind, pietura::answers::DeliveryKind::EAdrese);
+    let pattern = pietura::registry::numbering::Pattern::parse("IZ-{year}/{seq}").expect("pattern");
+    env.daemon
+        .registry
+        .register_answer(&pietura::registry::answers::NewAnswer {
+            item: &item.id,
+            body,
+            document: stored
+                .as_ref()
+                .zip(document)
+                .map(|(s, (_, name))| (s.sha256.as_str(), name)),
+            delivery: delivery.kind.as_str(),
+            send_via: delivery
+                .send_via
+                .as_ref()
+                .map(|(c, a)| (c.as_str(), a.as_str())),
+            actor: "janis",
+            pattern: &pattern,
+            unit_index: "",
+        })
+        .await
+        .expect("answer registered")
+        .number
+}
+
+/// A PDF-like document with every byte value in it (and Latvian text).
+fn signed_pdf() -> Vec<u8> {
+    let mut pdf = b"%PDF-1.7\n% Atbilde: \xc4\x81\xc4\x8d\xc4\x93\n".to_vec();
+    pdf.extend((0..=255u8).cycle().take(200_000));
+    pdf.extend_from_slice(b"\n%%EOF\n");
+    pdf
+}
+
+#[tokio::test]
+async fn an_answer_with_an_uploaded_pdf_goes_over_e_adrese_with_the_file_byte_identical() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let standin = DivStandin::start(dir.path(), 64 * 1024);
+    let div_id = standin
+        .add_message(json!({"sender": CITIZEN, "title": "Būvatļauja", "description": LATVIAN}))
+        .await;
+    let env = daemon(
+        &standin,
+        dir.path(),
+        "acknowledge = false",
+        Backend::Embedded,
+    )
+    .await;
+    let (item, msg) = env.registered_message(&format!("e_adrese:{div_id}")).await;
+    let pdf = signed_pdf();
+    let answer_text = "Būvatļauja izsniegta, pielikumā parakstīts lēmums.";
+    let number =
+        answer_with_document(&env, &item, &msg, answer_text, Some((&pdf, "lēmums.pdf"))).await;
+
+    let state = wait_state(&standin, "the answer", |s| {
+        s["sent"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let sent = &state["sent"][0];
+    assert_eq!(sent["recipients"], json!([CITIZEN]));
+    assert_eq!(sent["signature_ok"], true, "{sent:#}");
+    assert_eq!(sent["description"], answer_text);
+    assert!(sent["title"].as_str().is_some_and(|t| t.contains(&number)));
+    let files = sent["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{sent:#}");
+    let file = &files[0];
+    assert_eq!(file["name"], "lēmums.pdf");
+    assert_eq!(file["mime_type"], "application/pdf");
+    assert_eq!(file["size"], pdf.len());
+    assert_eq!(file["appendix"], "1");
+    assert_eq!(
+        file["digest_checked"], true,
+        "SHA-512 checked by the stand-in"
+    );
+    let received = B64
+        .decode(file["content_b64"].as_str().unwrap_or(""))
+        .expect("base64");
+    assert!(received == pdf, "the stand-in's copy is byte-identical");
+    assert!(
+        state["refusals"].as_array().is_some_and(|r| r.is_empty()),
+        "{state:#}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_stand_in_refuses_a_file_whose_digest_does_not_match_its_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let standin = DivStandin::start(dir.path(), 64 * 1024);
+    let div = client(&standin, &standin.cert, &standin.key);
+    let pdf = signed_pdf();
+    let out = Outbound {
+        recipient: CITIZEN.into(),
+        title: "Atbilde".into(),
+        description: "Lēmums pielikumā.".into(),
+        sender_ref: "IZ-2026/1".into(),
+        files: vec![pietura::eadrese::OutboundFile {
+            name: "lēmums.pdf".into(),
+            mime_type: "application/pdf".into(),
+            content: pdf.clone(),
+        }],
+    };
+    let request = div.send_request(&out, chrono::Utc::now()).expect("request");
+    // The attached bytes changed after signing (one byte, same length): the
+    // signature over the metadata still holds, the SHA-512 digest does not.
+    let mut other = pdf.clone();
+    other[100] ^= 0xff;
+    let tampered = request.replacen(&B64.encode(&pdf), &B64.encode(&other), 1);
+    assert_ne!(tampered, request);
+    match div.post(Operation::SendMessage, tampered).await {
+        Err(DivError::Fault { reason, .. }) => {
+            assert!(reason.contains("SHA-512 digest does not match"), "{reason}")
+        }
+        other => panic!("a file not matching its digest was not refused: {other:?}"),
+    }
+    // The digest itself changed in the signed metadata: the XAdES signature fails.
+    let digest = {
+        use sha2::Digest;
+        B64.encode(sha2::Sha512::digest(&pdf))
+    };
+    let forged = {
+        use sha2::Digest;
+        B64.encode(sha2::Sha512::digest(&other))
+    };
+    let tampered =
+        request
+            .replacen(&digest, &forged, 1)
+            .replacen(&B64.encode(&pdf), &B64.encode(&other), 1);
+    assert_ne!(tampered, request);
+    match div.post(Operation::SendMessage, tampered).await {
+        Err(DivError::Fault { reason, .. }) => {
+            assert!(
+                reason.contains("XAdES signature does not verify"),
+                "{reason}"
+            )
+        }
+        other => panic!("a re-digested file was not refused: {other:?}"),
+    }
+    // Untouched: accepted, the bytes kept as sent.
+    div.post(Operation::SendMessage, request)
+        .await
+        .expect("a correct SendMessage with a file");
+    let state = standin.state().await;
+    assert_eq!(state["sent"].as_array().map(Vec::len), Some(1), "{state:#}");
+    let kept = B64
+        .decode(
+            state["sent"][0]["files"][0]["content_b64"]
+                .as_str()
+                .unwrap_or(""),
+        )
+        .expect("base64");
+    assert!(kept == pdf, "kept byte-identical");
 }
 
 #[tokio::test]
@@ -339,6 +525,7 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
         title: "Atbilde".into(),
         description: "Jūsu iesniegums reģistrēts.".into(),
         sender_ref: "1/2026/1".into(),
+        files: Vec::new(),
     };
     let request = good
         .send_request(&out, chrono::Utc::now())
@@ -475,5 +662,162 @@ async fn the_addressee_directory_is_synced_whole_then_by_changes() {
     assert!(!active("_PRIVATE@01019912345").await);
     assert!(active("_PRIVATE@02029912345").await);
     assert_eq!(sync().await, 0);
+    env.stop().await;
+}
+
+/// The OAuth2 client the stand-in accepts, and its secret's file.
+const OAUTH_CLIENT: &str = "pietura-pasvaldiba";
+const OAUTH_SECRET: &str = "slepens-noslēpums-42";
+
+fn oauth_table(standin: &DivStandin, secret_file: &std::path::Path) -> String {
+    format!(
+        "[oauth]\ntoken_url = \"{}\"\nclient_id = \"{OAUTH_CLIENT}\"\nclient_secret_file = \"{}\"\nscope = \"div\"\n",
+        standin.token_url(),
+        secret_file.display()
+    )
+}
+
+#[tokio::test]
+async fn with_oauth_required_intake_and_sending_work_with_a_cached_token_refreshed_on_401() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("oauth-secret");
+    std::fs::write(&secret, format!("{OAUTH_SECRET}\n")).expect("secret file");
+    let standin = DivStandin::start_with(dir.path(), 64 * 1024, Some((OAUTH_CLIENT, &secret)));
+
+    // Without a token the service refuses, and says why.
+    let bare = client(&standin, &standin.cert, &standin.key);
+    match bare.message_list().await {
+        Err(e @ DivError::Unauthorized { .. }) => {
+            assert!(e.to_string().contains("OAuth2"), "{e}")
+        }
+        other => panic!("a call without a token was not refused: {other:?}"),
+    }
+
+    let first = standin
+        .add_message(json!({"sender": CITIZEN, "title": "Jautājums", "description": LATVIAN}))
+        .await;
+    let env = daemon(
+        &standin,
+        dir.path(),
+        &oauth_table(&standin, &secret),
+        Backend::Embedded,
+    )
+    .await;
+    let (item, _) = env.registered_message(&format!("e_adrese:{first}")).await;
+    // The acknowledgement is sent with the token too.
+    let state = wait_state(&standin, "the acknowledgement", |s| {
+        s["sent"].as_array().is_some_and(|a| !a.is_empty())
+            && s["confirmed"].as_array().is_some_and(|c| c.len() == 1)
+    })
+    .await;
+    assert!(
+        state["sent"][0]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(&item.registration_number)),
+        "{state:#}"
+    );
+    // Several calls (list, get, confirm, send, confirmation), one token.
+    assert!(state["requests"].as_u64().unwrap_or(0) >= 5, "{state:#}");
+    assert_eq!(state["tokens_issued"], 1, "the token is cached: {state:#}");
+    assert_eq!(
+        state["unauthorized"], 1,
+        "only the bare client's call: {state:#}"
+    );
+    // The acknowledgement's delivery confirmation is fetched too before the
+    // tokens are revoked.
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while env
+        .daemon
+        .registry
+        .eadrese_sent(&item.id)
+        .await
+        .expect("lookup")
+        .and_then(|r| r.delivery_status)
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no confirmation recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The service forgets its tokens: the next call gets 401, a new token is
+    // fetched once and the call goes through.
+    standin.faults(json!({"revoke_tokens": true})).await;
+    let second = standin
+        .add_message(json!({"sender": CITIZEN, "title": "Otrs", "description": LATVIAN}))
+        .await;
+    env.registered_key(&format!("e_adrese:{second}")).await;
+    let state = wait_state(&standin, "the second confirm", |s| {
+        s["confirmed"].as_array().is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    assert_eq!(state["tokens_issued"], 2, "one new token: {state:#}");
+    assert!(
+        state["unauthorized"].as_u64().unwrap_or(0) >= 2,
+        "the revoked token was refused: {state:#}"
+    );
+    assert!(
+        state["refusals"].as_array().is_some_and(|r| r.is_empty()),
+        "{state:#}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_oauth_client_secret_names_the_token_endpoint_and_nothing_is_taken() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("oauth-secret");
+    std::fs::write(&secret, OAUTH_SECRET).expect("secret file");
+    let wrong = dir.path().join("wrong-secret");
+    std::fs::write(&wrong, "nepareizs").expect("secret file");
+    let standin = DivStandin::start_with(dir.path(), 64 * 1024, Some((OAUTH_CLIENT, &secret)));
+
+    let div =
+        client(&standin, &standin.cert, &standin.key).with_oauth(pietura::eadrese::OauthClient {
+            token_url: standin.token_url(),
+            client_id: OAUTH_CLIENT.into(),
+            client_secret: "nepareizs".to_string().into(),
+            scope: None,
+        });
+    let err = div.message_list().await.expect_err("a wrong secret");
+    assert!(matches!(err, DivError::Token { .. }), "{err:?}");
+    assert!(
+        !err.is_transient(),
+        "refused credentials are not retried as transient"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&standin.token_url()), "{text}");
+    assert!(text.contains("invalid_client"), "{text}");
+
+    // The daemon with the wrong secret: polls fail at the token, the message
+    // is neither fetched, registered nor confirmed.
+    let div_id = standin
+        .add_message(json!({"sender": CITIZEN, "title": "Jautājums", "description": LATVIAN}))
+        .await;
+    let env = daemon(
+        &standin,
+        dir.path(),
+        &oauth_table(&standin, &wrong),
+        Backend::Embedded,
+    )
+    .await;
+    let state = wait_state(&standin, "two refused token requests", |s| {
+        s["token_refusals"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    assert_eq!(state["requests"], 0, "no SOAP call got through: {state:#}");
+    assert_eq!(state["served"][&div_id], 0, "{state:#}");
+    assert_eq!(state["confirmed"], json!([]), "{state:#}");
+    assert!(
+        env.daemon
+            .registry
+            .find_by_key(&format!("e_adrese:{div_id}"))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "nothing registered"
+    );
     env.stop().await;
 }

@@ -23,12 +23,17 @@ use tracing::Instrument;
 use super::{
     Channel, ChannelError, Door, DoorConfig, DoorContext, DoorSinks, SinkContext, Upkeep, Words,
 };
-use crate::eadrese::{Credentials, DivClient, DivEndpoint, DivError, InboundMessage, Outbound};
+use crate::blobs::BlobStore;
+use crate::eadrese::{
+    Credentials, DivClient, DivEndpoint, DivError, InboundMessage, OauthClient, Outbound,
+    OutboundFile,
+};
 use crate::message::meta::{KindMetadata, Other};
 use crate::message::{
     AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage, display_filename,
 };
 use crate::registry::Registry;
+use crate::print::{PrintFont, PrintSettings};
 use crate::registry::replies::PendingReply;
 use crate::replies::{Replier, ReplyError, ReplyOutcome};
 use crate::rules::watch::SharedRules;
@@ -63,6 +68,21 @@ pub struct EadreseConfig {
     /// Sub-addresses (struktūrvienības) and the unit each one routes to.
     #[serde(default)]
     pub sub_addresses: BTreeMap<String, String>,
+    /// The OAuth2 client-credentials token some environments require.
+    pub oauth: Option<EadreseOauthConfig>,
+}
+
+/// `[oauth]` of an e-adrese channel file: every call then carries a bearer
+/// token from `token_url` (client credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EadreseOauthConfig {
+    pub token_url: String,
+    pub client_id: String,
+    /// The client secret: a file or a variable holding it.
+    pub client_secret_file: Option<PathBuf>,
+    pub client_secret_env: Option<String>,
+    pub scope: Option<String>,
 }
 
 fn default_poll() -> u64 {
@@ -107,6 +127,22 @@ impl DoorConfig for EadreseConfig {
         if self.poll_seconds == 0 {
             issues.push("poll_seconds: must be at least 1".into());
         }
+        if let Some(o) = &self.oauth {
+            match reqwest::Url::parse(&o.token_url) {
+                Ok(u) if u.scheme() == "https" => {}
+                Ok(_) => issues.push("oauth.token_url: must be https://".into()),
+                Err(e) => issues.push(format!("oauth.token_url: not a URL ({e})")),
+            }
+            if o.client_id.trim().is_empty() {
+                issues.push("oauth.client_id: must not be empty".into());
+            }
+            if o.client_secret_file.is_some() == o.client_secret_env.is_some() {
+                issues.push(
+                    "give exactly one of oauth.client_secret_file and oauth.client_secret_env"
+                        .into(),
+                );
+            }
+        }
         issues
     }
 }
@@ -123,6 +159,29 @@ impl EadreseConfig {
         Credentials::from_pem(cert.expose_secret(), key.expose_secret()).map_err(|e| e.to_string())
     }
 
+    /// The OAuth2 client of `[oauth]` (its secret read now), if any.
+    fn oauth_client(&self) -> Result<Option<OauthClient>, String> {
+        let Some(o) = &self.oauth else {
+            return Ok(None);
+        };
+        let secret = crate::config::secret_from_file_or_env(
+            "oauth.client_secret",
+            &o.client_secret_file,
+            &o.client_secret_env,
+        )
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            "oauth.client_secret_file or oauth.client_secret_env is required".to_string()
+        })?;
+        Ok(Some(OauthClient {
+            token_url: o.token_url.clone(),
+            client_id: o.client_id.clone(),
+            // A secret file ends with a newline.
+            client_secret: secret.expose_secret().trim().to_string().into(),
+            scope: o.scope.clone(),
+        }))
+    }
+
     /// The client this file describes (certificate and key read now).
     pub fn client(&self) -> Result<DivClient, ChannelError> {
         let problem = |message: String| ChannelError {
@@ -130,7 +189,8 @@ impl EadreseConfig {
             message,
         };
         let creds = self.credentials().map_err(problem)?;
-        DivClient::new(
+        let oauth = self.oauth_client().map_err(problem)?;
+        let client = DivClient::new(
             DivEndpoint {
                 url: self.endpoint.clone(),
                 address: self.address.clone(),
@@ -139,7 +199,11 @@ impl EadreseConfig {
             },
             creds,
         )
-        .map_err(|e| problem(e.to_string()))
+        .map_err(|e| problem(e.to_string()))?;
+        Ok(match oauth {
+            Some(o) => client.with_oauth(o),
+            None => client,
+        })
     }
 }
 
@@ -185,6 +249,10 @@ pub struct EadreseSink {
     client: DivClient,
     registry: Registry,
     rules: SharedRules,
+    blobs: BlobStore,
+    print: PrintSettings,
+    /// Answers without an uploaded document carry the letter as a PDF.
+    font: PrintFont,
 }
 
 /// How long one poll's claim runs (renewed while it works).
@@ -218,11 +286,18 @@ impl Door for Eadrese {
     /// acknowledgements only when `acknowledge` (the item then names its
     /// `reply_to`). Upkeep when `directory_sync_minutes` is set.
     fn sinks(cfg: &EadreseConfig, sinks: &SinkContext) -> Result<DoorSinks, ChannelError> {
+        let font = PrintFont::load(&sinks.settings.print.font).map_err(|e| ChannelError {
+            channel: cfg.id.clone(),
+            message: format!("answers carry a letter PDF: {e}"),
+        })?;
         let sink = Arc::new(EadreseSink {
             cfg: cfg.clone(),
             client: cfg.client()?,
             registry: sinks.registry.clone(),
             rules: sinks.rules.clone(),
+            blobs: sinks.blobs.clone(),
+            print: sinks.settings.print.clone(),
+            font,
         });
         Ok(DoorSinks {
             replier: Some(sink.clone()),
@@ -380,6 +455,53 @@ impl Channel for Eadrese {
     }
 }
 
+impl EadreseSink {
+    /// An answer as a sent document: its text, and its document (the signed
+    /// document uploaded, else the letter PDF) as the one file, as by e-mail.
+    async fn answer_outbound(
+        &self,
+        r: &PendingReply,
+        answer_id: &str,
+    ) -> Result<Outbound, ReplyError> {
+        let registry = &self.registry;
+        let transient = |e: crate::registry::RegistryError| ReplyError::Transient(e.to_string());
+        let answer = registry
+            .answer(answer_id)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| ReplyError::Permanent(format!("answer {answer_id} is gone")))?;
+        let item = registry
+            .find(&r.item_id)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| ReplyError::Permanent(format!("item {} is gone", r.item_id)))?;
+        let msg = registry.item_message(&r.item_id).await.map_err(transient)?;
+        let (name, content) = crate::answers::answer_document(
+            &self.blobs,
+            &self.font,
+            &self.print,
+            &item,
+            &msg,
+            &answer,
+        )
+        .await?;
+        Ok(Outbound {
+            recipient: r.address.clone(),
+            title: format!(
+                "Atbilde Nr. {} uz iesniegumu {}",
+                answer.number, r.registration_number
+            ),
+            description: answer.body,
+            sender_ref: answer.number,
+            files: vec![OutboundFile {
+                mime_type: crate::answers::document_mime(&name).to_string(),
+                name,
+                content,
+            }],
+        })
+    }
+}
+
 #[async_trait]
 impl Upkeep for EadreseSink {
     /// The addressee directory, refreshed when due (checked every poll).
@@ -413,23 +535,7 @@ impl Replier for EadreseSink {
     /// after sending).
     async fn reply(&self, r: &PendingReply) -> Result<ReplyOutcome, ReplyError> {
         let out = match &r.answer_id {
-            Some(answer_id) => {
-                let answer = self
-                    .registry
-                    .answer(answer_id)
-                    .await
-                    .map_err(|e| ReplyError::Transient(e.to_string()))?
-                    .ok_or_else(|| ReplyError::Permanent(format!("answer {answer_id} is gone")))?;
-                Outbound {
-                    recipient: r.address.clone(),
-                    title: format!(
-                        "Atbilde Nr. {} uz iesniegumu {}",
-                        answer.number, r.registration_number
-                    ),
-                    description: answer.body,
-                    sender_ref: answer.number,
-                }
-            }
+            Some(answer_id) => self.answer_outbound(r, answer_id).await?,
             None => {
                 let due = r
                     .due
@@ -444,6 +550,7 @@ impl Replier for EadreseSink {
                         r.registration_number
                     ),
                     sender_ref: r.registration_number.clone(),
+                    files: Vec::new(),
                 }
             }
         };

@@ -10,10 +10,14 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
+use sha2::Digest;
+
+use secrecy::{ExposeSecret, SecretString};
 
 use super::credentials::Credentials;
 use super::crypto::{self, DecryptError};
 use super::dsig::{SignError, esc};
+use super::oauth::{OauthClient, TokenError, TokenSource};
 use super::soap::{self, Answer, NS_DIV, Operation};
 use super::{wssec, xades};
 
@@ -59,6 +63,18 @@ pub enum DivError {
     },
     #[error("the TLS client cannot be set up: {0}")]
     Setup(String),
+    /// No OAuth2 token (the endpoint is named in the message).
+    #[error("no OAuth2 token for {operation}: {source}")]
+    Token {
+        operation: &'static str,
+        #[source]
+        source: TokenError,
+    },
+    #[error("DIV refused {operation} with HTTP 401: {hint}")]
+    Unauthorized {
+        operation: &'static str,
+        hint: &'static str,
+    },
 }
 
 impl DivError {
@@ -67,6 +83,7 @@ impl DivError {
         match self {
             DivError::Transport(_) => true,
             DivError::Status { status, .. } => *status >= 500 || *status == 429,
+            DivError::Token { source, .. } => source.is_transient(),
             _ => false,
         }
     }
@@ -100,7 +117,8 @@ pub struct InboundMessage {
     pub unreadable: Vec<(String, DecryptError)>,
 }
 
-/// An answer to send: a document without files (`DOC_EMPTY`).
+/// A document to send: its metadata and its files (none for a bare
+/// acknowledgement).
 #[derive(Debug, Clone)]
 pub struct Outbound {
     pub recipient: String,
@@ -108,6 +126,26 @@ pub struct Outbound {
     pub description: String,
     /// Our reference (the registration number).
     pub sender_ref: String,
+    /// Sent as `PayloadReference/File` entries (numbered as appendices in
+    /// this order), their bytes in `AttachmentsInput`, unencrypted.
+    pub files: Vec<OutboundFile>,
+}
+
+/// One file of a sent document.
+#[derive(Clone)]
+pub struct OutboundFile {
+    pub name: String,
+    pub mime_type: String,
+    pub content: Vec<u8>,
+}
+
+impl std::fmt::Debug for OutboundFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundFile")
+            .field("mime_type", &self.mime_type)
+            .field("size", &self.content.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The service's delivery confirmation of a message we sent.
@@ -134,6 +172,8 @@ pub struct DivClient {
     /// Log every request and answer (at info; personal data redacted by
     /// the daemon's log writer): `pietura eadrese check`.
     log_exchange: bool,
+    /// The OAuth2 bearer token, where the environment requires one.
+    oauth: Option<Arc<TokenSource>>,
 }
 
 impl DivClient {
@@ -161,7 +201,15 @@ impl DivClient {
             endpoint: Arc::new(endpoint),
             creds: Arc::new(creds),
             log_exchange: false,
+            oauth: None,
         })
+    }
+
+    /// Sends an OAuth2 bearer token (client credentials, fetched over the
+    /// same TLS client, cached until shortly before it expires) with every call.
+    pub fn with_oauth(mut self, client: OauthClient) -> Self {
+        self.oauth = Some(Arc::new(TokenSource::new(client)));
+        self
     }
 
     /// Logs each request and answer (for a validation run).
@@ -191,20 +239,27 @@ impl DivClient {
         if self.log_exchange {
             tracing::info!(operation = op.name(), "request: {request}");
         }
-        let response = self
-            .http
-            .post(&self.endpoint.url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!(
-                    "application/soap+xml; charset=utf-8; action=\"{}\"",
-                    op.action()
-                ),
-            )
-            .body(request)
-            .send()
-            .await
-            .map_err(DivError::Transport)?;
+        let (response, token) = self.send_once(op, &request).await?;
+        let response = match (&self.oauth, token) {
+            // The token was refused (revoked, expired early): a new one, once.
+            (Some(tokens), Some(token))
+                if response.status() == reqwest::StatusCode::UNAUTHORIZED =>
+            {
+                tokens.forget(&token).await;
+                self.send_once(op, &request).await?.0
+            }
+            _ => response,
+        };
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(DivError::Unauthorized {
+                operation: op.name(),
+                hint: if self.oauth.is_some() {
+                    "a freshly fetched OAuth2 token was refused too"
+                } else {
+                    "the service may require an OAuth2 token ([oauth] in the channel file)"
+                },
+            });
+        }
         let status = response.status().as_u16();
         let text = response.text().await.map_err(DivError::Transport)?;
         if self.log_exchange {
@@ -234,6 +289,40 @@ impl DivClient {
                 status,
             }),
         }
+    }
+
+    /// One HTTP exchange of a request, with the bearer token when required
+    /// (returned, to be forgotten if refused).
+    async fn send_once(
+        &self,
+        op: Operation,
+        request: &str,
+    ) -> Result<(reqwest::Response, Option<SecretString>), DivError> {
+        let mut builder = self
+            .http
+            .post(&self.endpoint.url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!(
+                    "application/soap+xml; charset=utf-8; action=\"{}\"",
+                    op.action()
+                ),
+            )
+            .body(request.to_string());
+        if let Some(tokens) = &self.oauth {
+            let token = tokens
+                .bearer(&self.http)
+                .await
+                .map_err(|source| DivError::Token {
+                    operation: op.name(),
+                    source,
+                })?;
+            builder = builder.bearer_auth(token.expose_secret());
+            let response = builder.send().await.map_err(DivError::Transport)?;
+            return Ok((response, Some(token)));
+        }
+        let response = builder.send().await.map_err(DivError::Transport)?;
+        Ok((response, None))
     }
 
     async fn call(&self, op: Operation, input: &str) -> Result<String, DivError> {
@@ -384,12 +473,13 @@ impl DivClient {
             source,
         };
         let ours = esc(&self.endpoint.address);
+        let (payload, attachments) = payload(&out.files);
         let document = super::dsig::exc_c14n(&format!(
             "<SenderDocument xmlns=\"{NS_DIV}\" Id=\"{}\"><DocumentMetadata><GeneralMetadata>\
              <Authors><AuthorEntry><Institution><Title>{ours}</Title></Institution></AuthorEntry>\
              </Authors><Date>{}</Date><Title>{}</Title><Description>{}</Description>\
              <DocumentKind><DocumentKindCode>DOC_EMPTY</DocumentKindCode></DocumentKind>\
-             </GeneralMetadata></DocumentMetadata><SenderTransportMetadata>\
+             </GeneralMetadata>{payload}</DocumentMetadata><SenderTransportMetadata>\
              <SenderE-Address>{ours}</SenderE-Address><SenderRefNumber>{}</SenderRefNumber>\
              <Recipients><RecipientEntry><RecipientE-Address>{}</RecipientE-Address>\
              </RecipientEntry></Recipients><NotifySenderOnDelivery>true</NotifySenderOnDelivery>\
@@ -405,7 +495,7 @@ impl DivClient {
         let signature = xades::sign_sender_document(&self.creds, &document, now).map_err(sign)?;
         let input = format!(
             "<Envelope xmlns=\"{NS_DIV}\">{document}<Signatures>{signature}</Signatures></Envelope>\
-             <AttachmentsInput/>"
+             <AttachmentsInput>{attachments}</AttachmentsInput>"
         );
         self.signed_request(op, &input)
     }
@@ -457,6 +547,43 @@ impl DivClient {
             Ok(AddresseeChanges { records, token })
         })
     }
+}
+
+/// The `PayloadReference` of a sent document (empty without files) and the
+/// `AttachmentsInput` entries carrying the files' bytes, one whole section
+/// each (by `ContentId` = the File's `ContentReference`). The SHA-512
+/// digest and size are inside the signed SenderDocument, so the XAdES
+/// signature covers the files too.
+fn payload(files: &[OutboundFile]) -> (String, String) {
+    if files.is_empty() {
+        return (String::new(), String::new());
+    }
+    let mut references = String::new();
+    let mut attachments = String::new();
+    for (n, f) in files.iter().enumerate() {
+        let number = n + 1;
+        let content_id = format!("file{number}");
+        let digest = sha2::Sha512::digest(&f.content);
+        references.push_str(&format!(
+            "<File><MimeType>{}</MimeType><Size>{}</Size><Name>{}</Name>\
+             <DigestMethod>http://www.w3.org/2001/04/xmlenc#sha512</DigestMethod>\
+             <DigestValue>{}</DigestValue><ContentReference>{content_id}</ContentReference>\
+             <Compressed>false</Compressed><AppendixNumber>{number}</AppendixNumber></File>",
+            esc(&f.mime_type),
+            f.content.len(),
+            esc(&f.name),
+            B64.encode(digest),
+        ));
+        attachments.push_str(&format!(
+            "<AttachmentInput><ContentId>{content_id}</ContentId><Contents>{}</Contents>\
+             </AttachmentInput>",
+            B64.encode(&f.content)
+        ));
+    }
+    (
+        format!("<PayloadReference>{references}</PayloadReference>"),
+        attachments,
+    )
 }
 
 fn malformed(operation: Operation, problem: String) -> DivError {

@@ -10,6 +10,7 @@
 //! - [`xades`]: XAdES-BES signing of a sent envelope's SenderDocument.
 //! - [`crypto`]: inbound RSA-OAEP key unwrap, AES-CBC, gzip, digest check.
 //! - [`credentials`]: the institution's certificate and key.
+//! - [`oauth`]: the OAuth2 client-credentials token some environments require.
 //! - [`client`]: the operations over mutual TLS.
 //! - [`directory`]: the addressee directory cache, synced under a lease.
 
@@ -18,9 +19,11 @@ pub mod credentials;
 pub mod crypto;
 pub mod directory;
 pub mod dsig;
+pub mod oauth;
 pub mod soap;
 pub mod wssec;
 pub mod xades;
 
-pub use client::{DivClient, DivEndpoint, DivError, InboundMessage, Outbound};
+pub use client::{DivClient, DivEndpoint, DivError, InboundMessage, Outbound, OutboundFile};
 pub use credentials::{Credentials, CredentialsError};
+pub use oauth::{OauthClient, TokenError};

@@ -14,6 +14,7 @@ pub struct DivStandin {
     child: Child,
     pub url: String,
     control: String,
+    port: u16,
     pub ca: PathBuf,
     /// The institution's registered client certificate and key.
     pub cert: PathBuf,
@@ -41,11 +42,25 @@ impl DivStandin {
     /// Starts a stand-in in `dir` (certificates made there), splitting
     /// contents longer than `section_size` bytes into sections.
     pub fn start(dir: &Path, section_size: usize) -> DivStandin {
+        Self::start_with(dir, section_size, None)
+    }
+
+    /// As [`DivStandin::start`], and with `oauth` = (client id, file holding
+    /// its secret) every SOAP call needs an OAuth2 bearer token from the
+    /// stand-in's token endpoint ([`DivStandin::token_url`]).
+    pub fn start_with(dir: &Path, section_size: usize, oauth: Option<(&str, &Path)>) -> DivStandin {
         let (ca, server_cert, server_key) = super::make_certificates(dir);
         let (cert, key) = super::make_client_certificate(dir, "pasvaldiba");
         let (port, control_port) = (super::free_port(), super::free_port());
-        let child = Command::new(python())
-            .arg(super::repo_path("tests/support/div/div_standin.py"))
+        let mut command = Command::new(python());
+        command.arg(super::repo_path("tests/support/div/div_standin.py"));
+        if let Some((client_id, secret_file)) = oauth {
+            command
+                .args(["--oauth-client-id", client_id])
+                .arg("--oauth-secret-file")
+                .arg(secret_file);
+        }
+        let child = command
             .args(["--port", &port.to_string()])
             .args(["--control-port", &control_port.to_string()])
             .arg("--ca")
@@ -67,6 +82,7 @@ impl DivStandin {
                 "https://127.0.0.1:{port}/Vraa.Div.WebService.UnifiedInterface/UnifiedService.svc"
             ),
             control: format!("http://127.0.0.1:{control_port}"),
+            port,
             ca,
             cert,
             key,
@@ -75,6 +91,11 @@ impl DivStandin {
         super::wait_port(control_port, "the DIV stand-in");
         super::wait_port(port, "the DIV stand-in");
         standin
+    }
+
+    /// The OAuth2 token endpoint (served when started with a token requirement).
+    pub fn token_url(&self) -> String {
+        format!("https://127.0.0.1:{}/oauth2/token", self.port)
     }
 
     /// Adds a message for the institution; its DIV message id.
@@ -102,7 +123,8 @@ impl DivStandin {
             .expect("stand-in control");
     }
 
-    /// Failures to serve: `{"unavailable": n}` or `{"fail_confirm": n}`.
+    /// Failures to serve: `{"unavailable": n}`, `{"fail_confirm": n}` or
+    /// `{"revoke_tokens": true}` (every token issued so far stops working).
     pub async fn faults(&self, faults: serde_json::Value) {
         self.http
             .post(format!("{}/faults", self.control))

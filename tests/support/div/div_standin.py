@@ -15,11 +15,19 @@ independent of Pietura's:
   and IV wrapped with RSA-OAEP (SHA-1) for the recipient's certificate,
   contents AES-CBC (PKCS#7), optionally gzipped first; contents longer than
   the section size are fetched with GetAttachmentSection;
-- confirm semantics: a message not confirmed is listed and served again.
+- confirm semantics: a message not confirmed is listed and served again;
+- SendMessage's files: each PayloadReference/File's SHA-512 digest and Size
+  checked against the bytes sent in AttachmentsInput (by ContentId), the
+  bytes kept for the tests to compare.
 
 Tests drive it through a plain-HTTP control port on 127.0.0.1:
 POST /messages (add a message), POST /addressees (directory changes),
-POST /faults, GET /state (served, confirmed, sent, refusals).
+POST /faults (also {"revoke_tokens": true}), GET /state (served, confirmed,
+sent with their files, refusals, tokens issued, calls without a valid token).
+
+With --oauth-client-id/--oauth-secret-file it also requires an OAuth2 bearer
+token on every SOAP call (HTTP 401 otherwise) and serves the token endpoint
+(client credentials, the secret checked) at /oauth2/token on the same port.
 
 Run: div_standin.py --port P --control-port C --ca ca.pem --cert server.pem
      --key server.key --institution-cert client.pem --institution _DEFAULT@90000000001
@@ -37,6 +45,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import urllib.parse
 import uuid
 
 import xmlsec
@@ -55,6 +64,8 @@ XADES = "http://uri.etsi.org/01903/v1.3.2#"
 UUI = "http://vraa.gov.lv/xmlschemas/div/uui/2011/11"
 DIV = "http://ivis.eps.gov.lv/XMLSchemas/100001/DIV/v1-0"
 ACTION = "http://vraa.gov.lv/div/uui/2011/11/UnifiedServiceInterface/"
+# The OAuth2 token endpoint, on the service's own (TLS) port.
+TOKEN_PATH = "/oauth2/token"
 DIGESTS = {
     "http://www.w3.org/2000/09/xmldsig#sha1": hashlib.sha1,
     "http://www.w3.org/2001/04/xmlenc#sha256": hashlib.sha256,
@@ -88,6 +99,25 @@ class State:
         self.section_size = args.section_size
         self.faults = {"unavailable": 0, "fail_confirm": 0}
         self.requests = 0
+        # OAuth2 client credentials, when started with a token requirement.
+        self.oauth = None
+        if args.oauth_client_id:
+            with open(args.oauth_secret_file, encoding="utf-8") as f:
+                self.oauth = (args.oauth_client_id, f.read().strip())
+        self.tokens = {}  # token -> expiry (datetime)
+        self.tokens_issued = 0
+        self.token_refusals = 0
+        self.unauthorized = 0
+
+    def bearer_ok(self, header):
+        """A SOAP call's Authorization: a Bearer token we issued, not expired."""
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        now = datetime.datetime.now(datetime.timezone.utc)
+        with self.lock:
+            expiry = self.tokens.get(token.strip())
+        return expiry is not None and now < expiry
 
     def snapshot(self):
         with self.lock:
@@ -98,6 +128,9 @@ class State:
                 "sent": self.sent,
                 "refusals": self.refusals,
                 "requests": self.requests,
+                "tokens_issued": self.tokens_issued,
+                "token_refusals": self.token_refusals,
+                "unauthorized": self.unauthorized,
             }
 
 
@@ -293,6 +326,49 @@ def check_xades(state, envelope):
         raise Refused(f"XAdES signature does not verify: {e}")
 
 
+def check_files(doc_el, body_el):
+    """The files of a sent document: every PayloadReference/File of the
+    (signed) SenderDocument has its bytes in AttachmentsInput by ContentId,
+    their size and SHA-512 digest as the File says; no bytes unannounced.
+    Returns them as kept (the bytes base64) for the tests to compare."""
+    given = {}
+    for a in body_el.iterfind(f"{{{UUI}}}AttachmentsInput/{{{UUI}}}AttachmentInput"):
+        cid = a.findtext(f"{{{UUI}}}ContentId") or ""
+        if cid in given:
+            raise Refused(f"attachment {cid} given twice")
+        given[cid] = base64.b64decode("".join((a.findtext(f"{{{UUI}}}Contents") or "").split()))
+    kept = []
+    for f in doc_el.iterfind(f"{{{DIV}}}DocumentMetadata/{{{DIV}}}PayloadReference/{{{DIV}}}File"):
+        name = f.findtext(f"{{{DIV}}}Name") or ""
+        cid = f.findtext(f"{{{DIV}}}ContentReference") or ""
+        if cid not in given:
+            raise Refused(f"file {name}: no attachment {cid} in AttachmentsInput")
+        data = given.pop(cid)
+        if f.findtext(f"{{{DIV}}}Compressed") == "true":
+            data = gzip.decompress(data)
+        method = f.findtext(f"{{{DIV}}}DigestMethod") or ""
+        if method != "http://www.w3.org/2001/04/xmlenc#sha512":
+            raise Refused(f"file {name}: the digest must be SHA-512, not {method!r}")
+        if base64.b64decode(f.findtext(f"{{{DIV}}}DigestValue") or "") != hashlib.sha512(data).digest():
+            raise Refused(f"file {name}: the SHA-512 digest does not match the attached bytes")
+        size = f.findtext(f"{{{DIV}}}Size") or ""
+        if size != str(len(data)):
+            raise Refused(f"file {name}: Size {size} but {len(data)} bytes attached")
+        kept.append(
+            {
+                "name": name,
+                "mime_type": f.findtext(f"{{{DIV}}}MimeType"),
+                "size": len(data),
+                "appendix": f.findtext(f"{{{DIV}}}AppendixNumber"),
+                "digest_checked": True,
+                "content_b64": b64(data),
+            }
+        )
+    if given:
+        raise Refused(f"attachments no File refers to: {sorted(given)}")
+    return kept
+
+
 def text_of(el, name):
     found = el.find(f".//{{{UUI}}}{name}")
     return found.text if found is not None and found.text else ""
@@ -367,8 +443,10 @@ def operate(state, op, body_el):
         sender = doc_el.findtext(f".//{{{DIV}}}SenderE-Address")
         if sender != state.institution:
             raise Refused(f"the sender e-address is not this institution's ({sender})")
+        files = check_files(doc_el, body_el)
         record = {
             "message_id": mid,
+            "files": files,
             "sender": sender,
             "recipients": recipients,
             # The document's title (GeneralMetadata/Title), not the author's.
@@ -430,10 +508,61 @@ class SoapHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def token(self, state, raw):
+        """The OAuth2 token endpoint (RFC 6749 s.4.4, client credentials):
+        the client in the form or in HTTP Basic."""
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8")).items()}
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("basic "):
+            user, _, password = base64.b64decode(auth[6:].strip()).decode("utf-8").partition(":")
+            client_id = urllib.parse.unquote_plus(user)
+            secret = urllib.parse.unquote_plus(password)
+        if form.get("grant_type") != "client_credentials":
+            body, code = {"error": "unsupported_grant_type"}, 400
+        elif state.oauth is None or (client_id, secret) != state.oauth:
+            with state.lock:
+                state.token_refusals += 1
+            body, code = {"error": "invalid_client"}, 401
+        else:
+            token = uuid.uuid4().hex
+            expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                seconds=state.args.oauth_token_seconds
+            )
+            with state.lock:
+                state.tokens[token] = expiry
+                state.tokens_issued += 1
+            body, code = {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": state.args.oauth_token_seconds,
+            }, 200
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self):
         state = self.server.state
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
+        if self.path.split("?")[0] == TOKEN_PATH:
+            self.token(state, raw)
+            return
+        if state.oauth is not None and not state.bearer_ok(self.headers.get("Authorization")):
+            with state.lock:
+                state.unauthorized += 1
+            data = b"a valid bearer token is required"
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         with state.lock:
             state.requests += 1
             if state.faults["unavailable"] > 0:
@@ -513,6 +642,8 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             self.reply({"ok": True})
         elif self.path == "/faults":
             with state.lock:
+                if spec.pop("revoke_tokens", False):
+                    state.tokens.clear()
                 state.faults.update(spec)
             self.reply({"ok": True})
         else:
@@ -534,6 +665,9 @@ def main():
     p.add_argument("--institution-cert", required=True)
     p.add_argument("--institution", required=True)
     p.add_argument("--section-size", type=int, default=64 * 1024)
+    p.add_argument("--oauth-client-id", help="require OAuth2 bearer tokens of this client")
+    p.add_argument("--oauth-secret-file", help="the client's secret")
+    p.add_argument("--oauth-token-seconds", type=int, default=3600)
     args = p.parse_args()
     state = State(args)
 
