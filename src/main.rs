@@ -1096,13 +1096,7 @@ async fn archive(settings: &Settings, command: ArchiveCommand) -> anyhow::Result
             }
             let as_of = as_of.unwrap_or_else(|| pietura::deadline::local_date(chrono::Utc::now()));
             let registry = open_registry(settings, Open::Existing).await?;
-            let until = pietura::registry::db_time(
-                (as_of + chrono::Days::new(1))
-                    .and_hms_opt(0, 0, 0)
-                    .unwrap_or_default()
-                    .and_utc(),
-            );
-            let entries = registry.register_entries("", &until, None).await?;
+            let entries = registry.closed_entries().await?;
             let review = archive::retention_review(&entries, &scheme, as_of);
             outln!("registration_number,case_code,retention_years,closed_on,due_from");
             for d in &review.due {

@@ -39,15 +39,32 @@ impl Registry {
         .fetch_all(&self.pool)
         .await
         .map_err(q(ctx))?;
-        rows.iter()
-            .map(|r| {
-                Ok(RegisterEntry {
-                    item: ItemSummary::from_row(r)?,
-                    case_code: r.try_get("case_code")?,
-                    formal_status: r.try_get("formal_status")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(q(ctx))
+        entries(&rows).map_err(q(ctx))
     }
+
+    /// Every closed item (the retention review's candidates), oldest
+    /// closing first.
+    pub async fn closed_entries(&self) -> Result<Vec<RegisterEntry>, RegistryError> {
+        let ctx = "closed items";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS}, i.case_code, i.formal_status FROM items i \
+             WHERE i.closed_at IS NOT NULL ORDER BY i.closed_at, i.id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q(ctx))?;
+        entries(&rows).map_err(q(ctx))
+    }
+}
+
+fn entries(rows: &[sqlx::any::AnyRow]) -> Result<Vec<RegisterEntry>, sqlx::Error> {
+    rows.iter()
+        .map(|r| {
+            Ok(RegisterEntry {
+                item: ItemSummary::from_row(r)?,
+                case_code: r.try_get("case_code")?,
+                formal_status: r.try_get("formal_status")?,
+            })
+        })
+        .collect()
 }
