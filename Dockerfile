@@ -24,7 +24,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl \
       libtesseract5 tesseract-ocr-lav tesseract-ocr-eng tesseract-ocr-osd poppler-utils \
-      fonts-dejavu-core \
+      fonts-dejavu-core ocrmypdf qpdf \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system pietura \
  && useradd --system --gid pietura --home-dir /var/lib/pietura --shell /usr/sbin/nologin pietura \

@@ -70,6 +70,10 @@ PIETURA_TEST_PACKAGES=(
     # with its own slapd.conf) and ldapadd to load its people and groups.
     slapd
     ldap-utils
+    # The archival handover's PDF/A renditions (OCRmyPDF with Ghostscript
+    # and Tesseract), and qpdf to check their OutputIntent (tests/archive.rs).
+    ocrmypdf
+    qpdf
 )
 
 # Upper bound for the `cargo test` step (the whole run must stay well under

@@ -84,11 +84,15 @@
 //! - [`stats`]: quarterly service-delivery figures (dashboard, report, CSV), with
 //!   consultations (`registry::consultations`) and client opinions (`registry::opinions`,
 //!   asked on the status page once an item is closed).
+//! - [`archive`]: the archival handover: a period's items as a package (originals,
+//!   attachments, PDF/A renditions with OCR text, register XML/CSV, SHA-256
+//!   manifest), its re-check, and the items past retention for a destruction review.
 //! - [`bench`](mod@bench): the pipeline, SMS webhook and IMAP → registered benchmarks.
 
 pub mod active_rules;
 pub mod answers;
 pub mod api_clients;
+pub mod archive;
 pub mod backoff;
 pub mod bench;
 pub mod blobs;

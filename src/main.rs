@@ -84,6 +84,12 @@ enum Command {
         #[command(subcommand)]
         command: EadreseCommand,
     },
+    /// The archival handover: a period's items as a package for the
+    /// archive, its re-check, items past their retention.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Print the JSON Schema of the message format.
     Schema,
     /// Measure the pipeline against the raw broker ceiling (needs RabbitMQ and a database).
@@ -127,6 +133,38 @@ enum Command {
         /// The institution's e-address at the stand-in.
         #[arg(long, default_value = "_DEFAULT@90000000001")]
         div_address: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Writes the handover package of the items registered in a period:
+    /// originals and attachments as received, PDF/A renditions (scans with
+    /// their OCR text), the register as XML and CSV, a SHA-256 manifest.
+    Export {
+        /// Registration days, both included: 2026-01-01..2026-12-31.
+        #[arg(long)]
+        period: String,
+        /// One case (lietas indekss) only.
+        #[arg(long)]
+        case: Option<String>,
+        /// A new or empty folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-checks a package: manifest checksums, no missing or extra files,
+    /// the registers parse and name files of the package. Exit 1 with each
+    /// problem at its file otherwise.
+    Verify { dir: PathBuf },
+    /// Lists closed items past their retention period for a destruction
+    /// review. Never deletes anything.
+    Retention {
+        /// The review's day (default: today).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// A case's retention: CODE=YEARS or CODE=permanent (repeatable).
+        #[arg(long = "retention", value_name = "CODE=YEARS")]
+        retention: Vec<String>,
     },
 }
 
@@ -660,6 +698,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 set.version
             );
         }
+        Command::Archive { command } => archive(&settings, command).await?,
         Command::Report { quarter, unit, csv } => {
             let today = pietura::deadline::local_date(chrono::Utc::now());
             let period = pietura::stats::Period::quarter_or_current(quarter.as_deref(), today)
@@ -1001,6 +1040,89 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pietura archive export|verify|retention`.
+async fn archive(settings: &Settings, command: ArchiveCommand) -> anyhow::Result<()> {
+    use pietura::archive;
+    match command {
+        ArchiveCommand::Export { period, case, out } => {
+            let period: archive::Period = period.parse()?;
+            let registry = open_registry(settings, Open::Existing).await?;
+            let blobs = pietura::blobs::BlobStore::open(settings.blob_dir())?;
+            let exporter = archive::Exporter {
+                registry: &registry,
+                blobs: &blobs,
+                settings: &settings.archive,
+                font: pietura::print::PrintFont::load(&settings.print.font)?,
+            };
+            let summary = exporter
+                .export(&archive::ExportRequest {
+                    period,
+                    case_code: case,
+                    out: out.clone(),
+                })
+                .await?;
+            outln!(
+                "{}: {} items, {} files, manifest {}",
+                out.display(),
+                summary.items,
+                summary.files,
+                archive::package::MANIFEST
+            );
+        }
+        ArchiveCommand::Verify { dir } => {
+            let problems = archive::verify(&dir)?;
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                bail!(
+                    "package {} fails verification: {} problem(s)",
+                    dir.display(),
+                    problems.len()
+                );
+            }
+            outln!("{}: package verified", dir.display());
+        }
+        ArchiveCommand::Retention { as_of, retention } => {
+            let mut scheme = std::collections::BTreeMap::new();
+            for spec in &retention {
+                let (code, years) =
+                    archive::retention::parse_retention(spec).with_context(|| {
+                        format!("--retention {spec:?}: expected CODE=YEARS or CODE=permanent")
+                    })?;
+                scheme.insert(code, years);
+            }
+            let as_of = as_of.unwrap_or_else(|| pietura::deadline::local_date(chrono::Utc::now()));
+            let registry = open_registry(settings, Open::Existing).await?;
+            let entries = registry.closed_entries().await?;
+            let review = archive::retention_review(&entries, &scheme, as_of);
+            outln!("registration_number,case_code,retention_years,closed_on,due_from");
+            for d in &review.due {
+                outln!(
+                    "{},{},{},{},{}",
+                    d.registration_number,
+                    d.case_code,
+                    d.years,
+                    d.closed_on,
+                    d.due_from
+                );
+            }
+            eprintln!(
+                "{} item(s) past retention on {as_of} (listed for review; nothing was deleted); {} closed without a case; {} with a case the scheme lacks{}",
+                review.due.len(),
+                review.unclassified.len(),
+                review.unknown_case.len(),
+                review
+                    .unknown_case
+                    .first()
+                    .map(|(n, c)| format!(" (e.g. {n}: {c})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `pietura user disable|enable`: the account's state, on the accounts' audit log.

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api_clients;
+pub mod archive;
 pub mod claims;
 pub mod consultations;
 pub mod deadlines;
