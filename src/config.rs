@@ -68,6 +68,8 @@ pub struct Settings {
     pub print: crate::print::PrintSettings,
     /// Answers to items: outgoing numbers, the e-mail relay.
     pub answers: crate::answers::AnswerSettings,
+    /// Cross-channel near-duplicates linked at registration.
+    pub duplicates: crate::enrich::duplicates::DuplicateSettings,
 }
 
 /// `[signatures]`: trust anchors for verifying signed containers.
@@ -100,6 +102,7 @@ impl Default for Settings {
             signatures: SignatureSettings::default(),
             print: crate::print::PrintSettings::default(),
             answers: crate::answers::AnswerSettings::default(),
+            duplicates: crate::enrich::duplicates::DuplicateSettings::default(),
         }
     }
 }
@@ -614,6 +617,9 @@ impl Settings {
             issue(&key, message);
         }
         for (key, message) in self.answers.issues() {
+            issue(&key, message);
+        }
+        for (key, message) in self.duplicates.issues() {
             issue(&key, message);
         }
         if !(1..=20).contains(&self.engine.poison_attempts) {

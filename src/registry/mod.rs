@@ -13,6 +13,7 @@ pub mod consultations;
 pub mod deadlines;
 pub mod desk;
 pub mod dms;
+pub mod duplicates;
 pub mod eadrese;
 pub mod lease;
 pub mod mailboxes;
