@@ -199,7 +199,8 @@ async fn the_same_letter_by_email_and_post_is_linked(backend: Backend) {
     assert!(page.contains(&shown), "{shown} not on the page:\n{page}");
     let (_, page) = desk.page(&format!("/desk/items/{}", unrelated.id)).await;
     assert!(!page.contains("Iespējams dublikāts"), "{page}");
-    let (_, queue) = desk.page("/desk").await;
+    // The language chosen last is kept by the session: ask for Latvian.
+    let (_, queue) = desk.page("/desk?lang=lv").await;
     let row = queue
         .split("<tr data-href=")
         .find(|r| r.contains(&scan.registration_number))
