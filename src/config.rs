@@ -70,6 +70,8 @@ pub struct Settings {
     pub answers: crate::answers::AnswerSettings,
     /// The archival handover's PDF/A renditions (`pietura archive export`).
     pub archive: crate::archive::ArchiveSettings,
+    /// Cross-channel near-duplicates linked at registration.
+    pub duplicates: crate::enrich::duplicates::DuplicateSettings,
 }
 
 /// `[signatures]`: trust anchors for verifying signed containers.
@@ -103,6 +105,7 @@ impl Default for Settings {
             print: crate::print::PrintSettings::default(),
             answers: crate::answers::AnswerSettings::default(),
             archive: crate::archive::ArchiveSettings::default(),
+            duplicates: crate::enrich::duplicates::DuplicateSettings::default(),
         }
     }
 }
@@ -620,6 +623,9 @@ impl Settings {
             issue(&key, message);
         }
         for (key, message) in self.archive.issues() {
+            issue(&key, message);
+        }
+        for (key, message) in self.duplicates.issues() {
             issue(&key, message);
         }
         if !(1..=20).contains(&self.engine.poison_attempts) {

@@ -202,6 +202,8 @@ impl Daemon {
             dispatch_wake: wake.clone(),
             poison_attempts: settings.engine.poison_attempts,
             malware: malware.clone(),
+            duplicates: settings.duplicates.clone(),
+            duplicate_turn: Default::default(),
         });
         let stop = shutdown.clone();
         tasks.spawn("engine", move || engine.clone().run(stop.clone()));

@@ -1,6 +1,7 @@
 //! The rules engine's consumer: take an intake message, resolve what its
 //! door described ([`crate::enrich`]: follow-ups, bounces), classify it,
-//! register it (one transaction, outbox included) and only then acknowledge it.
+//! register it (one transaction, outbox included), link it to its
+//! near-duplicates ([`crate::enrich::duplicates`]) and only then acknowledge it.
 //!
 //! Failure handling per item: an undecodable message is dead-lettered at
 //! once (poison, then parked: [`crate::parked`]); a registry outage keeps
@@ -57,6 +58,11 @@ pub struct Engine {
     /// clamd, when configured: every message's blobs are scanned before it
     /// is classified ([`Engine::scan`]).
     pub malware: Option<Arc<crate::malware::Scanner>>,
+    /// Near-duplicates linked once an item is registered ([`Engine::link_duplicates`]).
+    pub duplicates: crate::enrich::duplicates::DuplicateSettings,
+    /// One item at a time looks for its duplicates and stores its
+    /// fingerprint, so two copies registered in one batch find each other.
+    pub duplicate_turn: tokio::sync::Mutex<()>,
 }
 
 /// Whether the registry can take a registration now: it answers, and (on
@@ -308,6 +314,13 @@ impl Engine {
                         None => return,
                     },
                 };
+                if let RegisterOutcome::Registered(r) = &outcome
+                    && !self.link_duplicates(&msg, r.item(), shutdown).await
+                {
+                    // Shutting down: unacknowledged; the redelivery is
+                    // recognised as registered and linked then.
+                    return;
+                }
                 self.finish(&msg, outcome, delivery).await;
             }
             .instrument(span)
@@ -339,6 +352,42 @@ impl Engine {
                     tracing::warn!("resolving references failed, retrying in {backoff:?}: {e}");
                     if !crate::backoff::pause_before_retry(&mut backoff, shutdown).await {
                         return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Links a registered item to its near-duplicates
+    /// ([`crate::enrich::duplicates`]), a transient registry failure retried
+    /// in place; false on shutdown. Run for a redelivered item too, so a
+    /// crash between registration and linking links it then (never twice).
+    /// A permanent failure leaves the item registered, unlinked.
+    async fn link_duplicates(
+        &self,
+        msg: &IntakeMessage,
+        item: &crate::registry::ItemSummary,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                r = async {
+                    let _turn = self.duplicate_turn.lock().await;
+                    crate::enrich::duplicates::link_duplicates(&self.registry, &self.duplicates, msg, item).await
+                } => r,
+            };
+            match attempt {
+                Ok(_) => return true,
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!("near-duplicates not linked ({e}); the item stays registered");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!("linking near-duplicates failed, retrying in {backoff:?}: {e}");
+                    if !crate::backoff::pause_before_retry(&mut backoff, shutdown).await {
+                        return false;
                     }
                 }
             }

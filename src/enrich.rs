@@ -18,6 +18,12 @@
 //! made before it writes the references (e-mail: SPF, DKIM, DMARC under the
 //! channel's `[authenticity]`, [`crate::channels::email::authenticity`]): a
 //! door writes only the references it vouches for.
+//!
+//! Once an item is registered, [`duplicates::link_duplicates`] links it to
+//! the items that may be the same letter come by another door (same sender,
+//! similar text within a window); never merged, never dropped.
+
+pub mod duplicates;
 
 use serde::{Deserialize, Serialize};
 

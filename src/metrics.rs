@@ -37,6 +37,12 @@ pub fn item_duplicate(channel: &str) {
     counter!("pietura_items_duplicate_total", "channel" => channel.to_string()).increment(1);
 }
 
+/// A possible duplicate linked at registration (`channel`: the new item's,
+/// `other`: the earlier item's).
+pub fn duplicate_linked(channel: &str, other: &str) {
+    counter!("pietura_duplicates_linked_total", "channel" => channel.to_string(), "other" => other.to_string()).increment(1);
+}
+
 /// A message could not be processed and went to the dead-letter queue.
 pub fn item_dead_lettered() {
     counter!("pietura_items_dead_lettered_total").increment(1);

@@ -51,6 +51,8 @@ pub struct QueueRow {
     pub due: String,
     pub overdue: bool,
     pub suggestion: Option<Suggestion>,
+    /// Linked to a possible duplicate ([`crate::enrich::duplicates`]).
+    pub duplicate: bool,
 }
 
 #[derive(Template)]
@@ -165,6 +167,10 @@ pub async fn queue(
         tracing::warn!("review queue: messages for the suggestion unavailable: {e}");
         Default::default()
     });
+    let duplicates = s.registry.with_duplicates(&ids).await.unwrap_or_else(|e| {
+        tracing::warn!("review queue: duplicate marks unavailable: {e}");
+        Default::default()
+    });
     let sg = suggester(&s).await;
     let today = crate::deadline::local_date(chrono::Utc::now()).to_string();
     let mut rows = Vec::with_capacity(items.len());
@@ -178,6 +184,7 @@ pub async fn queue(
             overdue: !due.is_empty() && due < today,
             due,
             suggestion: suggestion_for(&sg, &item, body),
+            duplicate: duplicates.contains(&item.id),
             item,
         });
     }
@@ -267,6 +274,38 @@ struct ItemPage {
     signed: Vec<crate::channels::email::edoc::ListedContainer>,
     /// E-mail: the verdict, in words, and SPF/DKIM/DMARC.
     authenticity: Option<(String, String, String)>,
+    /// Items that may be the same letter, either way.
+    duplicates: Vec<DuplicateView>,
+}
+
+/// A possible duplicate on the item page: "Nr. … (e-pasts, 92 %)".
+pub struct DuplicateView {
+    pub id: String,
+    pub number: String,
+    /// The other item's channel kind in the desk's language.
+    pub channel: String,
+    pub percent: i64,
+    /// Why it was linked, in words.
+    pub reason: String,
+}
+
+/// `item_id`'s possible duplicates in the desk's language (none when the
+/// registry cannot say now: the page still opens).
+pub async fn duplicate_views(s: &HttpState, item_id: &str, l: Lang) -> Vec<DuplicateView> {
+    let links = s.registry.duplicates_of(item_id).await.unwrap_or_else(|e| {
+        tracing::warn!(item = %item_id, "desk: duplicates unavailable: {e}");
+        Vec::new()
+    });
+    links
+        .into_iter()
+        .map(|d| DuplicateView {
+            channel: l.channel_kind(&d.other_channel),
+            reason: l.t(&format!("item.duplicate_{}", d.reason)).to_string(),
+            id: d.other_id,
+            number: d.other_number,
+            percent: d.percent,
+        })
+        .collect()
 }
 
 pub(super) fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
@@ -337,6 +376,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             Err(e) => (Vec::new(), e.to_string()),
         };
     let history = history(s, &found.id, l).await;
+    let duplicates = duplicate_views(s, &found.id, l).await;
     let rules = s.rules.load();
     let name = |l: Lang, n: &str, en: &Option<String>| match (l, en) {
         (Lang::En, Some(en)) => en.clone(),
@@ -413,6 +453,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
                 ),
             )
         }),
+        duplicates,
         error: error.clone(),
         item_id: found.id.clone(),
         state_label: l.t(&format!("state.{}", found.state)).to_string(),

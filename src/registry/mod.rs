@@ -15,6 +15,7 @@ pub mod deadlines;
 pub mod desk;
 pub mod dms;
 pub mod door_state;
+pub mod duplicates;
 pub mod eadrese;
 pub mod lease;
 pub mod listing;

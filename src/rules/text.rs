@@ -127,6 +127,11 @@ impl Words {
         let stems = folded.iter().map(|w| stem(w).to_string()).collect();
         Words { folded, stems }
     }
+
+    /// The stemmed words, in order.
+    pub fn stems(&self) -> &[String] {
+        &self.stems
+    }
 }
 
 impl Keyword {
