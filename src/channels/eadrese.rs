@@ -70,6 +70,20 @@ pub struct EadreseConfig {
     pub sub_addresses: BTreeMap<String, String>,
     /// The OAuth2 client-credentials token some environments require.
     pub oauth: Option<EadreseOauthConfig>,
+    /// The one client of this channel file, made at first use: the door and
+    /// its sinks share it (one TLS pool, one cached OAuth2 token).
+    #[serde(skip)]
+    shared: SharedClient,
+}
+
+/// [`EadreseConfig`]'s client once made (clones of the config share it).
+#[derive(Clone, Default)]
+struct SharedClient(Arc<std::sync::OnceLock<DivClient>>);
+
+impl std::fmt::Debug for SharedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "made" } else { "not made yet" })
+    }
 }
 
 /// `[oauth]` of an e-adrese channel file: every call then carries a bearer
@@ -182,8 +196,12 @@ impl EadreseConfig {
         }))
     }
 
-    /// The client this file describes (certificate and key read now).
+    /// The client this file describes (certificate and key read at first
+    /// use; the door and its sinks get the same one).
     pub fn client(&self) -> Result<DivClient, ChannelError> {
+        if let Some(client) = self.shared.0.get() {
+            return Ok(client.clone());
+        }
         let problem = |message: String| ChannelError {
             channel: self.id.clone(),
             message,
@@ -200,10 +218,11 @@ impl EadreseConfig {
             creds,
         )
         .map_err(|e| problem(e.to_string()))?;
-        Ok(match oauth {
+        let client = match oauth {
             Some(o) => client.with_oauth(o),
             None => client,
-        })
+        };
+        Ok(self.shared.0.get_or_init(|| client).clone())
     }
 }
 
