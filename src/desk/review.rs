@@ -47,6 +47,8 @@ pub struct QueueRow {
     /// The reason and the channel kind in the desk's language.
     pub reason: String,
     pub channel: String,
+    /// The formal status in words.
+    pub formal: String,
     pub received: String,
     pub due: String,
     pub overdue: bool,
@@ -173,6 +175,7 @@ pub async fn queue(
         let due = item.due().unwrap_or_default().to_string();
         rows.push(QueueRow {
             reason: v.lang.reason(item.review_reason.as_deref()),
+            formal: v.lang.formal_status(item.formal_status.as_deref()),
             channel: v.lang.channel_kind(&item.channel_kind),
             received: local_time(&item.received_at),
             overdue: !due.is_empty() && due < today,
@@ -267,6 +270,11 @@ struct ItemPage {
     signed: Vec<crate::channels::email::edoc::ListedContainer>,
     /// E-mail: the verdict, in words, and SPF/DKIM/DMARC.
     authenticity: Option<(String, String, String)>,
+    /// The item's case and formal status in words.
+    case_label: String,
+    formal_label: String,
+    /// The scheme's cases to choose from (id: the code).
+    cases: Vec<Choice>,
 }
 
 pub(super) fn unit_name(s: &HttpState, l: Lang, id: Option<&str>) -> String {
@@ -371,6 +379,16 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             unit: sv.unit.clone(),
         })
         .collect();
+    let cases = rules
+        .cases
+        .cases
+        .values()
+        .map(|c| Choice {
+            id: c.code.clone(),
+            name: c.title_in(l == Lang::En).to_string(),
+            unit: c.unit.clone(),
+        })
+        .collect();
     let suggestion = suggestion_for(&suggester(s).await, &found, &msg.body);
     let suggestion_name = unit_name(s, l, suggestion.as_ref().map(|x| x.unit.as_str()));
     let open = found.closed_at.is_none() && found.state != "discarded";
@@ -413,6 +431,9 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
                 ),
             )
         }),
+        case_label: l.case(&rules.cases, found.case_code.as_deref()),
+        formal_label: l.formal_status(found.formal_status.as_deref()),
+        cases,
         error: error.clone(),
         item_id: found.id.clone(),
         state_label: l.t(&format!("state.{}", found.state)).to_string(),
@@ -469,6 +490,8 @@ pub struct DecisionForm {
     sender_name: Option<String>,
     subject: Option<String>,
     other: Option<String>,
+    /// `classify`: the case's code; empty takes the case away.
+    case: Option<String>,
 }
 
 impl DecisionForm {
@@ -493,6 +516,9 @@ impl DecisionForm {
             "correct" => Decision::Correct {
                 sender_name: some(&self.sender_name),
                 subject: some(&self.subject),
+            },
+            "classify" => Decision::Classify {
+                case: some(&self.case),
             },
             "link" => Decision::Link {
                 other: need(&self.other, l.t("item.link_to"))?,
@@ -534,7 +560,10 @@ pub async fn decide(
         .await
     {
         Ok(after) => {
-            let back_to_item = matches!(decision, Decision::Correct { .. } | Decision::Link { .. });
+            let back_to_item = matches!(
+                decision,
+                Decision::Correct { .. } | Decision::Link { .. } | Decision::Classify { .. }
+            );
             if back_to_item {
                 Redirect::to(&format!("/desk/items/{}", after.id)).into_response()
             } else {
