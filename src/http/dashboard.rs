@@ -445,7 +445,10 @@ async fn report_page(
             "Kopā / total",
             counts(std::slice::from_ref(&report.total), &names),
         ),
-        ("Pa kanāliem / by channel", counts(&report.by_channel, &names)),
+        (
+            "Pa kanāliem / by channel",
+            counts(&report.by_channel, &names),
+        ),
         (
             "Pa struktūrvienībām / by unit",
             counts(&report.by_unit, &names),
