@@ -223,8 +223,11 @@ struct ReportPage<'a> {
     /// Items received per formal status: its names in words (lv / en), and
     /// per section (total, channels, units) a row of counts in that order.
     formal_heads: Vec<String>,
-    formal_sections: Vec<(&'static str, Vec<(String, Vec<u64>)>)>,
+    formal_sections: Vec<(&'static str, Vec<FormalRow>)>,
 }
+
+/// A row of the formal-status table: the group's name and its counts.
+type FormalRow = (String, Vec<u64>);
 
 fn bad_request(text: String) -> Response {
     (StatusCode::BAD_REQUEST, text).into_response()
@@ -432,7 +435,7 @@ async fn report_page(
             ),
         })
         .collect();
-    let counts = |list: &[Figures], names: &BTreeMap<String, String>| -> Vec<(String, Vec<u64>)> {
+    let counts = |list: &[Figures], names: &BTreeMap<String, String>| -> Vec<FormalRow> {
         list.iter()
             .map(|f| {
                 let name = names.get(&f.key).cloned().unwrap_or_else(|| f.key.clone());
