@@ -711,7 +711,9 @@ mod tests {
         let csv = to_csv(&r);
         assert!(
             csv.lines()
-                .any(|l| l == "2026Q2,total,total,6,6,4,1,1,1,3,1,1,6,20,518400,1987200,0,0,0,"),
+                // No formal status recorded on the seeded items: all six `unknown`.
+                .any(|l| l
+                    == "2026Q2,total,total,6,6,4,1,1,1,3,1,1,0,0,0,0,0,0,0,0,0,6,6,20,518400,1987200,0,0,0,"),
             "{csv}"
         );
     }
