@@ -626,6 +626,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 found.state
             );
             outln!("{}", decision.explain());
+            // The case now: the records officer may have changed it since.
+            outln!(
+                "filed under: {}; formal status: {}",
+                found.case_code.as_deref().unwrap_or("- (nav klasificēts)"),
+                found.formal_status.as_deref().unwrap_or("-")
+            );
         }
         Command::Items {
             command:
@@ -725,6 +731,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.answered_on_time,
                     t.answered_late,
                     t.open_overdue
+                );
+                outln!(
+                    "by formal status: {}",
+                    pietura::stats::FORMAL_KEYS
+                        .iter()
+                        .map(|k| format!("{k} {}", t.formal_count(k)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 outln!(
                     "consultations {} ({} min), client opinions {}{}",

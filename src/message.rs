@@ -164,15 +164,121 @@ pub struct IntakeMessage {
     pub formal_status: Option<FormalStatus>,
 }
 
-/// A submission's formal status as received: how the door established
-/// who sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A submission's formal status: how it was established who sent it and
+/// whether it is signed. A door asserts what only it can know
+/// ([`FormalStatus::SignedPaper`] at the counter,
+/// [`FormalStatus::AuthenticatedByStatePortal`] from e-adrese); the engine
+/// derives the rest from the message at registration ([`FormalStatus::of`]),
+/// stores it on the item (`items.formal_status`) and the deadline regime
+/// of `deadlines.toml` may depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FormalStatus {
     /// The visitor signed the paper submission at the counter.
     SignedPaper,
     /// Sent through e-adrese: the state portal authenticated the sender.
     AuthenticatedByStatePortal,
+    /// Carries an .edoc/.asice/.bdoc whose signatures were all verified.
+    #[serde(rename = "e_signed")]
+    ESigned,
+    /// An e-mail without a verified e-signature.
+    UnsignedEmail,
+    Sms,
+    /// Sent through the web form.
+    Form,
+    /// A scanned letter: whether the paper was signed cannot be known from the scan.
+    Paper,
+    /// Taken down from a phone call.
+    Phone,
+    /// Handed in at the counter, not signed there.
+    Counter,
+}
+
+impl FormalStatus {
+    /// Every status, in the order the desk and the statistics list them.
+    pub const ALL: [FormalStatus; 9] = [
+        FormalStatus::ESigned,
+        FormalStatus::AuthenticatedByStatePortal,
+        FormalStatus::SignedPaper,
+        FormalStatus::UnsignedEmail,
+        FormalStatus::Form,
+        FormalStatus::Sms,
+        FormalStatus::Paper,
+        FormalStatus::Counter,
+        FormalStatus::Phone,
+    ];
+
+    /// The snake_case name stored in the registry and written in `deadlines.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FormalStatus::SignedPaper => "signed_paper",
+            FormalStatus::AuthenticatedByStatePortal => "authenticated_by_state_portal",
+            FormalStatus::ESigned => "e_signed",
+            FormalStatus::UnsignedEmail => "unsigned_email",
+            FormalStatus::Sms => "sms",
+            FormalStatus::Form => "form",
+            FormalStatus::Paper => "paper",
+            FormalStatus::Phone => "phone",
+            FormalStatus::Counter => "counter",
+        }
+    }
+
+    /// Parses a stored or written name.
+    pub fn parse(s: &str) -> Option<FormalStatus> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// Every name, for messages that list them.
+    pub fn names() -> String {
+        Self::ALL.map(FormalStatus::as_str).join(", ")
+    }
+
+    /// The desk catalog's key for the status in words.
+    pub fn label_key(self) -> String {
+        format!("formal.{}", self.as_str())
+    }
+
+    /// The one place an item's formal status is decided: what its door
+    /// asserted, else what the message shows — a signed container whose
+    /// signatures were all verified makes it e-signed, whatever the channel.
+    pub fn of(msg: &IntakeMessage) -> FormalStatus {
+        if let Some(asserted) = msg.formal_status {
+            return asserted;
+        }
+        let e_signed = msg
+            .metadata
+            .get(msg.channel.kind.as_str())
+            .and_then(|m| m.get("signed_containers"))
+            .and_then(|v| v.as_array())
+            .is_some_and(|list| {
+                list.iter().any(|c| {
+                    c.get("container")
+                        .and_then(|c| c.get("verified"))
+                        .and_then(serde_json::Value::as_bool)
+                        == Some(true)
+                })
+            });
+        if e_signed {
+            return FormalStatus::ESigned;
+        }
+        match msg.channel.kind {
+            ChannelKind::Email => FormalStatus::UnsignedEmail,
+            ChannelKind::WebForm => FormalStatus::Form,
+            ChannelKind::Sms => FormalStatus::Sms,
+            ChannelKind::Scan => FormalStatus::Paper,
+            ChannelKind::Phone => FormalStatus::Phone,
+            ChannelKind::Counter => FormalStatus::Counter,
+            // The portal authenticates every sender it delivers for; a
+            // message not marked so was not verified by it.
+            ChannelKind::EAdrese => FormalStatus::UnsignedEmail,
+        }
+    }
+}
+
+impl fmt::Display for FormalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Whether an e-mail's `From:` is proven, as the e-mail channel found it

@@ -17,7 +17,7 @@ use chrono_tz::Europe::Riga;
 use serde::Serialize;
 
 pub use calendar::WorkCalendar;
-pub use terms::{Regime, Regimes, Term};
+pub use terms::{Regime, Regimes, StatusTerm, Term};
 
 /// Tells which days are working days.
 pub trait Calendar: Send + Sync {
@@ -80,6 +80,10 @@ pub struct DeadlineBasis {
     pub paused_working_days: u32,
     /// The date a recorded extension moved the reply deadline to.
     pub extended_until: Option<NaiveDate>,
+    /// How it was submitted: the regime may give other terms, or none, to
+    /// submissions the law does not apply to fully (`[regime.formal_status]`).
+    /// None (items from before it was recorded): the law's terms.
+    pub formal_status: Option<crate::message::FormalStatus>,
 }
 
 /// The calendar and the legal terms in force: part of a rule set.
@@ -140,11 +144,33 @@ impl Deadlines {
         add_working_days(&self.calendar, day, b.paused_working_days)
     }
 
-    /// The reply term that applies: the rule's or service's own, else the law's.
+    /// What the regime in force gives a submission of the item's formal
+    /// status: the law's terms, a term of the municipality's, or none.
+    pub fn status_term(&self, b: &DeadlineBasis) -> StatusTerm {
+        b.formal_status
+            .map(|f| self.regime(b.received_at).for_status(f))
+            .unwrap_or(StatusTerm::Law)
+    }
+
+    /// The reply term that applies: the municipality's for a formal status
+    /// the law does not apply to fully; else the rule's or service's own,
+    /// else the law's.
     pub fn reply_term(&self, b: &DeadlineBasis) -> Term {
+        if let StatusTerm::Term(t) = self.status_term(b) {
+            return t;
+        }
         b.reply_working_days
             .map(Term::WorkingDays)
             .unwrap_or(self.regime(b.received_at).reply)
+    }
+
+    /// The reply deadline, or none when the regime gives the item's formal
+    /// status no legal deadline. What registration and every recompute store.
+    pub fn legal_reply_due(&self, b: &DeadlineBasis) -> Option<NaiveDate> {
+        match self.status_term(b) {
+            StatusTerm::NoDeadline if b.extended_until.is_none() => None,
+            _ => Some(self.reply_due(b)),
+        }
     }
 
     /// The reply deadline.

@@ -4,10 +4,13 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::message::FormalStatus;
 use crate::tomlfile::{Problems, RuleProblem, parse_toml};
 
 /// A length of time as the law states it.
@@ -29,6 +32,26 @@ impl std::fmt::Display for Term {
     }
 }
 
+/// What a regime gives submissions of one formal status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusTerm {
+    /// The law applies fully: the regime's terms (`"law"`, the default).
+    Law,
+    /// The municipality's own reply term (`{ working_days = N }`, `{ months = N }`).
+    Term(Term),
+    /// No legal deadline (`"none"`).
+    NoDeadline,
+}
+
+/// How a status is written in `[regime.formal_status]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StatusTermDef {
+    Word(String),
+    Term(Term),
+}
+
 /// The terms in force from one date on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Regime {
@@ -40,6 +63,19 @@ pub struct Regime {
     pub extended_max: Term,
     /// The term to forward an item outside the municipality's competence.
     pub forward: Term,
+    /// Formal statuses given other than the law's terms; the rest: [`StatusTerm::Law`].
+    pub by_status: Vec<(FormalStatus, StatusTerm)>,
+}
+
+impl Regime {
+    /// What this regime gives a submission of formal status `f`.
+    pub fn for_status(&self, f: FormalStatus) -> StatusTerm {
+        self.by_status
+            .iter()
+            .find(|(s, _)| *s == f)
+            .map(|(_, t)| *t)
+            .unwrap_or(StatusTerm::Law)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +93,9 @@ struct RegimeDef {
     reply: Term,
     extended_max: Term,
     forward: Term,
+    /// Formal status name → `"law"`, `"none"` or a term.
+    #[serde(default)]
+    formal_status: BTreeMap<String, Spanned<StatusTermDef>>,
 }
 
 /// The regimes, newest first; never empty.
@@ -120,12 +159,54 @@ impl Regimes {
                     format!("regime {:?}: another regime starts on {from} too", def.name),
                 );
             }
+            let mut by_status = Vec::new();
+            for (name, t) in &def.formal_status {
+                let line = t.span().start;
+                let Some(status) = FormalStatus::parse(name) else {
+                    p.at(
+                        line,
+                        format!(
+                            "regime {:?}: formal_status.{name} is not a formal status (one of {})",
+                            def.name,
+                            FormalStatus::names()
+                        ),
+                    );
+                    continue;
+                };
+                let term = match t.get_ref() {
+                    StatusTermDef::Word(w) if w == "law" => StatusTerm::Law,
+                    StatusTermDef::Word(w) if w == "none" => StatusTerm::NoDeadline,
+                    StatusTermDef::Term(Term::WorkingDays(0) | Term::Months(0)) => {
+                        p.at(
+                            line,
+                            format!(
+                                "regime {:?}: formal_status.{name} must be longer than zero (or \"none\")",
+                                def.name
+                            ),
+                        );
+                        continue;
+                    }
+                    StatusTermDef::Term(term) => StatusTerm::Term(*term),
+                    StatusTermDef::Word(w) => {
+                        p.at(
+                            line,
+                            format!(
+                                "regime {:?}: formal_status.{name} = {w:?}: write \"law\", \"none\", {{ working_days = N }} or {{ months = N }}",
+                                def.name
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                by_status.push((status, term));
+            }
             regimes.push(Regime {
                 from,
                 name: def.name.clone(),
                 reply: def.reply,
                 extended_max: def.extended_max,
                 forward: def.forward,
+                by_status,
             });
         }
         regimes.sort_by_key(|r| std::cmp::Reverse(r.from));

@@ -80,6 +80,39 @@ impl Lang {
         }
     }
 
+    /// A stored formal status in words; "—" for items registered before
+    /// it was recorded, an unknown name as it is.
+    pub fn formal_status(self, status: Option<&str>) -> String {
+        match status.and_then(crate::message::FormalStatus::parse) {
+            Some(f) => self.t(&f.label_key()).to_string(),
+            None => status.unwrap_or("—").to_string(),
+        }
+    }
+
+    /// An item's case in words: code, title and retention from the scheme
+    /// in force; "nav klasificēts" without one.
+    pub fn case(self, cases: &crate::rules::cases::CaseScheme, code: Option<&str>) -> String {
+        use crate::rules::cases::Retention;
+        let Some(code) = code else {
+            return self.t("item.not_classified").to_string();
+        };
+        match cases.get(code) {
+            Some(c) => {
+                let kept = match c.retention {
+                    Retention::Permanent => self.t("item.retention_permanent").to_string(),
+                    Retention::Years(n) => format!("{n} {}", self.t("item.retention_years")),
+                };
+                format!(
+                    "{code} {} ({} {kept})",
+                    c.title_in(self == Lang::En),
+                    self.t("item.retention")
+                )
+            }
+            // Filed under a case the scheme in force no longer has.
+            None => code.to_string(),
+        }
+    }
+
     /// A review reason in words. The registry and the API keep the machine
     /// reason; the reasons the channels, the rules engine and the desk give
     /// are in the catalogs by their head, anything else (a rule's own
@@ -162,6 +195,10 @@ mod tests {
             assert_ne!(Lang::En.channel_kind(kind), kind);
         }
         assert_eq!(Lang::Lv.channel_kind("email"), "e-pasts");
+        for f in crate::message::FormalStatus::ALL {
+            assert_ne!(Lang::Lv.formal_status(Some(f.as_str())), f.as_str());
+            assert_ne!(Lang::En.formal_status(Some(f.as_str())), f.as_str());
+        }
         assert_eq!(Lang::En.channel_kind("fax"), "fax");
     }
 

@@ -47,6 +47,8 @@ pub struct QueueRow {
     /// The reason and the channel kind in the desk's language.
     pub reason: String,
     pub channel: String,
+    /// The formal status in words.
+    pub formal: String,
     pub received: String,
     pub due: String,
     pub overdue: bool,
@@ -179,6 +181,7 @@ pub async fn queue(
         let due = item.due().unwrap_or_default().to_string();
         rows.push(QueueRow {
             reason: v.lang.reason(item.review_reason.as_deref()),
+            formal: v.lang.formal_status(item.formal_status.as_deref()),
             channel: v.lang.channel_kind(&item.channel_kind),
             received: local_time(&item.received_at),
             overdue: !due.is_empty() && due < today,
@@ -276,6 +279,11 @@ struct ItemPage {
     authenticity: Option<(String, String, String)>,
     /// Items that may be the same letter, either way.
     duplicates: Vec<DuplicateView>,
+    /// The item's case and formal status in words.
+    case_label: String,
+    formal_label: String,
+    /// The scheme's cases to choose from (id: the code).
+    cases: Vec<Choice>,
 }
 
 /// A possible duplicate on the item page: "Nr. … (e-pasts, 92 %)".
@@ -411,6 +419,16 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             unit: sv.unit.clone(),
         })
         .collect();
+    let cases = rules
+        .cases
+        .cases
+        .values()
+        .map(|c| Choice {
+            id: c.code.clone(),
+            name: c.title_in(l == Lang::En).to_string(),
+            unit: c.unit.clone(),
+        })
+        .collect();
     let suggestion = suggestion_for(&suggester(s).await, &found, &msg.body);
     let suggestion_name = unit_name(s, l, suggestion.as_ref().map(|x| x.unit.as_str()));
     let open = found.closed_at.is_none() && found.state != "discarded";
@@ -454,6 +472,9 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
             )
         }),
         duplicates,
+        case_label: l.case(&rules.cases, found.case_code.as_deref()),
+        formal_label: l.formal_status(found.formal_status.as_deref()),
+        cases,
         error: error.clone(),
         item_id: found.id.clone(),
         state_label: l.t(&format!("state.{}", found.state)).to_string(),
@@ -510,6 +531,8 @@ pub struct DecisionForm {
     sender_name: Option<String>,
     subject: Option<String>,
     other: Option<String>,
+    /// `classify`: the case's code; empty takes the case away.
+    case: Option<String>,
 }
 
 impl DecisionForm {
@@ -534,6 +557,9 @@ impl DecisionForm {
             "correct" => Decision::Correct {
                 sender_name: some(&self.sender_name),
                 subject: some(&self.subject),
+            },
+            "classify" => Decision::Classify {
+                case: some(&self.case),
             },
             "link" => Decision::Link {
                 other: need(&self.other, l.t("item.link_to"))?,
@@ -575,7 +601,10 @@ pub async fn decide(
         .await
     {
         Ok(after) => {
-            let back_to_item = matches!(decision, Decision::Correct { .. } | Decision::Link { .. });
+            let back_to_item = matches!(
+                decision,
+                Decision::Correct { .. } | Decision::Link { .. } | Decision::Classify { .. }
+            );
             if back_to_item {
                 Redirect::to(&format!("/desk/items/{}", after.id)).into_response()
             } else {

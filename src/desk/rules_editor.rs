@@ -146,6 +146,10 @@ fn describe(l: Lang, d: &crate::rules::eval::Decision) -> String {
         },
         (None, None) => l.t("rules.to_review").to_string(),
     };
+    let target = match &d.case {
+        Some(case) => format!("{target}; {} {case}", l.t("item.case")),
+        None => target,
+    };
     match &d.rule_id {
         Some(rule) => format!("{target} ({rule})"),
         None => target,
@@ -180,6 +184,7 @@ async fn dry_run(s: &HttpState, l: Lang, current: &RuleSet, draft: &RuleSet, n: 
         let (now, then) = (current.evaluate(msg), draft.evaluate(msg));
         let same = now.unit == then.unit
             && now.service == then.service
+            && now.case == then.case
             && now.review_reason.is_some() == then.review_reason.is_some();
         if !same {
             out.differences.push(Difference {

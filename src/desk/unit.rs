@@ -214,6 +214,9 @@ struct UnitItemPage {
     received: String,
     body: String,
     unit_name: String,
+    /// The item's case and formal status in words.
+    case_label: String,
+    formal_label: String,
     assignee: String,
     colleagues: Vec<(String, String)>,
     history: Vec<HistoryLine>,
@@ -267,6 +270,8 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         received: super::review::local_time(&found.received_at),
         body: msg.body.clone(),
         unit_name: super::review::unit_name(s, l, found.unit_id.as_deref()),
+        case_label: l.case(&s.rules.load().cases, found.case_code.as_deref()),
+        formal_label: l.formal_status(found.formal_status.as_deref()),
         assignee,
         colleagues,
         history,

@@ -220,7 +220,14 @@ struct ReportPage<'a> {
     unit: Option<String>,
     generated: String,
     sections: Vec<(&'static str, Vec<Row<'a>>)>,
+    /// Items received per formal status: its names in words (lv / en), and
+    /// per section (total, channels, units) a row of counts in that order.
+    formal_heads: Vec<String>,
+    formal_sections: Vec<(&'static str, Vec<FormalRow>)>,
 }
+
+/// A row of the formal-status table: the group's name and its counts.
+type FormalRow = (String, Vec<u64>);
 
 fn bad_request(text: String) -> Response {
     (StatusCode::BAD_REQUEST, text).into_response()
@@ -417,11 +424,46 @@ async fn report_page(
         .unit
         .as_ref()
         .map(|u| names.get(u).cloned().unwrap_or(u.clone()));
+    let formal_heads = crate::stats::FORMAL_KEYS
+        .iter()
+        .map(|k| match *k {
+            "unknown" => "nav zināms / not recorded".to_string(),
+            k => format!(
+                "{} / {}",
+                crate::desk::i18n::Lang::Lv.formal_status(Some(k)),
+                crate::desk::i18n::Lang::En.formal_status(Some(k))
+            ),
+        })
+        .collect();
+    let counts = |list: &[Figures], names: &BTreeMap<String, String>| -> Vec<FormalRow> {
+        list.iter()
+            .map(|f| {
+                let name = names.get(&f.key).cloned().unwrap_or_else(|| f.key.clone());
+                (name, f.formal.to_vec())
+            })
+            .collect()
+    };
+    let formal_sections = vec![
+        (
+            "Kopā / total",
+            counts(std::slice::from_ref(&report.total), &names),
+        ),
+        (
+            "Pa kanāliem / by channel",
+            counts(&report.by_channel, &names),
+        ),
+        (
+            "Pa struktūrvienībām / by unit",
+            counts(&report.by_unit, &names),
+        ),
+    ];
     html(ReportPage {
         report: &report,
         unit,
         generated: Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         sections,
+        formal_heads,
+        formal_sections,
     })
 }
 

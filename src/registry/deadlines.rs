@@ -51,7 +51,8 @@ pub(super) struct DeadlineRow {
 }
 
 const DEADLINE_COLUMNS: &str = "id, registration_number, state, received_at, reply_working_days, \
-     paused_working_days, extended_until, reply_due, forward_due, paused_since, closed_at, revision";
+     paused_working_days, extended_until, reply_due, forward_due, paused_since, closed_at, revision, \
+     formal_status";
 
 impl DeadlineRow {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -69,6 +70,10 @@ impl DeadlineRow {
                 reply_working_days: own.and_then(|n| u32::try_from(n).ok()),
                 paused_working_days: u32::try_from(paused).unwrap_or(0),
                 extended_until: extended.as_deref().and_then(parse_db_day),
+                formal_status: r
+                    .try_get::<Option<String>, _>("formal_status")?
+                    .as_deref()
+                    .and_then(crate::message::FormalStatus::parse),
             },
             reply_due: r.try_get("reply_due")?,
             forward_due: r.try_get("forward_due")?,
@@ -83,7 +88,7 @@ impl DeadlineRow {
         if self.forwarding {
             (None, Some(d.forward_due(&self.basis).to_string()))
         } else {
-            (Some(d.reply_due(&self.basis).to_string()), None)
+            (d.legal_reply_due(&self.basis).map(|d| d.to_string()), None)
         }
     }
 

@@ -47,6 +47,9 @@ pub enum Decision {
     Discard { spam: bool, note: String },
     /// A unit says the item is not theirs: back to the review queue.
     Return { unit: String, reason: String },
+    /// File the item under a case of the classification scheme (`cases.toml`),
+    /// or take its case away (`None`: not classified).
+    Classify { case: Option<String> },
 }
 
 impl Decision {
@@ -61,6 +64,7 @@ impl Decision {
             Decision::Discard { spam: true, .. } => "marked_spam",
             Decision::Discard { spam: false, .. } => "marked_not_submission",
             Decision::Return { .. } => "returned",
+            Decision::Classify { .. } => "classified",
         }
     }
 }
@@ -221,7 +225,7 @@ impl Registry {
                 let own_days = service_of(unit, service)?;
                 let mut basis = row.basis.clone();
                 basis.reply_working_days = own_days;
-                let due = d.reply_due(&basis).to_string();
+                let due = d.legal_reply_due(&basis).map(|d| d.to_string());
                 let reason = match decision {
                     Decision::Reroute { reason, .. } => Some(reason.clone()),
                     _ => None,
@@ -235,7 +239,7 @@ impl Registry {
                         service.clone(),
                         Some(actor.to_string()),
                         Some(now.clone()),
-                        Some(due.clone()),
+                        due.clone(),
                         own_days.map(|n| n.to_string()),
                     ],
                     serde_json::json!({
@@ -354,6 +358,31 @@ impl Registry {
                      routed_by = NULL, routed_at = NULL",
                     vec![Some(format!("returned by {unit}: {}", reason.trim()))],
                     serde_json::json!({ "unit": unit, "reason": reason }),
+                    false,
+                    false,
+                )
+            }
+            Decision::Classify { case } => {
+                if let Some(code) = case
+                    && rules.cases.get(code).is_none()
+                {
+                    return Err(ActionError::Invalid(format!(
+                        "item {number}: no case {code:?} in cases.toml"
+                    )));
+                }
+                if *case == current.case_code {
+                    return Err(ActionError::Invalid(format!(
+                        "item {number}: it is filed under {} already",
+                        case.as_deref().unwrap_or("no case")
+                    )));
+                }
+                (
+                    "case_code = $3",
+                    vec![case.clone()],
+                    serde_json::json!({
+                        "case": { "from": current.case_code, "to": case },
+                        "scheme_version": rules.cases.version,
+                    }),
                     false,
                     false,
                 )

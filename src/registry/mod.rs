@@ -217,6 +217,12 @@ pub struct ItemSummary {
     /// E-mail: whether the sender is proven (`pass`, `fail`, `not_checked`);
     /// none for other channels.
     pub sender_authenticity: Option<String>,
+    /// The case of the classification scheme (`cases.toml`) it is filed
+    /// under; none: not classified yet.
+    pub case_code: Option<String>,
+    /// How it was submitted and signed ([`crate::message::FormalStatus`]'s
+    /// name); none on items registered before it was recorded.
+    pub formal_status: Option<String>,
     /// Bumped by every recorded action: an action names the revision it
     /// was decided on, so a concurrent change is a conflict, not a loss.
     pub revision: i64,
@@ -226,7 +232,7 @@ const SUMMARY_COLUMNS: &str = "i.id, i.registration_number, i.state, i.channel_k
      i.received_at, i.registered_at, i.unit_id, i.service_id, i.rule_id, i.ruleset_version, \
      i.review_reason, i.priority, i.tags, i.reply_due, i.sender_name, i.sender_email, \
      i.sender_phone, i.subject, i.forward_due, i.routed_by, i.paused_since, i.closed_at, \
-     i.linked_item_id, i.revision, i.sender_authenticity";
+     i.linked_item_id, i.revision, i.sender_authenticity, i.case_code, i.formal_status";
 
 impl ItemSummary {
     fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -257,6 +263,8 @@ impl ItemSummary {
             subject: r.try_get("subject")?,
             linked_item_id: r.try_get("linked_item_id")?,
             sender_authenticity: r.try_get("sender_authenticity")?,
+            case_code: r.try_get("case_code")?,
+            formal_status: r.try_get("formal_status")?,
             revision: r.try_get("revision")?,
         })
     }

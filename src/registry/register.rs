@@ -199,12 +199,13 @@ pub(super) async fn register_batch_in(
         let basis = DeadlineBasis {
             received_at: msg.received_at,
             reply_working_days: decision.reply_working_days,
+            formal_status: Some(decision.formal_status),
             ..DeadlineBasis::default()
         };
         let deadlines = &how.rules.deadlines;
         let (reply_due, forward_due) = match state {
             ItemState::Forwarding => (None, Some(deadlines.forward_due(&basis))),
-            _ => (Some(deadlines.reply_due(&basis)), None),
+            _ => (deadlines.legal_reply_due(&basis), None),
         };
         let routed_by = matches!(state, ItemState::Routed | ItemState::Forwarding)
             .then(|| ROUTED_BY_RULES.to_string());
@@ -237,6 +238,8 @@ pub(super) async fn register_batch_in(
                 .sender_authenticity
                 .as_ref()
                 .map(|a| a.verdict.as_str().to_string()),
+            case_code: decision.case.clone(),
+            formal_status: Some(decision.formal_status.as_str().to_string()),
             revision: 0,
         };
         items.push(NewItem {
@@ -317,9 +320,10 @@ async fn insert_items(
          channel_kind, channel_instance, received_at, registered_at, state, unit_id, service_id, \
          rule_id, ruleset_version, review_reason, priority, tags, reply_due, sender_name, \
          sender_email, sender_phone, sender_address, subject, body, message_json, decision_json, \
-         forward_due, reply_working_days, routed_by, routed_at, linked_item_id, sender_authenticity)",
+         forward_due, reply_working_days, routed_by, routed_at, linked_item_id, sender_authenticity, \
+         case_code, formal_status)",
         items.len(),
-        33,
+        35,
         "",
     );
     let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -358,7 +362,9 @@ async fn insert_items(
             .bind(s.routed_by.clone())
             .bind(s.routed_by.as_ref().map(|_| s.registered_at.clone()))
             .bind(s.linked_item_id.clone())
-            .bind(s.sender_authenticity.clone());
+            .bind(s.sender_authenticity.clone())
+            .bind(s.case_code.clone())
+            .bind(s.formal_status.clone());
     }
     query
         .execute(&mut **tx)
@@ -434,6 +440,9 @@ async fn insert_audit_and_outbox(
             "ruleset_version": s.ruleset_version,
             "review_reason": s.review_reason,
             "follow_up_of": s.linked_item_id,
+            "case": s.case_code,
+            "case_from": n.decision.case_from,
+            "formal_status": s.formal_status,
         });
         query = query
             .bind(Uuid::now_v7().to_string())

@@ -37,7 +37,7 @@ impl Registry {
         let to = db_time(utc_midnight(period.to + Days::new(2)));
         let rows = sqlx::query(
             "SELECT channel_kind, unit_id, service_id, state, received_at, registered_at, \
-             routed_by, routed_at, closed_at, COALESCE(forward_due, reply_due) AS due FROM items \
+             routed_by, routed_at, closed_at, COALESCE(forward_due, reply_due) AS due, formal_status FROM items \
              WHERE ($3 IS NULL OR unit_id = $3) AND ((received_at >= $1 AND received_at < $2) \
              OR ((routed_by IS NULL OR routed_by <> 'rules') AND registered_at < $2 \
                  AND (routed_at IS NULL OR routed_at >= $1) AND (closed_at IS NULL OR closed_at >= $1)))",
@@ -68,6 +68,7 @@ impl Registry {
                     routed_at: opt_time("routed_at")?,
                     closed_at: opt_time("closed_at")?,
                     due: due.as_deref().and_then(parse_db_day),
+                    formal_status: r.try_get("formal_status")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

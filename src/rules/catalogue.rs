@@ -256,6 +256,7 @@ mod tests {
             name_en: None,
             unit: "u".into(),
             reply_working_days: None,
+            case: None,
             note: None,
             catalogue: Catalogue {
                 lv: ServiceText {

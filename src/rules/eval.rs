@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::text::{Keyword, Words};
 use super::{Condition, Priority, Rule, RuleSet};
-use crate::message::IntakeMessage;
+use crate::message::{FormalStatus, IntakeMessage};
 
 /// The review reason of an item no rule routed (machine-readable; the
 /// desk shows it in words).
@@ -46,6 +46,13 @@ pub struct Decision {
     pub rule_id: Option<String>,
     pub unit: Option<String>,
     pub service: Option<String>,
+    /// The case (`cases.toml`) the item is filed under: the routing rule's
+    /// `then.case`, else its service's; none when neither names one.
+    pub case: Option<String>,
+    /// Where the case came from: `rule <id>` or `service <id>`.
+    pub case_from: Option<String>,
+    /// How the submission was made and signed ([`FormalStatus::of`]).
+    pub formal_status: FormalStatus,
     pub tags: BTreeSet<String>,
     pub priority: Priority,
     pub reply_working_days: Option<u32>,
@@ -259,6 +266,9 @@ impl RuleSet {
             rule_id: None,
             unit: None,
             service: None,
+            case: None,
+            case_from: None,
+            formal_status: FormalStatus::of(msg),
             tags: BTreeSet::new(),
             priority: Priority::Normal,
             reply_working_days: None,
@@ -279,6 +289,13 @@ impl RuleSet {
             }
             if d.review_reason.is_none() {
                 d.review_reason = a.review_reason.clone();
+            }
+            // A case-only rule (with `continue`) classifies without routing.
+            if d.case.is_none()
+                && let Some(case) = &a.case
+            {
+                d.case = Some(case.clone());
+                d.case_from = Some(format!("rule {}", rule.id));
             }
             if d.unit.is_none() && a.unit.is_some() {
                 d.unit = a.unit.clone();
@@ -336,6 +353,13 @@ impl RuleSet {
         if d.unit.is_none() && d.review_reason.is_none() {
             d.review_reason = Some(NO_RULE_REASON.into());
         }
+        if d.case.is_none()
+            && let Some(service) = d.service.as_ref().and_then(|s| self.services.get(s))
+            && let Some(case) = &service.case
+        {
+            d.case = Some(case.clone());
+            d.case_from = Some(format!("service {}", service.id));
+        }
         d
     }
 }
@@ -367,6 +391,16 @@ impl Decision {
         let _ = writeln!(out, "unit:     {}", self.unit.as_deref().unwrap_or("-"));
         let _ = writeln!(out, "service:  {}", self.service.as_deref().unwrap_or("-"));
         let _ = writeln!(out, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            out,
+            "case:     {}",
+            match (&self.case, &self.case_from) {
+                (Some(c), Some(from)) => format!("{c} (from {from})"),
+                (Some(c), None) => c.clone(),
+                _ => "- (nav klasificēts)".into(),
+            }
+        );
+        let _ = writeln!(out, "formal:   {}", self.formal_status);
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
         let _ = writeln!(
             out,

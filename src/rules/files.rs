@@ -1,4 +1,5 @@
 //! The on-disk shape of `rules/`: `units.toml`, `services.toml` and
+//! (`cases.toml` is [`super::cases`]'s)
 //! `routing/*.toml`. Unknown keys are errors so a typo never silently
 //! disables a condition.
 
@@ -49,6 +50,9 @@ pub struct ServiceDef {
     pub unit: Spanned<String>,
     #[serde(default)]
     pub reply_working_days: Option<u32>,
+    /// The case (`cases.toml`) its items are filed under unless a rule says otherwise.
+    #[serde(default)]
+    pub case: Option<Spanned<String>>,
     #[serde(default)]
     pub note: Option<String>,
     /// The catalogue page in Latvian (`[service.lv]`) and English (`[service.en]`).
@@ -162,6 +166,9 @@ pub struct ThenDef {
     pub unit: Option<Spanned<String>>,
     #[serde(default)]
     pub service: Option<Spanned<String>>,
+    /// The case (`cases.toml`) the item is filed under; else its service's.
+    #[serde(default)]
+    pub case: Option<Spanned<String>>,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]

@@ -2,6 +2,7 @@
 //! [`RuleSet`], evaluating it on a message with a full explanation
 //! ([`eval`]), and hot reload with an atomic swap ([`watch`]).
 
+pub mod cases;
 pub mod catalogue;
 pub mod eval;
 pub mod files;
@@ -23,6 +24,7 @@ pub use crate::tomlfile::RuleProblem;
 use crate::tomlfile::{Problems, line_of, parse_toml};
 use files::{RoutingFile, RuleDef, ServicesFile, UnitsFile};
 use text::Keyword;
+use toml::Spanned;
 
 /// How urgent an item is; the highest given by any matching rule wins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -72,6 +74,8 @@ pub struct Service {
     pub name_en: Option<String>,
     pub unit: String,
     pub reply_working_days: Option<u32>,
+    /// The case its items are filed under by default (`cases.toml`).
+    pub case: Option<String>,
     pub note: Option<String>,
     /// What the public catalogue pages and the desk's search show.
     pub catalogue: catalogue::Catalogue,
@@ -121,6 +125,7 @@ pub const EXTRACTED_FACTS: [&str; 8] = [
 pub struct Action {
     pub unit: Option<String>,
     pub service: Option<String>,
+    pub case: Option<String>,
     pub tags: Vec<String>,
     pub priority: Option<Priority>,
     pub reply_working_days: Option<u32>,
@@ -148,6 +153,8 @@ pub struct RuleSet {
     pub dir: PathBuf,
     pub units: BTreeMap<String, Unit>,
     pub services: BTreeMap<String, Service>,
+    /// The classification scheme (`cases.toml`; empty without the file).
+    pub cases: Arc<cases::CaseScheme>,
     /// In evaluation order.
     pub rules: Vec<Rule>,
     /// The working-day calendar and legal terms (`calendar.toml`, `deadlines.toml`).
@@ -183,12 +190,17 @@ pub(crate) fn is_id(s: &str) -> bool {
 }
 
 /// The files at the top of a rules folder; `routing/*.toml` come besides.
-pub const TOP_LEVEL_FILES: [&str; 4] = [
+pub const TOP_LEVEL_FILES: [&str; 5] = [
     "units.toml",
     "services.toml",
     "calendar.toml",
     "deadlines.toml",
+    CASES_FILE,
 ];
+
+/// The classification scheme's file: optional, so rule sets stored before
+/// it existed still compile (without it no item gets a case).
+pub const CASES_FILE: &str = "cases.toml";
 
 /// The text of every file of a rules folder, keyed by its path relative to
 /// the folder (`units.toml`, `routing/50-units.toml`). Kept with each rule
@@ -227,6 +239,7 @@ impl RuleSources {
                 Ok(text) => {
                     sources.files.insert(name, text);
                 }
+                Err(e) if name == CASES_FILE && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(RuleProblem {
                     file: path,
                     line: None,
@@ -325,6 +338,13 @@ impl RuleSet {
             }
         }
 
+        let cases_path = dir.join(CASES_FILE);
+        let case_scheme = match sources.files.get(CASES_FILE) {
+            Some(src) => cases::CaseScheme::compile(&cases_path, src, &units, &mut problems)
+                .unwrap_or_default(),
+            None => cases::CaseScheme::default(),
+        };
+
         let services_path = dir.join("services.toml");
         let mut services = BTreeMap::new();
         if let Some(src) = read(&services_path, &mut problems)
@@ -355,12 +375,25 @@ impl RuleSet {
                         ),
                     );
                 }
+                if let Some(c) = &s.case
+                    && case_scheme.get(c.get_ref()).is_none()
+                {
+                    p.at(
+                        c.span().start,
+                        format!(
+                            "service {}: case {:?} is not defined in cases.toml",
+                            s.id,
+                            c.get_ref()
+                        ),
+                    );
+                }
                 let service = Service {
                     id: s.id.clone(),
                     name: s.name,
                     name_en: s.name_en,
                     unit: s.unit.into_inner(),
                     reply_working_days: s.reply_working_days,
+                    case: s.case.map(Spanned::into_inner),
                     note: s.note,
                     catalogue,
                 };
@@ -413,7 +446,12 @@ impl RuleSet {
                     if !ids.insert(def.id.clone()) {
                         p.at(at, format!("rule id {:?} is used twice", def.id));
                     }
-                    if let Some(rule) = compile_rule(def, path, at, &units, &services, &mut p) {
+                    let known = Known {
+                        units: &units,
+                        services: &services,
+                        cases: &case_scheme,
+                    };
+                    if let Some(rule) = compile_rule(def, path, at, &known, &mut p) {
                         rules.push(rule);
                     }
                 }
@@ -438,6 +476,7 @@ impl RuleSet {
             dir: dir.to_path_buf(),
             units,
             services,
+            cases: Arc::new(case_scheme),
             rules,
             deadlines: Arc::new(deadlines),
             sources: Arc::new(sources),
@@ -473,14 +512,21 @@ fn glob_regex(glob: &str) -> Result<Regex, regex::Error> {
     Regex::new(&re)
 }
 
+/// What a rule may name.
+struct Known<'a> {
+    units: &'a BTreeMap<String, Unit>,
+    services: &'a BTreeMap<String, Service>,
+    cases: &'a cases::CaseScheme,
+}
+
 fn compile_rule(
     def: RuleDef,
     path: &Path,
     at: usize,
-    units: &BTreeMap<String, Unit>,
-    services: &BTreeMap<String, Service>,
+    known: &Known<'_>,
     p: &mut Problems<'_>,
 ) -> Option<Rule> {
+    let (units, services) = (known.units, known.services);
     let before = p.list.len();
     let id = def.id.clone();
     if !is_id(&id) {
@@ -653,8 +699,20 @@ fn compile_rule(
             }
         }
     }
+    if let Some(c) = &t.case
+        && known.cases.get(c.get_ref()).is_none()
+    {
+        p.at(
+            c.span().start,
+            format!(
+                "rule {id}: then.case {:?} is not defined in cases.toml",
+                c.get_ref()
+            ),
+        );
+    }
     let does_something = t.unit.is_some()
         || t.service.is_some()
+        || t.case.is_some()
         || !t.tags.is_empty()
         || t.priority.is_some()
         || t.review_reason.is_some();
@@ -662,7 +720,7 @@ fn compile_rule(
         p.at(
             at,
             format!(
-                "rule {id}: then sets nothing (give unit, service, tags, priority or review_reason)"
+                "rule {id}: then sets nothing (give unit, service, case, tags, priority or review_reason)"
             ),
         );
     }
@@ -692,6 +750,7 @@ fn compile_rule(
         action: Action {
             unit,
             service: t.service.map(|s| s.into_inner()),
+            case: t.case.map(|c| c.into_inner()),
             tags: t.tags,
             priority: t.priority,
             reply_working_days: t.reply_working_days,
