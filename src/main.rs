@@ -162,7 +162,8 @@ enum ArchiveCommand {
         /// The review's day (default: today).
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
-        /// A case's retention: CODE=YEARS or CODE=permanent (repeatable).
+        /// A case's retention, over the classification scheme's (cases.toml):
+        /// CODE=YEARS or CODE=permanent (repeatable).
         #[arg(long = "retention", value_name = "CODE=YEARS")]
         retention: Vec<String>,
     },
@@ -1100,7 +1101,9 @@ async fn archive(settings: &Settings, command: ArchiveCommand) -> anyhow::Result
             outln!("{}: package verified", dir.display());
         }
         ArchiveCommand::Retention { as_of, retention } => {
-            let mut scheme = std::collections::BTreeMap::new();
+            // The classification scheme in force (cases.toml); --retention
+            // overrides a case's term or names one the scheme lacks.
+            let mut scheme = active_or_folder(settings).await?.cases.retention_years();
             for spec in &retention {
                 let (code, years) =
                     archive::retention::parse_retention(spec).with_context(|| {

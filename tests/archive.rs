@@ -428,16 +428,9 @@ async fn retention_lists_and_never_deletes(backend: Backend) {
     let before = env.daemon.registry.count().await.expect("count");
     let (ok, stdout, stderr) = run(
         &env,
-        &[
-            "archive",
-            "retention",
-            "--as-of",
-            "2026-06-01",
-            "--retention",
-            "1-10=5",
-            "--retention",
-            "1-1=permanent",
-        ],
+        // The terms come from the classification scheme in force
+        // (rules/cases.toml: 1-10 five years, 1-1 permanent).
+        &["archive", "retention", "--as-of", "2026-06-01"],
     );
     assert!(ok, "{stderr}");
     let listed: Vec<&str> = stdout.lines().skip(1).collect();
@@ -446,6 +439,20 @@ async fn retention_lists_and_never_deletes(backend: Backend) {
         vec![format!("{},1-10,5,2020-06-01,2026-01-01", old.registration_number).as_str()],
         "only the item closed in 2020 is past 5 years on 2026-06-01: {stdout}"
     );
+    // --retention overrides the scheme's term: ten years keep it.
+    let (ok, stdout, stderr) = run(
+        &env,
+        &[
+            "archive",
+            "retention",
+            "--as-of",
+            "2026-06-01",
+            "--retention",
+            "1-10=10",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().skip(1).count(), 0, "{stdout}");
     assert!(
         stderr.contains("1 closed without a case") && stderr.contains("nothing was deleted"),
         "{stderr}"

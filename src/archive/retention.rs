@@ -57,7 +57,7 @@ pub fn retention_review(
             continue;
         };
         let number = e.item.registration_number.clone();
-        let Some(case) = &e.case_code else {
+        let Some(case) = &e.item.case_code else {
             review.unclassified.push(number);
             continue;
         };
@@ -141,9 +141,9 @@ mod tests {
                 linked_item_id: none(),
                 sender_authenticity: none(),
                 revision: 0,
+                case_code: case.map(str::to_string),
+                formal_status: None,
             },
-            case_code: case.map(str::to_string),
-            formal_status: None,
         }
     }
 

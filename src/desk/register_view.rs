@@ -139,7 +139,7 @@ fn line(s: &HttpState, l: Lang, today: &str, r: RegisterRow) -> RegisterLine {
             None => String::new(),
         },
         case_code: r.case_code,
-        formal_status: r.formal_status,
+        formal_status: r.formal_status.map(|f| l.formal_status(Some(&f))),
         state: l.t(&format!("state.{}", i.state)).to_string(),
         due,
         number_match: r.number_match,
@@ -161,6 +161,8 @@ struct RegisterPageView {
     /// (value, label) of the filters' choices.
     channels: Vec<(String, String)>,
     units: Vec<(String, String)>,
+    cases: Vec<(String, String)>,
+    formals: Vec<(String, String)>,
     states: Vec<(String, String)>,
     q: String,
     from: String,
@@ -248,6 +250,23 @@ pub async fn page(
         .map(|id| (id.clone(), unit_name(&s, l, Some(id.as_str()))))
         .collect();
     units.sort_by(|a, b| a.1.cmp(&b.1));
+    let cases = s
+        .rules
+        .load()
+        .cases
+        .cases
+        .values()
+        .map(|c| {
+            (
+                c.code.clone(),
+                format!("{} {}", c.code, c.title_in(l == Lang::En)),
+            )
+        })
+        .collect();
+    let formals = crate::message::FormalStatus::ALL
+        .iter()
+        .map(|f| (f.as_str().to_string(), l.formal_status(Some(f.as_str()))))
+        .collect();
     let states = STATES
         .iter()
         .map(|st| (st.to_string(), l.t(&format!("state.{st}")).to_string()))
@@ -260,6 +279,8 @@ pub async fn page(
         rows: lines(&s, l, found.rows),
         channels,
         units,
+        cases,
+        formals,
         states,
         q: some(&q.q).unwrap_or_default(),
         from: day(&q.from).map(|d| d.to_string()).unwrap_or_default(),

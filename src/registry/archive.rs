@@ -2,19 +2,14 @@
 //! the items registered in a period (optionally of one case) with their
 //! case and formal status. Read-only: nothing here changes or deletes an item.
 
-use sqlx::Row;
-
 use super::{ItemSummary, Registry, RegistryError, SUMMARY_COLUMNS, q};
 
 /// An item as the register of a handover package lists it.
 #[derive(Debug, Clone)]
 pub struct RegisterEntry {
+    /// The item, its case (`case_code`, none until classified) and formal
+    /// status included.
     pub item: ItemSummary,
-    /// `items.case_code`: the case (lietas indekss) it is filed under; none
-    /// until classified.
-    pub case_code: Option<String>,
-    /// `items.formal_status` (e_signed, signed_paper, unsigned_email …).
-    pub formal_status: Option<String>,
 }
 
 impl Registry {
@@ -28,7 +23,7 @@ impl Registry {
     ) -> Result<Vec<RegisterEntry>, RegistryError> {
         let ctx = "items of the archival period";
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SUMMARY_COLUMNS}, i.case_code, i.formal_status FROM items i \
+            "SELECT {SUMMARY_COLUMNS} FROM items i \
              WHERE i.registered_at >= $1 AND i.registered_at < $2 \
              AND ($3 IS NULL OR i.case_code = $3) \
              ORDER BY i.registered_at, i.id"
@@ -47,7 +42,7 @@ impl Registry {
     pub async fn closed_entries(&self) -> Result<Vec<RegisterEntry>, RegistryError> {
         let ctx = "closed items";
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SUMMARY_COLUMNS}, i.case_code, i.formal_status FROM items i \
+            "SELECT {SUMMARY_COLUMNS} FROM items i \
              WHERE i.closed_at IS NOT NULL ORDER BY i.closed_at, i.id"
         )))
         .fetch_all(&self.pool)
@@ -62,8 +57,6 @@ fn entries(rows: &[sqlx::any::AnyRow]) -> Result<Vec<RegisterEntry>, sqlx::Error
         .map(|r| {
             Ok(RegisterEntry {
                 item: ItemSummary::from_row(r)?,
-                case_code: r.try_get("case_code")?,
-                formal_status: r.try_get("formal_status")?,
             })
         })
         .collect()

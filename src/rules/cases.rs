@@ -72,6 +72,21 @@ impl CaseScheme {
     pub fn get(&self, code: &str) -> Option<&CaseDef> {
         self.cases.get(code)
     }
+
+    /// Each case's retention in years (`None`: permanent), as the
+    /// retention review ([`crate::archive::retention_review`]) takes it.
+    pub fn retention_years(&self) -> BTreeMap<String, Option<u16>> {
+        self.cases
+            .iter()
+            .map(|(code, c)| {
+                let years = match c.retention {
+                    Retention::Years(n) => Some(n),
+                    Retention::Permanent => None,
+                };
+                (code.clone(), years)
+            })
+            .collect()
+    }
 }
 
 /// `cases.toml`.
