@@ -246,7 +246,10 @@ async fn desk_pages_and_exports(env: &TestEnv, it: &Items) {
     assert!(page.contains(&it.plain.registration_number));
     assert!(!page.contains(&it.coffee.registration_number));
     assert!(page.contains(&format!("href=\"/desk/items/{}\"", it.permit.id)));
-    assert!(page.contains("Reģistrs") && page.contains("4-2.1"), "{page}");
+    assert!(
+        page.contains("Reģistrs") && page.contains("4-2.1"),
+        "{page}"
+    );
     // Formal statuses in words; the filters offer the scheme's cases.
     assert!(
         page.contains("e-pasts bez e-paraksta") && page.contains("tīmekļa veidlapa"),

@@ -32,8 +32,8 @@ use crate::message::meta::{KindMetadata, Other};
 use crate::message::{
     AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage, display_filename,
 };
-use crate::registry::Registry;
 use crate::print::{PrintFont, PrintSettings};
+use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
 use crate::replies::{Replier, ReplyError, ReplyOutcome};
 use crate::rules::watch::SharedRules;
@@ -82,7 +82,11 @@ struct SharedClient(Arc<std::sync::OnceLock<DivClient>>);
 
 impl std::fmt::Debug for SharedClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "made" } else { "not made yet" })
+        f.write_str(if self.0.get().is_some() {
+            "made"
+        } else {
+            "not made yet"
+        })
     }
 }
 
