@@ -32,8 +32,8 @@ use crate::message::meta::{KindMetadata, Other};
 use crate::message::{
     AttachmentRef, ChannelKind, ChannelRef, FormalStatus, IntakeMessage, display_filename,
 };
-use crate::registry::Registry;
 use crate::print::{PrintFont, PrintSettings};
+use crate::registry::Registry;
 use crate::registry::replies::PendingReply;
 use crate::replies::{Replier, ReplyError, ReplyOutcome};
 use crate::rules::watch::SharedRules;
