@@ -887,7 +887,8 @@ async fn answer_on_desk(
 }
 
 #[tokio::test]
-async fn a_web_form_with_the_personas_kods_of_an_active_e_adrese_is_answered_there() {
+async fn a_web_form_or_counter_item_with_the_personas_kods_of_an_active_e_adrese_is_answered_there()
+{
     let dir = tempfile::tempdir().expect("temp dir");
     let standin = DivStandin::start(dir.path(), 64 * 1024);
     standin
@@ -1031,5 +1032,42 @@ async fn a_web_form_with_the_personas_kods_of_an_active_e_adrese_is_answered_the
         Some(1),
         "nothing else went to e-adrese: {state:#}"
     );
+
+    // At the counter the officer types the code: answered over e-adrese too.
+    support::desk::add_accounts(&env).await;
+    let officer = support::desk::DeskClient::new(&env);
+    assert_eq!(
+        officer
+            .sign_in(support::desk::OFFICER.0, support::desk::OFFICER.1)
+            .await,
+        303
+    );
+    let tracking = officer
+        .counter_submission(
+            &[
+                ("kind", "counter"),
+                ("sender_name", "Ēriks Šķērslis"),
+                ("personal_code", "321234-56789"),
+                ("subject", "Būvatļauja"),
+                (
+                    "text",
+                    "Lūdzu izsniegt būvatļauju pirts būvniecībai Bebrenes pagastā.",
+                ),
+            ],
+            None,
+        )
+        .await;
+    let at_counter = env.registered(&tracking).await;
+    let msg = env.message_of(&at_counter).await;
+    assert_eq!(msg.sender.personal_code.as_deref(), Some(ACTIVE_CODE));
+    assert_eq!(at_counter.unit_id, with_code.unit_id);
+    let counter_answer = answer_on_desk(&env, &desk, &csrf, &at_counter.id, "Atbilde.").await;
+    assert_eq!(counter_answer.delivery, "e_adrese");
+    let state = wait_state(&standin, "the counter item's answer", |s| {
+        s["sent"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    assert_eq!(state["sent"][1]["recipients"], json!([ACTIVE_ADDRESS]));
+    assert_eq!(state["sent"][1]["signature_ok"], true);
     env.stop().await;
 }
