@@ -768,6 +768,19 @@ mod tests {
     }
 
     #[test]
+    fn only_a_checked_personas_kods_in_its_written_form_passes_and_is_not_echoed() {
+        let mut m = sample();
+        m.sender.personal_code = Some("321234-56789".into());
+        m.check().expect("a written new-format code");
+        for bad in ["32123456789", "150385-12345", "nav kods"] {
+            m.sender.personal_code = Some(bad.into());
+            let e = m.check().expect_err(bad).to_string();
+            assert!(e.contains("sender.personal_code"), "{e}");
+            assert!(!e.contains(bad), "the value is not echoed: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_versions_and_keys_are_refused() {
         let mut m = sample();
         m.schema_version = 2;
