@@ -6,6 +6,9 @@
 //!   [`AnswerMail`] replier sends the answer with its document attached
 //!   (the signed document uploaded, else the letter as a PDF);
 //! - SMS: the SMS channel's replier sends a notice with the status link;
+//! - e-adrese: items that came by e-adrese, and any item whose sender gave
+//!   a personas kods with an active e-adrese in the addressee directory
+//!   ([`answer_delivery`]), by the e-adrese channel's replier;
 //! - a letter (scanned post, anything without an electronic address): the
 //!   PDF from [`letter_pdf`], printed and posted by an officer, who marks it.
 //!
@@ -131,8 +134,9 @@ pub struct Delivery {
     pub send_via: Option<(String, String)>,
 }
 
-/// The one place that decides how an item's answer travels: the channel
-/// it came by (a new channel adds its arm here).
+/// How an item's answer travels by the channel it came by (a new channel
+/// adds its arm here). The desk asks [`answer_delivery`], which first sends
+/// to the person's active e-adrese when the item names their personas kods.
 pub fn delivery_for(msg: &IntakeMessage) -> Delivery {
     let letter = Delivery {
         kind: DeliveryKind::Letter,
@@ -167,6 +171,51 @@ pub fn delivery_for(msg: &IntakeMessage) -> Delivery {
             None => letter,
         },
     }
+}
+
+/// The e-adrese an answer to `msg` must go to, whatever door the item came
+/// by: the person gave their personas kods (`sender.personal_code`), an
+/// e-adrese channel is configured (`eadrese_channel`, whose replier sends
+/// it), and the addressee directory ([`crate::eadrese::directory`]) lists
+/// `_PRIVATE@<code>` as active (Oficiālās elektroniskās adreses likums: a
+/// person with an active e-adrese is answered there). `None` otherwise.
+pub async fn active_eadrese(
+    registry: &Registry,
+    eadrese_channel: Option<&str>,
+    msg: &IntakeMessage,
+) -> Result<Option<Delivery>, crate::registry::RegistryError> {
+    let (Some(channel), Some(code)) = (eadrese_channel, &msg.sender.personal_code) else {
+        return Ok(None);
+    };
+    if msg.channel.kind == ChannelKind::EAdrese {
+        return Ok(None);
+    }
+    let address = crate::personal_code::e_address(code);
+    if !crate::eadrese::directory::has_active_eadrese(registry, &address).await? {
+        return Ok(None);
+    }
+    Ok(Some(Delivery {
+        kind: DeliveryKind::EAdrese,
+        send_via: Some((channel.to_string(), address)),
+    }))
+}
+
+/// How the answer to `msg` travels: to the person's active e-adrese when
+/// the directory knows one ([`active_eadrese`]), else by the channel it
+/// came by ([`delivery_for`]). `channels` are the configured channels as
+/// (id, kind); the first e-adrese one sends.
+pub async fn answer_delivery(
+    registry: &Registry,
+    channels: &[(String, String)],
+    msg: &IntakeMessage,
+) -> Result<Delivery, crate::registry::RegistryError> {
+    let eadrese = channels
+        .iter()
+        .find(|(_, kind)| kind == ChannelKind::EAdrese.as_str())
+        .map(|(id, _)| id.as_str());
+    Ok(active_eadrese(registry, eadrese, msg)
+        .await?
+        .unwrap_or_else(|| delivery_for(msg)))
 }
 
 /// A database time as the local date `dd.mm.yyyy.`.

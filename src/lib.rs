@@ -24,6 +24,7 @@
 //! - [`answers`]: an item's answer back through the citizen's channel: the
 //!   delivery kind from the channel, the letter PDF, the e-mail answer replier
 //!   (outgoing numbers in `registry::answers`, the unit's desk in `desk::unit`).
+//! - [`personal_code`]: the personas kods checked (both formats), masked, as an e-adrese.
 //! - [`phone`]: phone numbers made E.164, SMS senders told apart.
 //! - [`eadrese`]: the e-adrese protocol (DIV UnifiedService: SOAP 1.2, mutual
 //!   TLS, WS-Security, XAdES-BES, encrypted files, addressee directory), used
@@ -117,6 +118,7 @@ pub mod message;
 pub mod metrics;
 pub mod ocr;
 pub mod parked;
+pub mod personal_code;
 pub mod phone;
 pub mod print;
 pub mod redact;

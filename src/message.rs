@@ -103,6 +103,12 @@ pub struct Sender {
     /// The official electronic address (`_PRIVATE@…`, `_DEFAULT@…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e_address: Option<String>,
+    /// The personas kods the person gave (web form, counter), checked and
+    /// written `NNNNNN-NNNNN` ([`crate::personal_code::parse`]): the key of
+    /// their e-adrese, so an answer goes there when it is active. Personal
+    /// data: never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_code: Option<String>,
 }
 
 /// An attachment stored in the blob store before the message was published.
@@ -483,6 +489,7 @@ impl IntakeMessage {
             &mut self.sender.phone,
             &mut self.sender.postal_address,
             &mut self.sender.e_address,
+            &mut self.sender.personal_code,
             &mut self.subject,
             &mut self.language,
             &mut self.review_reason,
@@ -513,6 +520,7 @@ impl IntakeMessage {
             ("sender.phone", &self.sender.phone),
             ("sender.postal_address", &self.sender.postal_address),
             ("sender.e_address", &self.sender.e_address),
+            ("sender.personal_code", &self.sender.personal_code),
             ("subject", &self.subject),
             ("language", &self.language),
             ("review_reason", &self.review_reason),
@@ -550,6 +558,16 @@ impl IntakeMessage {
         }
         if self.channel.instance.trim().is_empty() {
             return Err(at("channel.instance", "is empty".into()));
+        }
+        // Only a checked code in its written form (the value is not echoed:
+        // personal data).
+        if let Some(code) = &self.sender.personal_code
+            && crate::personal_code::parse(code).as_deref() != Some(code.as_str())
+        {
+            return Err(at(
+                "sender.personal_code",
+                "is not a personas kods written NNNNNN-NNNNN".into(),
+            ));
         }
         for (i, a) in self.attachments.iter().enumerate() {
             if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -853,6 +871,19 @@ mod tests {
     fn round_trips_through_the_bus_encoding() {
         let m = sample();
         assert_eq!(IntakeMessage::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn only_a_checked_personas_kods_in_its_written_form_passes_and_is_not_echoed() {
+        let mut m = sample();
+        m.sender.personal_code = Some("321234-56789".into());
+        m.check().expect("a written new-format code");
+        for bad in ["32123456789", "150385-12345", "nav kods"] {
+            m.sender.personal_code = Some(bad.into());
+            let e = m.check().expect_err(bad).to_string();
+            assert!(e.contains("sender.personal_code"), "{e}");
+            assert!(!e.contains(bad), "the value is not echoed: {e}");
+        }
     }
 
     #[test]

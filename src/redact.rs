@@ -32,7 +32,7 @@ const PERSONAS_KODS: &str = "<personas kods>";
 const FIELD: &str = "<redacted>";
 
 /// Fields whose value is a person's, whatever it looks like.
-const PERSONAL_FIELDS: &str = "sender|sender_name|sender_address|username|user_name|name|full_name|phone|phone_number|email|e_mail|recipient|personas_kods";
+const PERSONAL_FIELDS: &str = "sender|sender_name|sender_address|username|user_name|name|full_name|phone|phone_number|email|e_mail|recipient|personas_kods|personal_code";
 
 /// Libraries that trace what goes over the wire (message bodies, mails,
 /// requests) at TRACE or DEBUG: never more verbose than INFO.

@@ -821,3 +821,253 @@ async fn a_wrong_oauth_client_secret_names_the_token_endpoint_and_nothing_is_tak
     );
     env.stop().await;
 }
+
+/// A new-format personas kods whose e-adrese the stand-in's directory lists
+/// as active.
+const ACTIVE_CODE: &str = "321234-56789";
+const ACTIVE_ADDRESS: &str = "_PRIVATE@32123456789";
+const UNIT_PASSWORD: &str = "buvvaldes-parole-2026";
+
+/// Submits the repository's general form (urlencoded, as a browser does)
+/// with `extra` fields; the registered item.
+async fn submit_form(
+    env: &TestEnv,
+    text: &str,
+    extra: &[(&str, &str)],
+) -> pietura::registry::ItemSummary {
+    let token = env.form_token().await;
+    let mut form = vec![
+        ("form_token", token.as_str()),
+        ("vards", "Ēriks Šķērslis"),
+        ("adrese", "Dārza iela 7-12, Ērgļi, LV-4840"),
+        ("temats", "Būvatļauja"),
+        ("teksts", text),
+    ];
+    form.extend_from_slice(extra);
+    let resp = env
+        .http
+        .post(format!("{}/forms/iesniegums", env.base))
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .expect("POST form");
+    let status = resp.status().as_u16();
+    let receipt: serde_json::Value = resp.json().await.expect("receipt");
+    assert!(status == 201 || status == 202, "{status}: {receipt}");
+    env.registered(receipt["tracking_id"].as_str().expect("tracking id"))
+        .await
+}
+
+/// Answers `item` on the desk as the unit's member (multipart, as the
+/// browser sends it); the answer as registered.
+async fn answer_on_desk(
+    env: &TestEnv,
+    desk: &support::desk::DeskClient,
+    csrf: &str,
+    item: &str,
+    text: &str,
+) -> pietura::registry::answers::Answer {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_string())
+        .text("body", text.to_string());
+    let r = desk
+        .http
+        .post(format!("{}/desk/unit/items/{item}/answer", desk.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST answer");
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, 303, "the answer was refused: {body}");
+    let answers = env.daemon.registry.answers_of(item).await.expect("answers");
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    answers.into_iter().next().expect("the answer")
+}
+
+#[tokio::test]
+async fn a_web_form_or_counter_item_with_the_personas_kods_of_an_active_e_adrese_is_answered_there()
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let standin = DivStandin::start(dir.path(), 64 * 1024);
+    standin
+        .add_addressees(json!([
+            {"e_address": ACTIVE_ADDRESS, "active": true},
+            {"e_address": "_PRIVATE@15038512346", "active": false},
+        ]))
+        .await;
+    // The e-adrese channel next to the repository's general web form.
+    let channels = standin.channels_dir(
+        dir.path(),
+        &standin.cert,
+        &standin.key,
+        "acknowledge = false\ndirectory_sync_minutes = 0\n",
+    );
+    std::fs::copy(
+        support::repo_path("channels/iesniegums.toml"),
+        channels.join("iesniegums.toml"),
+    )
+    .expect("form channel");
+    let env = TestEnv::start(Options {
+        channels_from: channels,
+        ..Options::new(Backend::Embedded)
+    })
+    .await;
+    let registry = &env.daemon.registry;
+    // The addressee directory, synced from the stand-in.
+    let div = client(&standin, &standin.cert, &standin.key);
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while pietura::eadrese::directory::sync_due(&div, registry, "e-adrese", 0)
+        .await
+        .expect("sync")
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A bad personas kods is refused, the field named, nothing registered.
+    let token = env.form_token().await;
+    let refused = env
+        .http
+        .post(format!("{}/forms/iesniegums?lang=en", env.base))
+        .header("accept", "application/json")
+        .form(&[
+            ("form_token", token.as_str()),
+            ("vards", "Ēriks Šķērslis"),
+            ("personas_kods", "150385-12345"),
+            ("temats", "Būvatļauja"),
+            ("teksts", "Lūdzu izsniegt būvatļauju."),
+        ])
+        .send()
+        .await
+        .expect("POST form");
+    assert_eq!(refused.status().as_u16(), 422);
+    let text = refused.text().await.unwrap_or_default();
+    assert!(text.contains("personas_kods"), "{text}");
+    assert!(text.contains("not a valid personal code"), "{text}");
+
+    // With the code of an active e-adrese (written without its hyphen).
+    let with_code = submit_form(
+        &env,
+        "Lūdzu izsniegt būvatļauju šķūņa būvniecībai Bebrenes pagastā.",
+        &[("personas_kods", " 32123456789 ")],
+    )
+    .await;
+    let msg = env.message_of(&with_code).await;
+    assert_eq!(msg.sender.personal_code.as_deref(), Some(ACTIVE_CODE));
+    assert!(
+        !serde_json::to_string(&msg.metadata)
+            .expect("metadata")
+            .contains("32123456789"),
+        "the code travels as sender.personal_code only"
+    );
+    env.assert_stored_message_matches_schema(&with_code.id)
+        .await;
+    // Without a code: by e-mail, as before.
+    let without = submit_form(
+        &env,
+        "Lūdzu izsniegt būvatļauju garāžas būvniecībai Ērgļu pagastā.",
+        &[("epasts", "eriks@example.lv")],
+    )
+    .await;
+
+    // The unit answers both on the desk.
+    let known: Vec<String> = env.daemon.rules.load().units.keys().cloned().collect();
+    pietura::desk::auth::add_or_update_user(registry, "janis", "Jānis", "unit", UNIT_PASSWORD)
+        .await
+        .expect("account");
+    let unit = with_code.unit_id.clone().expect("routed to a unit");
+    assert_eq!(without.unit_id.as_deref(), Some(unit.as_str()));
+    pietura::desk::auth::set_user_units(registry, "janis", &[unit], &known, "tests")
+        .await
+        .expect("units of the account");
+    let desk = support::desk::DeskClient::new(&env);
+    assert_eq!(desk.sign_in("janis", UNIT_PASSWORD).await, 303);
+    let (status, page) = desk
+        .page(&format!("/desk/unit/items/{}", with_code.id))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = support::desk::hidden(&page, "csrf");
+
+    let answer_text = "Būvatļauja izsniegta; to var saņemt Ādažu ielā 7.";
+    let answer = answer_on_desk(&env, &desk, &csrf, &with_code.id, answer_text).await;
+    assert_eq!(answer.delivery, "e_adrese");
+    let state = wait_state(&standin, "the answer", |s| {
+        s["sent"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let sent = &state["sent"][0];
+    assert_eq!(sent["recipients"], json!([ACTIVE_ADDRESS]), "{sent:#}");
+    assert_eq!(sent["signature_ok"], true, "{sent:#}");
+    assert_eq!(sent["description"], answer_text, "{sent:#}");
+    let files = sent["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{sent:#}");
+    assert_eq!(
+        files[0]["name"],
+        format!("{}.pdf", answer.number.replace('/', "-"))
+    );
+    assert_eq!(files[0]["digest_checked"], true);
+    let pdf = B64
+        .decode(files[0]["content_b64"].as_str().unwrap_or(""))
+        .expect("base64");
+    assert!(pdf.starts_with(b"%PDF"), "the answer letter as a PDF");
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while registry
+        .eadrese_sent(&with_code.id)
+        .await
+        .expect("lookup")
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "send not recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let by_mail = answer_on_desk(&env, &desk, &csrf, &without.id, "Atbilde pa e-pastu.").await;
+    assert_eq!(by_mail.delivery, "email");
+    let state = standin.state().await;
+    assert_eq!(
+        state["sent"].as_array().map(Vec::len),
+        Some(1),
+        "nothing else went to e-adrese: {state:#}"
+    );
+
+    // At the counter the officer types the code: answered over e-adrese too.
+    support::desk::add_accounts(&env).await;
+    let officer = support::desk::DeskClient::new(&env);
+    assert_eq!(
+        officer
+            .sign_in(support::desk::OFFICER.0, support::desk::OFFICER.1)
+            .await,
+        303
+    );
+    let tracking = officer
+        .counter_submission(
+            &[
+                ("kind", "counter"),
+                ("sender_name", "Ēriks Šķērslis"),
+                ("personal_code", "321234-56789"),
+                ("subject", "Būvatļauja"),
+                (
+                    "text",
+                    "Lūdzu izsniegt būvatļauju pirts būvniecībai Bebrenes pagastā.",
+                ),
+            ],
+            None,
+        )
+        .await;
+    let at_counter = env.registered(&tracking).await;
+    let msg = env.message_of(&at_counter).await;
+    assert_eq!(msg.sender.personal_code.as_deref(), Some(ACTIVE_CODE));
+    assert_eq!(at_counter.unit_id, with_code.unit_id);
+    let counter_answer = answer_on_desk(&env, &desk, &csrf, &at_counter.id, "Atbilde.").await;
+    assert_eq!(counter_answer.delivery, "e_adrese");
+    let state = wait_state(&standin, "the counter item's answer", |s| {
+        s["sent"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    assert_eq!(state["sent"][1]["recipients"], json!([ACTIVE_ADDRESS]));
+    assert_eq!(state["sent"][1]["signature_ok"], true);
+    env.stop().await;
+}

@@ -70,6 +70,8 @@ pub struct CounterEntry {
     pub postal_address: String,
     pub phone: String,
     pub email: String,
+    /// The personas kods the officer typed (checked at the desk).
+    pub personal_code: String,
     pub subject: String,
     pub text: String,
     /// The service the officer chose, if any.
@@ -107,6 +109,8 @@ pub fn message(kind: ChannelKind, id: Uuid, entry: &CounterEntry) -> IntakeMessa
     msg.sender.email = some(&entry.email).map(|e| e.to_lowercase());
     msg.sender.phone = some(&entry.phone).and_then(|p| normalise_phone(&p));
     msg.sender.postal_address = some(&entry.postal_address);
+    msg.sender.personal_code =
+        some(&entry.personal_code).and_then(|c| crate::personal_code::parse(&c));
     msg.subject = some(&entry.subject);
     msg.language = Some("lv".into());
     msg.attachments = entry.attachment.iter().cloned().collect();
@@ -138,6 +142,7 @@ mod tests {
             sender_name: " Anna Liepa ".into(),
             phone: "29123456".into(),
             email: "Anna@Example.LV".into(),
+            personal_code: " 32123456789 ".into(),
             subject: "Pabalsts".into(),
             text: "Lūdzu piešķirt pabalstu.\r\nAnna".into(),
             service: Some("pabalsti".into()),
@@ -151,6 +156,7 @@ mod tests {
         assert_eq!(msg.sender.name.as_deref(), Some("Anna Liepa"));
         assert_eq!(msg.sender.phone.as_deref(), Some("+37129123456"));
         assert_eq!(msg.sender.email.as_deref(), Some("anna@example.lv"));
+        assert_eq!(msg.sender.personal_code.as_deref(), Some("321234-56789"));
         assert_eq!(msg.body, "Lūdzu piešķirt pabalstu.\nAnna");
         assert_eq!(msg.formal_status, Some(FormalStatus::SignedPaper));
         assert_eq!(msg.chosen_service(), Some("pabalsti"));

@@ -163,6 +163,7 @@ async fn read_form(s: &HttpState, mut mp: Multipart) -> Result<Posted, Refusal> 
             "address" => e.postal_address = value,
             "phone" => e.phone = value,
             "email" => e.email = value,
+            "personal_code" => e.personal_code = value,
             "subject" => e.subject = value,
             "text" => e.text = value,
             "signed" => e.signed_paper = value == "1",
@@ -239,14 +240,20 @@ pub async fn register(
     }
     let kind = ChannelKind::parse(&posted.kind).filter(|k| is_desk_kind(*k));
     let id = uuid::Uuid::parse_str(&posted.nonce).ok();
-    let problem = problem.or_else(|| {
-        posted
-            .entry
-            .text
-            .trim()
-            .is_empty()
-            .then_some("counter.missing_text")
-    });
+    let problem = problem
+        .or_else(|| {
+            posted
+                .entry
+                .text
+                .trim()
+                .is_empty()
+                .then_some("counter.missing_text")
+        })
+        .or_else(|| {
+            let code = posted.entry.personal_code.trim();
+            (!code.is_empty() && crate::personal_code::parse(code).is_none())
+                .then_some("counter.bad_personal_code")
+        });
     let (Some(kind), Some(id), None) = (kind, id, problem) else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,

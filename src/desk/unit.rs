@@ -258,6 +258,10 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         .unwrap_or_default();
     let history = super::review::history(s, &found.id, l).await;
     let answers = s.registry.answers_of(&found.id).await.unwrap_or_default();
+    let delivery = match crate::answers::answer_delivery(&s.registry, &s.channels, &msg).await {
+        Ok(d) => d,
+        Err(e) => return unavailable(l, &e.to_string()),
+    };
     let status = if error.is_some() {
         StatusCode::CONFLICT
     } else {
@@ -277,10 +281,7 @@ async fn render_item(s: &HttpState, v: &Viewer, item: &str, error: Option<String
         history,
         answers,
         delivery: l
-            .t(&format!(
-                "unit.delivery_{}",
-                crate::answers::delivery_for(&msg).kind.as_str()
-            ))
+            .t(&format!("unit.delivery_{}", delivery.kind.as_str()))
             .to_string(),
         open: found.closed_at.is_none(),
         error,
@@ -524,7 +525,10 @@ pub async fn answer(
         Ok(m) => m,
         Err(e) => return unavailable(v.lang, &e.to_string()),
     };
-    let delivery = crate::answers::delivery_for(&msg);
+    let delivery = match crate::answers::answer_delivery(&s.registry, &s.channels, &msg).await {
+        Ok(d) => d,
+        Err(e) => return unavailable(v.lang, &e.to_string()),
+    };
     let unit_index = {
         let rules = s.rules.load();
         found

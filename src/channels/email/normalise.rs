@@ -713,6 +713,7 @@ fn take_apart(raw: &[u8], original_size: Option<(u64, u64)>, ours: &[String]) ->
         phone: None,
         postal_address: None,
         e_address: None,
+        personal_code: None,
     };
     let subject = m.subject().map(clean_text).filter(|s| !s.is_empty());
     let mut w = Walk {

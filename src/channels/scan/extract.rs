@@ -80,29 +80,7 @@ const MONTHS: [&str; 12] = [
     "novembr", "decembr",
 ];
 
-/// True when `code` (11 digits) is an old-format personas kods with the
-/// right mod-11 check digit, or a new-format one (from 2017: `3[2-9]…`,
-/// which has no published checksum).
-pub fn personas_kods_valid(code: &str) -> bool {
-    let digits: Vec<u32> = code.chars().filter_map(|c| c.to_digit(10)).collect();
-    if digits.len() != 11 {
-        return false;
-    }
-    if digits[0] == 3 && (2..=9).contains(&digits[1]) {
-        return true;
-    }
-    const WEIGHTS: [u32; 10] = [1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = digits.iter().zip(WEIGHTS).map(|(d, w)| d * w).sum();
-    let check = (1101 - sum % 11) % 11;
-    let (day, month) = (digits[0] * 10 + digits[1], digits[2] * 10 + digits[3]);
-    check < 10 && check == digits[10] && (1..=31).contains(&day) && (1..=12).contains(&month)
-}
-
-/// `150385-*****`: what a log may show of a personas kods.
-pub fn mask_personas_kods(code: &str) -> String {
-    let head: String = code.chars().take(6).collect();
-    format!("{head}-*****")
-}
+pub use crate::personal_code::{mask as mask_personas_kods, valid as personas_kods_valid};
 
 /// Reads the facts out of a letter's text.
 pub fn extract(text: &str) -> Extracted {

@@ -14,6 +14,9 @@ pub enum FieldRole {
     SenderEmail,
     SenderPhone,
     SenderAddress,
+    /// The personas kods: checked, carried as `sender.personal_code` (and
+    /// not kept among the metadata's fields), the key of the person's e-adrese.
+    SenderPersonalCode,
     Subject,
     Body,
     /// Kept in the message's metadata only.
@@ -30,6 +33,8 @@ pub enum FieldKind {
     Email,
     Tel,
     Textarea,
+    /// A personas kods (`DDMMYY-CNNNK` or `32…`–`39…`), checked as such.
+    PersonalCode,
 }
 
 /// One form field.

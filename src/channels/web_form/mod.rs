@@ -353,12 +353,22 @@ pub fn normalise(
     msg.sender.email = role_value(FieldRole::SenderEmail).map(|e| e.to_lowercase());
     msg.sender.phone = role_value(FieldRole::SenderPhone).and_then(|p| normalise_phone(&p));
     msg.sender.postal_address = role_value(FieldRole::SenderAddress);
+    msg.sender.personal_code =
+        role_value(FieldRole::SenderPersonalCode).and_then(|c| crate::personal_code::parse(&c));
     msg.subject = role_value(FieldRole::Subject).or_else(|| Some(cfg.title.clone()));
     msg.language = Some(lang.into());
     msg.attachments = attachments;
+    // The personas kods travels as `sender.personal_code` only.
+    let personal: Vec<&str> = cfg
+        .fields
+        .iter()
+        .filter(|f| f.role == FieldRole::SenderPersonalCode)
+        .map(|f| f.name.as_str())
+        .collect();
     let fields: BTreeMap<String, String> = values
         .iter()
         .filter(|(k, _)| k.as_str() != HONEYPOT && k.as_str() != TOKEN && k.as_str() != "lang")
+        .filter(|(k, _)| !personal.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), clean(v)))
         .collect();
     msg.set_meta(&WebFormMeta {

@@ -129,6 +129,7 @@ impl WebForm {
                         FieldKind::Email => "email",
                         FieldKind::Tel => "tel",
                         FieldKind::Textarea => "textarea",
+                        FieldKind::PersonalCode => "text",
                     },
                     required: f.required,
                     max_length: f.max_length,

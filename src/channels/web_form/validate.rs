@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::config::FieldKind;
+use super::config::{FieldKind, FieldRole};
 use super::{HONEYPOT, Lang, Problem, Refusal, TOKEN, WebForm};
 use crate::phone::normalise_phone;
 
@@ -65,6 +65,18 @@ impl WebForm {
             }
             if !v.is_empty() && f.kind == FieldKind::Tel && normalise_phone(v).is_none() {
                 problems.push(field_problem(&f.name, lang, "field.not_phone", label, &[]));
+            }
+            if !v.is_empty()
+                && (f.kind == FieldKind::PersonalCode || f.role == FieldRole::SenderPersonalCode)
+                && crate::personal_code::parse(v).is_none()
+            {
+                problems.push(field_problem(
+                    &f.name,
+                    lang,
+                    "field.not_personal_code",
+                    label,
+                    &[],
+                ));
             }
         }
         let known: std::collections::HashSet<&str> = self
