@@ -11,7 +11,6 @@
 mod support;
 
 use chrono::{Duration, Utc};
-use pietura::bus::Route;
 use pietura::message::{ChannelKind, ChannelRef, IntakeMessage};
 use pietura::registry::ItemSummary;
 use support::desk::{DeskClient, OFFICER, add_accounts};
@@ -59,14 +58,6 @@ fn from_anna(mut msg: IntakeMessage, subject: &str) -> IntakeMessage {
     msg
 }
 
-async fn publish(env: &TestEnv, msg: &IntakeMessage) {
-    env.daemon
-        .bus
-        .publish(Route::Intake(msg), &msg.encode(), &msg.id.to_string())
-        .await
-        .expect("publish");
-}
-
 async fn links(env: &TestEnv, item: &ItemSummary) -> Vec<(String, String, i64, String)> {
     env.daemon
         .registry
@@ -97,14 +88,14 @@ async fn the_same_letter_by_email_and_post_is_linked(backend: Backend) {
     let mut old = message(ChannelKind::Email, "pasts", "dup:old", 60, LETTER);
     old.sender.email = Some("janis.berzins@example.lv".into());
     old.subject = Some("Būvatļaujas pieprasījums".into());
-    publish(&env, &old).await;
+    env.publish(&old).await;
     let old = env.registered_key("dup:old").await;
 
     let email = from_anna(
         message(ChannelKind::Email, "pasts", "dup:email", 2, LETTER),
         "Būvatļaujas pieprasījums",
     );
-    publish(&env, &email).await;
+    env.publish(&email).await;
     let email = env.registered_key("dup:email").await;
 
     let unrelated = from_anna(
@@ -117,7 +108,7 @@ async fn the_same_letter_by_email_and_post_is_linked(backend: Backend) {
         ),
         "Pabalsts",
     );
-    publish(&env, &unrelated).await;
+    env.publish(&unrelated).await;
     let unrelated = env.registered_key("dup:unrelated").await;
 
     // The paper copy, scanned: no sender read from it; low OCR confidence
@@ -125,8 +116,8 @@ async fn the_same_letter_by_email_and_post_is_linked(backend: Backend) {
     let mut scan = message(ChannelKind::Scan, "pasts-skeneris", "dup:scan", 0, SCANNED);
     scan.subject = Some("Buvatlaujas pieprasijums".into());
     scan.review_reason = Some("OCR confidence 62 % is below the channel's 70 %".into());
-    publish(&env, &scan).await;
-    publish(&env, &scan).await;
+    env.publish(&scan).await;
+    env.publish(&scan).await;
     let marker = message(
         ChannelKind::WebForm,
         "iesniegums",
@@ -134,7 +125,7 @@ async fn the_same_letter_by_email_and_post_is_linked(backend: Backend) {
         0,
         "Lūdzu informēt par atkritumu izvešanas grafiku.",
     );
-    publish(&env, &marker).await;
+    env.publish(&marker).await;
     env.registered_key("dup:marker").await;
     let scan = env.registered_key("dup:scan").await;
     assert_eq!(

@@ -8,7 +8,6 @@
 
 mod support;
 
-use pietura::bus::Route;
 use pietura::enrich::{DeliveryReport, REFERS_TO, References};
 use pietura::message::{ChannelKind, ChannelRef, IntakeMessage};
 use pietura::registry::ItemSummary;
@@ -33,14 +32,6 @@ fn referring(key: &str, from: &str, refs: &References) -> IntakeMessage {
     msg
 }
 
-async fn publish(env: &TestEnv, msg: &IntakeMessage) {
-    env.daemon
-        .bus
-        .publish(Route::Intake(msg), &msg.encode(), &msg.id.to_string())
-        .await
-        .expect("publish");
-}
-
 async fn audit(env: &TestEnv, item: &ItemSummary) -> Vec<(String, String, String, String)> {
     env.daemon.registry.audit_of(&item.id).await.expect("audit")
 }
@@ -60,7 +51,7 @@ async fn follow_ups_are_linked_only_from_the_items_sender_and_bounces_recorded_o
         ..References::default()
     };
     let own = referring("enrich:own", "Anna.Kalnina@example.lv", &by_number);
-    publish(&env, &own).await;
+    env.publish(&own).await;
     let (own_item, stored) = env.registered_message("enrich:own").await;
     let link = stored.follow_up_of().expect("the follow-up is linked");
     assert_eq!(link.item_id, first.id);
@@ -78,12 +69,12 @@ async fn follow_ups_are_linked_only_from_the_items_sender_and_bounces_recorded_o
         ..References::default()
     };
     let stranger = referring("enrich:stranger", "mallory@example.com", &by_reply);
-    publish(&env, &stranger).await;
+    env.publish(&stranger).await;
     let (_, stored) = env.registered_message("enrich:stranger").await;
     assert_eq!(stored.follow_up_of(), None, "linked into a stranger's case");
     // The same reference from the sender: linked by the reply.
     let reply = referring("enrich:reply", "anna.kalnina@example.lv", &by_reply);
-    publish(&env, &reply).await;
+    env.publish(&reply).await;
     let (_, stored) = env.registered_message("enrich:reply").await;
     assert_eq!(
         stored.follow_up_of().map(|f| (f.item_id, f.matched_by)),
@@ -103,15 +94,15 @@ async fn follow_ups_are_linked_only_from_the_items_sender_and_bounces_recorded_o
         ..References::default()
     };
     let bounce = referring("enrich:bounce", "mailer-daemon@example.lv", &report);
-    publish(&env, &bounce).await;
-    publish(&env, &bounce).await;
+    env.publish(&bounce).await;
+    env.publish(&bounce).await;
     // Something after both, to know the engine has been past them.
     let marker = referring(
         "enrich:marker",
         "anna.kalnina@example.lv",
         &References::default(),
     );
-    publish(&env, &marker).await;
+    env.publish(&marker).await;
     env.registered_key("enrich:marker").await;
     support::wait_until(support::WAIT, "the bounce recorded on the item", || async {
         audit(&env, &first)
@@ -152,7 +143,7 @@ async fn follow_ups_are_linked_only_from_the_items_sender_and_bounces_recorded_o
         ..References::default()
     };
     let stray = referring("enrich:stray", "mailer-daemon@example.lv", &unknown);
-    publish(&env, &stray).await;
+    env.publish(&stray).await;
     env.registered_key("enrich:stray").await;
     env.stop().await;
 }

@@ -616,6 +616,20 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
+    /// Publishes an intake message on the daemon's bus (with confirm), as a
+    /// door would.
+    pub async fn publish(&self, msg: &pietura::message::IntakeMessage) {
+        self.daemon
+            .bus
+            .publish(
+                pietura::bus::Route::Intake(msg),
+                &msg.encode(),
+                &msg.id.to_string(),
+            )
+            .await
+            .expect("publish");
+    }
+
     /// Waits until the item with a source's idempotency key is registered.
     pub async fn registered_key(&self, key: &str) -> ItemSummary {
         let deadline = tokio::time::Instant::now() + WAIT;
