@@ -377,12 +377,12 @@ async fn the_stand_in_refuses_a_file_whose_digest_does_not_match_its_bytes() {
     other[100] ^= 0xff;
     let tampered = request.replacen(&B64.encode(&pdf), &B64.encode(&other), 1);
     assert_ne!(tampered, request);
-    match div.post(Operation::SendMessage, tampered).await {
-        Err(DivError::Fault { reason, .. }) => {
-            assert!(reason.contains("SHA-512 digest does not match"), "{reason}")
-        }
-        other => panic!("a file not matching its digest was not refused: {other:?}"),
-    }
+    refused_with(
+        "SHA-512 digest does not match",
+        "a file not matching its digest",
+        div.post(Operation::SendMessage, tampered),
+    )
+    .await;
     // The digest itself changed in the signed metadata: the XAdES signature fails.
     let digest = {
         use sha2::Digest;
@@ -397,15 +397,12 @@ async fn the_stand_in_refuses_a_file_whose_digest_does_not_match_its_bytes() {
             .replacen(&digest, &forged, 1)
             .replacen(&B64.encode(&pdf), &B64.encode(&other), 1);
     assert_ne!(tampered, request);
-    match div.post(Operation::SendMessage, tampered).await {
-        Err(DivError::Fault { reason, .. }) => {
-            assert!(
-                reason.contains("XAdES signature does not verify"),
-                "{reason}"
-            )
-        }
-        other => panic!("a re-digested file was not refused: {other:?}"),
-    }
+    refused_with(
+        "XAdES signature does not verify",
+        "a re-digested file",
+        div.post(Operation::SendMessage, tampered),
+    )
+    .await;
     // Untouched: accepted, the bytes kept as sent.
     div.post(Operation::SendMessage, request)
         .await
@@ -512,12 +509,12 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
         .expect("request");
     let tampered = request.replacen("<u:Created>2", "<u:Created>1", 1);
     assert_ne!(tampered, request);
-    match good.post(Operation::GetMessageList, tampered).await {
-        Err(DivError::Fault { reason, .. }) => {
-            assert!(reason.contains("does not verify"), "{reason}")
-        }
-        other => panic!("a tampered WS-Security signature was not refused: {other:?}"),
-    }
+    refused_with(
+        "does not verify",
+        "a tampered WS-Security signature",
+        good.post(Operation::GetMessageList, tampered),
+    )
+    .await;
 
     // A SendMessage whose signed SenderDocument was changed: refused.
     let out = Outbound {
@@ -532,15 +529,12 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
         .expect("request");
     let tampered = request.replacen("reģistrēts", "noraidīts", 1);
     assert_ne!(tampered, request);
-    match good.post(Operation::SendMessage, tampered).await {
-        Err(DivError::Fault { reason, .. }) => {
-            assert!(
-                reason.contains("XAdES signature does not verify"),
-                "{reason}"
-            )
-        }
-        other => panic!("a tampered XAdES signature was not refused: {other:?}"),
-    }
+    refused_with(
+        "XAdES signature does not verify",
+        "a tampered XAdES signature",
+        good.post(Operation::SendMessage, tampered),
+    )
+    .await;
     // The same request untouched is accepted.
     good.post(Operation::SendMessage, request)
         .await
@@ -548,15 +542,12 @@ async fn the_stand_in_refuses_a_bad_signature_and_a_wrong_client_certificate() {
 
     // Another certificate of the same CA: a connection, but refused.
     let (other_cert, other_key) = support::make_client_certificate(dir.path(), "cits");
-    match client(&standin, &other_cert, &other_key)
-        .message_list()
-        .await
-    {
-        Err(DivError::Fault { reason, .. }) => {
-            assert!(reason.contains("not registered"), "{reason}")
-        }
-        other => panic!("a foreign certificate was not refused: {other:?}"),
-    }
+    refused_with(
+        "not registered",
+        "a foreign certificate",
+        client(&standin, &other_cert, &other_key).message_list(),
+    )
+    .await;
     // A certificate of another CA: no TLS connection at all.
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("dir");
@@ -1070,4 +1061,16 @@ async fn a_web_form_or_counter_item_with_the_personas_kods_of_an_active_e_adrese
     assert_eq!(state["sent"][1]["recipients"], json!([ACTIVE_ADDRESS]));
     assert_eq!(state["sent"][1]["signature_ok"], true);
     env.stop().await;
+}
+
+/// Asserts the stand-in refused the call with a SOAP fault naming `needle`.
+async fn refused_with<T: std::fmt::Debug>(
+    needle: &str,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, DivError>>,
+) {
+    match call.await {
+        Err(DivError::Fault { reason, .. }) => assert!(reason.contains(needle), "{what}: {reason}"),
+        other => panic!("{what} was not refused: {other:?}"),
+    }
 }
