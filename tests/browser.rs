@@ -298,14 +298,29 @@ async fn click_and_read(browser: &Client, button: &str, shown: &str) -> String {
         .click()
         .await
         .unwrap_or_else(|e| panic!("click #{button}: {e}"));
-    browser
-        .wait()
-        .for_element(Locator::Id(shown))
-        .await
-        .unwrap_or_else(|e| panic!("#{shown} after #{button}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    // The click starts a navigation: `#shown` may still be found on the
+    // page being left and go stale before it is read; then it is found
+    // again on the new page.
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let text = browser
+            .wait()
+            .for_element(Locator::Id(shown))
+            .await
+            .unwrap_or_else(|e| panic!("#{shown} after #{button}: {e}"))
+            .text()
+            .await;
+        match text {
+            Ok(text) => return text,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("text of #{shown} after #{button}: {e}"),
+        }
+    }
 }
 
 async fn text_of(browser: &Client, id: &str) -> String {
