@@ -1020,27 +1020,6 @@ async fn edoc_signers_are_shown_and_a_malformed_signature_failed_on_the_desk_and
     env.stop().await;
 }
 
-/// A mail from a citizen with `attachments` (name, bytes) in base64.
-fn mail_with(attachments: &[(&str, &[u8])]) -> Vec<u8> {
-    use base64::Engine as _;
-    let mut raw = format!(
-        "From: Anna Parauga <anna@example.com>\r\nTo: dokumenti@example.lv\r\nSubject: Parakstīts iesniegums\r\nDate: Mon, 23 Nov 2026 10:00:00 +0200\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIesniegums pielikumā.\r\n",
-        uuid::Uuid::now_v7()
-    );
-    for (name, bytes) in attachments {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-        raw.push_str(&format!(
-            "--b\r\nContent-Type: application/vnd.etsi.asic-e+zip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-        ));
-        for line in b64.as_bytes().chunks(76) {
-            raw.push_str(std::str::from_utf8(line).expect("base64"));
-            raw.push_str("\r\n");
-        }
-    }
-    raw.push_str("--b--\r\n");
-    raw.into_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edoc_signatures_arriving_by_email_are_verified_stored_and_shown_on_both_registries() {
     let ca = support::edoc::pki("Pietura test CA", "ANNA PARAUGA");
@@ -1066,7 +1045,10 @@ async fn edoc_signatures_arriving_by_email_are_verified_stored_and_shown_on_both
         let item = hand_in(
             &env,
             &dovecot,
-            &mail_with(&[("labais.edoc", &good), ("mainitais.asice", &tampered)]),
+            &support::edoc::mail_with(
+                "Parakstīts iesniegums",
+                &[("labais.edoc", &good), ("mainitais.asice", &tampered)],
+            ),
         )
         .await;
 

@@ -454,27 +454,6 @@ async fn classification_formal_status_deadlines_and_statistics_postgres() {
     classification_formal_status_deadlines_and_statistics(Backend::Amqp).await;
 }
 
-/// A citizen's mail with `attachments` (name, bytes) in base64.
-fn mail_with(subject: &str, attachments: &[(&str, &[u8])]) -> Vec<u8> {
-    use base64::Engine as _;
-    let mut raw = format!(
-        "From: Anna Parauga <anna@example.com>\r\nTo: dokumenti@example.lv\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0200\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIesniegums pielikumā.\r\n",
-        uuid::Uuid::now_v7()
-    );
-    for (name, bytes) in attachments {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-        raw.push_str(&format!(
-            "--b\r\nContent-Type: application/vnd.etsi.asic-e+zip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-        ));
-        for line in b64.as_bytes().chunks(76) {
-            raw.push_str(std::str::from_utf8(line).expect("base64"));
-            raw.push_str("\r\n");
-        }
-    }
-    raw.push_str("--b--\r\n");
-    raw.into_bytes()
-}
-
 async fn email_and_sms_formal_status(backend: Backend) {
     let ca = support::edoc::pki("Pietura test CA", "ANNA PARAUGA");
     let files: &[(&str, &[u8])] = &[("iesniegums.txt", "Lūdzu izsniegt būvatļauju.".as_bytes())];
@@ -511,9 +490,9 @@ async fn email_and_sms_formal_status(backend: Backend) {
         pietura::channels::email::normalise::parse(raw.to_vec(), None, &[])
             .idempotency_key("epasts")
     };
-    let signed = mail_with("Parakstīts iesniegums", &[("iesniegums.asice", &good)]);
-    let broken = mail_with("Bojāts paraksts", &[("iesniegums.edoc", &tampered)]);
-    let plain = mail_with("Bez paraksta", &[]);
+    let signed = support::edoc::mail_with("Parakstīts iesniegums", &[("iesniegums.asice", &good)]);
+    let broken = support::edoc::mail_with("Bojāts paraksts", &[("iesniegums.edoc", &tampered)]);
+    let plain = support::edoc::mail_with("Bez paraksta", &[]);
     for raw in [&signed, &broken, &plain] {
         dovecot.deliver(raw);
     }

@@ -184,3 +184,25 @@ pub fn container(files: &[(&str, &[u8])], signature: &[u8]) -> Vec<u8> {
     zip.write_all(signature).expect("zip");
     zip.finish().expect("zip").into_inner()
 }
+
+/// A citizen's mail (raw RFC 5322) with `attachments` (name, bytes) in
+/// base64, as signed containers arrive.
+pub fn mail_with(subject: &str, attachments: &[(&str, &[u8])]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut raw = format!(
+        "From: Anna Parauga <anna@example.com>\r\nTo: dokumenti@example.lv\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0200\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIesniegums pielikumā.\r\n",
+        uuid::Uuid::now_v7()
+    );
+    for (name, bytes) in attachments {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: application/vnd.etsi.asic-e+zip; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ));
+        for line in b64.as_bytes().chunks(76) {
+            raw.push_str(std::str::from_utf8(line).expect("base64"));
+            raw.push_str("\r\n");
+        }
+    }
+    raw.push_str("--b--\r\n");
+    raw.into_bytes()
+}

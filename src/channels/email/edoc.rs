@@ -94,6 +94,17 @@ pub fn looks_signed(filename: &str, bytes: &[u8]) -> bool {
         || bytes.get(30..38) == Some(b"mimetype") && bytes[38..].starts_with(ASIC_E.as_bytes())
 }
 
+/// The signature file `name` of a container, at most `MAX_SIGNATURE_XML`.
+fn signature_xml(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<String, String> {
+    let mut xml = String::new();
+    zip.by_name(name)
+        .map_err(|e| format!("{name}: {e}"))?
+        .take(MAX_SIGNATURE_XML)
+        .read_to_string(&mut xml)
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(xml)
+}
+
 /// The `META-INF/*signatures*.xml` entries, in the order [`inspect`] reads them.
 fn signature_entries(names: &[String]) -> impl Iterator<Item = &String> {
     names
@@ -179,12 +190,7 @@ fn signature_verdicts(bytes: &[u8], trust: &TrustList) -> Result<Vec<Verdict>, S
     }
     let mut verdicts = Vec::new();
     for name in signature_entries(&names) {
-        let mut xml = String::new();
-        zip.by_name(name)
-            .map_err(|e| format!("{name}: {e}"))?
-            .take(MAX_SIGNATURE_XML)
-            .read_to_string(&mut xml)
-            .map_err(|e| format!("{name}: {e}"))?;
+        let xml = signature_xml(&mut zip, name)?;
         let signers = signers_in(&xml).map_err(|e| format!("{name}: {e}"))?;
         match signers.as_slice() {
             [] => {}
@@ -262,12 +268,7 @@ pub fn inspect(bytes: &[u8]) -> Result<SignedContainer, String> {
         .collect();
     let mut signers = Vec::new();
     for name in signature_entries(&names) {
-        let mut xml = String::new();
-        zip.by_name(name)
-            .map_err(|e| format!("{name}: {e}"))?
-            .take(MAX_SIGNATURE_XML)
-            .read_to_string(&mut xml)
-            .map_err(|e| format!("{name}: {e}"))?;
+        let xml = signature_xml(&mut zip, name)?;
         signers.extend(signers_in(&xml).map_err(|e| format!("{name}: {e}"))?);
     }
     Ok(SignedContainer {
