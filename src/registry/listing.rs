@@ -56,9 +56,8 @@ pub struct RegisterFilter {
 /// One line of the register.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegisterRow {
+    /// The item, its case and formal status included.
     pub item: ItemSummary,
-    pub case_code: Option<String>,
-    pub formal_status: Option<String>,
     /// The registration number matched the search (these rows come first).
     pub number_match: bool,
 }
@@ -357,7 +356,7 @@ impl Registry {
             None => String::new(),
         };
         let sql = format!(
-            "{} SELECT {SUMMARY_COLUMNS}, i.case_code, i.formal_status, {number} AS number_match \
+            "{} SELECT {SUMMARY_COLUMNS}, {number} AS number_match \
              FROM items i {where_} ORDER BY {order} {page}",
             st.with_
         );
@@ -370,8 +369,6 @@ impl Registry {
             .map(|r| {
                 Ok(RegisterRow {
                     item: ItemSummary::from_row(r)?,
-                    case_code: r.try_get("case_code")?,
-                    formal_status: r.try_get("formal_status")?,
                     number_match: r.try_get::<i64, _>("number_match")? != 0,
                 })
             })
